@@ -1,0 +1,179 @@
+"""Load ``record.bpf.c`` with BCC and read its ring buffer in bulk.
+
+The only module of osrewind that imports ``bcc`` (Debian's python3-bpfcc; the PyPI package named bcc
+is unrelated). Everything here is about getting records out of the kernel; decoding the records into
+columns is ``osrewind.ingest``'s job.
+
+Reading: the ring buffer map is mmap'ed from Python (page 0: consumer position, read-write; from page
+1: producer position, then the data pages mapped twice so that no record wraps). A drain views all
+committed records at once as numpy structured rows (``records.SLOT_DTYPE``), copies them, and moves
+the consumer position: no Python per record.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import shutil
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from osrewind.errors import EnvironmentProblem
+from osrewind.probes import records
+
+SOURCE = Path(__file__).with_name("record.bpf.c")
+TRACEFS = Path("/sys/kernel/tracing")
+DEBUGFS = Path("/sys/kernel/debug")
+
+# Syscalls that exist on some architectures only (aarch64 has none of these legacy entry points).
+OPTIONAL_SYSCALLS = ("fork", "vfork", "open", "creat", "dup2", "pipe", "rename", "renameat", "unlink",
+                     "rmdir", "mkdir")
+
+
+@dataclass
+class ProbeOptions:
+    system_wide: bool = False
+    ringbuf_pages: int = 16384  # 64 MiB: ~110k records of headroom between drains
+    self_tgid: int = field(default_factory=os.getpid)
+
+
+def ensure_tracefs() -> None:
+    """Mount tracefs (and debugfs) when they are not mounted yet. Idempotent."""
+    for path, fstype in ((TRACEFS, "tracefs"), (DEBUGFS, "debugfs")):
+        if os.path.ismount(path):
+            continue
+        rc = os.system(f"mount -t {fstype} nodev {path} >/dev/null 2>&1")
+        if rc != 0 and path == TRACEFS:
+            raise EnvironmentProblem(f"cannot mount tracefs at {path}: mount -t tracefs nodev {path} failed")
+
+
+def check_environment() -> None:
+    """One-line errors for the usual reasons a recording cannot start."""
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("recording needs root (BPF programs): run with sudo")
+    try:
+        import bcc  # noqa: F401
+    except ImportError as exc:
+        raise EnvironmentProblem(
+            "BCC is not importable: install Debian's python3-bpfcc (scripts/setup.sh does it)"
+        ) from exc
+    release = os.uname().release
+    build = Path("/lib/modules") / release / "build"
+    if not build.exists() and not os.environ.get("BCC_KERNEL_SOURCE"):
+        raise EnvironmentProblem(
+            f"kernel headers not found at {build}: run scripts/setup.sh (installs headers and links them)"
+        )
+
+
+def syscall_exists(name: str) -> bool:
+    return (TRACEFS / "events" / "syscalls" / f"sys_enter_{name}").is_dir()
+
+
+def cflags(opts: ProbeOptions) -> list[str]:
+    flags = [f"-DRINGBUF_PAGES={opts.ringbuf_pages}", f"-DSELF_TGID={opts.self_tgid}"]
+    if opts.system_wide:
+        flags.append("-DSYSTEM_WIDE")
+    flags += [f"-DHAVE_{name}" for name in OPTIONAL_SYSCALLS if syscall_exists(name)]
+    return flags
+
+
+def final_source(opts: ProbeOptions) -> str:
+    """The C program exactly as compiled: the -D options as #defines, then the source."""
+    defines = []
+    for flag in cflags(opts):
+        name, _, value = flag[2:].partition("=")
+        defines.append(f"#define {name} {value}".rstrip())
+    return "// cflags: " + " ".join(cflags(opts)) + "\n" + "\n".join(defines) + "\n" + SOURCE.read_text()
+
+
+class RingReader:
+    """Consumer side of a BPF ring buffer map, mmap'ed and read in bulk."""
+
+    def __init__(self, map_fd: int, size: int) -> None:
+        page = mmap.PAGESIZE
+        self.size = size
+        self.mask = size - 1
+        self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        self._data = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._bytes = np.frombuffer(self._data, dtype=np.uint8)
+        self._page = page
+
+    def _positions(self) -> tuple[int, int]:
+        cons = struct.unpack_from("<Q", self._cons, 0)[0]
+        prod = struct.unpack_from("<Q", self._data, 0)[0]
+        return cons, prod
+
+    def drain(self, max_records: int = 200_000) -> np.ndarray:
+        """Copy out every committed record (up to max_records) and release their space."""
+        cons, prod = self._positions()
+        avail = prod - cons
+        if avail <= 0:
+            return np.zeros(0, dtype=records.EVENT_DTYPE)
+        n = min(avail // records.RECORD_SIZE, max_records)
+        start = self._page + (cons & self.mask)
+        raw = self._bytes[start : start + n * records.RECORD_SIZE]
+        ev, used = records.committed_prefix(records.slots_from_buffer(raw))
+        ev = ev.copy()
+        if used:
+            struct.pack_into("<Q", self._cons, 0, cons + used * records.RECORD_SIZE)
+        return ev
+
+    def close(self) -> None:
+        del self._bytes
+        self._cons.close()
+        self._data.close()
+
+
+class Probe:
+    """The loaded recorder program: scope map, ring buffer reader and lost-record counter."""
+
+    def __init__(self, opts: ProbeOptions) -> None:
+        check_environment()
+        ensure_tracefs()
+        import bcc
+
+        self.opts = opts
+        try:
+            self.bpf = bcc.BPF(src_file=str(SOURCE).encode(), cflags=cflags(opts))
+        except Exception as exc:  # BCC raises bare Exception on compile/attach failure
+            msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise EnvironmentProblem(f"loading the BPF program failed: {msg}") from exc
+        rb = self.bpf["events"]
+        self.reader = RingReader(rb.map_fd, opts.ringbuf_pages * mmap.PAGESIZE)
+        self._tracked = self.bpf["tracked"]
+        self._lost = self.bpf["lost"]
+
+    def track(self, pids) -> None:
+        for pid in pids:
+            self._tracked[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+
+    def drain(self) -> np.ndarray:
+        return self.reader.drain()
+
+    def lost(self) -> int:
+        total = 0
+        for v in self._lost.values():
+            total += sum(int(x) for x in v) if hasattr(v, "__len__") else int(v.value)
+        return total
+
+    def layout(self) -> dict:
+        """Size and field offsets of ``struct event`` as the compiler laid it out (for the layout test)."""
+        leaf = self.bpf["layout_check"].Leaf
+        return {"size": ctypes.sizeof(leaf),
+                **{name: getattr(leaf, name).offset for name, _ in leaf._fields_}}
+
+    def close(self) -> None:
+        self.reader.close()
+        self.bpf.cleanup()
+
+
+def bcc_available() -> bool:
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("true") is not None

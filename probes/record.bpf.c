@@ -1,0 +1,578 @@
+// osrewind recorder: process lifecycle and fd/file syscalls of the scoped processes.
+//
+// Compiled by BCC at record time (probes/loader.py). Tracepoints only: this kernel has no kprobes or
+// fentry, and the kernel headers BCC compiles against may be older than the running kernel, so this
+// program reads nothing but tracepoint arguments (their layout comes from tracefs at run time), BPF
+// helpers, and syscall pointer arguments from user memory. Never a kernel struct field.
+//
+// Every record is one fixed-size `struct event` in one BPF ring buffer, so user space can decode a
+// whole drain with one numpy structured view (probes/records.py holds the same layout; a kernel test
+// checks both agree). Records are submitted with BPF_RB_NO_WAKEUP: the reader polls on a short timer.
+//
+// Options come in as -D cflags from the loader:
+//   SYSTEM_WIDE     record every process (minus SELF_TGID, the recorder itself)
+//   SELF_TGID=n     the recorder's own tgid
+//   RINGBUF_PAGES=n ring buffer size in pages (power of two)
+//   HAVE_<name>     the tracepoint syscalls:sys_enter_<name> exists on this kernel/arch
+
+#include <uapi/linux/ptrace.h>
+#include <linux/signal.h>
+
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 4096
+#endif
+#ifndef SELF_TGID
+#define SELF_TGID 0
+#endif
+
+#define STR_HALF 256
+#define STR_LEN 512
+#define ARGV_MAX 20
+#define CLONE_THREAD_FLAG 0x00010000ULL
+
+// Record kinds. Keep in step with probes/records.py (KINDS).
+enum kind {
+    K_FORK = 1,       // a0 parent tid, a1 child pid, a2 clone flags (-1 unknown)
+    K_EXEC = 2,       // a0 old pid (tid that called exec); str filename
+    K_EXEC_ARGS = 3,  // a0 argc captured, a1 1 if argv was truncated; str NUL-separated argv
+    K_EXEC_FAIL = 4,  // ret errno; str filename
+    K_EXIT_CALL = 5,  // a0 exit code, a1 1 for exit_group, 0 for exit
+    K_TASK_EXIT = 6,  // a0 group_dead; tid = exiting task
+    K_WAIT = 7,       // ret reaped pid, a0 wait status (-1 if unreadable)
+    K_LOST = 8,       // (user space only) a gap: a0 records lost
+    K_OPEN = 10,      // a0 dfd, a2 flags, a3 mode; str path; ret fd
+    K_CLOSE = 11,     // a0 fd
+    K_CLOSE_RANGE = 12, // a0 first, a1 last, a2 flags
+    K_DUP = 13,       // a0 oldfd, a1 newfd (dup2/dup3/fcntl; -1 for dup), a2 flags (O_CLOEXEC); ret newfd
+    K_SETFD = 14,     // fcntl(F_SETFD): a0 fd, a2 fd flags (FD_CLOEXEC)
+    K_PIPE = 15,      // a0 read fd, a1 write fd, a2 flags
+    K_CHDIR = 16,     // str path
+    K_FCHDIR = 17,    // a0 fd
+    K_RENAME = 18,    // a0 olddfd, a1 newdfd, a2 flags; str old (first half), new (second half)
+    K_UNLINK = 19,    // a0 dfd, a2 flags (AT_REMOVEDIR for rmdir); str path
+    K_MKDIR = 20,     // a0 dfd, a3 mode; str path
+    K_SOCKET = 21,    // a0 family, a1 type (with SOCK_CLOEXEC), a2 protocol; ret fd
+    K_SOCKETPAIR = 22,// a0 fd0, a1 fd1, a2 type, a3 family
+    K_ACCEPT = 23,    // a0 listening fd, a2 flags; ret fd
+    K_ANONFD = 24,    // a1 subtype (see ANON_*), a2 flags; str name (memfd); ret fd
+};
+
+enum anon { ANON_EVENTFD = 1, ANON_EPOLL = 2, ANON_MEMFD = 3, ANON_TIMERFD = 4, ANON_SIGNALFD = 5,
+            ANON_INOTIFY = 6, ANON_PIDFD = 7 };
+
+struct event {
+    u64 ts;         // bpf_ktime_get_ns(): CLOCK_MONOTONIC
+    s64 ret;        // syscall return value (negative errno on failure)
+    s64 a0;
+    s64 a1;
+    s64 a2;
+    s64 a3;
+    u32 tgid;
+    u32 tid;
+    u16 kind;
+    u16 len1;       // bytes of str (or of its first half) without the NUL; 0 if unread
+    u16 len2;       // bytes of the second half (rename target)
+    u16 pad;
+    char comm[16];
+    char str[STR_LEN];
+};
+
+// Syscall arguments saved at sys_enter, completed at sys_exit (keyed by pid_tgid).
+struct inflight {
+    u64 a[4];
+    u64 p1;         // user pointer: path / argv / fildes
+    u64 p2;         // user pointer: second path
+    u16 kind;
+    u16 sub;
+};
+
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+BPF_PERCPU_ARRAY(lost, u64, 1);
+BPF_HASH(tracked, u32, u8, 65536);
+BPF_HASH(pending, u64, struct inflight, 16384);
+BPF_HASH(cloneflags, u32, u64, 16384);
+// Never written by the kernel: its value type lets user space check the record layout.
+BPF_ARRAY(layout_check, struct event, 1);
+
+static __always_inline int is_tracked_tgid(u32 tgid) {
+#ifdef SYSTEM_WIDE
+    return tgid != SELF_TGID;
+#else
+    return tracked.lookup(&tgid) != NULL;
+#endif
+}
+
+static __always_inline int is_tracked(void) {
+    return is_tracked_tgid(bpf_get_current_pid_tgid() >> 32);
+}
+
+static __always_inline struct event *new_event(u16 kind) {
+    struct event *e = events.ringbuf_reserve(sizeof(struct event));
+    if (!e) {
+        int zero = 0;
+        u64 *n = lost.lookup(&zero);
+        if (n)
+            (*n)++;
+        return NULL;
+    }
+    u64 id = bpf_get_current_pid_tgid();
+    e->ts = bpf_ktime_get_ns();
+    e->tgid = id >> 32;
+    e->tid = (u32)id;
+    e->kind = kind;
+    e->ret = 0;
+    e->a0 = 0;
+    e->a1 = 0;
+    e->a2 = 0;
+    e->a3 = 0;
+    e->len1 = 0;
+    e->len2 = 0;
+    e->pad = 0;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    return e;
+}
+
+static __always_inline void send(struct event *e) {
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline u16 str_len(long n) {
+    // bpf_probe_read_*_str returns the bytes copied including the NUL, or a negative error.
+    return n > 0 ? (u16)(n - 1) : 0;
+}
+
+// ---------------------------------------------------------------- process lifecycle
+
+TRACEPOINT_PROBE(sched, sched_process_fork) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (!is_tracked_tgid(tgid))
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    s64 flags = -1;
+    u64 *f = cloneflags.lookup(&tid);
+    if (f) {
+        flags = (s64)*f;
+        cloneflags.delete(&tid);
+    }
+    u32 child = args->child_pid;
+    if (flags == -1 || !(flags & CLONE_THREAD_FLAG)) {
+        u8 one = 1;
+        tracked.update(&child, &one);
+    }
+    struct event *e = new_event(K_FORK);
+    if (!e)
+        return 0;
+    e->a0 = args->parent_pid;
+    e->a1 = child;
+    e->a2 = flags;
+    send(e);
+    return 0;
+}
+
+static __always_inline int stash_clone(u64 flags) {
+    if (!is_tracked())
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    cloneflags.update(&tid, &flags);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_clone) { return stash_clone(args->clone_flags); }
+TRACEPOINT_PROBE(syscalls, sys_enter_clone3) {
+    u64 flags = 0;
+    bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);  // clone_args.flags is first
+    return stash_clone(flags);
+}
+#ifdef HAVE_fork
+TRACEPOINT_PROBE(syscalls, sys_enter_fork) { return stash_clone(0); }
+#endif
+#ifdef HAVE_vfork
+TRACEPOINT_PROBE(syscalls, sys_enter_vfork) { return stash_clone(0); }
+#endif
+
+TRACEPOINT_PROBE(sched, sched_process_exec) {
+    if (!is_tracked())
+        return 0;
+    struct event *e = new_event(K_EXEC);
+    if (!e)
+        return 0;
+    e->a0 = args->old_pid;
+    unsigned short loc = args->data_loc_filename & 0xFFFF;
+    long n = bpf_probe_read_kernel_str(&e->str, STR_HALF, (void *)args + loc);
+    e->len1 = str_len(n);
+    send(e);
+    return 0;
+}
+
+static __always_inline int exec_enter(const char *filename, const char *const *argv) {
+    if (!is_tracked())
+        return 0;
+    struct inflight f = {};
+    f.kind = K_EXEC_FAIL;
+    f.p1 = (u64)filename;
+    u64 id = bpf_get_current_pid_tgid();
+    pending.update(&id, &f);
+
+    struct event *e = new_event(K_EXEC_ARGS);
+    if (!e)
+        return 0;
+    u32 off = 0;
+    int i;
+    s64 argc = 0;
+#pragma unroll
+    for (i = 0; i < ARGV_MAX; i++) {
+        const char *p = NULL;
+        if (bpf_probe_read_user(&p, sizeof(p), &argv[i]) || !p)
+            break;
+        if (off >= STR_HALF) {
+            e->a1 = 1;
+            break;
+        }
+        long n = bpf_probe_read_user_str(&e->str[off & (STR_HALF - 1)], STR_HALF, p);
+        if (n <= 0)
+            break;
+        off += n;
+        argc++;
+    }
+    e->a0 = argc;
+    e->len1 = off > STR_LEN ? STR_LEN : off;
+    send(e);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
+    return exec_enter(args->filename, args->argv);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat) {
+    return exec_enter(args->filename, args->argv);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_exit_group) {
+    if (!is_tracked())
+        return 0;
+    struct event *e = new_event(K_EXIT_CALL);
+    if (!e)
+        return 0;
+    e->a0 = args->error_code;
+    e->a1 = 1;
+    send(e);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_exit) {
+    if (!is_tracked())
+        return 0;
+    struct event *e = new_event(K_EXIT_CALL);
+    if (!e)
+        return 0;
+    e->a0 = args->error_code;
+    e->a1 = 0;
+    send(e);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    if (!is_tracked_tgid(tgid))
+        return 0;
+    u32 tid = (u32)id;
+    pending.delete(&id);
+    cloneflags.delete(&tid);
+    struct event *e = new_event(K_TASK_EXIT);
+    if (e) {
+        e->a0 = args->group_dead;
+        send(e);
+    }
+#ifndef SYSTEM_WIDE
+    if (args->group_dead)
+        tracked.delete(&tgid);
+#endif
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_wait4) {
+    if (!is_tracked())
+        return 0;
+    struct inflight f = {};
+    f.kind = K_WAIT;
+    f.p1 = (u64)args->stat_addr;
+    u64 id = bpf_get_current_pid_tgid();
+    pending.update(&id, &f);
+    return 0;
+}
+
+// ---------------------------------------------------------------- fd and file syscalls
+
+static __always_inline int stash(u16 kind, u16 sub, u64 a0, u64 a1, u64 a2, u64 a3, const void *p1,
+                                 const void *p2) {
+    if (!is_tracked())
+        return 0;
+    struct inflight f = {};
+    f.kind = kind;
+    f.sub = sub;
+    f.a[0] = a0;
+    f.a[1] = a1;
+    f.a[2] = a2;
+    f.a[3] = a3;
+    f.p1 = (u64)p1;
+    f.p2 = (u64)p2;
+    u64 id = bpf_get_current_pid_tgid();
+    pending.update(&id, &f);
+    return 0;
+}
+
+// Completes the syscall saved at enter: one record with its result, strings read from user memory
+// (the kernel has already copied them in, so they are paged in).
+static __always_inline int complete(long ret) {
+    u64 id = bpf_get_current_pid_tgid();
+    struct inflight *f = pending.lookup(&id);
+    if (!f)
+        return 0;
+    u16 kind = f->kind;
+    if (kind == K_EXEC_FAIL && ret == 0) {  // exec succeeded: sched_process_exec told it
+        pending.delete(&id);
+        return 0;
+    }
+    struct event *e = new_event(kind);
+    if (!e) {
+        pending.delete(&id);
+        return 0;
+    }
+    e->ret = ret;
+    e->a0 = f->a[0];
+    e->a1 = f->a[1];
+    e->a2 = f->a[2];
+    e->a3 = f->a[3];
+    if (kind == K_ANONFD)
+        e->a1 = f->sub;
+    if (kind == K_PIPE || kind == K_SOCKETPAIR) {
+        int fds[2] = {-1, -1};
+        if (ret == 0)
+            bpf_probe_read_user(&fds, sizeof(fds), (void *)f->p1);
+        e->a0 = fds[0];
+        e->a1 = fds[1];
+    } else if (kind == K_WAIT) {
+        int status = -1;
+        if (ret > 0 && f->p1)
+            bpf_probe_read_user(&status, sizeof(status), (void *)f->p1);
+        e->a0 = status;
+    } else if (f->p1) {
+        long n = bpf_probe_read_user_str(&e->str, STR_HALF, (void *)f->p1);
+        e->len1 = str_len(n);
+        if (f->p2) {
+            n = bpf_probe_read_user_str(&e->str[STR_HALF], STR_HALF, (void *)f->p2);
+            e->len2 = str_len(n);
+        }
+    }
+    pending.delete(&id);
+    send(e);
+    return 0;
+}
+
+#define AT_FDCWD_V ((u64)(s64)-100)
+// fd-like arguments are C ints: sign-extend them so user space reads -100 (AT_FDCWD), not 2^32-100.
+#define I(x) ((u64)(s64)(int)(x))
+#define O_CREAT_WRONLY_TRUNC (0100 | 01 | 01000)
+
+#define EXIT(name) \
+    TRACEPOINT_PROBE(syscalls, sys_exit_##name) { return complete(args->ret); }
+
+EXIT(execve)
+EXIT(execveat)
+EXIT(wait4)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat) {
+    return stash(K_OPEN, 0, I(args->dfd), 0, args->flags, args->mode, args->filename, NULL);
+}
+EXIT(openat)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2) {
+    u64 flags = 0;
+    bpf_probe_read_user(&flags, sizeof(flags), (void *)args->how);  // open_how.flags is first
+    return stash(K_OPEN, 2, I(args->dfd), 0, flags, 0, args->filename, NULL);
+}
+EXIT(openat2)
+
+#ifdef HAVE_open
+TRACEPOINT_PROBE(syscalls, sys_enter_open) {
+    return stash(K_OPEN, 0, AT_FDCWD_V, 0, args->flags, args->mode, args->filename, NULL);
+}
+EXIT(open)
+#endif
+
+#ifdef HAVE_creat
+TRACEPOINT_PROBE(syscalls, sys_enter_creat) {
+    return stash(K_OPEN, 0, AT_FDCWD_V, 0, O_CREAT_WRONLY_TRUNC, args->mode, args->pathname, NULL);
+}
+EXIT(creat)
+#endif
+
+TRACEPOINT_PROBE(syscalls, sys_enter_close) { return stash(K_CLOSE, 0, I(args->fd), 0, 0, 0, NULL, NULL); }
+EXIT(close)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_close_range) {
+    return stash(K_CLOSE_RANGE, 0, I(args->fd), args->max_fd, args->flags, 0, NULL, NULL);
+}
+EXIT(close_range)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_dup) {
+    return stash(K_DUP, 0, I(args->fildes), (u64)(s64)-1, 0, 0, NULL, NULL);
+}
+EXIT(dup)
+
+#ifdef HAVE_dup2
+TRACEPOINT_PROBE(syscalls, sys_enter_dup2) {
+    return stash(K_DUP, 2, I(args->oldfd), I(args->newfd), 0, 0, NULL, NULL);
+}
+EXIT(dup2)
+#endif
+
+TRACEPOINT_PROBE(syscalls, sys_enter_dup3) {
+    return stash(K_DUP, 3, I(args->oldfd), I(args->newfd), args->flags, 0, NULL, NULL);
+}
+EXIT(dup3)
+
+#define F_DUPFD_V 0
+#define F_SETFD_V 2
+#define F_DUPFD_CLOEXEC_V 1030
+#define O_CLOEXEC_V 02000000
+
+TRACEPOINT_PROBE(syscalls, sys_enter_fcntl) {
+    u64 cmd = args->cmd;
+    if (cmd == F_DUPFD_V)
+        return stash(K_DUP, 4, I(args->fd), (u64)(s64)-1, 0, 0, NULL, NULL);
+    if (cmd == F_DUPFD_CLOEXEC_V)
+        return stash(K_DUP, 4, I(args->fd), (u64)(s64)-1, O_CLOEXEC_V, 0, NULL, NULL);
+    if (cmd == F_SETFD_V)
+        return stash(K_SETFD, 0, I(args->fd), 0, args->arg, 0, NULL, NULL);
+    return 0;
+}
+EXIT(fcntl)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_pipe2) {
+    return stash(K_PIPE, 0, 0, 0, args->flags, 0, args->fildes, NULL);
+}
+EXIT(pipe2)
+
+#ifdef HAVE_pipe
+TRACEPOINT_PROBE(syscalls, sys_enter_pipe) {
+    return stash(K_PIPE, 0, 0, 0, 0, 0, args->fildes, NULL);
+}
+EXIT(pipe)
+#endif
+
+TRACEPOINT_PROBE(syscalls, sys_enter_chdir) {
+    return stash(K_CHDIR, 0, 0, 0, 0, 0, args->filename, NULL);
+}
+EXIT(chdir)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_fchdir) { return stash(K_FCHDIR, 0, I(args->fd), 0, 0, 0, NULL, NULL); }
+EXIT(fchdir)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_renameat2) {
+    return stash(K_RENAME, 2, I(args->olddfd), I(args->newdfd), args->flags, 0, args->oldname, args->newname);
+}
+EXIT(renameat2)
+
+#ifdef HAVE_renameat
+TRACEPOINT_PROBE(syscalls, sys_enter_renameat) {
+    return stash(K_RENAME, 1, I(args->olddfd), I(args->newdfd), 0, 0, args->oldname, args->newname);
+}
+EXIT(renameat)
+#endif
+
+#ifdef HAVE_rename
+TRACEPOINT_PROBE(syscalls, sys_enter_rename) {
+    return stash(K_RENAME, 0, AT_FDCWD_V, AT_FDCWD_V, 0, 0, args->oldname, args->newname);
+}
+EXIT(rename)
+#endif
+
+TRACEPOINT_PROBE(syscalls, sys_enter_unlinkat) {
+    return stash(K_UNLINK, 0, I(args->dfd), 0, args->flag, 0, args->pathname, NULL);
+}
+EXIT(unlinkat)
+
+#ifdef HAVE_unlink
+TRACEPOINT_PROBE(syscalls, sys_enter_unlink) {
+    return stash(K_UNLINK, 0, AT_FDCWD_V, 0, 0, 0, args->pathname, NULL);
+}
+EXIT(unlink)
+#endif
+
+#define AT_REMOVEDIR_V 0x200
+#ifdef HAVE_rmdir
+TRACEPOINT_PROBE(syscalls, sys_enter_rmdir) {
+    return stash(K_UNLINK, 1, AT_FDCWD_V, 0, AT_REMOVEDIR_V, 0, args->pathname, NULL);
+}
+EXIT(rmdir)
+#endif
+
+TRACEPOINT_PROBE(syscalls, sys_enter_mkdirat) {
+    return stash(K_MKDIR, 0, I(args->dfd), 0, 0, args->mode, args->pathname, NULL);
+}
+EXIT(mkdirat)
+
+#ifdef HAVE_mkdir
+TRACEPOINT_PROBE(syscalls, sys_enter_mkdir) {
+    return stash(K_MKDIR, 0, AT_FDCWD_V, 0, 0, args->mode, args->pathname, NULL);
+}
+EXIT(mkdir)
+#endif
+
+// ---------------------------------------------------------------- other fd producers
+// Enough to keep the fd table right; issue-level detail (addresses, bytes) is recorded elsewhere.
+
+TRACEPOINT_PROBE(syscalls, sys_enter_socket) {
+    return stash(K_SOCKET, 0, args->family, args->type, args->protocol, 0, NULL, NULL);
+}
+EXIT(socket)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_socketpair) {
+    return stash(K_SOCKETPAIR, 0, 0, 0, args->type, args->family, args->usockvec, NULL);
+}
+EXIT(socketpair)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_accept) { return stash(K_ACCEPT, 0, I(args->fd), 0, 0, 0, NULL, NULL); }
+EXIT(accept)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_accept4) {
+    return stash(K_ACCEPT, 4, I(args->fd), 0, args->flags, 0, NULL, NULL);
+}
+EXIT(accept4)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_eventfd2) {
+    return stash(K_ANONFD, ANON_EVENTFD, 0, 0, args->flags, 0, NULL, NULL);
+}
+EXIT(eventfd2)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_epoll_create1) {
+    return stash(K_ANONFD, ANON_EPOLL, 0, 0, args->flags, 0, NULL, NULL);
+}
+EXIT(epoll_create1)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_memfd_create) {
+    return stash(K_ANONFD, ANON_MEMFD, 0, 0, args->flags, 0, args->uname, NULL);
+}
+EXIT(memfd_create)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_timerfd_create) {
+    return stash(K_ANONFD, ANON_TIMERFD, 0, 0, args->flags, 0, NULL, NULL);
+}
+EXIT(timerfd_create)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_signalfd4) {
+    return stash(K_ANONFD, ANON_SIGNALFD, I(args->ufd), 0, args->flags, 0, NULL, NULL);
+}
+EXIT(signalfd4)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_inotify_init1) {
+    return stash(K_ANONFD, ANON_INOTIFY, 0, 0, args->flags, 0, NULL, NULL);
+}
+EXIT(inotify_init1)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_pidfd_open) {
+    return stash(K_ANONFD, ANON_PIDFD, I(args->pid), 0, args->flags, 0, NULL, NULL);
+}
+EXIT(pidfd_open)
