@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +153,9 @@ class Probe:
     def drain(self) -> np.ndarray:
         return self.reader.drain()
 
+    def tracked_pids(self) -> set[int]:
+        return {int(k.value) for k in self._tracked.keys()}
+
     def lost(self) -> int:
         total = 0
         for v in self._lost.values():
@@ -169,11 +171,3 @@ class Probe:
     def close(self) -> None:
         self.reader.close()
         self.bpf.cleanup()
-
-
-def bcc_available() -> bool:
-    try:
-        import bcc  # noqa: F401
-    except ImportError:
-        return False
-    return shutil.which("true") is not None

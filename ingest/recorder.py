@@ -1,0 +1,316 @@
+"""Record a command, a process tree or the whole system into the store.
+
+The loop: load the probe, write the run row (status ``recording``), put the scope into the kernel's
+tracked map, take the /proc baseline, then drain the ring buffer every few milliseconds and insert
+columnar batches. Every batch that reaches the store stays there: a recording stopped by Ctrl-C, a
+signal or an error keeps everything read up to that moment and its run row says how it ended.
+
+Scopes:
+- ``command``: osrewind forks, the child waits on a pipe until its pid is in the tracked map and the
+  baseline is taken, then execs the command. Every descendant is added in the kernel at fork, so
+  daemons that re-parent to init stay in scope. Recording ends when the command exits.
+- ``pid``: an existing process and its descendants; ends when they have all exited (or on Ctrl-C).
+- ``system``: every process but the recorder; ends on Ctrl-C or ``duration``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from osrewind import __version__
+from osrewind.errors import UsageError
+from osrewind.ingest import decode
+from osrewind.ingest.store import Store
+from osrewind.probes import procfs
+from osrewind.probes.loader import Probe, ProbeOptions
+
+BATCH_ROWS = 50_000
+BATCH_SECONDS = 0.5
+POLL_SECONDS = 0.01
+
+
+@dataclass
+class RecordOptions:
+    scope: str = "command"              # command | pid | system
+    command: Sequence[str] = ()
+    pids: Sequence[int] = ()
+    name: str = ""
+    duration: float | None = None       # seconds; None = until the scope ends or Ctrl-C
+    ringbuf_pages: int = 16384
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+
+
+@dataclass
+class RunResult:
+    run_id: uuid.UUID
+    name: str
+    status: str                          # complete | interrupted | failed
+    exit_code: int | None
+    events: int
+    lost: int
+    start_ns: int
+    end_ns: int
+    extra: dict = field(default_factory=dict)
+
+
+def host_identity() -> tuple[str, str, str]:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot_id = f.read().strip()
+    except OSError:
+        boot_id = ""
+    return socket.gethostname(), boot_id, os.uname().release
+
+
+def wait_status_to_code(status: int) -> int:
+    """Shell convention: the exit code, or 128 + signal number for a killed process."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+class Recorder:
+    def __init__(self, store: Store, opts: RecordOptions,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.opts = opts
+        self.progress = progress or (lambda msg: None)
+        self.run_id = uuid.uuid4()
+        self.name = opts.name or self._default_name()
+        self._stop_reason: str | None = None
+        self._seq = 0
+        self._events = 0
+        self._lost_seen = 0
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+        self._last_flush = time.monotonic()
+        self._child_pid: int | None = None
+        self._exit_code: int | None = None
+
+    def _default_name(self) -> str:
+        if self.opts.scope == "command" and self.opts.command:
+            return os.path.basename(self.opts.command[0])
+        if self.opts.scope == "pid":
+            return "pid-" + "-".join(str(p) for p in self.opts.pids)
+        return "system"
+
+    # ------------------------------------------------------------------ run row
+
+    def _run_row(self, status: str, start_ns: int, end_ns: int, wall_offset: int) -> None:
+        host, boot_id, kernel = host_identity()
+        cmd = list(self.opts.command) if self.opts.scope == "command" else []
+        if self.opts.scope == "pid":
+            cmd = [f"--pid {p}" for p in self.opts.pids]
+        self.store.insert_rows(
+            "runs",
+            [[self.run_id, self.name, host, boot_id, kernel, cmd, self.opts.cwd or os.getcwd(), self.opts.scope,
+              self._child_pid or (self.opts.pids[0] if self.opts.pids else 0), start_ns, end_ns, wall_offset,
+              self._events, self._lost_seen, self._exit_code, status, __version__, time.time_ns()]],
+            ["run_id", "name", "host", "boot_id", "kernel", "command", "cwd", "scope", "root_pid", "start_ns",
+             "end_ns", "wall_offset_ns", "events", "lost", "exit_code", "status", "version", "updated_ns"],
+        )
+
+    # ------------------------------------------------------------------ baseline
+
+    def _baseline(self, pids: set[int] | None) -> None:
+        ts = time.monotonic_ns()
+        procs, fds = procfs.snapshot(pids)
+        rid = str(self.run_id)
+        if procs:
+            self.store.insert_arrow("snapshot_procs", pa.table({
+                "run_id": pa.array([rid] * len(procs)),
+                "ts": pa.array([ts] * len(procs), type=pa.int64()),
+                "pid": pa.array([p.pid for p in procs], type=pa.uint32()),
+                "ppid": pa.array([p.ppid for p in procs], type=pa.uint32()),
+                "start_ns": pa.array([p.start_ns for p in procs], type=pa.int64()),
+                "uid": pa.array([p.uid for p in procs], type=pa.uint32()),
+                "comm": pa.array([p.comm for p in procs]),
+                "exe": pa.array([p.exe for p in procs]),
+                "argv": pa.array([p.argv for p in procs], type=pa.list_(pa.string())),
+                "cwd": pa.array([p.cwd for p in procs]),
+                "threads": pa.array([p.threads for p in procs], type=pa.uint32()),
+            }))
+        if fds:
+            self.store.insert_arrow("snapshot_fds", pa.table({
+                "run_id": pa.array([rid] * len(fds)),
+                "ts": pa.array([ts] * len(fds), type=pa.int64()),
+                "pid": pa.array([f.pid for f in fds], type=pa.uint32()),
+                "fd": pa.array([f.fd for f in fds], type=pa.int32()),
+                "target": pa.array([f.target for f in fds]),
+                "kind": pa.array([f.kind for f in fds]),
+                "flags": pa.array([f.flags for f in fds], type=pa.uint32()),
+                "pos": pa.array([f.pos for f in fds], type=pa.int64()),
+            }))
+
+    # ------------------------------------------------------------------ draining
+
+    def _drain(self, probe: Probe) -> None:
+        ev = probe.drain()
+        if len(ev):
+            self._pending.append(ev)
+            self._pending_rows += len(ev)
+        lost = probe.lost()
+        if lost > self._lost_seen:
+            self._flush()
+            self.store.insert_arrow("events", decode.lost_row(self.run_id, time.monotonic_ns(), self._seq,
+                                                              lost - self._lost_seen))
+            self._seq += 1
+            self._lost_seen = lost
+        if self._pending_rows >= BATCH_ROWS or (self._pending_rows and
+                                                time.monotonic() - self._last_flush >= BATCH_SECONDS):
+            self._flush()
+
+    def _flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._pending:
+            return
+        ev = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending, self._pending_rows = [], 0
+        self.store.insert_arrow("events", decode.to_arrow(ev, self.run_id, self._seq))
+        self._seq += len(ev)
+        self._events += len(ev)
+        self.progress(f"{self._events} events, {self._lost_seen} lost")
+
+    # ------------------------------------------------------------------ scope
+
+    def _spawn_gated(self) -> tuple[int, int, int]:
+        """Fork the command; the child blocks on a pipe until released, then execs."""
+        gate_r, gate_w = os.pipe()
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # child: no Python-level cleanup, only exec or _exit
+            try:
+                os.close(gate_w)
+                os.close(err_r)
+                os.read(gate_r, 1)
+                os.close(gate_r)
+                if self.opts.cwd:
+                    os.chdir(self.opts.cwd)
+                env = self.opts.env if self.opts.env is not None else os.environ
+                os.execvpe(self.opts.command[0], list(self.opts.command), env)
+            except BaseException as exc:  # noqa: BLE001 - report to the parent, never return
+                code = getattr(exc, "errno", 0) or 0
+                try:
+                    os.write(err_w, f"{code}:{getattr(exc, 'strerror', None) or exc}".encode())
+                finally:
+                    os._exit(127)
+        os.close(gate_r)
+        os.close(err_w)
+        return pid, gate_w, err_r
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = "interrupted"
+        if self._child_pid and signum == signal.SIGTERM:
+            try:
+                os.kill(self._child_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def _alive(self, pids: set[int]) -> set[int]:
+        return {p for p in pids if os.path.exists(f"/proc/{p}")}
+
+    # ------------------------------------------------------------------ main
+
+    def run(self) -> RunResult:
+        opts = self.opts
+        if opts.scope == "command" and not opts.command:
+            raise UsageError("nothing to record: give a command after --, or --pid / --system")
+        if opts.scope == "pid":
+            missing = [p for p in opts.pids if not os.path.exists(f"/proc/{p}")]
+            if missing:
+                raise UsageError(f"no such process: {missing[0]}")
+
+        self.store.ensure_schema()
+        probe = Probe(ProbeOptions(system_wide=opts.scope == "system", ringbuf_pages=opts.ringbuf_pages))
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        start_ns = time.monotonic_ns()
+        wall_offset = time.time_ns() - time.monotonic_ns()
+        status = "failed"
+        gate_w = err_r = None
+        self.store.set_purpose(f"recording run {self.run_id} ({self.name})")
+        try:
+            self._run_row("recording", start_ns, 0, wall_offset)
+            watch: set[int] = set()
+            if opts.scope == "command":
+                self._child_pid, gate_w, err_r = self._spawn_gated()
+                probe.track([self._child_pid])
+                self._baseline({self._child_pid})
+                os.write(gate_w, b"g")
+                os.close(gate_w)
+                gate_w = None
+                failure = os.read(err_r, 4096)
+                os.close(err_r)
+                err_r = None
+                if failure:
+                    _, _, why = failure.decode(errors="replace").partition(":")
+                    os.waitpid(self._child_pid, 0)
+                    self._exit_code = 127
+                    self._drain(probe)
+                    self._flush()
+                    raise UsageError(f"cannot run {opts.command[0]!r}: {why}")
+            elif opts.scope == "pid":
+                roots = set(opts.pids)
+                probe.track(procfs.descendants(roots))
+                watch = procfs.descendants(roots)  # again: catches forks that raced the first walk
+                probe.track(watch)
+                self._baseline(watch)
+            else:
+                self._baseline(None)
+            self.progress(f"recording run {self.run_id} ({self.name})")
+
+            deadline = time.monotonic() + opts.duration if opts.duration else None
+            last_alive_check = 0.0
+            while True:
+                self._drain(probe)
+                if self._child_pid is not None and self._exit_code is None:
+                    pid, st = os.waitpid(self._child_pid, os.WNOHANG)
+                    if pid:
+                        self._exit_code = wait_status_to_code(st)
+                        break
+                if opts.scope == "pid" and time.monotonic() - last_alive_check > 0.2:
+                    last_alive_check = time.monotonic()
+                    if not self._alive(watch):
+                        # children of the watched processes may live on: look at the kernel's view
+                        if not self._alive(probe.tracked_pids()):
+                            break
+                if self._stop_reason and self._child_pid is None:
+                    break
+                if deadline and time.monotonic() >= deadline:
+                    break
+                time.sleep(POLL_SECONDS)
+            # the last records of the exiting tree are already in the ring: take them all
+            time.sleep(0.02)
+            self._drain(probe)
+            self._drain(probe)
+            self._flush()
+            status = self._stop_reason or "complete"
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            for fd in (gate_w, err_r):
+                if fd is not None:
+                    os.close(fd)
+            try:
+                try:
+                    self._drain(probe)
+                    self._flush()
+                except Exception:
+                    pass
+                end_ns = time.monotonic_ns()
+                self._run_row(status, start_ns, end_ns, wall_offset)
+            finally:
+                probe.close()
+                self.store.set_purpose("idle")
+        return RunResult(self.run_id, self.name, status, self._exit_code, self._events, self._lost_seen,
+                         start_ns, end_ns)

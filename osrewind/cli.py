@@ -1,0 +1,338 @@
+"""The ``osrewind`` command: a thin click layer over the library.
+
+Every command has ``--help`` with an example and ``--json``. User errors are ``OsrewindError``s and
+print as one line, ``osrewind: error: ...``, with a non-zero exit; never a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from osrewind import __version__
+from osrewind.errors import OsrewindError, UsageError
+
+DB_HELP = ("Store: a directory for the embedded store, or http(s)://user:pass@host:8123/db for a "
+           "ClickHouse server. Default: $OSREWIND_DB, else ~/.local/share/osrewind/store.")
+
+
+def _store(db: str | None, purpose: str):
+    from osrewind.ingest.store import Store
+
+    return Store(db, purpose=purpose)
+
+
+def _emit_json(obj: object) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _wall(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _human_duration(ns: int) -> str:
+    s = ns / 1e9
+    if s < 1:
+        return f"{ns / 1e6:.1f}ms"
+    if s < 120:
+        return f"{s:.2f}s"
+    return f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="osrewind")
+@click.option("--db", envvar="OSREWIND_DB", default=None, metavar="PATH|URL", help=DB_HELP)
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """osrewind: record what a Linux machine did, then rewind it to any instant.
+
+    \b
+    Examples:
+      sudo osrewind record -- make -C ~/project     record a command and its descendants
+      osrewind runs                                 list recordings
+      osrewind state last --at +1.25s               processes, fds and cwd at that instant
+    """
+    ctx.obj = {"db": db}
+
+
+# ---------------------------------------------------------------------------- record
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--name", "-n", default="", help="Name for the run (default: the command's basename).")
+@click.option("--system", is_flag=True, help="Record every process on the machine (until Ctrl-C or --duration).")
+@click.option("--pid", "pids", type=int, multiple=True, help="Record this existing process and its descendants.")
+@click.option("--duration", default=None, metavar="TIME", help="Stop after this long (e.g. 10s, 500ms).")
+@click.option("--ring-mb", default=64, show_default=True, type=click.IntRange(1, 2048),
+              help="Kernel ring buffer size (rounded up to a power of two).")
+@click.option("--print-bpf", is_flag=True, help="Print the BPF C program as it would be compiled, then exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.pass_obj
+def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: tuple[int, ...],
+           duration: str | None, ring_mb: int, print_bpf: bool, as_json: bool, quiet: bool) -> None:
+    """Record COMMAND and all its descendants (or --pid / --system) into the store.
+
+    Exits with the command's exit code. Ctrl-C stops the recording and keeps everything recorded up
+    to that moment (the run is marked 'interrupted'). Needs root.
+
+    \b
+    Examples:
+      sudo osrewind record -- make -C ~/project
+      sudo osrewind record --name build-42 -- ./build.sh --fast
+      sudo osrewind record --pid 1234 --duration 30s
+      sudo osrewind record --system --duration 5s
+      osrewind record --print-bpf -- true
+    """
+    from osrewind.ingest.recorder import Recorder, RecordOptions
+    from osrewind.probes.loader import ProbeOptions, final_source
+    from osrewind.queries.timespec import parse_duration
+
+    scopes = sum([bool(command), system, bool(pids)])
+    pages = 1
+    while pages * 4096 < ring_mb * 1024 * 1024:
+        pages *= 2
+    if print_bpf:
+        click.echo(final_source(ProbeOptions(system_wide=system, ringbuf_pages=pages)))
+        return
+    if scopes == 0:
+        raise UsageError("nothing to record: give a command after --, or --pid PID, or --system")
+    if scopes > 1:
+        raise UsageError("choose one of: a command, --pid, --system")
+    dur = parse_duration(duration) / 1e9 if duration else None
+    scope = "system" if system else "pid" if pids else "command"
+    opts = RecordOptions(scope=scope, command=list(command), pids=list(pids), name=name, duration=dur,
+                         ringbuf_pages=pages)
+
+    def progress(msg: str) -> None:
+        if not quiet and (msg.startswith("recording") or sys.stderr.isatty()):
+            end = "\n" if msg.startswith("recording") else "\r"
+            click.echo(f"osrewind: {msg}", err=True, nl=False)
+            click.echo(end, err=True, nl=False)
+
+    with _store(obj["db"], "recording") as store:
+        result = Recorder(store, opts, progress).run()
+    summary = {"run_id": str(result.run_id), "name": result.name, "status": result.status,
+               "exit_code": result.exit_code, "events": result.events, "lost": result.lost,
+               "duration_s": (result.end_ns - result.start_ns) / 1e9}
+    if as_json:
+        _emit_json(summary)
+    if not quiet:
+        lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
+        code = "" if result.exit_code is None else f", exit {result.exit_code}"
+        click.echo(f"osrewind: run {str(result.run_id)[:8]} '{result.name}' {result.status}: "
+                   f"{result.events} events{lost}{code}, {_human_duration(result.end_ns - result.start_ns)}",
+                   err=True)
+    if result.status == "interrupted" and result.exit_code is None:
+        sys.exit(130)
+    sys.exit(result.exit_code or 0)
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+@cli.command()
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="Newest N runs.")
+@click.option("--json", "as_json", is_flag=True, help="JSON array of runs.")
+@click.pass_obj
+def runs(obj: dict, limit: int, as_json: bool) -> None:
+    """List recorded runs, newest first.
+
+    \b
+    Columns: id, name, start (local time), duration, events, lost events, exit code, status, command.
+    Example:
+      osrewind runs --limit 5
+    """
+    from osrewind.queries.runs import list_runs
+
+    with _store(obj["db"], "listing runs") as store:
+        items = list_runs(store, limit)
+    if as_json:
+        _emit_json([r.to_json() for r in items])
+        return
+    if not items:
+        click.echo("no runs yet: record one with 'sudo osrewind record -- CMD'", err=True)
+        return
+    header = f"{'ID':8}  {'NAME':16}  {'START':23}  {'DURATION':>9}  {'EVENTS':>9}  {'LOST':>5}  {'EXIT':>4}  " \
+             f"{'STATUS':11}  COMMAND"
+    click.echo(header)
+    for r in items:
+        code = "-" if r.exit_code is None else str(r.exit_code)
+        cmd = shlex.join(r.command) if r.scope == "command" else (" ".join(r.command) or f"--{r.scope}")
+        click.echo(f"{r.run_id[:8]}  {r.name[:16]:16}  {_wall(r.start_wall_ns):23}  "
+                   f"{_human_duration(r.duration_ns):>9}  {r.events:>9}  {r.lost:>5}  {code:>4}  "
+                   f"{r.status:11}  {cmd[:60]}")
+
+
+# ---------------------------------------------------------------------------- state
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--at", "at", default="end", show_default=True, metavar="TIME",
+              help="Instant: +1.25s / +300ms from start, -100ms from end, start, end, monotonic ns, "
+                   "or a wall time (2026-11-22T16:31:02.5, 16:31:02).")
+@click.option("--pid", "pids", type=int, multiple=True, help="Only these processes (and their fds).")
+@click.option("--no-fds", is_flag=True, help="Processes only.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable state.")
+@click.pass_obj
+def state(obj: dict, run: str, at: str, pids: tuple[int, ...], no_fds: bool, as_json: bool) -> None:
+    """Rewind RUN to an instant: the process tree, each process's argv, cwd and open fds.
+
+    RUN is a run id, a unique id prefix, a run name (newest of that name) or 'last'.
+
+    \b
+    Examples:
+      osrewind state last --at +1.25s
+      osrewind state build-42 --at 16:31:02.5 --pid 4242
+      osrewind state 3f2a --at +300ms --json
+    """
+    from osrewind.queries.runs import resolve_run
+    from osrewind.queries.state import state_at
+    from osrewind.queries.timespec import parse_at
+
+    with _store(obj["db"], "reading state") as store:
+        info = resolve_run(store, run)
+        at_ns = parse_at(at, info.start_ns, info.end_ns, info.wall_offset_ns)
+        st = state_at(store, info, at_ns)
+    if pids:
+        st.processes = [p for p in st.processes if p.pid in pids]
+    if as_json:
+        _emit_json(st.to_json())
+        return
+    _print_state(st, show_fds=not no_fds)
+
+
+def _print_state(st, show_fds: bool = True) -> None:
+    from osrewind.queries.timespec import format_offset
+
+    run = st.run
+    click.echo(f"run {run.run_id[:8]} '{run.name}' at {format_offset(st.at_ns - run.start_ns)} "
+               f"({_wall(st.at_ns + run.wall_offset_ns)}): {len(st.processes)} processes")
+    if run.lost:
+        click.echo(f"warning: {run.lost} events were lost in this run; state may be incomplete", err=True)
+    alive = {p.pid for p in st.processes}
+    children: dict[int, list] = {}
+    roots = []
+    for p in st.processes:
+        if p.ppid in alive and not p.orphaned:
+            children.setdefault(p.ppid, []).append(p)
+        else:
+            roots.append(p)
+
+    def show(p, prefix: str, last: bool, top: bool) -> None:
+        branch = "" if top else ("└─ " if last else "├─ ")
+        cmd = shlex.join(p.argv) if p.argv else f"[{p.comm}]"
+        notes = []
+        if p.from_snapshot and p.exec_ns is None:
+            notes.append("before recording")
+        if p.orphaned:
+            notes.append(f"orphaned, parent {p.ppid} exited")
+        elif top:
+            notes.append(f"ppid {p.ppid}")
+        if p.threads > 1:
+            notes.append(f"{p.threads} threads")
+        note = f"  ({', '.join(notes)})" if notes else ""
+        click.echo(f"{prefix}{branch}{p.pid} {cmd[:100]}{note}")
+        inner = prefix + ("" if top else ("   " if last else "│  "))
+        click.echo(f"{inner}   cwd {p.cwd or '?'}")
+        if show_fds:
+            for f in sorted(p.fds.values(), key=lambda f: f.fd):
+                flag = "  cloexec" if f.cloexec else ""
+                click.echo(f"{inner}   fd {f.fd:<3} {f.target}{flag}")
+        kids = children.get(p.pid, [])
+        for i, c in enumerate(kids):
+            show(c, inner, i == len(kids) - 1, False)
+
+    for p in roots:
+        show(p, "", True, True)
+    recent = [p for p in st.exited][:5]
+    if recent:
+        click.echo("exited before this instant (latest first):")
+        for p in recent:
+            code = "?" if p.exit_code is None else p.exit_code
+            cmd = shlex.join(p.argv) if p.argv else p.comm
+            click.echo(f"  {p.pid} {cmd[:80]}  exit {code}")
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the rewound state as JSON.")
+@click.pass_obj
+def demo(obj: dict, as_json: bool) -> None:
+    """Record the bundled demo workload, then rewind to the instant it held the most open files.
+
+    The workload (osrewind/demo/workload.sh) starts a background worker, writes files through pipes,
+    renames and deletes some, and exits. Needs root.
+
+    \b
+    Example:
+      sudo osrewind demo
+    """
+    from osrewind.ingest.recorder import Recorder, RecordOptions
+    from osrewind.queries.runs import resolve_run
+    from osrewind.queries.state import state_at
+
+    script = Path(__file__).with_name("demo") / "workload.sh"
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"osrewind-demo-{os.getpid()}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    with _store(obj["db"], "recording demo") as store:
+        click.echo(f"osrewind: recording {script.name} in {workdir} ...", err=True)
+        result = Recorder(store, RecordOptions(command=["/bin/sh", str(script)], name="demo", cwd=str(workdir))).run()
+        click.echo(f"osrewind: run {str(result.run_id)[:8]} 'demo': {result.events} events, {result.lost} lost, "
+                   f"exit {result.exit_code}", err=True)
+        info = resolve_run(store, str(result.run_id))
+        checkpoint = store.query(
+            "SELECT min(ts) FROM events WHERE run_id = {run:UUID} AND kind = 'open' AND endsWith(path, {p:String})",
+            {"run": info.run_id, "p": "checkpoint"})
+        at_ns = int(checkpoint[0][0]) if checkpoint and checkpoint[0][0] else (info.start_ns + info.end_ns) // 2
+        st = state_at(store, info, at_ns)
+    if as_json:
+        _emit_json(st.to_json())
+        return
+    click.echo("")
+    _print_state(st)
+    click.echo(f"\nnext: osrewind runs   |   osrewind state {str(result.run_id)[:8]} --at +0.1s   |   "
+               "osrewind state demo --at end --json")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except OsrewindError as exc:
+        click.echo(f"osrewind: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("osrewind: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("osrewind: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(141)
+    except Exception as exc:  # a bug, not a user error: one line, the traceback on request
+        if os.environ.get("OSREWIND_DEBUG"):
+            raise
+        where = exc.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        loc = f" ({Path(where.tb_frame.f_code.co_filename).name}:{where.tb_lineno})" if where else ""
+        click.echo(f"osrewind: internal error: {type(exc).__name__}: {exc}{loc}; "
+                   "set OSREWIND_DEBUG=1 for the traceback", err=True)
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""Rewind: the processes and their open file descriptors exactly as they were at instant T.
+
+State is derived, never stored: the /proc baseline taken when the run started, then every fact up
+to T replayed in order through a small state machine (``Machine``). The rules follow the kernel:
+
+- fork copies the parent's fd table and cwd; a clone with CLONE_THREAD adds a thread, not a process
+  (fds belong to the process, not the thread);
+- a successful exec keeps the fd table but closes every fd marked close-on-exec, and takes the argv
+  recorded at the exec call;
+- open/pipe/socket/accept/dup*/fcntl(F_DUPFD*) create fds with their CLOEXEC bit; close removes one
+  (even when it reports an error other than EBADF, as Linux does); close_range removes a range or,
+  with CLOSE_RANGE_CLOEXEC, marks it; fcntl(F_SETFD) changes the CLOEXEC bit;
+- chdir/fchdir change the cwd; relative paths resolve against the cwd or the dirfd at the time;
+- rename moves the paths of open fds and cwds, unlink marks them ``(deleted)`` as /proc does;
+- a pid is reused: a process is (pid, start_ns), and a fork of a pid that exists replaces it.
+
+``Machine`` holds no SQL and no store: it is fed rows, so it is tested from fixtures and used by the
+keyframe work that comes later.
+"""
+
+from __future__ import annotations
+
+import errno
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from osrewind.probes.records import (
+    ANON_NAMES,
+    AT_FDCWD,
+    CLONE_THREAD,
+    CLOSE_RANGE_CLOEXEC,
+    FD_CLOEXEC,
+    KIND_CODES,
+    MFD_CLOEXEC,
+    O_CLOEXEC,
+)
+from osrewind.queries import named
+from osrewind.queries.runs import RunInfo
+
+K = KIND_CODES
+_FAMILIES = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
+_SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
+_EBADF = -errno.EBADF
+
+
+@dataclass
+class Fd:
+    fd: int
+    kind: str               # file | pipe | socket | anon | other
+    target: str             # path, or pipe:[...] / socket:[...] / anon_inode:[...]
+    cloexec: bool
+    flags: int = 0          # open flags where known
+    since_ns: int = 0       # when this fd came to be (0: before recording)
+
+    def copy(self) -> Fd:
+        return Fd(self.fd, self.kind, self.target, self.cloexec, self.flags, self.since_ns)
+
+    def to_json(self) -> dict:
+        return {"fd": self.fd, "kind": self.kind, "target": self.target, "cloexec": self.cloexec,
+                "flags": self.flags, "since_ns": self.since_ns}
+
+
+@dataclass
+class Proc:
+    pid: int
+    start_ns: int
+    ppid: int
+    comm: str = ""
+    exe: str = ""
+    argv: list[str] = field(default_factory=list)
+    cwd: str = ""
+    threads: int = 1
+    from_snapshot: bool = False
+    exec_ns: int | None = None
+    fds: dict[int, Fd] = field(default_factory=dict)
+    orphaned: bool = False          # its parent exited: the kernel re-parented it to a reaper
+    exit_code: int | None = None    # from exit_group(), or the parent's wait status
+    exited_ns: int | None = None
+
+    def to_json(self) -> dict:
+        return {"pid": self.pid, "start_ns": self.start_ns, "ppid": self.ppid, "orphaned": self.orphaned,
+                "comm": self.comm, "exe": self.exe, "argv": self.argv, "cwd": self.cwd, "threads": self.threads,
+                "from_snapshot": self.from_snapshot, "exec_ns": self.exec_ns,
+                "fds": [f.to_json() for f in sorted(self.fds.values(), key=lambda f: f.fd)]}
+
+
+def _clean(path: str) -> str:
+    if not path:
+        return path
+    norm = posixpath.normpath(path)
+    return "/" + norm.lstrip("/") if norm.startswith("//") else norm
+
+
+class Machine:
+    """Processes and fd tables, advanced one recorded fact at a time."""
+
+    def __init__(self) -> None:
+        self.procs: dict[int, Proc] = {}
+        self.exited: dict[int, Proc] = {}      # last exited process per pid
+        self._argv: dict[int, list[str]] = {}  # argv captured at exec entry, by tid
+        self._pipe_seq = 0
+
+    # -------------------------------------------------------------- baseline
+
+    def add_snapshot_proc(self, pid: int, ppid: int, start_ns: int, comm: str, exe: str, argv: list[str],
+                          cwd: str, threads: int) -> None:
+        self.procs[pid] = Proc(pid, start_ns, ppid, comm, exe, list(argv), cwd, max(1, threads), True)
+
+    def add_snapshot_fd(self, pid: int, fd: int, target: str, kind: str, flags: int) -> None:
+        p = self.procs.get(pid)
+        if p is not None:
+            p.fds[fd] = Fd(fd, kind, target, bool(flags & O_CLOEXEC), flags, 0)
+
+    # -------------------------------------------------------------- helpers
+
+    def _proc(self, tgid: int, ts: int, comm: str) -> Proc:
+        p = self.procs.get(tgid)
+        if p is None:  # a process we did not see start (system-wide race): known from now on
+            p = Proc(tgid, ts, 0, comm)
+            self.procs[tgid] = p
+        return p
+
+    def _resolve(self, p: Proc, dfd: int, path: str) -> str:
+        if path.startswith("/"):
+            return _clean(path)
+        if dfd == AT_FDCWD:
+            base = p.cwd
+        else:
+            f = p.fds.get(dfd)
+            base = f.target if f is not None else f"<fd {dfd}>"
+        return _clean(posixpath.join(base, path)) if base else path
+
+    def _add_fd(self, p: Proc, fd: int, kind: str, target: str, cloexec: bool, ts: int, flags: int = 0) -> None:
+        if fd < 0:
+            return
+        p.fds[fd] = Fd(fd, kind, target, cloexec, flags, ts)
+
+    def _exit(self, p: Proc, ts: int) -> None:
+        p.exited_ns = ts
+        self.procs.pop(p.pid, None)
+        self.exited[p.pid] = p
+        for child in self.procs.values():
+            if child.ppid == p.pid:
+                child.orphaned = True
+
+    # -------------------------------------------------------------- facts
+
+    def apply(self, ts: int, kind: int, tgid: int, tid: int, ret: int, a0: int, a1: int, a2: int, a3: int,
+              comm: str, path: str, path2: str, argv: list[str]) -> None:
+        if kind == K["fork"]:
+            parent = self._proc(tgid, ts, comm)
+            child = int(a1)
+            if a2 != -1 and a2 & CLONE_THREAD:
+                parent.threads += 1
+                return
+            self.procs[child] = Proc(child, ts, tgid, parent.comm, parent.exe, list(parent.argv), parent.cwd,
+                                     1, False, None, {n: f.copy() for n, f in parent.fds.items()})
+            return
+        if kind == K["exec_args"]:
+            self._argv[tid] = list(argv)
+            return
+        if kind == K["exec_fail"]:
+            self._argv.pop(tid, None)
+            return
+
+        if kind == K["wait"]:
+            if ret > 0 and a0 >= 0:
+                gone = self.exited.get(int(ret))
+                if gone is not None:
+                    gone.exit_code = _wait_code(int(a0))
+            return
+
+        p = self._proc(tgid, ts, comm)
+        if kind == K["exec"]:
+            p.exe = self._resolve(p, AT_FDCWD, path)
+            p.argv = self._argv.pop(int(a0), None) or self._argv.pop(tid, None) or [path]
+            p.comm = comm
+            p.exec_ns = ts
+            p.threads = 1
+            p.fds = {n: f for n, f in p.fds.items() if not f.cloexec}
+        elif kind == K["exit_call"]:
+            if a1 == 1 or p.threads <= 1:
+                p.exit_code = int(a0) & 0xFF
+        elif kind == K["task_exit"]:
+            if a0:  # group_dead: the last thread is gone, so is the process
+                self._exit(p, ts)
+            elif tid != tgid and p.threads > 1:
+                p.threads -= 1
+        elif kind == K["open"]:
+            if ret >= 0:
+                self._add_fd(p, int(ret), "file", self._resolve(p, int(a0), path), bool(a2 & O_CLOEXEC), ts,
+                             int(a2))
+        elif kind == K["close"]:
+            if ret != _EBADF:
+                p.fds.pop(int(a0), None)
+        elif kind == K["close_range"]:
+            if ret == 0:
+                hi = int(a1) if a1 >= 0 else 2**31 - 1
+                for n in [n for n in p.fds if int(a0) <= n <= hi]:
+                    if a2 & CLOSE_RANGE_CLOEXEC:
+                        p.fds[n].cloexec = True
+                    else:
+                        del p.fds[n]
+        elif kind == K["dup"]:
+            new = int(ret)
+            if new >= 0 and new != a0:
+                src = p.fds.get(int(a0))
+                f = src.copy() if src is not None else Fd(new, "other", f"<copy of fd {a0}>", False)
+                f.fd, f.since_ns, f.cloexec = new, ts, bool(a2 & O_CLOEXEC)
+                p.fds[new] = f
+        elif kind == K["setfd"]:
+            if ret == 0 and int(a0) in p.fds:
+                p.fds[int(a0)].cloexec = bool(a2 & FD_CLOEXEC)
+        elif kind == K["pipe"]:
+            if ret == 0:
+                self._pipe_seq += 1
+                ident = f"pipe:[new #{self._pipe_seq}]"
+                cloexec = bool(a2 & O_CLOEXEC)
+                self._add_fd(p, int(a0), "pipe", ident + " read", cloexec, ts, int(a2))
+                self._add_fd(p, int(a1), "pipe", ident + " write", cloexec, ts, int(a2))
+        elif kind == K["socket"]:
+            if ret >= 0:
+                self._add_fd(p, int(ret), "socket", _socket_label(int(a0), int(a1)), bool(a1 & O_CLOEXEC), ts)
+        elif kind == K["socketpair"]:
+            if ret == 0:
+                label = _socket_label(int(a3), int(a2))
+                self._add_fd(p, int(a0), "socket", label, bool(a2 & O_CLOEXEC), ts)
+                self._add_fd(p, int(a1), "socket", label, bool(a2 & O_CLOEXEC), ts)
+        elif kind == K["accept"]:
+            if ret >= 0:
+                listener = p.fds.get(int(a0))
+                label = listener.target if listener is not None else "socket:[accepted]"
+                self._add_fd(p, int(ret), "socket", label, bool(a2 & O_CLOEXEC), ts)
+        elif kind == K["anonfd"]:
+            if ret >= 0 and int(ret) not in p.fds:
+                name = ANON_NAMES.get(int(a1), "anon")
+                if name == "memfd":
+                    target, cloexec = f"/memfd:{path} (deleted)", bool(a2 & MFD_CLOEXEC)
+                elif name == "pidfd":
+                    target, cloexec = "anon_inode:[pidfd]", True
+                else:
+                    target, cloexec = f"anon_inode:[{name}]", bool(a2 & O_CLOEXEC)
+                self._add_fd(p, int(ret), "anon", target, cloexec, ts, int(a2))
+        elif kind == K["chdir"]:
+            if ret == 0:
+                p.cwd = self._resolve(p, AT_FDCWD, path)
+        elif kind == K["fchdir"]:
+            if ret == 0 and int(a0) in p.fds:
+                p.cwd = p.fds[int(a0)].target
+        elif kind == K["rename"]:
+            if ret == 0:
+                self._moved(self._resolve(p, int(a0), path), self._resolve(p, int(a1), path2))
+        elif kind == K["unlink"]:
+            if ret == 0:
+                self._deleted(self._resolve(p, int(a0), path))
+
+    def _moved(self, old: str, new: str) -> None:
+        prefix = old.rstrip("/") + "/"
+        for q in self.procs.values():
+            for f in q.fds.values():
+                if f.kind == "file":
+                    if f.target == old:
+                        f.target = new
+                    elif f.target.startswith(prefix):
+                        f.target = new + "/" + f.target[len(prefix):]
+            if q.cwd == old:
+                q.cwd = new
+            elif q.cwd.startswith(prefix):
+                q.cwd = new + "/" + q.cwd[len(prefix):]
+
+    def _deleted(self, path: str) -> None:
+        for q in self.procs.values():
+            for f in q.fds.values():
+                if f.kind == "file" and f.target == path:
+                    f.target = path + " (deleted)"
+
+
+def _wait_code(status: int) -> int:
+    """Exit code in shell convention from a wait status: code, or 128 + signal."""
+    sig = status & 0x7F
+    if sig == 0:
+        return (status >> 8) & 0xFF
+    return 128 + sig
+
+
+def _socket_label(family: int, stype: int) -> str:
+    fam = _FAMILIES.get(family, f"family {family}")
+    typ = _SOCK_TYPES.get(stype & 0xF, f"type {stype & 0xF}")
+    return f"socket:[{fam} {typ}]"
+
+
+# ------------------------------------------------------------------ from the store
+
+
+@dataclass
+class StateAt:
+    run: RunInfo
+    at_ns: int
+    processes: list[Proc]
+    exited: list[Proc]       # processes that had exited by T (most recent first)
+
+    def to_json(self) -> dict:
+        return {
+            "run": {"run_id": self.run.run_id, "name": self.run.name},
+            "at_ns": self.at_ns,
+            "at_offset_ns": self.at_ns - self.run.start_ns,
+            "at_wall_ns": self.at_ns + self.run.wall_offset_ns,
+            "processes": [p.to_json() for p in self.processes],
+            "exited": [{"pid": p.pid, "start_ns": p.start_ns, "ppid": p.ppid, "argv": p.argv, "exe": p.exe,
+                        "exit_code": p.exit_code, "exited_ns": p.exited_ns} for p in self.exited],
+        }
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "surrogateescape")
+    return "" if v is None else str(v)
+
+
+def load_machine(store, run: RunInfo, at_ns: int) -> Machine:
+    m = Machine()
+    for pid, ppid, start_ns, _uid, comm, exe, argv, cwd, threads, _ts in named.run(store, "snapshot_procs",
+                                                                                   run=run.run_id):
+        m.add_snapshot_proc(int(pid), int(ppid), int(start_ns), comm, exe, list(argv), cwd, int(threads))
+    for pid, fd, target, kind, flags in named.run(store, "snapshot_fds", run=run.run_id):
+        m.add_snapshot_fd(int(pid), int(fd), target, kind, int(flags))
+    table = named.run_arrow(store, "state_events", run=run.run_id, at=at_ns)
+    cols = {name: table.column(name).to_pylist() for name in table.column_names}
+    for i in range(table.num_rows):
+        m.apply(cols["ts"][i], cols["kind"][i], cols["tgid"][i], cols["tid"][i], cols["ret"][i], cols["a0"][i],
+                cols["a1"][i], cols["a2"][i], cols["a3"][i], _text(cols["comm"][i]), _text(cols["path"][i]),
+                _text(cols["path2"][i]), [_text(a) for a in cols["argv"][i]])
+    return m
+
+
+def state_at(store, run: RunInfo, at_ns: int) -> StateAt:
+    m = load_machine(store, run, at_ns)
+    procs = sorted(m.procs.values(), key=lambda p: (p.start_ns, p.pid))
+    exited = sorted(m.exited.values(), key=lambda p: -(p.exited_ns or 0))
+    return StateAt(run, at_ns, procs, exited)
