@@ -217,9 +217,6 @@ class Recorder:
             except ProcessLookupError:
                 pass
 
-    def _alive(self, pids: set[int]) -> set[int]:
-        return {p for p in pids if os.path.exists(f"/proc/{p}")}
-
     # ------------------------------------------------------------------ main
 
     def run(self) -> RunResult:
@@ -227,7 +224,7 @@ class Recorder:
         if opts.scope == "command" and not opts.command:
             raise UsageError("nothing to record: give a command after --, or --pid / --system")
         if opts.scope == "pid":
-            missing = [p for p in opts.pids if not os.path.exists(f"/proc/{p}")]
+            missing = [p for p in opts.pids if not procfs.alive(p)]
             if missing:
                 raise UsageError(f"no such process: {missing[0]}")
 
@@ -238,10 +235,8 @@ class Recorder:
         wall_offset = time.time_ns() - time.monotonic_ns()
         status = "failed"
         gate_w = err_r = None
-        self.store.set_purpose(f"recording run {self.run_id} ({self.name})")
         try:
             self._run_row("recording", start_ns, 0, wall_offset)
-            watch: set[int] = set()
             if opts.scope == "command":
                 self._child_pid, gate_w, err_r = self._spawn_gated()
                 probe.track([self._child_pid])
@@ -263,10 +258,13 @@ class Recorder:
                 roots = set(opts.pids)
                 probe.track(procfs.descendants(roots))
                 watch = procfs.descendants(roots)  # again: catches forks that raced the first walk
+                if not watch:
+                    raise UsageError(f"process {min(roots)} exited before recording could start")
                 probe.track(watch)
                 self._baseline(watch)
             else:
                 self._baseline(None)
+            self.store.set_purpose(f"recording run {self.run_id} ({self.name})")
             self.progress(f"recording run {self.run_id} ({self.name})")
 
             deadline = time.monotonic() + opts.duration if opts.duration else None
@@ -280,10 +278,15 @@ class Recorder:
                         break
                 if opts.scope == "pid" and time.monotonic() - last_alive_check > 0.2:
                     last_alive_check = time.monotonic()
-                    if not self._alive(watch):
-                        # children of the watched processes may live on: look at the kernel's view
-                        if not self._alive(probe.tracked_pids()):
-                            break
+                    # the kernel drops a process from the tracked map when its last thread exits
+                    # (zombies included), so an empty map means the whole tree is gone
+                    # a process that was already a zombie when attached never exits again: prune those
+                    tracked = probe.tracked_pids()
+                    for pid in tracked:
+                        if not procfs.alive(pid):
+                            probe.untrack(pid)
+                    if not any(procfs.alive(p) for p in tracked):
+                        break
                 if self._stop_reason and self._child_pid is None:
                     break
                 if deadline and time.monotonic() >= deadline:

@@ -92,7 +92,7 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
       osrewind record --print-bpf -- true
     """
     from osrewind.ingest.recorder import Recorder, RecordOptions
-    from osrewind.probes.loader import ProbeOptions, final_source
+    from osrewind.probes.loader import ProbeOptions, check_environment, final_source
     from osrewind.queries.timespec import parse_duration
 
     scopes = sum([bool(command), system, bool(pids)])
@@ -117,6 +117,7 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
             click.echo(f"osrewind: {msg}", err=True, nl=False)
             click.echo(end, err=True, nl=False)
 
+    check_environment()  # before touching the store: not root, no BCC, no headers -> one line
     with _store(obj["db"], "recording") as store:
         result = Recorder(store, opts, progress).run()
     summary = {"run_id": str(result.run_id), "name": result.name, "status": result.status,
@@ -279,9 +280,11 @@ def demo(obj: dict, as_json: bool) -> None:
       sudo osrewind demo
     """
     from osrewind.ingest.recorder import Recorder, RecordOptions
+    from osrewind.probes.loader import check_environment
     from osrewind.queries.runs import resolve_run
     from osrewind.queries.state import state_at
 
+    check_environment()
     script = Path(__file__).with_name("demo") / "workload.sh"
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"osrewind-demo-{os.getpid()}"
     workdir.mkdir(parents=True, exist_ok=True)

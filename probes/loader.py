@@ -61,7 +61,7 @@ def check_environment() -> None:
             "BCC is not importable: install Debian's python3-bpfcc (scripts/setup.sh does it)"
         ) from exc
     release = os.uname().release
-    build = Path("/lib/modules") / release / "build"
+    build = Path(os.environ.get("OSREWIND_MODULES_DIR", "/lib/modules")) / release / "build"
     if not build.exists() and not os.environ.get("BCC_KERNEL_SOURCE"):
         raise EnvironmentProblem(
             f"kernel headers not found at {build}: run scripts/setup.sh (installs headers and links them)"
@@ -153,6 +153,12 @@ class Probe:
     def drain(self) -> np.ndarray:
         return self.reader.drain()
 
+    def untrack(self, pid: int) -> None:
+        try:
+            del self._tracked[ctypes.c_uint32(pid)]
+        except KeyError:
+            pass
+
     def tracked_pids(self) -> set[int]:
         return {int(k.value) for k in self._tracked.keys()}
 
@@ -168,6 +174,44 @@ class Probe:
         return {"size": ctypes.sizeof(leaf),
                 **{name: getattr(leaf, name).offset for name, _ in leaf._fields_}}
 
-    def close(self) -> None:
+    def close(self, background: bool = True) -> None:
+        """Detach the program. Releasing ~90 tracepoints waits for RCU grace periods (seconds on
+        this kernel), so by default a forked child holds the last references and pays that cost
+        after the recorder has returned."""
         self.reader.close()
+        if background:
+            _release_in_background()
         self.bpf.cleanup()
+
+
+def _release_in_background() -> None:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(w)
+            keep = {r}
+            for name in os.listdir("/proc/self/fd"):
+                fd = int(name)
+                try:
+                    target = os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:
+                    continue
+                if "bpf" in target or "perf_event" in target:
+                    keep.add(fd)
+            for fd in [int(n) for n in os.listdir("/proc/self/fd")]:
+                if fd not in keep:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            os.setsid()
+            os.read(r, 1)  # returns at EOF: the recorder has dropped its references
+        finally:
+            os._exit(0)
+    os.close(r)
+    # the write end closes when this process exits (CLOEXEC is not needed: we never exec)
+    _RELEASE_PIPES.append(w)
+
+
+_RELEASE_PIPES: list[int] = []

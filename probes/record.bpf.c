@@ -44,7 +44,7 @@ enum kind {
     K_CLOSE = 11,     // a0 fd
     K_CLOSE_RANGE = 12, // a0 first, a1 last, a2 flags
     K_DUP = 13,       // a0 oldfd, a1 newfd (dup2/dup3/fcntl; -1 for dup), a2 flags (O_CLOEXEC); ret newfd
-    K_SETFD = 14,     // fcntl(F_SETFD): a0 fd, a2 fd flags (FD_CLOEXEC)
+    K_SETFD = 14,     // fcntl(F_SETFD) or ioctl(FIOCLEX/FIONCLEX): a0 fd, a2 fd flags (FD_CLOEXEC)
     K_PIPE = 15,      // a0 read fd, a1 write fd, a2 flags
     K_CHDIR = 16,     // str path
     K_FCHDIR = 17,    // a0 fd
@@ -449,6 +449,19 @@ TRACEPOINT_PROBE(syscalls, sys_enter_fcntl) {
     return 0;
 }
 EXIT(fcntl)
+
+// ioctl(FIOCLEX / FIONCLEX) sets or clears close-on-exec too (CPython's os.set_inheritable uses it).
+#define FIONCLEX_V 0x5450
+#define FIOCLEX_V 0x5451
+TRACEPOINT_PROBE(syscalls, sys_enter_ioctl) {
+    u64 cmd = args->cmd;
+    if (cmd == FIOCLEX_V)
+        return stash(K_SETFD, 1, I(args->fd), 0, 1, 0, NULL, NULL);
+    if (cmd == FIONCLEX_V)
+        return stash(K_SETFD, 1, I(args->fd), 0, 0, 0, NULL, NULL);
+    return 0;
+}
+EXIT(ioctl)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_pipe2) {
     return stash(K_PIPE, 0, 0, 0, args->flags, 0, args->fildes, NULL);

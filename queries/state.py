@@ -328,7 +328,7 @@ def load_machine(store, run: RunInfo, at_ns: int) -> Machine:
     table = named.run_arrow(store, "state_events", run=run.run_id, at=at_ns)
     cols = {name: table.column(name).to_pylist() for name in table.column_names}
     for i in range(table.num_rows):
-        m.apply(cols["ts"][i], cols["kind"][i], cols["tgid"][i], cols["tid"][i], cols["ret"][i], cols["a0"][i],
+        m.apply(cols["ts"][i], cols["kind_code"][i], cols["tgid"][i], cols["tid"][i], cols["ret"][i], cols["a0"][i],
                 cols["a1"][i], cols["a2"][i], cols["a3"][i], _text(cols["comm"][i]), _text(cols["path"][i]),
                 _text(cols["path2"][i]), [_text(a) for a in cols["argv"][i]])
     return m

@@ -2,7 +2,7 @@
 -- from the start of a run up to and including instant `at`.
 -- Parameters: run (UUID), at (Int64, CLOCK_MONOTONIC ns).
 SELECT
-    ts, seq, CAST(kind, 'Int8') AS kind, tgid, tid, ret, a0, a1, a2, a3, comm, path, path2, argv
+    ts, seq, CAST(kind, 'Int8') AS kind_code, tgid, tid, ret, a0, a1, a2, a3, comm, path, path2, argv
 FROM events
 WHERE run_id = {run:UUID}
   AND ts <= {at:Int64}

@@ -1,0 +1,3 @@
+from osrewind.cli import main
+
+main()

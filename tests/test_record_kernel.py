@@ -1,0 +1,241 @@
+"""Real recordings of real programs on this kernel, rewound at sampled instants.
+
+Each workload marks its progress with recorded mkdir() calls (``marks/step-N``) and sleeps after each
+step; the test rewinds to the midpoint between two markers and asserts exactly the processes and fds
+that must be there."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import WORKLOADS, osrewind, record_json
+from osrewind.ingest.store import Store
+from osrewind.queries.runs import resolve_run
+from osrewind.queries.state import state_at
+
+pytestmark = pytest.mark.kernel
+
+
+def markers(store: Store, run_id: str) -> dict[int, int]:
+    rows = store.query("SELECT path, ts FROM events WHERE run_id = {r:UUID} AND kind = 'mkdir' AND ret = 0 "
+                       "AND position(path, '/marks/step-') > 0 ORDER BY ts", {"r": run_id})
+    return {int(p.rsplit("-", 1)[1]): int(ts) for p, ts in rows}
+
+
+def high_fds(proc) -> dict[int, str]:
+    return {n: f.target for n, f in proc.fds.items() if n >= 3}
+
+
+@pytest.fixture(scope="module")
+def fdsteps(kernel, store_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("fdsteps")
+    summary = record_json(store_dir, "--name", "fdsteps", "--", sys.executable, str(WORKLOADS / "fdsteps.py"),
+                          str(work), check_exit=3)
+    with Store(str(store_dir)) as store:
+        run = resolve_run(store, summary["run_id"])
+        marks = markers(store, run.run_id)
+        mids = {k: (marks[k] + marks[k + 1]) // 2 for k in range(7)}
+        states = {k: state_at(store, run, at) for k, at in mids.items()}
+        states["end"] = state_at(store, run, run.end_ns)
+    return summary, run, work, states
+
+
+def test_run_summary(fdsteps):
+    summary, run, _work, _ = fdsteps
+    assert summary["status"] == "complete" and summary["exit_code"] == 3 and summary["lost"] == 0
+    assert run.exit_code == 3 and run.events == summary["events"] > 50
+    assert run.command[1].endswith("fdsteps.py")
+
+
+def test_state_between_every_pair_of_steps(fdsteps):
+    _summary, _run, work, st = fdsteps
+    w = str(work)
+    py = [p for p in st[0].processes if any(a.endswith("fdsteps.py") for a in p.argv)]
+    assert len(py) == 1
+    pid = py[0].pid
+
+    def proc(k, pid_):
+        return {p.pid: p for p in st[k].processes}[pid_]
+
+    assert [p.pid for p in st[0].processes] == [pid]
+    assert high_fds(proc(0, pid)) == {}
+    assert proc(0, pid).cwd == w
+    assert set(proc(0, pid).fds) >= {0, 1, 2}
+    assert high_fds(proc(1, pid)) == {3: f"{w}/a.txt"}
+    s2 = high_fds(proc(2, pid))
+    assert s2[3] == s2[10] == f"{w}/a.txt" and set(s2) == {3, 4, 5, 10}
+    assert "read" in s2[4] and "write" in s2[5] and proc(2, pid).fds[4].cloexec
+    assert not proc(2, pid).fds[10].cloexec
+
+    # step 3: the child exec'd sleep: inherited 3 and 10, lost the CLOEXEC pipe
+    kids = [p for p in st[3].processes if p.ppid == pid]
+    assert len(kids) == 1
+    child = kids[0]
+    assert child.argv == ["sleep", "0.6"] and child.exe.endswith("sleep")
+    assert high_fds(child) == {3: f"{w}/a.txt", 10: f"{w}/a.txt"}
+    assert high_fds(proc(3, pid)) == s2
+
+    # step 4: rename moves every open fd's path; close(3) in the parent only
+    assert high_fds(proc(4, pid)) == {10: f"{w}/b.txt", 4: s2[4], 5: s2[5]}
+    assert high_fds(proc(4, child.pid)) == {3: f"{w}/b.txt", 10: f"{w}/b.txt"}
+
+    # step 5: chdir, fd 3 reused for a relative open, a thread's open belongs to the process
+    p5 = proc(5, pid)
+    assert p5.cwd == f"{w}/sub"
+    assert high_fds(p5) == {3: f"{w}/sub/c.txt", 4: s2[4], 5: s2[5], 6: "/etc/hostname", 10: f"{w}/b.txt"}
+    assert p5.threads == 1
+
+    # step 6: unlink marks the open file deleted; pipe closed; close_range/close of 10
+    assert high_fds(proc(6, pid)) == {3: f"{w}/sub/c.txt (deleted)", 6: "/etc/hostname"}
+    assert child.pid in {p.pid for p in st[6].processes}
+
+    # after the child exited and was reaped
+    end = st["end"]
+    assert end.processes == []
+    gone = {p.pid: p for p in end.exited}
+    assert gone[child.pid].exit_code == 0 and gone[pid].exit_code == 3
+
+
+def test_state_cli_json_and_human(fdsteps, store_dir):
+    summary, run, work, _ = fdsteps
+    out = osrewind("state", summary["run_id"][:8], "--at", "+0s", "--json", db=store_dir, check=True)
+    data = json.loads(out.stdout)
+    assert data["run"]["run_id"] == summary["run_id"] and data["at_offset_ns"] == 0
+    assert len(data["processes"]) == 1 and data["processes"][0]["from_snapshot"]
+    human = osrewind("state", "fdsteps", "--at", "-1ms", db=store_dir, check=True).stdout
+    assert "run " + summary["run_id"][:8] in human and "processes" in human
+    listing = osrewind("runs", db=store_dir, check=True).stdout
+    assert summary["run_id"][:8] in listing and "fdsteps" in listing
+    runs = json.loads(osrewind("runs", "--json", db=store_dir, check=True).stdout)
+    mine = [r for r in runs if r["run_id"] == summary["run_id"]][0]
+    assert mine["exit_code"] == 3 and mine["status"] == "complete" and mine["lost"] == 0
+
+
+def test_record_exit_code_and_failed_open(kernel, store_dir, tmp_path):
+    summary = record_json(store_dir, "--", "/bin/sh", "-c", f"cat {tmp_path}/missing; exit 7", check_exit=7)
+    with Store(str(store_dir)) as store:
+        rows = store.query("SELECT ret, path FROM events WHERE run_id = {r:UUID} AND kind = 'open' "
+                           "AND path = {p:String}", {"r": summary["run_id"], "p": f"{tmp_path}/missing"})
+    assert rows == [(-2, f"{tmp_path}/missing")]  # ENOENT, recorded with its path
+
+
+def test_daemon_reparented_stays_in_scope(kernel, store_dir, tmp_path):
+    flag = tmp_path / "daemon-done"
+    # the daemon double-forks away from the recorded shell, outlives it, then writes a file
+    script = f"( sleep 0.4; echo done > {flag} ) & exit 0"
+    summary = record_json(store_dir, "--", "/bin/sh", "-c", script, check_exit=0)
+    deadline = time.time() + 5
+    while not flag.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    with Store(str(store_dir)) as store:
+        run = resolve_run(store, summary["run_id"])
+        st = state_at(store, run, run.end_ns)
+    orphans = [p for p in st.processes if p.orphaned]
+    assert orphans, [p.to_json() for p in st.processes]
+
+
+def test_ctrl_c_keeps_what_was_recorded(kernel, store_dir, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "osrewind", "--db", str(store_dir), "record", "--quiet",
+                             "--json", "--name", "interrupted", "--", "/bin/sh", "-c",
+                             f"touch {tmp_path}/before; sleep 30"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 30
+    while not (tmp_path / "before").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    summary = json.loads(out)
+    assert summary["status"] == "interrupted"
+    with Store(str(store_dir)) as store:
+        run = resolve_run(store, summary["run_id"])
+        touched = store.query("SELECT count() FROM events WHERE run_id = {r:UUID} AND kind = 'open' "
+                              "AND path = {p:String}", {"r": run.run_id, "p": f"{tmp_path}/before"})
+    assert run.status == "interrupted" and touched == [(1,)]
+
+
+def wait_recording(db: Path, timeout: float = 60) -> None:
+    """Until the recorder says (in its lock file) that its scope is live."""
+    lock = db / ".osrewind.lock"
+    deadline = time.time() + timeout
+    while time.time() < deadline and "recording run" not in (lock.read_text() if lock.exists() else ""):
+        time.sleep(0.05)
+
+
+def test_record_existing_pid_tree(kernel, tmp_path):
+    db = tmp_path / "pidstore"
+    go = tmp_path / "go"
+    target = subprocess.Popen(["/bin/sh", "-c", f"sleep 30 & while [ ! -e {go} ]; do sleep 0.05; done; "
+                               f"echo x > {tmp_path}/late; kill $!"])
+    try:
+        time.sleep(0.2)
+        rec = subprocess.Popen([sys.executable, "-m", "osrewind", "--db", str(db), "record", "--quiet", "--json",
+                                "--pid", str(target.pid)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_recording(db)
+        go.touch()
+        target.wait(timeout=30)  # reaped by us: the recorder must notice and stop
+        out, err = rec.communicate(timeout=60)
+    finally:
+        target.kill()
+    assert rec.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["status"] == "complete"
+    with Store(str(db)) as store:
+        run = resolve_run(store, summary["run_id"])
+        first = state_at(store, run, run.start_ns)
+        rows = store.query("SELECT count() FROM events WHERE run_id = {r:UUID} AND kind = 'open' "
+                           "AND path = {p:String}", {"r": run.run_id, "p": f"{tmp_path}/late"})
+    pids = {p.pid: p for p in first.processes}
+    assert target.pid in pids and pids[target.pid].from_snapshot
+    assert any(p.argv == ["sleep", "30"] for p in first.processes)  # the child alive at attach time
+    assert rows == [(1,)]
+
+
+def test_record_pid_that_is_gone(kernel, tmp_path):
+    out = osrewind("record", "--pid", "999999999", db=tmp_path / "db")
+    assert out.returncode == 2 and out.stderr.strip() == "osrewind: error: no such process: 999999999"
+
+
+def test_store_locked_by_running_recording(kernel, tmp_path):
+    db = tmp_path / "busy"
+    rec = subprocess.Popen([sys.executable, "-m", "osrewind", "--db", str(db), "record", "--quiet", "--",
+                            "sleep", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_recording(db)
+        out = osrewind("runs", db=db)
+        assert out.returncode == 4
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "in use by osrewind pid" in lines[0] and "recording run" in lines[0]
+    finally:
+        rec.wait(timeout=60)
+    assert rec.returncode == 0
+    assert osrewind("runs", db=db).returncode == 0  # free again, nothing lost
+
+
+def test_layout_of_compiled_program_matches_decoder(kernel):
+    from osrewind.probes.loader import Probe, ProbeOptions
+    from osrewind.probes.records import EVENT_DTYPE
+
+    probe = Probe(ProbeOptions(ringbuf_pages=16))
+    try:
+        layout = probe.layout()
+    finally:
+        probe.close()
+    assert layout["size"] == EVENT_DTYPE.itemsize
+    for name in EVENT_DTYPE.names:
+        assert layout[name] == EVENT_DTYPE.fields[name][1], name
+
+
+def test_print_bpf_shows_final_program():
+    out = osrewind("record", "--print-bpf", "--system")
+    assert out.returncode == 0
+    assert "#define SYSTEM_WIDE" in out.stdout and "TRACEPOINT_PROBE(sched, sched_process_fork)" in out.stdout

@@ -1,0 +1,137 @@
+"""The rewind state machine, fed fixture facts in kernel order (no root, no store)."""
+
+from __future__ import annotations
+
+import errno
+
+from osrewind.probes.records import AT_FDCWD, CLONE_THREAD, KIND_CODES, O_CLOEXEC
+from osrewind.queries.state import Machine
+
+K = KIND_CODES
+
+
+def fact(m: Machine, kind: str, tgid: int, *, ts: int = 0, tid: int | None = None, ret: int = 0, a0: int = 0,
+         a1: int = 0, a2: int = 0, a3: int = 0, comm: str = "sh", path: str = "", path2: str = "",
+         argv: list[str] | None = None) -> None:
+    m.apply(ts, K[kind], tgid, tgid if tid is None else tid, ret, a0, a1, a2, a3, comm, path, path2, argv or [])
+
+
+def base() -> Machine:
+    m = Machine()
+    m.add_snapshot_proc(100, 1, 5, "sh", "/bin/sh", ["sh", "job.sh"], "/work", 1)
+    m.add_snapshot_fd(100, 0, "/dev/null", "file", 0)
+    m.add_snapshot_fd(100, 1, "pipe:[77]", "pipe", 0)
+    m.add_snapshot_fd(100, 9, "/work/secret", "file", O_CLOEXEC)
+    return m
+
+
+def fds(m: Machine, pid: int) -> dict[int, str]:
+    return {n: f.target for n, f in m.procs[pid].fds.items()}
+
+
+def test_open_relative_to_cwd_and_dirfd_and_failed_open():
+    m = base()
+    fact(m, "open", 100, ret=3, a0=AT_FDCWD, path="out/a.txt")
+    fact(m, "open", 100, ret=4, a0=AT_FDCWD, path="/etc/../etc/hosts")
+    fact(m, "open", 100, ret=5, a0=AT_FDCWD, path="/work/dir")
+    fact(m, "open", 100, ret=6, a0=5, path="inner")
+    fact(m, "open", 100, ret=-errno.ENOENT, a0=AT_FDCWD, path="missing")
+    assert fds(m, 100) == {0: "/dev/null", 1: "pipe:[77]", 9: "/work/secret", 3: "/work/out/a.txt",
+                           4: "/etc/hosts", 5: "/work/dir", 6: "/work/dir/inner"}
+
+
+def test_fork_copies_fds_exec_closes_cloexec_and_takes_argv():
+    m = base()
+    fact(m, "fork", 100, ts=10, a0=100, a1=200, a2=0x1200011)
+    fact(m, "exec_args", 200, ts=11, argv=["cat", "-n"])
+    fact(m, "exec", 200, ts=12, a0=200, comm="cat", path="/usr/bin/cat")
+    p = m.procs[200]
+    assert p.ppid == 100 and p.start_ns == 10 and p.argv == ["cat", "-n"] and p.exe == "/usr/bin/cat"
+    assert fds(m, 200) == {0: "/dev/null", 1: "pipe:[77]"}  # fd 9 was close-on-exec
+    assert 9 in m.procs[100].fds  # the parent keeps its own
+
+
+def test_threads_share_the_process_fd_table():
+    m = base()
+    fact(m, "fork", 100, a1=101, a2=CLONE_THREAD | 0x100)
+    assert 101 not in m.procs and m.procs[100].threads == 2
+    fact(m, "open", 100, tid=101, ret=3, a0=AT_FDCWD, path="/tmp/t")
+    assert fds(m, 100)[3] == "/tmp/t"
+    fact(m, "task_exit", 100, tid=101, a0=0)
+    assert m.procs[100].threads == 1 and 100 in m.procs
+
+
+def test_dup_variants_and_cloexec_bits():
+    m = base()
+    fact(m, "open", 100, ret=3, a0=AT_FDCWD, path="/tmp/x", a2=O_CLOEXEC)
+    fact(m, "dup", 100, ret=4, a0=3, a1=-1)                    # dup: no cloexec
+    fact(m, "dup", 100, ret=1, a0=3, a1=1)                     # dup2 over stdout
+    fact(m, "dup", 100, ret=7, a0=3, a1=7, a2=O_CLOEXEC)       # dup3(O_CLOEXEC)
+    fact(m, "dup", 100, ret=3, a0=3, a1=3)                     # dup2(fd, fd): no change
+    fact(m, "dup", 100, ret=-errno.EBADF, a0=42, a1=-1)
+    f = m.procs[100].fds
+    assert f[3].cloexec and not f[4].cloexec and not f[1].cloexec and f[7].cloexec
+    assert f[1].target == "/tmp/x"
+    fact(m, "setfd", 100, a0=4, a2=1)
+    assert f[4].cloexec
+
+
+def test_close_close_range_and_ebadf():
+    m = base()
+    for n in (3, 4, 5, 6):
+        fact(m, "open", 100, ret=n, a0=AT_FDCWD, path=f"/f{n}")
+    fact(m, "close", 100, a0=3)
+    fact(m, "close", 100, ret=-errno.EBADF, a0=3)
+    fact(m, "close", 100, ret=-errno.EIO, a0=4)  # Linux closes the fd even then
+    fact(m, "close_range", 100, a0=5, a1=2**32 - 1, a2=4)  # CLOSE_RANGE_CLOEXEC
+    assert set(fds(m, 100)) == {0, 1, 9, 5, 6} and m.procs[100].fds[6].cloexec
+    fact(m, "close_range", 100, a0=5, a1=9)
+    assert set(fds(m, 100)) == {0, 1}
+
+
+def test_pipes_sockets_anon_fds():
+    m = base()
+    fact(m, "pipe", 100, a0=3, a1=4, a2=O_CLOEXEC)
+    fact(m, "socket", 100, ret=5, a0=2, a1=1 | O_CLOEXEC)
+    fact(m, "socketpair", 100, a0=6, a1=7, a2=1, a3=1)
+    fact(m, "anonfd", 100, ret=8, a1=3, a2=1, path="scratch")
+    fact(m, "anonfd", 100, ret=10, a1=1, a2=0)
+    f = m.procs[100].fds
+    assert f[3].kind == f[4].kind == "pipe" and f[3].target.endswith("read") and f[4].target.endswith("write")
+    assert f[3].cloexec and f[5].target == "socket:[AF_INET SOCK_STREAM]" and f[5].cloexec
+    assert f[6].target == f[7].target == "socket:[AF_UNIX SOCK_STREAM]"
+    assert f[8].target == "/memfd:scratch (deleted)" and f[8].cloexec
+    assert f[10].target == "anon_inode:[eventfd]" and not f[10].cloexec
+
+
+def test_chdir_fchdir_rename_unlink():
+    m = base()
+    fact(m, "chdir", 100, path="sub")
+    assert m.procs[100].cwd == "/work/sub"
+    fact(m, "open", 100, ret=3, a0=AT_FDCWD, path="/data")
+    fact(m, "fchdir", 100, a0=3)
+    assert m.procs[100].cwd == "/data"
+    fact(m, "open", 100, ret=4, a0=AT_FDCWD, path="a.txt")
+    fact(m, "rename", 100, a0=AT_FDCWD, a1=AT_FDCWD, path="a.txt", path2="/data/b.txt")
+    assert fds(m, 100)[4] == "/data/b.txt"
+    fact(m, "rename", 100, a0=AT_FDCWD, a1=AT_FDCWD, path="/data", path2="/archive")
+    assert fds(m, 100)[4] == "/archive/b.txt" and m.procs[100].cwd == "/archive"
+    fact(m, "unlink", 100, a0=AT_FDCWD, path="/archive/b.txt")
+    assert fds(m, 100)[4] == "/archive/b.txt (deleted)"
+
+
+def test_exit_codes_wait_status_pid_reuse_and_orphans():
+    m = base()
+    fact(m, "fork", 100, ts=10, a1=200)
+    fact(m, "fork", 200, ts=11, a1=300)
+    fact(m, "exit_call", 200, ts=12, a0=3, a1=1)
+    fact(m, "task_exit", 200, ts=13, a0=1)
+    assert 200 not in m.procs and m.exited[200].exit_code == 3
+    assert m.procs[300].orphaned
+    fact(m, "wait", 100, ts=14, ret=200, a0=3 << 8)
+    assert m.exited[200].exit_code == 3
+    fact(m, "fork", 100, ts=20, a1=200)  # pid reused: a new process
+    assert m.procs[200].start_ns == 20 and not m.procs[200].orphaned
+    fact(m, "task_exit", 300, ts=21, a0=1)
+    fact(m, "wait", 1, ts=22, ret=300, a0=9)  # killed by SIGKILL
+    assert m.exited[300].exit_code == 128 + 9
