@@ -23,6 +23,7 @@ from osrewind.errors import StoreError
 from osrewind.ingest.schema import SCHEMA_VERSION, TABLES
 
 LOCK_NAME = ".osrewind.lock"
+MARKER_NAME = "osrewind-store.json"  # written with the tables: a store that has it must have them
 
 
 def default_location() -> str:
@@ -124,6 +125,7 @@ class Store:
     # ------------------------------------------------------------------ use
 
     def ensure_schema(self) -> None:
+        self.has_schema()  # refuses a damaged store rather than creating empty tables over it
         try:
             for ddl in TABLES.values():
                 self.client.command(ddl)
@@ -131,6 +133,10 @@ class Store:
                 "INSERT INTO meta (key, value) VALUES ('schema_version', {v:String})",
                 parameters={"v": str(SCHEMA_VERSION)},
             )
+            if self.embedded:
+                marker = Path(self.location) / MARKER_NAME
+                if not marker.exists():
+                    marker.write_text(json.dumps({"schema_version": SCHEMA_VERSION}) + "\n")
         except Exception as exc:
             raise StoreError(f"cannot create tables in store {self.location}: {_one_line(exc)}") from exc
 
@@ -140,7 +146,11 @@ class Store:
                                      "AND name = 'runs'").result_rows
         except Exception as exc:
             raise StoreError(f"cannot read store {self.location}: {_one_line(exc)}") from exc
-        return bool(rows and rows[0][0])
+        present = bool(rows and rows[0][0])
+        if not present and self.embedded and (Path(self.location) / MARKER_NAME).exists():
+            raise StoreError(f"store {self.location} is damaged: its tables cannot be loaded "
+                             "(files left untouched; move it aside or restore a backup)")
+        return present
 
     def insert_arrow(self, table: str, data: Any) -> None:
         try:
