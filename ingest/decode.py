@@ -25,11 +25,18 @@ def to_arrow(ev: np.ndarray, run_id: uuid.UUID | str, seq_start: int) -> pa.Tabl
     two = np.isin(kind, _TWO_PATH_KINDS)
     argv_rows = np.flatnonzero(kind == _ARGV_KIND)
 
+    ev = np.ascontiguousarray(ev)
+    mat = ev.view(np.uint8).reshape(n, records.EVENT_DTYPE.itemsize)
     # first half holds the path; for exec_args the whole 512 bytes are argv and `path` stays empty
     len1 = ev["len1"].astype(np.int64)
     len1_path = np.where(kind == _ARGV_KIND, 0, len1)
-    path = records.strings(ev["str"], len1_path, 0, records.STR_HALF)
-    path2 = records.strings(ev["str"], np.where(two, ev["len2"], 0), records.STR_HALF, records.STR_HALF)
+    path = binary_column(mat, len1_path, records.STR_OFFSET, records.STR_HALF)
+    path2 = binary_column(mat, np.where(two, ev["len2"], 0), records.STR_OFFSET + records.STR_HALF,
+                          records.STR_HALF)
+    comm_bytes = mat[:, records.COMM_OFFSET : records.COMM_OFFSET + 16]
+    nul = comm_bytes == 0
+    comm_len = np.where(nul.any(axis=1), nul.argmax(axis=1), 16)
+    comm = binary_column(mat, comm_len, records.COMM_OFFSET, 16)
 
     offsets = np.zeros(n + 1, dtype=np.int32)
     values: list[str] = []
@@ -56,21 +63,33 @@ def to_arrow(ev: np.ndarray, run_id: uuid.UUID | str, seq_start: int) -> pa.Tabl
             "a1": pa.array(ev["a1"]),
             "a2": pa.array(ev["a2"]),
             "a3": pa.array(ev["a3"]),
-            "comm": pa.array(_cut(ev["comm"]), type=pa.binary()),
-            "path": pa.array(path, type=pa.binary()),
-            "path2": pa.array(path2, type=pa.binary()),
+            "comm": comm,
+            "path": path,
+            "path2": path2,
             "argv": argv,
         }
     )
 
 
-def _cut(comm: np.ndarray) -> np.ndarray:
-    """comm is NUL-terminated inside 16 bytes; bytes after the NUL may be stale."""
-    b = np.frombuffer(comm.tobytes(), dtype=np.uint8).reshape(len(comm), 16).copy()
-    nul = (b == 0)
-    first = np.where(nul.any(axis=1), nul.argmax(axis=1), 16)
-    b[np.arange(16)[None, :] >= first[:, None]] = 0
-    return b.view("S16").reshape(len(comm))
+def binary_column(mat: np.ndarray, lengths: np.ndarray, start: int, width: int) -> pa.Array:
+    """An Arrow binary column from fixed-width byte fields cut to their lengths, with no Python loop.
+
+    ``mat`` is the records viewed as an (n, record size) uint8 matrix. Bytes past each length are
+    uninitialised ring-buffer memory and are never copied: only rows with a string, and only up to
+    the longest one, are gathered, then concatenated in row order as Arrow's values buffer.
+    """
+    n = len(mat)
+    lens = np.minimum(np.asarray(lengths, dtype=np.int64), width)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lens, out=offsets[1:])
+    rows = np.flatnonzero(lens)
+    if len(rows):
+        longest = int(lens[rows].max())
+        sub = mat[rows, start : start + longest]
+        values = sub[np.arange(longest)[None, :] < lens[rows][:, None]]
+    else:
+        values = np.zeros(0, dtype=np.uint8)
+    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(values)])
 
 
 def lost_row(run_id: uuid.UUID | str, ts: int, seq: int, count: int) -> pa.Table:

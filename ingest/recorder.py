@@ -23,18 +23,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
 
 from osrewind import __version__
 from osrewind.errors import UsageError
-from osrewind.ingest import decode
 from osrewind.ingest.store import Store
+from osrewind.ingest.writer import EventWriter
 from osrewind.probes import procfs
 from osrewind.probes.loader import Probe, ProbeOptions
 
-BATCH_ROWS = 50_000
-BATCH_SECONDS = 0.5
 POLL_SECONDS = 0.01
 
 
@@ -88,12 +85,8 @@ class Recorder:
         self.run_id = uuid.uuid4()
         self.name = opts.name or self._default_name()
         self._stop_reason: str | None = None
-        self._seq = 0
-        self._events = 0
         self._lost_seen = 0
-        self._pending: list[np.ndarray] = []
-        self._pending_rows = 0
-        self._last_flush = time.monotonic()
+        self._writer: EventWriter | None = None
         self._child_pid: int | None = None
         self._exit_code: int | None = None
 
@@ -115,7 +108,7 @@ class Recorder:
             "runs",
             [[self.run_id, self.name, host, boot_id, kernel, cmd, self.opts.cwd or os.getcwd(), self.opts.scope,
               self._child_pid or (self.opts.pids[0] if self.opts.pids else 0), start_ns, end_ns, wall_offset,
-              self._events, self._lost_seen, self._exit_code, status, __version__, time.time_ns()]],
+              self._writer.written if self._writer else 0, self._lost_seen, self._exit_code, status, __version__, time.time_ns()]],
             ["run_id", "name", "host", "boot_id", "kernel", "command", "cwd", "scope", "root_pid", "start_ns",
              "end_ns", "wall_offset_ns", "events", "lost", "exit_code", "status", "version", "updated_ns"],
         )
@@ -123,11 +116,12 @@ class Recorder:
     # ------------------------------------------------------------------ baseline
 
     def _baseline(self, pids: set[int] | None) -> None:
+        assert self._writer is not None
         ts = time.monotonic_ns()
         procs, fds = procfs.snapshot(pids)
         rid = str(self.run_id)
         if procs:
-            self.store.insert_arrow("snapshot_procs", pa.table({
+            self._writer.insert("snapshot_procs", pa.table({
                 "run_id": pa.array([rid] * len(procs)),
                 "ts": pa.array([ts] * len(procs), type=pa.int64()),
                 "pid": pa.array([p.pid for p in procs], type=pa.uint32()),
@@ -141,7 +135,7 @@ class Recorder:
                 "threads": pa.array([p.threads for p in procs], type=pa.uint32()),
             }))
         if fds:
-            self.store.insert_arrow("snapshot_fds", pa.table({
+            self._writer.insert("snapshot_fds", pa.table({
                 "run_id": pa.array([rid] * len(fds)),
                 "ts": pa.array([ts] * len(fds), type=pa.int64()),
                 "pid": pa.array([f.pid for f in fds], type=pa.uint32()),
@@ -155,31 +149,14 @@ class Recorder:
     # ------------------------------------------------------------------ draining
 
     def _drain(self, probe: Probe) -> None:
+        assert self._writer is not None
         ev = probe.drain()
         if len(ev):
-            self._pending.append(ev)
-            self._pending_rows += len(ev)
+            self._writer.put(ev)
         lost = probe.lost()
         if lost > self._lost_seen:
-            self._flush()
-            self.store.insert_arrow("events", decode.lost_row(self.run_id, time.monotonic_ns(), self._seq,
-                                                              lost - self._lost_seen))
-            self._seq += 1
+            self._writer.lost(time.monotonic_ns(), lost - self._lost_seen)
             self._lost_seen = lost
-        if self._pending_rows >= BATCH_ROWS or (self._pending_rows and
-                                                time.monotonic() - self._last_flush >= BATCH_SECONDS):
-            self._flush()
-
-    def _flush(self) -> None:
-        self._last_flush = time.monotonic()
-        if not self._pending:
-            return
-        ev = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending, self._pending_rows = [], 0
-        self.store.insert_arrow("events", decode.to_arrow(ev, self.run_id, self._seq))
-        self._seq += len(ev)
-        self._events += len(ev)
-        self.progress(f"{self._events} events, {self._lost_seen} lost")
 
     # ------------------------------------------------------------------ scope
 
@@ -235,6 +212,8 @@ class Recorder:
         wall_offset = time.time_ns() - time.monotonic_ns()
         status = "failed"
         gate_w = err_r = None
+        self._writer = EventWriter(self.store, self.run_id,
+                                   lambda n: self.progress(f"{n} events, {self._lost_seen} lost"))
         try:
             self._run_row("recording", start_ns, 0, wall_offset)
             if opts.scope == "command":
@@ -251,8 +230,6 @@ class Recorder:
                     _, _, why = failure.decode(errors="replace").partition(":")
                     os.waitpid(self._child_pid, 0)
                     self._exit_code = 127
-                    self._drain(probe)
-                    self._flush()
                     raise UsageError(f"cannot run {opts.command[0]!r}: {why}")
             elif opts.scope == "pid":
                 roots = set(opts.pids)
@@ -296,7 +273,6 @@ class Recorder:
             time.sleep(0.02)
             self._drain(probe)
             self._drain(probe)
-            self._flush()
             status = self._stop_reason or "complete"
         finally:
             for s, h in old_handlers.items():
@@ -307,13 +283,12 @@ class Recorder:
             try:
                 try:
                     self._drain(probe)
-                    self._flush()
-                except Exception:
-                    pass
+                finally:
+                    self._writer.close()  # everything drained reaches the store before the run row
                 end_ns = time.monotonic_ns()
                 self._run_row(status, start_ns, end_ns, wall_offset)
             finally:
                 probe.close()
                 self.store.set_purpose("idle")
-        return RunResult(self.run_id, self.name, status, self._exit_code, self._events, self._lost_seen,
+        return RunResult(self.run_id, self.name, status, self._exit_code, self._writer.written, self._lost_seen,
                          start_ns, end_ns)

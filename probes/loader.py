@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,12 +98,13 @@ class RingReader:
         self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._data = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._bytes = np.frombuffer(self._data, dtype=np.uint8)
+        # positions as aligned 8-byte words: one store the kernel can never see half-written
+        self._cons_pos = np.frombuffer(self._cons, dtype=np.uint64, count=1)
+        self._prod_pos = np.frombuffer(self._data, dtype=np.uint64, count=1)
         self._page = page
 
     def _positions(self) -> tuple[int, int]:
-        cons = struct.unpack_from("<Q", self._cons, 0)[0]
-        prod = struct.unpack_from("<Q", self._data, 0)[0]
-        return cons, prod
+        return int(self._cons_pos[0]), int(self._prod_pos[0])
 
     def drain(self, max_records: int = 200_000) -> np.ndarray:
         """Copy out every committed record (up to max_records) and release their space."""
@@ -118,11 +118,11 @@ class RingReader:
         ev, used = records.committed_prefix(records.slots_from_buffer(raw))
         ev = ev.copy()
         if used:
-            struct.pack_into("<Q", self._cons, 0, cons + used * records.RECORD_SIZE)
+            self._cons_pos[0] = cons + used * records.RECORD_SIZE
         return ev
 
     def close(self) -> None:
-        del self._bytes
+        del self._bytes, self._cons_pos, self._prod_pos
         self._cons.close()
         self._data.close()
 

@@ -35,6 +35,8 @@ EVENT_DTYPE = np.dtype(
     ]
 )
 assert EVENT_DTYPE.itemsize == 592
+STR_OFFSET = EVENT_DTYPE.fields["str"][1]
+COMM_OFFSET = EVENT_DTYPE.fields["comm"][1]
 
 RB_HEADER = 8
 RB_BUSY = 1 << 31
@@ -109,21 +111,6 @@ def committed_prefix(slots: np.ndarray) -> tuple[np.ndarray, int]:
     ready = slots[:n]
     keep = (ready["hlen"] & RB_DISCARD) == 0
     return ready["ev"][keep], n
-
-
-def strings(raw: np.ndarray, lengths: np.ndarray, offset: int = 0, width: int = STR_HALF) -> np.ndarray:
-    """Cut fixed-width byte fields to their recorded lengths, vectorised.
-
-    ``raw`` is the ``str`` void column; bytes past each length are uninitialised ring-buffer memory
-    and are zeroed before the result is viewed as numpy ``S`` strings (which drop trailing NULs).
-    """
-    n = len(raw)
-    if n == 0:
-        return np.zeros(0, dtype=f"S{width}")
-    b = np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(n, STR_LEN)[:, offset : offset + width].copy()
-    lens = np.minimum(lengths.astype(np.int64), width)
-    b[np.arange(width)[None, :] >= lens[:, None]] = 0
-    return b.view(f"S{width}").reshape(n)
 
 
 def argv_of(raw: bytes, length: int) -> list[str]:
