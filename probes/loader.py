@@ -141,10 +141,10 @@ class Probe:
         except Exception as exc:  # BCC raises bare Exception on compile/attach failure
             msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise EnvironmentProblem(f"loading the BPF program failed: {msg}") from exc
-        rb = self.bpf["events"]
+        rb = self.bpf[b"events"]
         self.reader = RingReader(rb.map_fd, opts.ringbuf_pages * mmap.PAGESIZE)
-        self._tracked = self.bpf["tracked"]
-        self._lost = self.bpf["lost"]
+        self._tracked = self.bpf[b"tracked"]
+        self._lost = self.bpf[b"lost"]
 
     def track(self, pids) -> None:
         for pid in pids:
@@ -170,7 +170,7 @@ class Probe:
 
     def layout(self) -> dict:
         """Size and field offsets of ``struct event`` as the compiler laid it out (for the layout test)."""
-        leaf = self.bpf["layout_check"].Leaf
+        leaf = self.bpf[b"layout_check"].Leaf
         return {"size": ctypes.sizeof(leaf),
                 **{name: getattr(leaf, name).offset for name, _ in leaf._fields_}}
 

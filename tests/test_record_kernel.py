@@ -239,3 +239,57 @@ def test_print_bpf_shows_final_program():
     out = osrewind("record", "--print-bpf", "--system")
     assert out.returncode == 0
     assert "#define SYSTEM_WIDE" in out.stdout and "TRACEPOINT_PROBE(sched, sched_process_fork)" in out.stdout
+
+
+def test_demo_shell_workload_rewound_at_its_checkpoint(kernel, tmp_path):
+    """`osrewind demo` records osrewind/demo/workload.sh (a real shell script) and rewinds it."""
+    proc = osrewind("demo", "--json", db=tmp_path / "db", env={"TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    st = json.loads(proc.stdout)
+    work = next(tmp_path.glob("osrewind-demo-*"))
+    by_argv = {" ".join(p["argv"]): p for p in st["processes"]}
+    sh = next(p for a, p in by_argv.items() if a.endswith("workload.sh"))
+    fds = {f["fd"]: f["target"] for f in sh["fds"]}
+    assert sh["cwd"] == f"{work}/build"
+    assert fds[7] == f"{work}/build/job.log" and fds[8] == f"{work}/build/sorted.txt"
+    assert fds[3] == f"{work}/build/checkpoint"  # the instant shown is the checkpoint's open
+    sleep, cat = by_argv["sleep 1"], by_argv["cat"]
+    assert sleep["ppid"] == cat["ppid"] == sh["pid"]
+    pipe_w = {f["fd"]: f for f in sleep["fds"]}[1]
+    pipe_r = {f["fd"]: f for f in cat["fds"]}[0]
+    assert pipe_w["kind"] == pipe_r["kind"] == "pipe"
+    assert pipe_w["target"].replace("write", "") == pipe_r["target"].replace("read", "")
+    assert {f["fd"]: f["target"] for f in cat["fds"]}[1] == f"{work}/build/piped.txt"
+    exited = {" ".join(p["argv"]): p["exit_code"] for p in st["exited"]}
+    assert exited.get("sort input.txt") == 0 and exited.get("mkdir -p build") == 0
+    # later in the same run: the mv moved fd 8's path
+    with Store(str(tmp_path / "db")) as store:
+        run = resolve_run(store, "demo")
+        mv = store.query("SELECT ts FROM events WHERE run_id = {r:UUID} AND kind = 'rename' AND ret = 0",
+                         {"r": run.run_id})[0][0]
+        later = state_at(store, run, mv + 1)
+    shp = {p.pid: p for p in later.processes}[sh["pid"]]
+    assert shp.fds[8].target == f"{work}/build/final.txt"
+
+
+def test_system_wide_recording_sees_other_processes_not_itself(kernel, tmp_path):
+    db = tmp_path / "sys"
+    marker = tmp_path / "system-marker"
+    rec = subprocess.Popen([sys.executable, "-m", "osrewind", "--db", str(db), "record", "--quiet", "--json",
+                            "--system", "--duration", "2s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    wait_recording(db)
+    subprocess.run(["/bin/sh", "-c", f"echo hi > {marker}"], check=True)
+    out, err = rec.communicate(timeout=120)
+    assert rec.returncode == 0, err
+    summary = json.loads(out)
+    with Store(str(db)) as store:
+        run = resolve_run(store, summary["run_id"])
+        hits = store.query("SELECT count() FROM events WHERE run_id = {r:UUID} AND kind = 'open' "
+                           "AND path = {p:String} AND ret >= 0", {"r": run.run_id, "p": str(marker)})
+        own = store.query("SELECT count() FROM events WHERE run_id = {r:UUID} AND tgid = {pid:UInt32}",
+                          {"r": run.run_id, "pid": rec.pid})
+        first = state_at(store, run, run.start_ns)
+    assert hits == [(1,)] and own == [(0,)]
+    pids = {p.pid for p in first.processes}
+    assert 1 in pids and len(pids) > 5  # the whole machine's baseline
