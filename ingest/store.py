@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from osrewind.errors import StoreError
 from osrewind.ingest.schema import SCHEMA_VERSION, TABLES
+
+# the driver logs its own copy of every error it raises; osrewind reports them once, in one line
+logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
+logging.getLogger("clickhouse_connect").propagate = False
 
 LOCK_NAME = ".osrewind.lock"
 MARKER_NAME = "osrewind-store.json"  # written with the tables: a store that has it must have them
@@ -41,6 +47,9 @@ def is_server_url(location: str) -> bool:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
+    errno_msg = re.search(r"\[Errno \d+\] [^'\")]+", line)
+    if errno_msg:  # a network error buried in the HTTP driver's message
+        return errno_msg.group(0)
     return line[:300]
 
 

@@ -129,3 +129,9 @@ def test_every_command_has_help_with_example_and_json():
         assert any(p.name == "as_json" for p in command.params), name
         out = osrewind(name, "--help")
         assert out.returncode == 0 and "Usage:" in out.stdout
+
+
+def test_unreachable_server_is_one_line():
+    line = one_line_error(osrewind("runs", db="http://reader:secret@127.0.0.1:9/osrewind"), 4)
+    assert "cannot reach ClickHouse at http://reader@127.0.0.1:9/osrewind" in line
+    assert "secret" not in line
