@@ -148,6 +148,8 @@ def runs(obj: dict, limit: int, as_json: bool) -> None:
 
     \b
     Columns: id, name, start (local time), duration, events, lost events, exit code, status, command.
+    Status: complete; interrupted (Ctrl-C or SIGTERM, data kept); failed (an error stopped it,
+    data kept); aborted (the recorder was killed: data up to its last batch kept); recording.
     Example:
       osrewind runs --limit 5
     """

@@ -51,6 +51,9 @@ def list_runs(store, limit: int = 1000) -> list[RunInfo]:
     for r in rows:
         (run_id, name, host, kernel, command, cwd, scope, root_pid, start_ns, end_ns, wall_offset, events, lost,
          exit_code, status) = r
+        if status == "recording" and getattr(store, "embedded", False):
+            # we hold the embedded store's lock, so no recorder is writing it: that one died
+            status = "aborted"
         out.append(RunInfo(str(run_id), name, host, kernel, list(command), cwd, scope, int(root_pid), int(start_ns),
                            int(end_ns), int(wall_offset), int(events), int(lost),
                            None if exit_code is None else int(exit_code), status))

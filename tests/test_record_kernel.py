@@ -293,3 +293,21 @@ def test_system_wide_recording_sees_other_processes_not_itself(kernel, tmp_path)
     assert hits == [(1,)] and own == [(0,)]
     pids = {p.pid for p in first.processes}
     assert 1 in pids and len(pids) > 5  # the whole machine's baseline
+
+
+def test_killed_recorder_keeps_its_data_and_run_shows_aborted(kernel, tmp_path):
+    db = tmp_path / "killed"
+    rec = subprocess.Popen([sys.executable, "-m", "osrewind", "--db", str(db), "record", "--quiet", "--name",
+                            "killed", "--", "/bin/sh", "-c", f"touch {tmp_path}/early; sleep 20"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_recording(db)
+    time.sleep(1.5)  # past one insert batch
+    rec.kill()
+    rec.wait(timeout=30)
+    runs = json.loads(osrewind("runs", "--json", db=db, check=True).stdout)
+    assert [r["status"] for r in runs] == ["aborted"] and runs[0]["events"] > 0
+    with Store(str(db)) as store:
+        n = store.query("SELECT count() FROM events WHERE kind = 'open' AND path = {p:String}",
+                        {"p": f"{tmp_path}/early"})
+    assert n == [(1,)]
+    subprocess.run(["pkill", "-f", f"touch {tmp_path}/early; sleep 20"])
