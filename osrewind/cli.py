@@ -306,8 +306,24 @@ def demo(obj: dict, as_json: bool) -> None:
         return
     click.echo("")
     _print_state(st)
-    click.echo(f"\nnext: osrewind runs   |   osrewind state {str(result.run_id)[:8]} --at +0.1s   |   "
-               "osrewind state demo --at end --json")
+    me = _invocation()
+    click.echo(f"\nnext: {me} runs   |   {me} state {str(result.run_id)[:8]} --at +0.1s   |   "
+               f"{me} state demo --at end --json")
+
+
+def _invocation() -> str:
+    """How the user can type osrewind again: plain `osrewind` when that is on PATH."""
+    import shutil
+
+    argv0 = os.path.abspath(sys.argv[0])
+    found = shutil.which("osrewind")
+    if found and os.path.realpath(found) == os.path.realpath(argv0):
+        return "osrewind"
+    try:
+        rel = os.path.relpath(argv0)
+    except ValueError:
+        rel = argv0
+    return rel if rel.startswith(".") or rel.startswith("/") else "./" + rel
 
 
 def main() -> None:
