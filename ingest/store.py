@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from osrewind.errors import StoreError
-from osrewind.ingest.schema import SCHEMA_VERSION, TABLES
+from osrewind.ingest.schema import KIND_TYPE, SCHEMA_VERSION, TABLES
 
 # the driver logs its own copy of every error it raises; osrewind reports them once, in one line
 logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
@@ -142,12 +142,21 @@ class Store:
                 "INSERT INTO meta (key, value) VALUES ('schema_version', {v:String})",
                 parameters={"v": str(SCHEMA_VERSION)},
             )
+            self._upgrade_kinds()
             if self.embedded:
                 marker = Path(self.location) / MARKER_NAME
                 if not marker.exists():
                     marker.write_text(json.dumps({"schema_version": SCHEMA_VERSION}) + "\n")
         except Exception as exc:
             raise StoreError(f"cannot create tables in store {self.location}: {_one_line(exc)}") from exc
+
+    def _upgrade_kinds(self) -> None:
+        """A store made by an older osrewind knows fewer event kinds: extending an Enum is a
+        metadata-only change in ClickHouse, existing rows are untouched."""
+        rows = self.client.query("SELECT type FROM system.columns WHERE database = currentDatabase() "
+                                 "AND table = 'events' AND name = 'kind'").result_rows
+        if rows and rows[0][0].replace(" ", "") != KIND_TYPE.replace(" ", ""):
+            self.client.command(f"ALTER TABLE events MODIFY COLUMN kind {KIND_TYPE}")
 
     def has_schema(self) -> bool:
         try:

@@ -73,7 +73,8 @@ def cli(ctx: click.Context, db: str | None) -> None:
 @click.option("--ring-mb", default=64, show_default=True, type=click.IntRange(1, 2048),
               help="Kernel ring buffer size (rounded up to a power of two).")
 @click.option("--print-bpf", is_flag=True, help="Print the BPF C program as it would be compiled, then exit.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the run summary as one JSON line, the last line on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.pass_obj
 def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: tuple[int, ...],
@@ -123,8 +124,8 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
     summary = {"run_id": str(result.run_id), "name": result.name, "status": result.status,
                "exit_code": result.exit_code, "events": result.events, "lost": result.lost,
                "duration_s": (result.end_ns - result.start_ns) / 1e9}
-    if as_json:
-        _emit_json(summary)
+    if as_json:  # one line, last on stdout: the command's own output comes before it
+        click.echo(json.dumps(summary))
     if not quiet:
         lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
         code = "" if result.exit_code is None else f", exit {result.exit_code}"
@@ -263,6 +264,78 @@ def _print_state(st, show_fds: bool = True) -> None:
             code = "?" if p.exit_code is None else p.exit_code
             cmd = shlex.join(p.argv) if p.argv else p.comm
             click.echo(f"  {p.pid} {cmd[:80]}  exit {code}")
+
+
+# ---------------------------------------------------------------------------- events
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--from", "t_from", default=None, metavar="TIME", help="From this instant (same forms as --at).")
+@click.option("--to", "t_to", default=None, metavar="TIME", help="Up to this instant.")
+@click.option("--before", default=None, metavar="TIME",
+              help="Newest first, strictly before TIME: step backwards (with --limit 1: the previous event).")
+@click.option("--after", default=None, metavar="TIME", help="Strictly after TIME (the next event, with --limit 1).")
+@click.option("--pid", "pids", type=int, multiple=True, help="Only events of these processes (or threads).")
+@click.option("--tree", is_flag=True, help="With --pid: include every descendant.")
+@click.option("--kind", "kinds", multiple=True, help="Only these kinds (open, close, fork, exec, signal_generate, ...).")
+@click.option("--path", "path_glob", default="", metavar="GLOB",
+              help="Only events on matching paths ('*' within a component, '**' across).")
+@click.option("--failed", is_flag=True, help="Only syscalls that returned an error.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most N events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, streamed.")
+@click.pass_obj
+def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: str | None, after: str | None,
+           pids: tuple[int, ...], tree: bool, kinds: tuple[str, ...], path_glob: str, failed: bool,
+           limit: int | None, as_json: bool) -> None:
+    """List the recorded events of RUN, filtered, in time order.
+
+    \b
+    Examples:
+      osrewind events last --failed                        every failed syscall, with errno and path
+      osrewind events last --pid 4242 --tree --kind exec   what a process tree ran
+      osrewind events last --path '/etc/**' --json         streamed JSON lines
+      osrewind events last --before +1.5s --path /tmp/out.txt --limit 1   the previous touch of a file
+    """
+    from osrewind.queries.events import EventFilter, describe
+    from osrewind.queries.events import events as query_events
+    from osrewind.queries.runs import resolve_run
+    from osrewind.queries.timespec import format_offset, parse_at
+
+    if before and after:
+        raise UsageError("use one of --before and --after")
+    with _store(obj["db"], "listing events") as store:
+        info = resolve_run(store, run)
+
+        def at(text: str | None, label: str) -> int | None:
+            return None if text is None else parse_at(text, info.start_ns, info.end_ns, info.wall_offset_ns,
+                                                      label=label)
+
+        lo, hi = at(t_from, "--from"), at(t_to, "--to")
+        if before:
+            hi = at(before, "--before") - 1
+        if after:
+            lo = at(after, "--after") + 1
+        flt = EventFilter(t_from=lo, t_to=hi, pids=list(pids), tree=tree, kinds=list(kinds), path_glob=path_glob,
+                          failed=failed, limit=limit, backwards=bool(before))
+        rows = query_events(store, info, flt)
+        if as_json:
+            for e in rows:
+                e["offset_ns"] = e["ts"] - info.start_ns
+                e["summary"] = describe(e)
+                click.echo(json.dumps(e, default=str))
+            return
+
+        def lines():
+            for e in rows:
+                yield (f"{format_offset(e['ts'] - info.start_ns):>14}  {e['tgid']:>7}/{e['tid']:<7} "
+                       f"{e['comm'][:15]:15}  {describe(e)}\n")
+
+        if sys.stdout.isatty():
+            click.echo_via_pager(lines())
+        else:
+            for line in lines():
+                click.echo(line, nl=False)
 
 
 # ---------------------------------------------------------------------------- demo

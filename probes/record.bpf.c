@@ -55,6 +55,10 @@ enum kind {
     K_SOCKETPAIR = 22,// a0 fd0, a1 fd1, a2 type, a3 family
     K_ACCEPT = 23,    // a0 listening fd, a2 flags; ret fd
     K_ANONFD = 24,    // a1 subtype (see ANON_*), a2 flags; str name (memfd); ret fd
+    K_SIGNAL_GENERATE = 30, // sender's context: a0 sig, a1 target pid, a2 si_code, a3 group; ret result;
+                            // str target comm
+    K_SIGNAL_DELIVER = 31,  // receiver's context: a0 sig, a2 si_code, a3 handler (0 default, 1 ignore)
+    K_OOM_VICTIM = 32,      // a0 victim pid, a1 uid, a2 total_vm pages, a3 oom_score_adj; str comm
 };
 
 enum anon { ANON_EVENTFD = 1, ANON_EPOLL = 2, ANON_MEMFD = 3, ANON_TIMERFD = 4, ANON_SIGNALFD = 5,
@@ -589,3 +593,53 @@ TRACEPOINT_PROBE(syscalls, sys_enter_pidfd_open) {
     return stash(K_ANONFD, ANON_PIDFD, I(args->pid), 0, args->flags, 0, NULL, NULL);
 }
 EXIT(pidfd_open)
+
+// ---------------------------------------------------------------- signals and the OOM killer
+
+TRACEPOINT_PROBE(signal, signal_generate) {
+    u32 target = args->pid;
+    if (!is_tracked() && !is_tracked_tgid(target))
+        return 0;
+    struct event *e = new_event(K_SIGNAL_GENERATE);
+    if (!e)
+        return 0;
+    e->a0 = args->sig;
+    e->a1 = target;
+    e->a2 = args->code;
+    e->a3 = args->group;
+    e->ret = args->result;
+    long n = bpf_probe_read_kernel_str(&e->str, 16, args->comm);
+    e->len1 = str_len(n);
+    send(e);
+    return 0;
+}
+
+TRACEPOINT_PROBE(signal, signal_deliver) {
+    if (!is_tracked())
+        return 0;
+    struct event *e = new_event(K_SIGNAL_DELIVER);
+    if (!e)
+        return 0;
+    e->a0 = args->sig;
+    e->a2 = args->code;
+    e->a3 = args->sa_handler;
+    send(e);
+    return 0;
+}
+
+TRACEPOINT_PROBE(oom, mark_victim) {
+    if (!is_tracked_tgid(args->pid))
+        return 0;
+    struct event *e = new_event(K_OOM_VICTIM);
+    if (!e)
+        return 0;
+    e->a0 = args->pid;
+    e->a1 = args->uid;
+    e->a2 = args->total_vm;
+    e->a3 = args->oom_score_adj;
+    unsigned short loc = args->data_loc_comm & 0xFFFF;
+    long n = bpf_probe_read_kernel_str(&e->str, 16, (void *)args + loc);
+    e->len1 = str_len(n);
+    send(e);
+    return 0;
+}

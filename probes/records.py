@@ -77,6 +77,9 @@ KINDS: dict[int, str] = {
     22: "socketpair",
     23: "accept",
     24: "anonfd",
+    30: "signal_generate",
+    31: "signal_deliver",
+    32: "oom_victim",
 }
 KIND_CODES: dict[str, int] = {v: k for k, v in KINDS.items()}
 

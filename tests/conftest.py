@@ -56,7 +56,7 @@ def record_json(db: Path, *args: str, check_exit: int | None = None) -> dict:
     if check_exit is not None:
         assert proc.returncode == check_exit, proc.stderr
     assert proc.stdout, proc.stderr
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

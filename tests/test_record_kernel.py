@@ -154,7 +154,7 @@ def test_ctrl_c_keeps_what_was_recorded(kernel, store_dir, tmp_path):
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    summary = json.loads(out)
+    summary = json.loads(out.strip().splitlines()[-1])
     assert summary["status"] == "interrupted"
     with Store(str(store_dir)) as store:
         run = resolve_run(store, summary["run_id"])
@@ -187,7 +187,7 @@ def test_record_existing_pid_tree(kernel, tmp_path):
     finally:
         target.kill()
     assert rec.returncode == 0, err
-    summary = json.loads(out)
+    summary = json.loads(out.strip().splitlines()[-1])
     assert summary["status"] == "complete"
     with Store(str(db)) as store:
         run = resolve_run(store, summary["run_id"])
@@ -282,7 +282,7 @@ def test_system_wide_recording_sees_other_processes_not_itself(kernel, tmp_path)
     subprocess.run(["/bin/sh", "-c", f"echo hi > {marker}"], check=True)
     out, err = rec.communicate(timeout=120)
     assert rec.returncode == 0, err
-    summary = json.loads(out)
+    summary = json.loads(out.strip().splitlines()[-1])
     with Store(str(db)) as store:
         run = resolve_run(store, summary["run_id"])
         hits = store.query("SELECT count() FROM events WHERE run_id = {r:UUID} AND kind = 'open' "

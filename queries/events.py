@@ -1,0 +1,204 @@
+"""Events of a run: filtered listing, reverse stepping, and how each fact reads to a person.
+
+``events(store, run, EventFilter(...))`` yields dicts in time order (newest first with
+``backwards=True``, which is how "the previous event that touched X before T" is answered).
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from osrewind.errors import UsageError
+from osrewind.probes.records import AT_FDCWD, KIND_CODES, O_CLOEXEC
+from osrewind.queries import named
+from osrewind.queries.runs import RunInfo
+
+PAGE = 10_000
+INT64_MAX = 2**63 - 1
+
+
+@dataclass
+class EventFilter:
+    t_from: int | None = None
+    t_to: int | None = None
+    pids: list[int] = field(default_factory=list)
+    tree: bool = False                 # also every descendant of `pids`
+    kinds: list[str] = field(default_factory=list)
+    path_glob: str = ""
+    failed: bool = False
+    limit: int | None = None
+    backwards: bool = False
+
+
+def glob_to_re2(glob: str) -> str:
+    """Shell-style path glob as an anchored RE2 pattern: ``*`` and ``?`` stay within one path
+    component, ``**`` crosses components and ``**/`` also matches nothing, so ``**/out.txt``
+    matches ``out.txt``, ``build/out.txt`` and ``/tmp/out.txt``; ``[...]`` classes pass through.
+    Paths are matched as the program passed them to the kernel (relative paths stay relative)."""
+    out, i = [], 0
+    while i < len(glob):
+        c = glob[i]
+        if glob.startswith("**/", i):
+            out.append("(.*/)?")
+            i += 3
+            continue
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = glob.find("]", i + 1)
+            if j == -1:
+                out.append(re.escape(c))
+            else:
+                body = glob[i + 1 : j]
+                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "^" + "".join(out) + "$"
+
+
+def descendants(store, run: RunInfo, pids: list[int]) -> list[int]:
+    children: dict[int, set[int]] = {}
+    for parent, child in named.run(store, "process_births", run=run.run_id):
+        children.setdefault(int(parent), set()).add(int(child))
+    found, stack = set(), list(pids)
+    while stack:
+        p = stack.pop()
+        if p in found:
+            continue
+        found.add(p)
+        stack.extend(children.get(p, ()))
+    return sorted(found)
+
+
+def events(store, run: RunInfo, flt: EventFilter) -> Iterator[dict]:
+    unknown = [k for k in flt.kinds if k not in KIND_CODES]
+    if unknown:
+        raise UsageError(f"unknown event kind {unknown[0]!r}: one of {', '.join(sorted(KIND_CODES))}")
+    pids = descendants(store, run, flt.pids) if (flt.tree and flt.pids) else list(flt.pids)
+    t_from = run.start_ns if flt.t_from is None else flt.t_from
+    t_to = max(run.end_ns, run.start_ns) if flt.t_to is None else flt.t_to
+    remaining = INT64_MAX if flt.limit is None else flt.limit
+    params: dict[str, Any] = {"run": run.run_id, "pids": pids, "kinds": list(flt.kinds),
+                              "path_re": glob_to_re2(flt.path_glob) if flt.path_glob else "",
+                              "failed": int(flt.failed), "backwards": int(flt.backwards)}
+    # page with a (ts, seq) cursor so huge runs stream in bounded memory
+    c_ts, c_seq = (t_to + 1, 0) if flt.backwards else (t_from - 1, 2**64 - 1)
+    while remaining > 0:
+        page = min(PAGE, remaining)
+        rows = named.run_arrow(store, "events_filtered", t_from=t_from, t_to=t_to, c_ts=c_ts, c_seq=c_seq,
+                               lim=page, **params).to_pylist()
+        for row in rows:
+            yield _clean(row)
+        remaining -= len(rows)
+        if len(rows) < page:
+            return
+        c_ts, c_seq = rows[-1]["ts"], rows[-1]["seq"]
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else ("" if v is None else str(v))
+
+
+def _clean(row: dict) -> dict:
+    row["comm"], row["path"], row["path2"] = _text(row["comm"]), _text(row["path"]), _text(row["path2"])
+    row["argv"] = [_text(a) for a in row["argv"]]
+    return row
+
+
+# ------------------------------------------------------------------ for people
+
+
+def errname(ret: int) -> str:
+    return errno.errorcode.get(-ret, f"errno {-ret}")
+
+
+def signame(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _fd(v: int) -> str:
+    return "AT_FDCWD" if v == AT_FDCWD else str(v)
+
+
+def _result(ret: int, ok: str) -> str:
+    return f"-> {errname(ret)}" if ret < 0 else ok
+
+
+def describe(e: dict) -> str:
+    """One line for a fact, as strace would say it."""
+    k, ret, a0, a1, a2, a3 = e["kind"], e["ret"], e["a0"], e["a1"], e["a2"], e["a3"]
+    path = e["path"]
+    if k == "fork":
+        what = "thread" if a2 != -1 and a2 & 0x10000 else "process"
+        return f"fork -> {what} {a1}"
+    if k == "exec":
+        return f"exec {path}"
+    if k == "exec_args":
+        return "exec argv " + " ".join(e["argv"]) + (" ..." if a1 else "")
+    if k == "exec_fail":
+        return f"exec failed {_result(ret, '')}"
+    if k == "exit_call":
+        return f"{'exit_group' if a1 else 'exit'}({a0})"
+    if k == "task_exit":
+        return "process exit" if a0 else f"thread {e['tid']} exit"
+    if k == "wait":
+        if ret <= 0:
+            return f"wait {_result(ret, 'no child')}"
+        st = a0 & 0x7F
+        how = f"killed by {signame(st)}" if st else f"exited {(a0 >> 8) & 0xFF}"
+        return f"wait -> {ret} {how}"
+    if k == "lost":
+        return f"LOST {a0} records (kernel ring buffer full)"
+    if k == "open":
+        where = path if path.startswith("/") or a0 == AT_FDCWD else f"{path} (dirfd {a0})"
+        cloexec = " O_CLOEXEC" if a2 & O_CLOEXEC else ""
+        return f"open {where} flags={a2:#o}{cloexec} {_result(ret, f'-> fd {ret}')}"
+    if k == "close":
+        return f"close fd {a0} {_result(ret, '')}".rstrip()
+    if k == "close_range":
+        return f"close_range {a0}..{a1} flags={a2} {_result(ret, '')}".rstrip()
+    if k == "dup":
+        return f"dup fd {a0} {_result(ret, f'-> fd {ret}')}"
+    if k == "setfd":
+        return f"set fd {a0} cloexec={'on' if a2 & 1 else 'off'} {_result(ret, '')}".rstrip()
+    if k == "pipe":
+        return f"pipe {_result(ret, f'-> fds {a0} (read), {a1} (write)')}"
+    if k in ("chdir", "unlink", "mkdir"):
+        return f"{k} {path} {_result(ret, '')}".rstrip()
+    if k == "fchdir":
+        return f"fchdir fd {a0} {_result(ret, '')}".rstrip()
+    if k == "rename":
+        return f"rename {path} -> {e['path2']} {_result(ret, '')}".rstrip()
+    if k == "socket":
+        return f"socket family={a0} type={a1 & 0xF} {_result(ret, f'-> fd {ret}')}"
+    if k == "socketpair":
+        return f"socketpair {_result(ret, f'-> fds {a0}, {a1}')}"
+    if k == "accept":
+        return f"accept on fd {a0} {_result(ret, f'-> fd {ret}')}"
+    if k == "anonfd":
+        return f"anon fd {path} {_result(ret, f'-> fd {ret}')}".replace("  ", " ")
+    if k == "signal_generate":
+        results = {0: "delivered", 1: "ignored", 2: "already pending", 3: "queue overflow", 4: "info lost"}
+        return f"send {signame(a0)} to {a1} ({path}) {results.get(ret, ret)}"
+    if k == "signal_deliver":
+        handler = {0: "default action", 1: "ignored"}.get(a3, "handler")
+        return f"receive {signame(a0)} ({handler})"
+    if k == "oom_victim":
+        return f"OOM killer chose {a0} ({path}), {a2} pages"
+    return k
