@@ -16,6 +16,7 @@ Scopes:
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import time
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from osrewind import __version__
+from osrewind import INHERITED_FDS, __version__
 from osrewind.errors import UsageError
 from osrewind.ingest.store import Store
 from osrewind.ingest.writer import EventWriter
@@ -43,6 +44,8 @@ class RecordOptions:
     name: str = ""
     duration: float | None = None       # seconds; None = until the scope ends or Ctrl-C
     ringbuf_pages: int = 16384
+    sched: bool = True
+    syscalls: bool = True
     cwd: str | None = None
     env: dict[str, str] | None = None
 
@@ -162,6 +165,7 @@ class Recorder:
 
     def _spawn_gated(self) -> tuple[int, int, int]:
         """Fork the command; the child blocks on a pipe until released, then execs."""
+        program = self._program
         gate_r, gate_w = os.pipe()
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
@@ -171,10 +175,16 @@ class Recorder:
                 os.close(err_r)
                 os.read(gate_r, 1)
                 os.close(gate_r)
+                for fd in [int(n) for n in os.listdir("/proc/self/fd")]:
+                    if fd > 2 and fd != err_w and fd not in INHERITED_FDS:
+                        try:
+                            os.close(fd)
+                        except OSError:
+                            pass
                 if self.opts.cwd:
                     os.chdir(self.opts.cwd)
                 env = self.opts.env if self.opts.env is not None else os.environ
-                os.execvpe(self.opts.command[0], list(self.opts.command), env)
+                os.execve(program, list(self.opts.command), env)
             except BaseException as exc:  # noqa: BLE001 - report to the parent, never return
                 code = getattr(exc, "errno", 0) or 0
                 try:
@@ -184,6 +194,17 @@ class Recorder:
         os.close(gate_r)
         os.close(err_w)
         return pid, gate_w, err_r
+
+    def _resolve_program(self) -> str:
+        """The command's executable, found here so the recording shows one exec, not a PATH search."""
+        env = self.opts.env if self.opts.env is not None else os.environ
+        program = self.opts.command[0]
+        if "/" in program:
+            return program
+        found = shutil.which(program, path=env.get("PATH", os.defpath))
+        if not found:
+            raise UsageError(f"command not found: {program}")
+        return found
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if self._stop_reason is None:
@@ -200,13 +221,16 @@ class Recorder:
         opts = self.opts
         if opts.scope == "command" and not opts.command:
             raise UsageError("nothing to record: give a command after --, or --pid / --system")
+        if opts.scope == "command":
+            self._program = self._resolve_program()
         if opts.scope == "pid":
             missing = [p for p in opts.pids if not procfs.alive(p)]
             if missing:
                 raise UsageError(f"no such process: {missing[0]}")
 
         self.store.ensure_schema()
-        probe = Probe(ProbeOptions(system_wide=opts.scope == "system", ringbuf_pages=opts.ringbuf_pages))
+        probe = Probe(ProbeOptions(system_wide=opts.scope == "system", ringbuf_pages=opts.ringbuf_pages,
+                                   sched=opts.sched, syscalls=opts.syscalls))
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         start_ns = time.monotonic_ns()
         wall_offset = time.time_ns() - time.monotonic_ns()
@@ -216,6 +240,9 @@ class Recorder:
                                    lambda n: self.progress(f"{n} events, {self._lost_seen} lost"))
         try:
             self._run_row("recording", start_ns, 0, wall_offset)
+            # the run starts now: the first insert above paid the store's one-time warm-up
+            start_ns = time.monotonic_ns()
+            wall_offset = time.time_ns() - time.monotonic_ns()
             if opts.scope == "command":
                 self._child_pid, gate_w, err_r = self._spawn_gated()
                 probe.track([self._child_pid])

@@ -66,6 +66,11 @@ CREATE TABLE IF NOT EXISTS events (
     a1 Int64 CODEC(T64, ZSTD(1)),
     a2 Int64 CODEC(T64, ZSTD(1)),
     a3 Int64 CODEC(T64, ZSTD(1)),
+    a4 Int64 CODEC(T64, ZSTD(1)),
+    a5 Int64 CODEC(T64, ZSTD(1)),
+    dur Int64 CODEC(T64, ZSTD(1)),
+    nr UInt16 CODEC(T64, ZSTD(1)),
+    cpu UInt16 CODEC(T64, ZSTD(1)),
     comm LowCardinality(String),
     path String CODEC(ZSTD(1)),
     path2 String CODEC(ZSTD(1)),
@@ -101,5 +106,14 @@ CREATE TABLE IF NOT EXISTS snapshot_fds (
 """,
 }
 
-EVENT_COLUMNS = ["run_id", "ts", "seq", "kind", "tgid", "tid", "ret", "a0", "a1", "a2", "a3", "comm", "path",
-                 "path2", "argv"]
+EVENT_COLUMNS = ["run_id", "ts", "seq", "kind", "tgid", "tid", "ret", "a0", "a1", "a2", "a3", "a4", "a5", "dur",
+                 "nr", "cpu", "comm", "path", "path2", "argv"]
+
+# Columns added after the first release, for stores created before them: (table, column, type).
+ADDED_COLUMNS = [
+    ("events", "a4", "Int64 CODEC(T64, ZSTD(1)) AFTER a3"),
+    ("events", "a5", "Int64 CODEC(T64, ZSTD(1)) AFTER a4"),
+    ("events", "dur", "Int64 CODEC(T64, ZSTD(1)) AFTER a5"),
+    ("events", "nr", "UInt16 CODEC(T64, ZSTD(1)) AFTER dur"),
+    ("events", "cpu", "UInt16 CODEC(T64, ZSTD(1)) AFTER nr"),
+]

@@ -72,13 +72,16 @@ def cli(ctx: click.Context, db: str | None) -> None:
 @click.option("--duration", default=None, metavar="TIME", help="Stop after this long (e.g. 10s, 500ms).")
 @click.option("--ring-mb", default=64, show_default=True, type=click.IntRange(1, 2048),
               help="Kernel ring buffer size (rounded up to a power of two).")
+@click.option("--no-sched", is_flag=True, help="Leave out the scheduler (context switches, wakeups): for long runs.")
+@click.option("--no-syscalls", is_flag=True, help="Leave out the every-syscall stream (fd and process facts stay).")
 @click.option("--print-bpf", is_flag=True, help="Print the BPF C program as it would be compiled, then exit.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the run summary as one JSON line, the last line on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.pass_obj
 def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: tuple[int, ...],
-           duration: str | None, ring_mb: int, print_bpf: bool, as_json: bool, quiet: bool) -> None:
+           duration: str | None, ring_mb: int, no_sched: bool, no_syscalls: bool, print_bpf: bool, as_json: bool,
+           quiet: bool) -> None:
     """Record COMMAND and all its descendants (or --pid / --system) into the store.
 
     Exits with the command's exit code. Ctrl-C stops the recording and keeps everything recorded up
@@ -101,7 +104,8 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
     while pages * 4096 < ring_mb * 1024 * 1024:
         pages *= 2
     if print_bpf:
-        click.echo(final_source(ProbeOptions(system_wide=system, ringbuf_pages=pages)))
+        click.echo(final_source(ProbeOptions(system_wide=system, ringbuf_pages=pages, sched=not no_sched,
+                                             syscalls=not no_syscalls)))
         return
     if scopes == 0:
         raise UsageError("nothing to record: give a command after --, or --pid PID, or --system")
@@ -110,7 +114,7 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
     dur = parse_duration(duration) / 1e9 if duration else None
     scope = "system" if system else "pid" if pids else "command"
     opts = RecordOptions(scope=scope, command=list(command), pids=list(pids), name=name, duration=dur,
-                         ringbuf_pages=pages)
+                         ringbuf_pages=pages, sched=not no_sched, syscalls=not no_syscalls)
 
     def progress(msg: str) -> None:
         if not quiet and (msg.startswith("recording") or sys.stderr.isatty()):
@@ -243,6 +247,9 @@ def _print_state(st, show_fds: bool = True) -> None:
             notes.append(f"ppid {p.ppid}")
         if p.threads > 1:
             notes.append(f"{p.threads} threads")
+        if p.run_state != "unknown":
+            cpus = sorted(set(p.on_cpu.values()))
+            notes.append(p.run_state + (f" on cpu {','.join(map(str, cpus))}" if cpus else ""))
         note = f"  ({', '.join(notes)})" if notes else ""
         click.echo(f"{prefix}{branch}{p.pid} {cmd[:100]}{note}")
         inner = prefix + ("" if top else ("   " if last else "│  "))
@@ -257,6 +264,11 @@ def _print_state(st, show_fds: bool = True) -> None:
 
     for p in roots:
         show(p, "", True, True)
+    if st.sched and st.cpus:
+        click.echo("cpus:")
+        for c in st.cpus:
+            who = "idle" if not c.tid else f"{c.tid} {c.comm}" + ("" if c.tgid is not None else " (not recorded)")
+            click.echo(f"  cpu {c.cpu}: {who}, since {format_offset(c.since_ns - run.start_ns)}")
     recent = [p for p in st.exited][:5]
     if recent:
         click.echo("exited before this instant (latest first):")
@@ -279,6 +291,8 @@ def _print_state(st, show_fds: bool = True) -> None:
 @click.option("--pid", "pids", type=int, multiple=True, help="Only events of these processes (or threads).")
 @click.option("--tree", is_flag=True, help="With --pid: include every descendant.")
 @click.option("--kind", "kinds", multiple=True, help="Only these kinds (open, close, fork, exec, signal_generate, ...).")
+@click.option("--syscall", "syscalls", multiple=True, metavar="NAME",
+              help="Only these syscalls from the every-syscall stream (e.g. --syscall openat --syscall read).")
 @click.option("--path", "path_glob", default="", metavar="GLOB",
               help="Only events on matching paths ('*' within a component, '**' across).")
 @click.option("--failed", is_flag=True, help="Only syscalls that returned an error.")
@@ -286,8 +300,8 @@ def _print_state(st, show_fds: bool = True) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, streamed.")
 @click.pass_obj
 def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: str | None, after: str | None,
-           pids: tuple[int, ...], tree: bool, kinds: tuple[str, ...], path_glob: str, failed: bool,
-           limit: int | None, as_json: bool) -> None:
+           pids: tuple[int, ...], tree: bool, kinds: tuple[str, ...], syscalls: tuple[str, ...], path_glob: str,
+           failed: bool, limit: int | None, as_json: bool) -> None:
     """List the recorded events of RUN, filtered, in time order.
 
     \b
@@ -316,7 +330,8 @@ def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: st
             hi = at(before, "--before") - 1
         if after:
             lo = at(after, "--after") + 1
-        flt = EventFilter(t_from=lo, t_to=hi, pids=list(pids), tree=tree, kinds=list(kinds), path_glob=path_glob,
+        flt = EventFilter(t_from=lo, t_to=hi, pids=list(pids), tree=tree, kinds=list(kinds),
+                          syscalls=list(syscalls), path_glob=path_glob,
                           failed=failed, limit=limit, backwards=bool(before))
         rows = query_events(store, info, flt)
         if as_json:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from osrewind.errors import EnvironmentProblem
-from osrewind.probes import records
+from osrewind.probes import records, syscall_table
 
 SOURCE = Path(__file__).with_name("record.bpf.c")
 TRACEFS = Path("/sys/kernel/tracing")
@@ -35,6 +36,8 @@ OPTIONAL_SYSCALLS = ("fork", "vfork", "open", "creat", "dup2", "pipe", "rename",
 @dataclass
 class ProbeOptions:
     system_wide: bool = False
+    syscalls: bool = True       # the generic stream of every syscall
+    sched: bool = True          # context switches, wakeups, migrations
     ringbuf_pages: int = 16384  # 64 MiB: ~110k records of headroom between drains
     self_tgid: int = field(default_factory=os.getpid)
 
@@ -75,6 +78,15 @@ def cflags(opts: ProbeOptions) -> list[str]:
     flags = [f"-DRINGBUF_PAGES={opts.ringbuf_pages}", f"-DSELF_TGID={opts.self_tgid}"]
     if opts.system_wide:
         flags.append("-DSYSTEM_WIDE")
+    machine = platform.machine()
+    flags.append({"x86_64": "-DOSREWIND_X86_64", "aarch64": "-DOSREWIND_ARM64"}.get(machine, "-DOSREWIND_OTHER"))
+    if not opts.syscalls or machine not in syscall_table.TABLES:
+        flags.append("-DNO_SYSCALLS")
+    else:
+        flags += [f"-DNR_EXIT={syscall_table.number('exit')}",
+                  f"-DNR_EXIT_GROUP={syscall_table.number('exit_group')}"]
+    if not opts.sched:
+        flags.append("-DNO_SCHED")
     flags += [f"-DHAVE_{name}" for name in OPTIONAL_SYSCALLS if syscall_exists(name)]
     return flags
 
@@ -145,10 +157,18 @@ class Probe:
         self.reader = RingReader(rb.map_fd, opts.ringbuf_pages * mmap.PAGESIZE)
         self._tracked = self.bpf[b"tracked"]
         self._lost = self.bpf[b"lost"]
+        self._tids = self.bpf[b"tids"]
 
     def track(self, pids) -> None:
+        """Put processes in scope: the tgid for syscalls, each thread's tid for the scheduler."""
         for pid in pids:
             self._tracked[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+            try:
+                threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            except OSError:
+                threads = [pid]
+            for tid in threads:
+                self._tids[ctypes.c_uint32(tid)] = ctypes.c_uint32(pid)
 
     def drain(self) -> np.ndarray:
         return self.reader.drain()

@@ -14,6 +14,10 @@
 //   SELF_TGID=n     the recorder's own tgid
 //   RINGBUF_PAGES=n ring buffer size in pages (power of two)
 //   HAVE_<name>     the tracepoint syscalls:sys_enter_<name> exists on this kernel/arch
+//   OSREWIND_X86_64 / OSREWIND_ARM64   where syscall arguments sit in struct pt_regs
+//   NR_EXIT, NR_EXIT_GROUP             this architecture's numbers of exit and exit_group
+//   NO_SYSCALLS     leave out the generic every-syscall stream
+//   NO_SCHED        leave out the scheduler (context switches, wakeups, migrations)
 
 #include <uapi/linux/ptrace.h>
 #include <linux/signal.h>
@@ -59,6 +63,12 @@ enum kind {
                             // str target comm
     K_SIGNAL_DELIVER = 31,  // receiver's context: a0 sig, a2 si_code, a3 handler (0 default, 1 ignore)
     K_OOM_VICTIM = 32,      // a0 victim pid, a1 uid, a2 total_vm pages, a3 oom_score_adj; str comm
+    K_SYSCALL = 40,         // every syscall: nr, a0..a5 args, ret, dur; ts is the entry time
+    K_SCHED_SWITCH = 41,    // on cpu: tgid/tid prev (0 if untracked), a0 prev_state, a1 next tid,
+                            // a2 next tgid (-1 untracked), a3 prev tid; dur next's run-queue wait;
+                            // comm prev comm, str next comm
+    K_SCHED_WAKEUP = 42,    // tid woken: a0 target cpu, a1 1 for a new task
+    K_SCHED_MIGRATE = 43,   // tid moved: a0 from cpu, a1 to cpu
 };
 
 enum anon { ANON_EVENTFD = 1, ANON_EPOLL = 2, ANON_MEMFD = 3, ANON_TIMERFD = 4, ANON_SIGNALFD = 5,
@@ -71,14 +81,26 @@ struct event {
     s64 a1;
     s64 a2;
     s64 a3;
+    s64 a4;
+    s64 a5;
+    u64 dur;        // syscall: enter -> exit ns; sched_switch: run-queue wait of the next task
     u32 tgid;
     u32 tid;
     u16 kind;
     u16 len1;       // bytes of str (or of its first half) without the NUL; 0 if unread
     u16 len2;       // bytes of the second half (rename target)
-    u16 pad;
+    u16 nr;         // syscall number (K_SYSCALL)
+    u32 cpu;
+    u32 flags;
     char comm[16];
     char str[STR_LEN];
+};
+
+// The generic syscall stream: arguments and entry time, saved at raw sys_enter.
+struct sc_args {
+    u64 ts;
+    u64 a[6];
+    u64 nr;
 };
 
 // Syscall arguments saved at sys_enter, completed at sys_exit (keyed by pid_tgid).
@@ -95,6 +117,9 @@ BPF_PERCPU_ARRAY(lost, u64, 1);
 BPF_HASH(tracked, u32, u8, 65536);
 BPF_HASH(pending, u64, struct inflight, 16384);
 BPF_HASH(cloneflags, u32, u64, 16384);
+BPF_HASH(tids, u32, u32, 65536);          // tid -> tgid of tracked tasks (for scheduler events)
+BPF_HASH(sc_start, u64, struct sc_args, 16384);
+BPF_HASH(woken, u32, u64, 65536);         // tid -> when it was woken (run-queue latency)
 // Never written by the kernel: its value type lets user space check the record layout.
 BPF_ARRAY(layout_check, struct event, 1);
 
@@ -129,9 +154,14 @@ static __always_inline struct event *new_event(u16 kind) {
     e->a1 = 0;
     e->a2 = 0;
     e->a3 = 0;
+    e->a4 = 0;
+    e->a5 = 0;
+    e->dur = 0;
     e->len1 = 0;
     e->len2 = 0;
-    e->pad = 0;
+    e->nr = 0;
+    e->cpu = bpf_get_smp_processor_id();
+    e->flags = 0;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     return e;
 }
@@ -159,10 +189,15 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
         cloneflags.delete(&tid);
     }
     u32 child = args->child_pid;
+    u32 child_tgid = tgid;
     if (flags == -1 || !(flags & CLONE_THREAD_FLAG)) {
+#ifndef SYSTEM_WIDE
         u8 one = 1;
         tracked.update(&child, &one);
+#endif
+        child_tgid = child;
     }
+    tids.update(&child, &child_tgid);
     struct event *e = new_event(K_FORK);
     if (!e)
         return 0;
@@ -283,6 +318,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     u32 tid = (u32)id;
     pending.delete(&id);
     cloneflags.delete(&tid);
+    sc_start.delete(&id);
+    tids.delete(&tid);
+    woken.delete(&tid);
     struct event *e = new_event(K_TASK_EXIT);
     if (e) {
         e->a0 = args->group_dead;
@@ -643,3 +681,156 @@ TRACEPOINT_PROBE(oom, mark_victim) {
     send(e);
     return 0;
 }
+
+// ---------------------------------------------------------------- every syscall (raw tracepoints)
+// One program for all syscalls: an untracked task pays one map lookup. Arguments come from the
+// saved user registers (struct pt_regs is the architecture's syscall ABI, stable across kernels).
+
+#ifndef NO_SYSCALLS
+RAW_TRACEPOINT_PROBE(sys_enter) {
+    if (!is_tracked())
+        return 0;
+    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+    struct sc_args s = {};
+    s.ts = bpf_ktime_get_ns();
+    s.nr = ctx->args[1];
+#if defined(OSREWIND_X86_64)
+    bpf_probe_read_kernel(&s.a[0], 8, &regs->di);
+    bpf_probe_read_kernel(&s.a[1], 8, &regs->si);
+    bpf_probe_read_kernel(&s.a[2], 8, &regs->dx);
+    bpf_probe_read_kernel(&s.a[3], 8, &regs->r10);
+    bpf_probe_read_kernel(&s.a[4], 8, &regs->r8);
+    bpf_probe_read_kernel(&s.a[5], 8, &regs->r9);
+#elif defined(OSREWIND_ARM64)
+    bpf_probe_read_kernel(&s.a, sizeof(s.a), &regs->regs[0]);
+#endif
+    if (s.nr == NR_EXIT || s.nr == NR_EXIT_GROUP) {  // they never return: record them now
+        struct event *e = new_event(K_SYSCALL);
+        if (!e)
+            return 0;
+        e->ts = s.ts;
+        e->nr = s.nr;
+        e->a0 = s.a[0];
+        send(e);
+        return 0;
+    }
+    u64 id = bpf_get_current_pid_tgid();
+    sc_start.update(&id, &s);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sys_exit) {
+    if (!is_tracked())
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    struct sc_args *s = sc_start.lookup(&id);
+    if (!s)
+        return 0;
+    struct event *e = new_event(K_SYSCALL);
+    if (e) {
+        e->dur = e->ts - s->ts;
+        e->ts = s->ts;
+        e->nr = s->nr;
+        e->ret = ctx->args[1];
+        e->a0 = s->a[0];
+        e->a1 = s->a[1];
+        e->a2 = s->a[2];
+        e->a3 = s->a[3];
+        e->a4 = s->a[4];
+        e->a5 = s->a[5];
+        send(e);
+    }
+    sc_start.delete(&id);
+    return 0;
+}
+#endif
+
+// ---------------------------------------------------------------- the scheduler
+
+#ifndef NO_SCHED
+static __always_inline s64 tgid_of(u32 tid) {
+#ifdef SYSTEM_WIDE
+    u32 *t = tids.lookup(&tid);
+    return t ? *t : -1;
+#else
+    u32 *t = tids.lookup(&tid);
+    return t ? (s64)*t : -2;  // -2: not in scope
+#endif
+}
+
+TRACEPOINT_PROBE(sched, sched_switch) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 prev_tgid = id >> 32;
+    u32 prev = args->prev_pid;
+    u32 next = args->next_pid;
+    int prev_in = prev != 0 && is_tracked_tgid(prev_tgid);
+#ifdef SYSTEM_WIDE
+    if (prev != 0)
+        tids.update(&prev, &prev_tgid);
+#endif
+    s64 next_tgid = next == 0 ? -1 : tgid_of(next);
+    if (next_tgid == -2)
+        next_tgid = -1;
+    int next_in = next != 0 && next_tgid >= 0 && is_tracked_tgid(next_tgid);
+    if (!prev_in && !next_in)
+        return 0;
+    struct event *e = new_event(K_SCHED_SWITCH);
+    if (!e)
+        return 0;
+    if (!prev_in) {
+        e->tgid = 0;
+        e->tid = 0;
+    }
+    e->a0 = args->prev_state;
+    e->a1 = next;
+    e->a2 = next_in ? next_tgid : -1;
+    e->a3 = prev;
+    if (next_in) {
+        u64 *w = woken.lookup(&next);
+        if (w) {
+            e->dur = e->ts - *w;
+            woken.delete(&next);
+        }
+    }
+    long n = bpf_probe_read_kernel_str(&e->str, 16, args->next_comm);
+    e->len1 = str_len(n);
+    send(e);
+    return 0;
+}
+
+static __always_inline int on_wakeup(u32 tid, int cpu, int is_new) {
+    s64 tgid = tgid_of(tid);
+    if (tgid < 0 || !is_tracked_tgid(tgid))
+        return 0;
+    u64 now = bpf_ktime_get_ns();
+    woken.update(&tid, &now);
+    struct event *e = new_event(K_SCHED_WAKEUP);
+    if (!e)
+        return 0;
+    e->tgid = tgid;
+    e->tid = tid;
+    e->a0 = cpu;
+    e->a1 = is_new;
+    send(e);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_wakeup) { return on_wakeup(args->pid, args->target_cpu, 0); }
+TRACEPOINT_PROBE(sched, sched_wakeup_new) { return on_wakeup(args->pid, args->target_cpu, 1); }
+
+TRACEPOINT_PROBE(sched, sched_migrate_task) {
+    u32 tid = args->pid;
+    s64 tgid = tgid_of(tid);
+    if (tgid < 0 || !is_tracked_tgid(tgid))
+        return 0;
+    struct event *e = new_event(K_SCHED_MIGRATE);
+    if (!e)
+        return 0;
+    e->tgid = tgid;
+    e->tid = tid;
+    e->a0 = args->orig_cpu;
+    e->a1 = args->dest_cpu;
+    send(e);
+    return 0;
+}
+#endif

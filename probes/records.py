@@ -24,17 +24,22 @@ EVENT_DTYPE = np.dtype(
         ("a1", "<i8"),
         ("a2", "<i8"),
         ("a3", "<i8"),
+        ("a4", "<i8"),
+        ("a5", "<i8"),
+        ("dur", "<u8"),
         ("tgid", "<u4"),
         ("tid", "<u4"),
         ("kind", "<u2"),
         ("len1", "<u2"),
         ("len2", "<u2"),
-        ("pad", "<u2"),
+        ("nr", "<u2"),
+        ("cpu", "<u4"),
+        ("flags", "<u4"),
         ("comm", "S16"),
         ("str", f"V{STR_LEN}"),
     ]
 )
-assert EVENT_DTYPE.itemsize == 592
+assert EVENT_DTYPE.itemsize == 624
 STR_OFFSET = EVENT_DTYPE.fields["str"][1]
 COMM_OFFSET = EVENT_DTYPE.fields["comm"][1]
 
@@ -80,6 +85,10 @@ KINDS: dict[int, str] = {
     30: "signal_generate",
     31: "signal_deliver",
     32: "oom_victim",
+    40: "syscall",
+    41: "sched_switch",
+    42: "sched_wakeup",
+    43: "sched_migrate",
 }
 KIND_CODES: dict[str, int] = {v: k for k, v in KINDS.items()}
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from osrewind.errors import UsageError
+from osrewind.probes import syscall_table
 from osrewind.probes.records import AT_FDCWD, KIND_CODES, O_CLOEXEC
 from osrewind.queries import named
 from osrewind.queries.runs import RunInfo
@@ -29,6 +30,7 @@ class EventFilter:
     pids: list[int] = field(default_factory=list)
     tree: bool = False                 # also every descendant of `pids`
     kinds: list[str] = field(default_factory=list)
+    syscalls: list[str] = field(default_factory=list)   # syscall names: the syscall stream, these only
     path_glob: str = ""
     failed: bool = False
     limit: int | None = None
@@ -87,12 +89,18 @@ def events(store, run: RunInfo, flt: EventFilter) -> Iterator[dict]:
     unknown = [k for k in flt.kinds if k not in KIND_CODES]
     if unknown:
         raise UsageError(f"unknown event kind {unknown[0]!r}: one of {', '.join(sorted(KIND_CODES))}")
+    nrs = []
+    for name in flt.syscalls:
+        nr = syscall_table.number(name)
+        if nr is None:
+            raise UsageError(f"unknown syscall {name!r} for {syscall_table.machine()}")
+        nrs.append(nr)
     pids = descendants(store, run, flt.pids) if (flt.tree and flt.pids) else list(flt.pids)
     t_from = run.start_ns if flt.t_from is None else flt.t_from
     t_to = max(run.end_ns, run.start_ns) if flt.t_to is None else flt.t_to
     remaining = INT64_MAX if flt.limit is None else flt.limit
     params: dict[str, Any] = {"run": run.run_id, "pids": pids, "kinds": list(flt.kinds),
-                              "path_re": glob_to_re2(flt.path_glob) if flt.path_glob else "",
+                              "path_re": glob_to_re2(flt.path_glob) if flt.path_glob else "", "nrs": nrs,
                               "failed": int(flt.failed), "backwards": int(flt.backwards)}
     # page with a (ts, seq) cursor so huge runs stream in bounded memory
     c_ts, c_seq = (t_to + 1, 0) if flt.backwards else (t_from - 1, 2**64 - 1)
@@ -114,6 +122,8 @@ def _text(v: Any) -> str:
 
 def _clean(row: dict) -> dict:
     row["comm"], row["path"], row["path2"] = _text(row["comm"]), _text(row["path"]), _text(row["path2"])
+    if row["kind"] == "syscall":
+        row["syscall"] = syscall_table.name(row["nr"])
     row["argv"] = [_text(a) for a in row["argv"]]
     return row
 
@@ -130,6 +140,28 @@ def signame(sig: int) -> str:
         return signal.Signals(sig).name
     except ValueError:
         return f"signal {sig}"
+
+
+_ARGC = {"getpid": 0, "getppid": 0, "gettid": 0, "sched_yield": 0, "close": 1, "exit": 1, "exit_group": 1,
+         "dup": 1, "brk": 1, "openat": 4, "read": 3, "write": 3, "pread64": 4, "pwrite64": 4, "lseek": 3,
+         "fstat": 2, "newfstatat": 4, "mmap": 6, "munmap": 2, "mprotect": 3, "ioctl": 3, "fcntl": 3,
+         "clock_nanosleep": 4, "nanosleep": 2, "wait4": 4, "kill": 2, "execve": 3, "rt_sigaction": 4,
+         "rt_sigprocmask": 4, "pipe2": 2, "dup2": 2, "dup3": 3, "chdir": 1, "mkdir": 2, "unlink": 1,
+         "socket": 3, "connect": 3, "bind": 3, "listen": 2, "accept4": 4, "sendto": 6, "recvfrom": 6}
+TASK_REPORT_MAX = 0x100  # sched_switch: set when the task was preempted
+
+
+def is_preempted(prev_state: int) -> bool:
+    return bool(prev_state & TASK_REPORT_MAX) or prev_state == 0
+
+
+def task_state(prev_state: int) -> str:
+    letters = [c for bit, c in zip(range(8), "SDTtXZPI", strict=True) if prev_state & (1 << bit)]
+    return "".join(letters) or "R"
+
+
+def _arg(v: int) -> str:
+    return hex(v) if v > 0xFFFFFF or v < -0xFFFF else str(v)
 
 
 def _fd(v: int) -> str:
@@ -199,6 +231,21 @@ def describe(e: dict) -> str:
     if k == "signal_deliver":
         handler = {0: "default action", 1: "ignored"}.get(a3, "handler")
         return f"receive {signame(a0)} ({handler})"
+    if k == "syscall":
+        name = syscall_table.name(e["nr"])
+        args = ", ".join(_arg(v) for v in (a0, a1, a2, a3, e.get("a4", 0), e.get("a5", 0))[:_ARGC.get(name, 6)])
+        res = f"{errname(ret)} ({ret})" if -4096 < ret < 0 else (hex(ret) if ret > 0xFFFFFF else str(ret))
+        return f"{name}({args}) = {res}  <{e.get('dur', 0) / 1e3:.1f}us>"
+    if k == "sched_switch":
+        prev = f"{e['tid']}" if e["tid"] else f"untracked {a3}"
+        why = "preempted" if is_preempted(a0) else f"sleeps ({task_state(a0)})"
+        nxt = f"{a1} ({path})" if a1 else "idle"
+        wait = f", waited {e.get('dur', 0) / 1e3:.1f}us runnable" if e.get("dur") else ""
+        return f"cpu {e.get('cpu', 0)}: {prev} {why} -> {nxt}{wait}"
+    if k == "sched_wakeup":
+        return f"{'new task' if a1 else 'wakeup'} {e['tid']} on cpu {a0}"
+    if k == "sched_migrate":
+        return f"migrate {e['tid']} cpu {a0} -> {a1}"
     if k == "oom_victim":
         return f"OOM killer chose {a0} ({path}), {a2} pages"
     return k

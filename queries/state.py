@@ -77,11 +77,24 @@ class Proc:
     orphaned: bool = False          # its parent exited: the kernel re-parented it to a reaper
     exit_code: int | None = None    # from exit_group(), or the parent's wait status
     exited_ns: int | None = None
+    run: dict[int, str] = field(default_factory=dict)   # tid -> running|runnable|sleeping (scheduler)
+    on_cpu: dict[int, int] = field(default_factory=dict)  # tid -> cpu, for running threads
+
+    @property
+    def run_state(self) -> str:
+        """running if a thread is on a CPU, else runnable if one waits for a CPU, else sleeping;
+        unknown when the run has no scheduler events for it."""
+        states = set(self.run.values())
+        for s in ("running", "runnable", "sleeping"):
+            if s in states:
+                return s
+        return "unknown"
 
     def to_json(self) -> dict:
         return {"pid": self.pid, "start_ns": self.start_ns, "ppid": self.ppid, "orphaned": self.orphaned,
                 "comm": self.comm, "exe": self.exe, "argv": self.argv, "cwd": self.cwd, "threads": self.threads,
-                "from_snapshot": self.from_snapshot, "exec_ns": self.exec_ns,
+                "from_snapshot": self.from_snapshot, "exec_ns": self.exec_ns, "run_state": self.run_state,
+                "cpus": sorted(set(self.on_cpu.values())),
                 "fds": [f.to_json() for f in sorted(self.fds.values(), key=lambda f: f.fd)]}
 
 
@@ -100,6 +113,8 @@ class Machine:
         self.exited: dict[int, Proc] = {}      # last exited process per pid
         self._argv: dict[int, list[str]] = {}  # argv captured at exec entry, by tid
         self._pipe_seq = 0
+        self.cpus: dict[int, CpuSlot] = {}     # what each CPU switched to last
+        self.sched_seen = False
 
     # -------------------------------------------------------------- baseline
 
@@ -147,7 +162,7 @@ class Machine:
     # -------------------------------------------------------------- facts
 
     def apply(self, ts: int, kind: int, tgid: int, tid: int, ret: int, a0: int, a1: int, a2: int, a3: int,
-              comm: str, path: str, path2: str, argv: list[str]) -> None:
+              comm: str, path: str, path2: str, argv: list[str], cpu: int = 0) -> None:
         if kind == K["fork"]:
             parent = self._proc(tgid, ts, comm)
             child = int(a1)
@@ -162,6 +177,15 @@ class Machine:
             return
         if kind == K["exec_fail"]:
             self._argv.pop(tid, None)
+            return
+
+        if kind == K["sched_switch"]:
+            self._switch(ts, tgid, tid, int(a0), int(a1), int(a2), path, cpu)
+            return
+        if kind == K["sched_wakeup"]:
+            p = self.procs.get(tgid)
+            if p is not None and p.run.get(tid) != "running":
+                p.run[tid] = "runnable"
             return
 
         if kind == K["wait"]:
@@ -183,6 +207,8 @@ class Machine:
             if a1 == 1 or p.threads <= 1:
                 p.exit_code = int(a0) & 0xFF
         elif kind == K["task_exit"]:
+            p.run.pop(tid, None)
+            p.on_cpu.pop(tid, None)
             if a0:  # group_dead: the last thread is gone, so is the process
                 self._exit(p, ts)
             elif tid != tgid and p.threads > 1:
@@ -255,6 +281,22 @@ class Machine:
             if ret == 0:
                 self._deleted(self._resolve(p, int(a0), path))
 
+    def _switch(self, ts: int, tgid: int, tid: int, prev_state: int, next_tid: int, next_tgid: int, next_comm: str,
+                cpu: int) -> None:
+        self.sched_seen = True
+        if tid:  # the task leaving the CPU is in scope
+            p = self.procs.get(tgid)
+            if p is not None:
+                preempted = bool(prev_state & TASK_REPORT_MAX) or prev_state == 0
+                p.run[tid] = "runnable" if preempted else "sleeping"
+                p.on_cpu.pop(tid, None)
+        q = self.procs.get(next_tgid) if next_tgid >= 0 else None
+        if q is not None:
+            q.run[next_tid] = "running"
+            q.on_cpu[next_tid] = cpu
+        self.cpus[cpu] = CpuSlot(cpu, next_tid, next_tgid if q is not None else None,
+                                 next_comm if next_tid else "idle", ts)
+
     def _moved(self, old: str, new: str) -> None:
         prefix = old.rstrip("/") + "/"
         for q in self.procs.values():
@@ -274,6 +316,22 @@ class Machine:
             for f in q.fds.values():
                 if f.kind == "file" and f.target == path:
                     f.target = path + " (deleted)"
+
+
+TASK_REPORT_MAX = 0x100  # sched_switch prev_state bit: the task was preempted, it stays runnable
+
+
+@dataclass
+class CpuSlot:
+    cpu: int
+    tid: int                # 0: idle
+    tgid: int | None        # None: a task outside the recording's scope
+    comm: str
+    since_ns: int
+
+    def to_json(self) -> dict:
+        return {"cpu": self.cpu, "tid": self.tid, "pid": self.tgid, "comm": self.comm, "in_scope": self.tgid is not None,
+                "since_ns": self.since_ns}
 
 
 def _wait_code(status: int) -> int:
@@ -299,6 +357,8 @@ class StateAt:
     at_ns: int
     processes: list[Proc]
     exited: list[Proc]       # processes that had exited by T (most recent first)
+    cpus: list[CpuSlot] = field(default_factory=list)   # last context switch on each CPU up to T
+    sched: bool = False      # the run has scheduler events
 
     def to_json(self) -> dict:
         return {
@@ -307,6 +367,7 @@ class StateAt:
             "at_offset_ns": self.at_ns - self.run.start_ns,
             "at_wall_ns": self.at_ns + self.run.wall_offset_ns,
             "processes": [p.to_json() for p in self.processes],
+            "cpus": [c.to_json() for c in self.cpus] if self.sched else None,
             "exited": [{"pid": p.pid, "start_ns": p.start_ns, "ppid": p.ppid, "argv": p.argv, "exe": p.exe,
                         "exit_code": p.exit_code, "exited_ns": p.exited_ns} for p in self.exited],
         }
@@ -330,7 +391,7 @@ def load_machine(store, run: RunInfo, at_ns: int) -> Machine:
     for i in range(table.num_rows):
         m.apply(cols["ts"][i], cols["kind_code"][i], cols["tgid"][i], cols["tid"][i], cols["ret"][i], cols["a0"][i],
                 cols["a1"][i], cols["a2"][i], cols["a3"][i], _text(cols["comm"][i]), _text(cols["path"][i]),
-                _text(cols["path2"][i]), [_text(a) for a in cols["argv"][i]])
+                _text(cols["path2"][i]), [_text(a) for a in cols["argv"][i]], cols["cpu"][i])
     return m
 
 
@@ -338,4 +399,5 @@ def state_at(store, run: RunInfo, at_ns: int) -> StateAt:
     m = load_machine(store, run, at_ns)
     procs = sorted(m.procs.values(), key=lambda p: (p.start_ns, p.pid))
     exited = sorted(m.exited.values(), key=lambda p: -(p.exited_ns or 0))
-    return StateAt(run, at_ns, procs, exited)
+    cpus = [m.cpus[c] for c in sorted(m.cpus)]
+    return StateAt(run, at_ns, procs, exited, cpus, m.sched_seen)

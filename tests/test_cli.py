@@ -135,3 +135,12 @@ def test_unreachable_server_is_one_line():
     line = one_line_error(osrewind("runs", db="http://reader:secret@127.0.0.1:9/osrewind"), 4)
     assert "cannot reach ClickHouse at http://reader@127.0.0.1:9/osrewind" in line
     assert "secret" not in line
+
+
+def test_unknown_command_is_one_line_and_records_nothing(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("record checks root first")
+    db = tmp_path / "db"
+    line = one_line_error(osrewind("record", "--", "no-such-command-osrewind", db=db), 2)
+    assert line == "osrewind: error: command not found: no-such-command-osrewind"
+    assert json.loads(osrewind("runs", "--json", db=db).stdout or "[]") == []

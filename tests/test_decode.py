@@ -11,11 +11,11 @@ import numpy as np
 from osrewind.ingest import decode
 from osrewind.probes import records
 
-EVENT_FMT = "<QqqqqqIIHHHH16s512s"
+EVENT_FMT = "<QqqqqqqqQIIHHHHII16s512s"
 
 
 def raw_event(ts, kind, tgid, tid, ret=0, a=(0, 0, 0, 0), comm=b"sh", s1=b"", s2=b"", junk=b"\xaa",
-              len1=None, len2=None, blob=None):
+              len1=None, len2=None, blob=None, nr=0, dur=0, cpu=1):
     """One struct event as the kernel writes it: strings NUL-terminated, the rest left as junk."""
     body = bytearray(junk * 512)
     if blob is not None:
@@ -27,8 +27,9 @@ def raw_event(ts, kind, tgid, tid, ret=0, a=(0, 0, 0, 0), comm=b"sh", s1=b"", s2
             body[256 : 256 + len(s2) + 1] = s2 + b"\0"
     comm_b = bytearray(b"\x55" * 16)
     comm_b[: len(comm) + 1] = comm + b"\0"
-    return struct.pack(EVENT_FMT, ts, ret, *a, tgid, tid, kind, len(s1) if len1 is None else len1,
-                       len(s2) if len2 is None else len2, 0, bytes(comm_b), bytes(body))
+    args = (list(a) + [0, 0])[:6]
+    return struct.pack(EVENT_FMT, ts, ret, *args, dur, tgid, tid, kind, len(s1) if len1 is None else len1,
+                       len(s2) if len2 is None else len2, nr, cpu, 0, bytes(comm_b), bytes(body))
 
 
 def slot(ev: bytes, busy=False, discard=False) -> bytes:
@@ -38,8 +39,8 @@ def slot(ev: bytes, busy=False, discard=False) -> bytes:
 
 
 def test_layout_matches_struct_format():
-    assert struct.calcsize(EVENT_FMT) == records.EVENT_DTYPE.itemsize == 592
-    assert records.RECORD_SIZE == 600
+    assert struct.calcsize(EVENT_FMT) == records.EVENT_DTYPE.itemsize == 624
+    assert records.RECORD_SIZE == 632
 
 
 def test_committed_prefix_stops_at_busy_and_skips_discarded():
@@ -65,16 +66,18 @@ def test_to_arrow_cuts_strings_at_recorded_length_and_splits_argv():
         slot(raw_event(101, k["rename"], 7, 8, 0, (-100, -100, 0, 0), comm=b"mv", s1=b"a.txt", s2=b"b.txt")),
         slot(raw_event(102, k["exec_args"], 9, 9, 0, (3, 0, 0, 0), blob=b"ls\0-l\0/tmp\0")),
         slot(raw_event(103, k["fork"], 7, 7, 0, (7, 9, 0x1200011, 0))),
+        slot(raw_event(104, k["syscall"], 7, 7, 3, (1, 2, 3, 4, 5, 6), nr=257, dur=1500, cpu=0)),
     ])
     ev, _ = records.committed_prefix(records.slots_from_buffer(np.frombuffer(buf, dtype=np.uint8)))
     t = decode.to_arrow(ev, "3f2a0000-0000-0000-0000-000000000001", 40).to_pydict()
-    assert t["seq"] == [40, 41, 42, 43]
-    assert t["path"] == [b"/nonexistent", b"a.txt", b"", b""]
-    assert t["path2"] == [b"", b"b.txt", b"", b""]
-    assert t["argv"] == [[], [], ["ls", "-l", "/tmp"], []]
-    assert t["comm"] == [b"cat", b"mv", b"sh", b"sh"]
+    assert t["seq"] == [40, 41, 42, 43, 44]
+    assert t["path"] == [b"/nonexistent", b"a.txt", b"", b"", b""]
+    assert t["path2"] == [b"", b"b.txt", b"", b"", b""]
+    assert t["argv"] == [[], [], ["ls", "-l", "/tmp"], [], []]
+    assert t["comm"] == [b"cat", b"mv", b"sh", b"sh", b"sh"]
     assert t["ret"][0] == -2 and t["a1"][3] == 9 and t["a2"][3] == 0x1200011
-    assert t["kind"] == [k["open"], k["rename"], k["exec_args"], k["fork"]]
+    assert t["kind"] == [k["open"], k["rename"], k["exec_args"], k["fork"], k["syscall"]]
+    assert [t[c][4] for c in ("nr", "dur", "cpu", "a4", "a5")] == [257, 1500, 0, 5, 6]
 
 
 def test_lost_row():
