@@ -7,6 +7,7 @@ Input is what ``osrewind.probes.loader.Probe.drain`` returns: a numpy array of
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import numpy as np
@@ -37,6 +38,8 @@ def to_arrow(ev: np.ndarray, run_id: uuid.UUID | str, seq_start: int) -> pa.Tabl
     nul = comm_bytes == 0
     comm_len = np.where(nul.any(axis=1), nul.argmax(axis=1), 16)
     comm = binary_column(mat, comm_len, records.COMM_OFFSET, 16)
+
+    path, path2 = _network_paths(ev, mat, kind, path, path2)
 
     offsets = np.zeros(n + 1, dtype=np.int32)
     values: list[str] = []
@@ -74,6 +77,53 @@ def to_arrow(ev: np.ndarray, run_id: uuid.UUID | str, seq_start: int) -> pa.Tabl
             "argv": argv,
         }
     )
+
+
+_SOCKADDR_KINDS = [records.KIND_CODES[k] for k in ("bind", "connect", "accept", "sockname")]
+_SOCK_STATE = records.KIND_CODES["sock_state"]
+
+
+def sockaddr_text(raw: bytes) -> str:
+    """A struct sockaddr as people write it: 1.2.3.4:80, [::1]:443, unix:/run/x.sock, unix:@abstract."""
+    if len(raw) < 2:
+        return ""
+    family = int.from_bytes(raw[:2], "little")
+    if family == socket.AF_INET and len(raw) >= 8:
+        return f"{socket.inet_ntop(socket.AF_INET, raw[4:8])}:{int.from_bytes(raw[2:4], 'big')}"
+    if family == socket.AF_INET6 and len(raw) >= 24:
+        return f"[{socket.inet_ntop(socket.AF_INET6, raw[8:24])}]:{int.from_bytes(raw[2:4], 'big')}"
+    if family == socket.AF_UNIX:
+        path = raw[2:]
+        if not path:
+            return "unix:"
+        if path[0] == 0:  # abstract namespace
+            return "unix:@" + path[1:].rstrip(b"\0").decode("utf-8", "replace")
+        return "unix:" + path.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return f"family {family}"
+
+
+def endpoint_text(family: int, addr: bytes, port: int) -> str:
+    if family == socket.AF_INET6:
+        return f"[{socket.inet_ntop(socket.AF_INET6, addr[:16])}]:{port}"
+    return f"{socket.inet_ntop(socket.AF_INET, addr[:4])}:{port}"
+
+
+def _network_paths(ev, mat, kind, path, path2):
+    """Addresses arrive as raw bytes: write them as text (few rows: a loop is fine here)."""
+    rows = np.flatnonzero(np.isin(kind, _SOCKADDR_KINDS) | (kind == _SOCK_STATE))
+    if not len(rows):
+        return path, path2
+    p1, p2 = path.to_pylist(), path2.to_pylist()
+    for i in rows:
+        raw = mat[i, records.STR_OFFSET : records.STR_OFFSET + 32 if kind[i] == _SOCK_STATE else
+                  records.STR_OFFSET + int(ev["len1"][i])].tobytes()
+        if kind[i] == _SOCK_STATE:
+            fam = int(ev["a4"][i])
+            p1[i] = endpoint_text(fam, raw[:16], int(ev["a2"][i])).encode()
+            p2[i] = endpoint_text(fam, raw[16:32], int(ev["a3"][i])).encode()
+        else:
+            p1[i] = sockaddr_text(raw).encode()
+    return pa.array(p1, type=pa.binary()), pa.array(p2, type=pa.binary())
 
 
 def binary_column(mat: np.ndarray, lengths: np.ndarray, start: int, width: int) -> pa.Array:

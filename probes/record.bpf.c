@@ -30,6 +30,7 @@
 #endif
 
 #define STR_HALF 256
+#define SOCKADDR_MAX 127  // sockaddr_un is 110 bytes, sockaddr_in6 28
 #define STR_LEN 512
 #define ARGV_MAX 20
 #define CLONE_THREAD_FLAG 0x00010000ULL
@@ -59,6 +60,13 @@ enum kind {
     K_SOCKETPAIR = 22,// a0 fd0, a1 fd1, a2 type, a3 family
     K_ACCEPT = 23,    // a0 listening fd, a2 flags; ret fd
     K_ANONFD = 24,    // a1 subtype (see ANON_*), a2 flags; str name (memfd); ret fd
+    K_BIND = 25,      // a0 fd, a1 addrlen; str the sockaddr as passed (len1 bytes)
+    K_CONNECT = 26,   // a0 fd, a1 addrlen; str the sockaddr
+    K_LISTEN = 27,    // a0 fd, a1 backlog
+    K_SHUTDOWN = 28,  // a0 fd, a1 how
+    K_SOCKNAME = 33,  // getsockname: a0 fd; str the local sockaddr the kernel returned
+    K_SOCK_STATE = 29,// TCP state change: a0 old, a1 new, a2 sport, a3 dport, a4 family, a5 sock address;
+                      // str: source address (16 bytes), destination address (16 bytes)
     K_SIGNAL_GENERATE = 30, // sender's context: a0 sig, a1 target pid, a2 si_code, a3 group; ret result;
                             // str target comm
     K_SIGNAL_DELIVER = 31,  // receiver's context: a0 sig, a2 si_code, a3 handler (0 default, 1 ignore)
@@ -120,6 +128,7 @@ BPF_HASH(cloneflags, u32, u64, 16384);
 BPF_HASH(tids, u32, u32, 65536);          // tid -> tgid of tracked tasks (for scheduler events)
 BPF_HASH(sc_start, u64, struct sc_args, 16384);
 BPF_HASH(woken, u32, u64, 65536);         // tid -> when it was woken (run-queue latency)
+BPF_HASH(tports, u16, u8, 4096);          // local TCP ports of tracked sockets (host order)
 // Never written by the kernel: its value type lets user space check the record layout.
 BPF_ARRAY(layout_check, struct event, 1);
 
@@ -388,6 +397,36 @@ static __always_inline int complete(long ret) {
     e->a3 = f->a[3];
     if (kind == K_ANONFD)
         e->a1 = f->sub;
+    if (kind == K_BIND || kind == K_CONNECT || kind == K_ACCEPT || kind == K_SOCKNAME) {
+        int out = kind == K_ACCEPT || kind == K_SOCKNAME;  // the kernel fills the address in
+        u32 n = out ? 0 : (u32)f->a[1];
+        if (out && ret >= 0 && f->p2) {
+            int alen = 0;
+            bpf_probe_read_user(&alen, sizeof(alen), (void *)f->p2);
+            n = alen > 0 ? alen : 0;
+        }
+        if (n > SOCKADDR_MAX)
+            n = SOCKADDR_MAX;
+        u64 sz = n;
+        asm volatile("%0 &= 0x7f" : "+r"(sz));  // a bound the verifier sees (the compiler drops plain masks)
+        if (f->p1 && sz > 0 && (!out || ret >= 0)) {
+            bpf_probe_read_user(&e->str, sz, (void *)f->p1);
+            e->len1 = sz;
+        }
+        if (kind == K_BIND && ret == 0 && n >= 4) {  // family, then the port in network order
+            u16 family = *(u16 *)&e->str[0];
+            if (family == 2 || family == 10) {
+                u16 port = ((u8)e->str[2] << 8) | (u8)e->str[3];
+                u8 one = 1;
+                tports.update(&port, &one);
+            }
+        }
+        if (kind == K_ACCEPT)
+            e->a1 = 0;
+        pending.delete(&id);
+        send(e);
+        return 0;
+    }
     if (kind == K_PIPE || kind == K_SOCKETPAIR) {
         int fds[2] = {-1, -1};
         if (ret == 0)
@@ -589,13 +628,79 @@ TRACEPOINT_PROBE(syscalls, sys_enter_socketpair) {
 }
 EXIT(socketpair)
 
-TRACEPOINT_PROBE(syscalls, sys_enter_accept) { return stash(K_ACCEPT, 0, I(args->fd), 0, 0, 0, NULL, NULL); }
+TRACEPOINT_PROBE(syscalls, sys_enter_accept) {
+    return stash(K_ACCEPT, 0, I(args->fd), 0, 0, 0, args->upeer_sockaddr, args->upeer_addrlen);
+}
 EXIT(accept)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_accept4) {
-    return stash(K_ACCEPT, 4, I(args->fd), 0, args->flags, 0, NULL, NULL);
+    return stash(K_ACCEPT, 4, I(args->fd), 0, args->flags, 0, args->upeer_sockaddr, args->upeer_addrlen);
 }
 EXIT(accept4)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_bind) {
+    return stash(K_BIND, 0, I(args->fd), args->addrlen, 0, 0, args->umyaddr, NULL);
+}
+EXIT(bind)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
+    return stash(K_CONNECT, 0, I(args->fd), args->addrlen, 0, 0, args->uservaddr, NULL);
+}
+EXIT(connect)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_getsockname) {
+    return stash(K_SOCKNAME, 0, I(args->fd), 0, 0, 0, args->usockaddr, args->usockaddr_len);
+}
+EXIT(getsockname)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_listen) {
+    return stash(K_LISTEN, 0, I(args->fd), args->backlog, 0, 0, NULL, NULL);
+}
+EXIT(listen)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_shutdown) {
+    return stash(K_SHUTDOWN, 0, I(args->fd), args->how, 0, 0, NULL, NULL);
+}
+EXIT(shutdown)
+
+// Every TCP state change of a tracked socket: in the owner's context, or (softirq) on a port a
+// tracked socket bound or connected from.
+TRACEPOINT_PROBE(sock, inet_sock_set_state) {
+    u16 sport = args->sport;
+    u16 dport = args->dport;
+    int mine = is_tracked();
+#ifndef SYSTEM_WIDE
+    if (!mine && !tports.lookup(&sport) && !tports.lookup(&dport))
+        return 0;
+#endif
+    if (mine) {
+        u8 one = 1;
+        tports.update(&sport, &one);
+    }
+    struct event *e = new_event(K_SOCK_STATE);
+    if (!e)
+        return 0;
+    e->a0 = args->oldstate;
+    e->a1 = args->newstate;
+    e->a2 = sport;
+    e->a3 = dport;
+    e->a4 = args->family;
+    e->a5 = (u64)args->skaddr;
+    if (args->family == 10) {
+        bpf_probe_read_kernel(&e->str[0], 16, args->saddr_v6);
+        bpf_probe_read_kernel(&e->str[16], 16, args->daddr_v6);
+    } else {
+        bpf_probe_read_kernel(&e->str[0], 4, args->saddr);
+        bpf_probe_read_kernel(&e->str[16], 4, args->daddr);
+    }
+    e->len1 = 32;
+    if (!mine) {  // softirq: the current task is not the socket's owner
+        e->tgid = 0;
+        e->tid = 0;
+    }
+    send(e);
+    return 0;
+}
 
 TRACEPOINT_PROBE(syscalls, sys_enter_eventfd2) {
     return stash(K_ANONFD, ANON_EVENTFD, 0, 0, args->flags, 0, NULL, NULL);

@@ -149,6 +149,8 @@ _ARGC = {"getpid": 0, "getppid": 0, "gettid": 0, "sched_yield": 0, "close": 1, "
          "rt_sigprocmask": 4, "pipe2": 2, "dup2": 2, "dup3": 3, "chdir": 1, "mkdir": 2, "unlink": 1,
          "socket": 3, "connect": 3, "bind": 3, "listen": 2, "accept4": 4, "sendto": 6, "recvfrom": 6}
 TASK_REPORT_MAX = 0x100  # sched_switch: set when the task was preempted
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
+              7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV"}
 
 
 def is_preempted(prev_state: int) -> bool:
@@ -218,11 +220,25 @@ def describe(e: dict) -> str:
     if k == "rename":
         return f"rename {path} -> {e['path2']} {_result(ret, '')}".rstrip()
     if k == "socket":
-        return f"socket family={a0} type={a1 & 0xF} {_result(ret, f'-> fd {ret}')}"
+        fam = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6"}.get(a0, f"family {a0}")
+        typ = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW"}.get(a1 & 0xF, f"type {a1 & 0xF}")
+        return f"socket {fam} {typ} {_result(ret, f'-> fd {ret}')}"
     if k == "socketpair":
         return f"socketpair {_result(ret, f'-> fds {a0}, {a1}')}"
     if k == "accept":
-        return f"accept on fd {a0} {_result(ret, f'-> fd {ret}')}"
+        peer = f" from {path}" if path else ""
+        return f"accept on fd {a0} {_result(ret, f'-> fd {ret}{peer}')}"
+    if k in ("bind", "connect"):
+        return f"{k} fd {a0} {'to ' if k == 'connect' else ''}{path} {_result(ret, '')}".rstrip()
+    if k == "sockname":
+        return f"getsockname fd {a0} {_result(ret, f'-> {path}')}"
+    if k == "listen":
+        return f"listen fd {a0} backlog {a1} {_result(ret, '')}".rstrip()
+    if k == "shutdown":
+        how = {0: "SHUT_RD", 1: "SHUT_WR", 2: "SHUT_RDWR"}.get(a1, a1)
+        return f"shutdown fd {a0} {how} {_result(ret, '')}".rstrip()
+    if k == "sock_state":
+        return f"tcp {path} -> {e['path2']}: {TCP_STATES.get(a0, a0)} -> {TCP_STATES.get(a1, a1)}"
     if k == "anonfd":
         return f"anon fd {path} {_result(ret, f'-> fd {ret}')}".replace("  ", " ")
     if k == "signal_generate":

@@ -25,6 +25,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from osrewind.probes import syscall_table
 from osrewind.probes.records import (
     ANON_NAMES,
     AT_FDCWD,
@@ -44,6 +45,32 @@ _SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPAC
 _EBADF = -errno.EBADF
 
 
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
+              7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV"}
+SENDS = ("write", "writev", "sendto", "sendmsg", "sendfile", "pwrite64")
+RECVS = ("read", "readv", "recvfrom", "recvmsg", "pread64")
+
+
+@dataclass
+class Sock:
+    """One socket, shared by every fd that refers to it (dup, fork): bytes add up per socket."""
+    family: str                 # AF_INET, AF_INET6, AF_UNIX, ...
+    type: str                   # SOCK_STREAM, SOCK_DGRAM, ...
+    local: str = ""
+    remote: str = ""
+    sk: int = 0                 # kernel socket address: links the fd to TCP state changes
+    listening: bool = False
+    shut: str = ""              # SHUT_RD / SHUT_WR / SHUT_RDWR
+    sent: int = 0
+    received: int = 0
+
+    @property
+    def proto(self) -> str:
+        if self.family == "AF_UNIX":
+            return "UNIX"
+        return {"SOCK_STREAM": "TCP", "SOCK_DGRAM": "UDP"}.get(self.type, self.type)
+
+
 @dataclass
 class Fd:
     fd: int
@@ -52,13 +79,21 @@ class Fd:
     cloexec: bool
     flags: int = 0          # open flags where known
     since_ns: int = 0       # when this fd came to be (0: before recording)
+    sock: Sock | None = None
+    tcp_state: str = ""     # filled in when the state is read out
 
     def copy(self) -> Fd:
-        return Fd(self.fd, self.kind, self.target, self.cloexec, self.flags, self.since_ns)
+        return Fd(self.fd, self.kind, self.target, self.cloexec, self.flags, self.since_ns, self.sock)
 
     def to_json(self) -> dict:
-        return {"fd": self.fd, "kind": self.kind, "target": self.target, "cloexec": self.cloexec,
-                "flags": self.flags, "since_ns": self.since_ns}
+        d = {"fd": self.fd, "kind": self.kind, "target": self.target, "cloexec": self.cloexec,
+             "flags": self.flags, "since_ns": self.since_ns}
+        if self.sock is not None:
+            s = self.sock
+            d["socket"] = {"proto": s.proto, "family": s.family, "type": s.type, "local": s.local,
+                           "remote": s.remote, "tcp_state": self.tcp_state or None, "listening": s.listening,
+                           "shutdown": s.shut or None, "bytes_sent": s.sent, "bytes_received": s.received}
+        return d
 
 
 @dataclass
@@ -115,6 +150,10 @@ class Machine:
         self._pipe_seq = 0
         self.cpus: dict[int, CpuSlot] = {}     # what each CPU switched to last
         self.sched_seen = False
+        self.tcp: dict[int, tuple[str, str, str]] = {}  # sock address -> (state, local, remote)
+        self._tcp_by_tid: dict[int, int] = {}           # socket a task's connect/listen just moved
+        self.sends: set[int] = set()                    # syscall numbers that send / receive bytes
+        self.recvs: set[int] = set()
 
     # -------------------------------------------------------------- baseline
 
@@ -162,7 +201,7 @@ class Machine:
     # -------------------------------------------------------------- facts
 
     def apply(self, ts: int, kind: int, tgid: int, tid: int, ret: int, a0: int, a1: int, a2: int, a3: int,
-              comm: str, path: str, path2: str, argv: list[str], cpu: int = 0) -> None:
+              comm: str, path: str, path2: str, argv: list[str], cpu: int = 0, a5: int = 0, nr: int = 0) -> None:
         if kind == K["fork"]:
             parent = self._proc(tgid, ts, comm)
             child = int(a1)
@@ -181,6 +220,21 @@ class Machine:
 
         if kind == K["sched_switch"]:
             self._switch(ts, tgid, tid, int(a0), int(a1), int(a2), path, cpu)
+            return
+        if kind == K["sock_state"]:
+            self.tcp[int(a5)] = (TCP_STATES.get(int(a1), str(a1)), path, path2)
+            if tgid and a1 in (2, 10):  # SYN_SENT (connect) or LISTEN (listen), in the caller's context
+                self._tcp_by_tid[tid] = int(a5)
+            return
+        if kind == K["syscall"]:
+            if nr in self.sends or nr in self.recvs:
+                q = self.procs.get(tgid)
+                f = q.fds.get(int(a0)) if q is not None else None
+                if f is not None and f.sock is not None:
+                    if nr in self.sends:
+                        f.sock.sent += int(ret)
+                    else:
+                        f.sock.received += int(ret)
             return
         if kind == K["sched_wakeup"]:
             p = self.procs.get(tgid)
@@ -248,16 +302,48 @@ class Machine:
         elif kind == K["socket"]:
             if ret >= 0:
                 self._add_fd(p, int(ret), "socket", _socket_label(int(a0), int(a1)), bool(a1 & O_CLOEXEC), ts)
+                p.fds[int(ret)].sock = Sock(_family(int(a0)), _stype(int(a1)))
         elif kind == K["socketpair"]:
             if ret == 0:
                 label = _socket_label(int(a3), int(a2))
-                self._add_fd(p, int(a0), "socket", label, bool(a2 & O_CLOEXEC), ts)
-                self._add_fd(p, int(a1), "socket", label, bool(a2 & O_CLOEXEC), ts)
+                for fd in (int(a0), int(a1)):
+                    self._add_fd(p, fd, "socket", label, bool(a2 & O_CLOEXEC), ts)
+                    p.fds[fd].sock = Sock(_family(int(a3)), _stype(int(a2)))
         elif kind == K["accept"]:
             if ret >= 0:
                 listener = p.fds.get(int(a0))
+                lsock = listener.sock if listener is not None else None
                 label = listener.target if listener is not None else "socket:[accepted]"
                 self._add_fd(p, int(ret), "socket", label, bool(a2 & O_CLOEXEC), ts)
+                sock = Sock(lsock.family, lsock.type) if lsock else Sock("", "")
+                sock.remote = path
+                if lsock is not None:
+                    sock.local = self.tcp[lsock.sk][1] if lsock.sk in self.tcp else lsock.local
+                    sock.sk = next((sk for sk, (_st, loc, rem) in reversed(self.tcp.items())
+                                    if loc == sock.local and rem == path), 0)
+                p.fds[int(ret)].sock = sock
+        elif kind in (K["bind"], K["connect"], K["listen"], K["shutdown"], K["sockname"]):
+            f = p.fds.get(int(a0))
+            ok = ret == 0 or (kind == K["connect"] and ret == -errno.EINPROGRESS)
+            if ok and f is not None and f.sock is not None:
+                sock = f.sock
+                if kind == K["bind"]:
+                    sock.local = path
+                elif kind == K["sockname"]:
+                    if path and not path.startswith("unix:"):
+                        sock.local = path  # the port the kernel picked for a bind to port 0
+                elif kind == K["connect"]:
+                    sock.remote = path
+                    sk = self._tcp_by_tid.pop(tid, 0)
+                    if sk and sock.proto == "TCP":
+                        sock.sk = sk
+                elif kind == K["listen"]:
+                    sock.listening = True
+                    sk = self._tcp_by_tid.pop(tid, 0)
+                    if sk and sock.proto == "TCP":
+                        sock.sk = sk
+                else:
+                    sock.shut = {0: "SHUT_RD", 1: "SHUT_WR", 2: "SHUT_RDWR"}.get(int(a1), str(a1))
         elif kind == K["anonfd"]:
             if ret >= 0 and int(ret) not in p.fds:
                 name = ANON_NAMES.get(int(a1), "anon")
@@ -342,6 +428,31 @@ def _wait_code(status: int) -> int:
     return 128 + sig
 
 
+def _family(family: int) -> str:
+    return _FAMILIES.get(family, f"family {family}")
+
+
+def _stype(stype: int) -> str:
+    return _SOCK_TYPES.get(stype & 0xF, f"type {stype & 0xF}")
+
+
+def socket_target(f: Fd, tcp: dict[int, tuple[str, str, str]]) -> tuple[str, str]:
+    """(target, TCP state) of a socket fd as of now: endpoints and state from its latest TCP change."""
+    s = f.sock
+    assert s is not None
+    state = ""
+    if s.sk in tcp:
+        state, local, remote = tcp[s.sk]
+        s.local, s.remote = local or s.local, remote if remote and not remote.endswith(":0") else s.remote
+    ends = s.local or "?"
+    if s.remote:
+        ends += f" -> {s.remote}"
+    if s.listening:
+        ends += " (listening)"
+    extra = f" {state}" if state else ""
+    return f"socket:[{s.proto} {ends}{extra}]", state
+
+
 def _socket_label(family: int, stype: int) -> str:
     fam = _FAMILIES.get(family, f"family {family}")
     typ = _SOCK_TYPES.get(stype & 0xF, f"type {stype & 0xF}")
@@ -386,18 +497,26 @@ def load_machine(store, run: RunInfo, at_ns: int) -> Machine:
         m.add_snapshot_proc(int(pid), int(ppid), int(start_ns), comm, exe, list(argv), cwd, int(threads))
     for pid, fd, target, kind, flags in named.run(store, "snapshot_fds", run=run.run_id):
         m.add_snapshot_fd(int(pid), int(fd), target, kind, int(flags))
-    table = named.run_arrow(store, "state_events", run=run.run_id, at=at_ns)
+    m.sends = {n for n in (syscall_table.number(s) for s in SENDS) if n is not None}
+    m.recvs = {n for n in (syscall_table.number(s) for s in RECVS) if n is not None}
+    table = named.run_arrow(store, "state_events", run=run.run_id, at=at_ns,
+                            io_nrs=sorted(m.sends | m.recvs))
     cols = {name: table.column(name).to_pylist() for name in table.column_names}
     for i in range(table.num_rows):
         m.apply(cols["ts"][i], cols["kind_code"][i], cols["tgid"][i], cols["tid"][i], cols["ret"][i], cols["a0"][i],
                 cols["a1"][i], cols["a2"][i], cols["a3"][i], _text(cols["comm"][i]), _text(cols["path"][i]),
-                _text(cols["path2"][i]), [_text(a) for a in cols["argv"][i]], cols["cpu"][i])
+                _text(cols["path2"][i]), [_text(a) for a in cols["argv"][i]], cols["cpu"][i], cols["a5"][i],
+                cols["nr"][i])
     return m
 
 
 def state_at(store, run: RunInfo, at_ns: int) -> StateAt:
     m = load_machine(store, run, at_ns)
     procs = sorted(m.procs.values(), key=lambda p: (p.start_ns, p.pid))
+    for p in procs:
+        for f in p.fds.values():
+            if f.sock is not None:
+                f.target, f.tcp_state = socket_target(f, m.tcp)
     exited = sorted(m.exited.values(), key=lambda p: -(p.exited_ns or 0))
     cpus = [m.cpus[c] for c in sorted(m.cpus)]
     return StateAt(run, at_ns, procs, exited, cpus, m.sched_seen)
