@@ -353,6 +353,69 @@ def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: st
                 click.echo(line, nl=False)
 
 
+# ---------------------------------------------------------------------------- top
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--at", "at", default=None, metavar="TIME", help="Centre of the window (default: the whole run).")
+@click.option("--window", default="1s", show_default=True, metavar="DURATION", help="Window width around --at.")
+@click.option("--by", "sections", multiple=True, type=click.Choice(["processes", "syscalls", "files", "endpoints"]),
+              help="Only these tables (default: all four).")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1), help="Rows per table.")
+@click.option("--json", "as_json", is_flag=True, help="The tables as one JSON object.")
+@click.pass_obj
+def top(obj: dict, run: str, at: str | None, window: str, sections: tuple[str, ...], limit: int,
+        as_json: bool) -> None:
+    """Where the time went in RUN: the busiest processes (on-CPU and syscall time), syscalls, files
+    and network endpoints, over the whole run or a window around an instant.
+
+    \b
+    Examples:
+      osrewind top last
+      osrewind top build-42 --at +12s --window 2s --by syscalls --limit 5
+      osrewind top last --json
+    """
+    from osrewind.queries.runs import resolve_run
+    from osrewind.queries.timespec import format_offset, parse_at, parse_duration
+    from osrewind.queries.top import SECTIONS
+    from osrewind.queries.top import top as query_top
+
+    with _store(obj["db"], "summarising a run") as store:
+        info = resolve_run(store, run)
+        if at is None:
+            lo, hi = info.start_ns, info.end_ns
+        else:
+            centre = parse_at(at, info.start_ns, info.end_ns, info.wall_offset_ns)
+            half = parse_duration(window) // 2
+            lo, hi = max(info.start_ns, centre - half), min(info.end_ns, centre + half)
+        tables = query_top(store, info, lo, hi, limit, tuple(sections) or SECTIONS)
+    if as_json:
+        _emit_json({"run_id": info.run_id, "from_ns": lo, "to_ns": hi, **tables})
+        return
+    click.echo(f"run {info.run_id[:8]} '{info.name}' from {format_offset(lo - info.start_ns)} "
+               f"to {format_offset(hi - info.start_ns)}")
+    ms = lambda ns: f"{ns / 1e6:.1f}ms"  # noqa: E731
+    if "processes" in tables:
+        click.echo("\nPROCESSES      PID  COMM             ON-CPU  SYSCALLS  IN-SYSCALL  FAILED  EVENTS")
+        for r in tables["processes"]:
+            click.echo(f"          {r['pid']:>8}  {r['comm'][:15]:15} {ms(r['cpu_ns']):>8}  {r['syscalls']:>8}  "
+                       f"{ms(r['syscall_ns']):>10}  {r['failed']:>6}  {r['events']:>6}")
+    if "syscalls" in tables:
+        click.echo("\nSYSCALLS  NAME                 CALLS      TOTAL        MAX  FAILED  PROCS")
+        for r in tables["syscalls"]:
+            click.echo(f"          {r['syscall'][:20]:20} {r['calls']:>6}  {ms(r['total_ns']):>9}  {ms(r['max_ns']):>9}  "
+                       f"{r['failed']:>6}  {r['processes']:>5}")
+    if "files" in tables:
+        click.echo("\nFILES     TOUCHES  OPENS  FAILED  PROCS  PATH")
+        for r in tables["files"]:
+            click.echo(f"          {r['touches']:>7}  {r['opens']:>5}  {r['failed']:>6}  {r['processes']:>5}  {r['path']}")
+    if "endpoints" in tables:
+        click.echo("\nENDPOINTS  EVENTS  FAILED  HOW                      ENDPOINT")
+        for r in tables["endpoints"]:
+            click.echo(f"           {r['events']:>6}  {r['failed']:>6}  {','.join(r['how'])[:24]:24} {r['endpoint']}")
+
+
 # ---------------------------------------------------------------------------- demo
 
 

@@ -103,3 +103,25 @@ def test_run_queue_latency_when_they_contend(contend):
     voluntary = [s for s in switches if s["tid"] == sleeper and not (s["a0"] & 0x100 or s["a0"] == 0)]
     assert preempted and voluntary  # the hog is preempted, the sleeper goes to sleep by itself
     assert all(s["cpu"] == 0 for s in switches if s["tid"] in (hog, sleeper))
+
+
+def test_top_shows_where_the_time_went(contend):
+    db, summary, hog, sleeper = contend
+    out = osrewind("top", summary["run_id"], "--json", db=db)
+    assert out.returncode == 0, out.stderr
+    t = json.loads(out.stdout)
+    procs = {p["pid"]: p for p in t["processes"]}
+    assert t["processes"][0]["pid"] == hog
+    # the sleeper spins 5 x 80 ms sharing CPU 0 with the hog: about half of that on the CPU
+    assert procs[hog]["cpu_ns"] > 1_000_000_000 > procs[sleeper]["cpu_ns"] > 100_000_000
+    sleeping = {s["syscall"]: s for s in t["syscalls"]}["clock_nanosleep"]
+    assert sleeping["calls"] >= 5 and sleeping["total_ns"] >= 5 * 100_000_000
+    files = json.loads(osrewind("top", summary["run_id"], "--by", "files", "--limit", "500", "--json", db=db).stdout)
+    marks = [f for f in files["files"] if "/marks/" in f["path"]]
+    assert len(marks) == 10 and all(f["kinds"] == ["mkdir"] for f in marks)
+    narrow = json.loads(osrewind("top", summary["run_id"], "--at", "+0.5s", "--window", "200ms", "--by",
+                                 "processes", "--json", db=db).stdout)
+    assert set(narrow) == {"run_id", "from_ns", "to_ns", "processes"}
+    assert narrow["to_ns"] - narrow["from_ns"] == 200_000_000
+    human = osrewind("top", summary["run_id"], "--by", "syscalls", db=db).stdout
+    assert "clock_nanosleep" in human
