@@ -1,12 +1,15 @@
 """Recorder throughput: events per second sustained without loss, and bytes per event on disk.
 
-Workload: bench/openclose.c (openat + close of /dev/null, two recorded events per iteration),
-compiled with gcc into a temporary directory. For each target rate the workload runs under
-`osrewind record` in a fresh embedded store; the report gives, per rate, the events recorded and
-lost and the traced/untraced run-time ratio, then the highest rate with no loss, and the on-disk
-bytes per event of the events table (compressed, from system.columns).
+Workloads, compiled with gcc into a temporary directory:
+- syscall-heavy: bench/openclose.c (openat + close of /dev/null), paced to target rates;
+- CPU-heavy: bench/cpuhog.c (more spinning processes than CPUs: mostly context switches).
+Each runs under `osrewind record` in a fresh embedded store, with the recording options of
+`--mode`: `fd` (process and fd facts only: --no-syscalls --no-sched) or `full` (plus the
+every-syscall stream and the scheduler, the default of `record`). The report gives, per run, the
+events recorded and lost and the traced/untraced run-time ratio, the highest rate with no loss,
+and the on-disk bytes per event, per column and per event kind (compressed).
 
-Usage: sudo .venv/bin/python bench/record_rate.py [--events 2000000] [--json out.json]
+Usage: sudo .venv/bin/python bench/record_rate.py [--mode full] [--events 2000000] [--json out.json]
 Needs root (it records). Numbers are machine-dependent: compare ratios, not absolutes.
 """
 
@@ -36,12 +39,15 @@ def timed(cmd: list[str]) -> float:
     return time.monotonic() - t
 
 
-def record(db: Path, cmd: list[str]) -> dict:
+MODE_FLAGS = {"fd": ["--no-syscalls", "--no-sched"], "full": []}
+
+
+def record(db: Path, cmd: list[str], mode: str) -> dict:
     out = subprocess.run([sys.executable, "-m", "osrewind", "--db", str(db), "record", "--quiet", "--json",
-                          "--", *cmd], capture_output=True, text=True)
+                          *MODE_FLAGS[mode], "--", *cmd], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"record failed: {out.stderr.strip()}")
-    return json.loads(out.stdout)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def workload_span(db: Path, run_id: str) -> float:
@@ -53,6 +59,28 @@ def workload_span(db: Path, run_id: str) -> float:
                        {"r": run_id})
     first, last = rows[0]
     return (last - first) / 1e9
+
+
+def bytes_by_kind(db: Path) -> dict:
+    """Compressed bytes per event of each kind: each kind's rows copied into a table of their own."""
+    from osrewind.ingest.store import Store
+
+    out = {}
+    with Store(str(db)) as s:
+        # kinds with too few rows would measure a part's fixed overhead, not their encoding
+        kinds = [k for (k,) in s.query("SELECT toString(kind) FROM events GROUP BY kind HAVING count() >= 1000")]
+        for k in kinds:
+            s.client.command("DROP TABLE IF EXISTS kind_probe")
+            s.client.command("CREATE TABLE kind_probe AS events")
+            s.client.command("INSERT INTO kind_probe SELECT * FROM events WHERE toString(kind) = {k:String}",
+                             parameters={"k": k})
+            s.client.command("OPTIMIZE TABLE kind_probe FINAL")
+            rows = s.query("SELECT count() FROM kind_probe")[0][0]
+            size = s.query("SELECT sum(data_compressed_bytes) FROM system.parts WHERE table = 'kind_probe' "
+                           "AND active AND database = currentDatabase()")[0][0]
+            out[k] = {"events": int(rows), "bytes_per_event": round(size / rows, 2) if rows else 0}
+        s.client.command("DROP TABLE IF EXISTS kind_probe")
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["events"]))
 
 
 def disk_usage(db: Path) -> dict:
@@ -75,6 +103,8 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=2_000_000, help="events per run (2 per iteration)")
     ap.add_argument("--rates", default="100000,200000,400000,600000,800000,0",
                     help="target events/s, comma-separated; 0 = unthrottled")
+    ap.add_argument("--mode", choices=sorted(MODE_FLAGS), default="full", help="what is recorded (see above)")
+    ap.add_argument("--cpu-seconds", type=float, default=3.0, help="length of the CPU-heavy run (0: skip it)")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the report here")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -90,7 +120,7 @@ def main() -> None:
         for rate in [int(r) for r in args.rates.split(",")]:
             db = tmp / f"store-{rate}"
             cmd = [str(exe), str(iterations), "/dev/null", str(rate / 2)]
-            summary = record(db, cmd)
+            summary = record(db, cmd, args.mode)
             span = workload_span(db, summary["run_id"])
             untraced = base if rate == 0 else iterations * 2 / rate
             row = {"target_events_per_s": rate or "max", "events": summary["events"], "lost": summary["lost"],
@@ -102,12 +132,32 @@ def main() -> None:
             print(f"target {str(rate or 'max'):>8} ev/s: recorded {row['events']:>9,} lost {row['lost']:>8,} "
                   f"({row['loss_pct']}%), {row['events_per_s']:>9,} ev/s, workload x{row['slowdown_vs_untraced']}")
         disk = disk_usage(last_db) if last_db else {}
+        if last_db:
+            disk["per_kind"] = bytes_by_kind(last_db)
+        cpu = None
+        if args.cpu_seconds > 0:
+            hog = tmp / "cpuhog"
+            subprocess.run(["gcc", "-O2", "-o", str(hog), str(HERE / "cpuhog.c")], check=True)
+            db = tmp / "store-cpu"
+            summary = record(db, [str(hog), "4", str(args.cpu_seconds)], args.mode)
+            span = workload_span(db, summary["run_id"])
+            cpu = {"events": summary["events"], "lost": summary["lost"], "workload_s": round(span, 3),
+                   "events_per_s": round(summary["events"] / span) if span else 0,
+                   "per_kind": bytes_by_kind(db)}
+            print(f"cpu-heavy (4 spinning processes, {args.cpu_seconds}s): recorded {cpu['events']:,} "
+                  f"lost {cpu['lost']:,}, {cpu['events_per_s']:,} ev/s")
     lossless = [r for r in results if r["lost"] == 0]
     best = max((r["events_per_s"] for r in lossless), default=0)
-    report = {"untraced_s": round(base, 3), "runs": results, "max_lossless_events_per_s": best, "disk": disk}
+    report = {"mode": args.mode, "untraced_s": round(base, 3), "runs": results, "max_lossless_events_per_s": best,
+              "disk": disk, "cpu_heavy": cpu}
     print(f"highest sustained rate with no loss: {best:,} events/s")
     print(f"on disk: {disk.get('bytes_per_event', 0):.2f} bytes/event (compressed, events table)")
     print("per column (bytes/event): " + ", ".join(f"{k} {v}" for k, v in disk.get("per_column", {}).items()))
+    print("per kind, syscall-heavy (bytes/event): " +
+          ", ".join(f"{k} {v['bytes_per_event']} ({v['events']:,})" for k, v in disk.get("per_kind", {}).items()))
+    if cpu:
+        print("per kind, cpu-heavy (bytes/event): " +
+              ", ".join(f"{k} {v['bytes_per_event']} ({v['events']:,})" for k, v in cpu["per_kind"].items()))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2))
 
