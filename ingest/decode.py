@@ -154,3 +154,14 @@ def lost_row(run_id: uuid.UUID | str, ts: int, seq: int, count: int) -> pa.Table
     ev["kind"] = records.KIND_CODES["lost"]
     ev["a0"] = count
     return to_arrow(ev, run_id, seq)
+
+
+def io_records(deltas: list[tuple[int, int, int, int, int]], ts: int) -> np.ndarray:
+    """``io`` facts (--aggregate-io) as kernel-layout records: (tgid, fd, out, in, calls) at ``ts``."""
+    ev = np.zeros(len(deltas), dtype=records.EVENT_DTYPE)
+    ev["ts"] = ts
+    ev["kind"] = records.KIND_CODES["io"]
+    for i, (tgid, fd, out, inn, calls) in enumerate(deltas):
+        ev["tgid"][i] = ev["tid"][i] = tgid
+        ev["a0"][i], ev["a1"][i], ev["a2"][i], ev["a3"][i] = fd, out, inn, calls
+    return ev

@@ -28,12 +28,14 @@ import pyarrow as pa
 
 from osrewind import INHERITED_FDS, __version__
 from osrewind.errors import UsageError
+from osrewind.ingest import decode
 from osrewind.ingest.store import Store
 from osrewind.ingest.writer import EventWriter
 from osrewind.probes import procfs
 from osrewind.probes.loader import Probe, ProbeOptions
 
 POLL_SECONDS = 0.01
+IO_FLUSH_SECONDS = 0.1
 
 
 @dataclass
@@ -46,6 +48,7 @@ class RecordOptions:
     ringbuf_pages: int = 16384
     sched: bool = True
     syscalls: bool = True
+    aggregate_io: bool = False
     cwd: str | None = None
     env: dict[str, str] | None = None
 
@@ -89,6 +92,7 @@ class Recorder:
         self.name = opts.name or self._default_name()
         self._stop_reason: str | None = None
         self._lost_seen = 0
+        self._io_flushed = 0.0
         self._writer: EventWriter | None = None
         self._child_pid: int | None = None
         self._exit_code: int | None = None
@@ -151,11 +155,16 @@ class Recorder:
 
     # ------------------------------------------------------------------ draining
 
-    def _drain(self, probe: Probe) -> None:
+    def _drain(self, probe: Probe, flush_io: bool = False) -> None:
         assert self._writer is not None
         ev = probe.drain()
         if len(ev):
             self._writer.put(ev)
+        if probe.opts.aggregate_io and (flush_io or time.monotonic() - self._io_flushed >= IO_FLUSH_SECONDS):
+            self._io_flushed = time.monotonic()
+            quiet = probe.io_sweep(None if flush_io else 150_000_000)
+            if quiet:
+                self._writer.put(decode.io_records(quiet, time.monotonic_ns()))
         lost = probe.lost()
         if lost > self._lost_seen:
             self._writer.lost(time.monotonic_ns(), lost - self._lost_seen)
@@ -230,7 +239,7 @@ class Recorder:
 
         self.store.ensure_schema()
         probe = Probe(ProbeOptions(system_wide=opts.scope == "system", ringbuf_pages=opts.ringbuf_pages,
-                                   sched=opts.sched, syscalls=opts.syscalls))
+                                   sched=opts.sched, syscalls=opts.syscalls, aggregate_io=opts.aggregate_io))
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         start_ns = time.monotonic_ns()
         wall_offset = time.time_ns() - time.monotonic_ns()
@@ -299,7 +308,7 @@ class Recorder:
             # the last records of the exiting tree are already in the ring: take them all
             time.sleep(0.02)
             self._drain(probe)
-            self._drain(probe)
+            self._drain(probe, flush_io=True)
             status = self._stop_reason or "complete"
         finally:
             for s, h in old_handlers.items():

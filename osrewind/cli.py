@@ -74,14 +74,17 @@ def cli(ctx: click.Context, db: str | None) -> None:
               help="Kernel ring buffer size (rounded up to a power of two).")
 @click.option("--no-sched", is_flag=True, help="Leave out the scheduler (context switches, wakeups): for long runs.")
 @click.option("--no-syscalls", is_flag=True, help="Leave out the every-syscall stream (fd and process facts stay).")
+@click.option("--aggregate-io", is_flag=True,
+              help="Sum successful read/write/send/recv calls per process and fd (flushed every 0.1 s) "
+                   "instead of a record per call: for I/O-heavy programs that would otherwise lose events.")
 @click.option("--print-bpf", is_flag=True, help="Print the BPF C program as it would be compiled, then exit.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the run summary as one JSON line, the last line on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.pass_obj
 def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: tuple[int, ...],
-           duration: str | None, ring_mb: int, no_sched: bool, no_syscalls: bool, print_bpf: bool, as_json: bool,
-           quiet: bool) -> None:
+           duration: str | None, ring_mb: int, no_sched: bool, no_syscalls: bool, aggregate_io: bool,
+           print_bpf: bool, as_json: bool, quiet: bool) -> None:
     """Record COMMAND and all its descendants (or --pid / --system) into the store.
 
     Exits with the command's exit code. Ctrl-C stops the recording and keeps everything recorded up
@@ -105,7 +108,7 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
         pages *= 2
     if print_bpf:
         click.echo(final_source(ProbeOptions(system_wide=system, ringbuf_pages=pages, sched=not no_sched,
-                                             syscalls=not no_syscalls)))
+                                             syscalls=not no_syscalls, aggregate_io=aggregate_io)))
         return
     if scopes == 0:
         raise UsageError("nothing to record: give a command after --, or --pid PID, or --system")
@@ -114,7 +117,8 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
     dur = parse_duration(duration) / 1e9 if duration else None
     scope = "system" if system else "pid" if pids else "command"
     opts = RecordOptions(scope=scope, command=list(command), pids=list(pids), name=name, duration=dur,
-                         ringbuf_pages=pages, sched=not no_sched, syscalls=not no_syscalls)
+                         ringbuf_pages=pages, sched=not no_sched, syscalls=not no_syscalls,
+                         aggregate_io=aggregate_io)
 
     def progress(msg: str) -> None:
         if not quiet and (msg.startswith("recording") or sys.stderr.isatty()):

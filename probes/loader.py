@@ -16,6 +16,7 @@ import ctypes
 import mmap
 import os
 import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class ProbeOptions:
     system_wide: bool = False
     syscalls: bool = True       # the generic stream of every syscall
     sched: bool = True          # context switches, wakeups, migrations
+    aggregate_io: bool = False  # byte counts per (process, fd) instead of a record per read/write
     ringbuf_pages: int = 16384  # 64 MiB: ~110k records of headroom between drains
     self_tgid: int = field(default_factory=os.getpid)
 
@@ -87,6 +89,8 @@ def cflags(opts: ProbeOptions) -> list[str]:
                   f"-DNR_EXIT_GROUP={syscall_table.number('exit_group')}"]
     if not opts.sched:
         flags.append("-DNO_SCHED")
+    if opts.aggregate_io and "-DNO_SYSCALLS" not in flags:
+        flags.append("-DAGGREGATE_IO")
     flags += [f"-DHAVE_{name}" for name in OPTIONAL_SYSCALLS if syscall_exists(name)]
     return flags
 
@@ -158,6 +162,12 @@ class Probe:
         self._tracked = self.bpf[b"tracked"]
         self._lost = self.bpf[b"lost"]
         self._tids = self.bpf[b"tids"]
+        if opts.aggregate_io:
+            ionr = self.bpf[b"ionr"]
+            for name in records.IO_SENDS + records.IO_RECVS:
+                nr = syscall_table.number(name)
+                if nr is not None and nr < 1024:
+                    ionr[ctypes.c_int(nr)] = ctypes.c_uint8(1 if name in records.IO_SENDS else 2)
 
     def track(self, pids) -> None:
         """Put processes in scope: the tgid for syscalls, each thread's tid for the scheduler."""
@@ -172,6 +182,23 @@ class Probe:
 
     def drain(self) -> np.ndarray:
         return self.reader.drain()
+
+    def io_sweep(self, older_than_ns: int | None) -> list[tuple[int, int, int, int, int]]:
+        """--aggregate-io sums the kernel has not sent because their fd went quiet: taken out of
+        the map as (tgid, fd, bytes out, bytes in, calls). ``None`` takes every one (at the end)."""
+        if not self.opts.aggregate_io:
+            return []
+        table = self.bpf[b"io"]
+        now = time.monotonic_ns()
+        out = []
+        for k, v in list(table.items()):
+            if v.calls and (older_than_ns is None or now - v.first >= older_than_ns):
+                out.append((int(k.tgid), int(k.fd), int(v.out), int(getattr(v, "in")), int(v.calls)))
+                try:
+                    del table[k]
+                except KeyError:
+                    pass
+        return out
 
     def untrack(self, pid: int) -> None:
         try:

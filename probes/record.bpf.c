@@ -18,6 +18,7 @@
 //   NR_EXIT, NR_EXIT_GROUP             this architecture's numbers of exit and exit_group
 //   NO_SYSCALLS     leave out the generic every-syscall stream
 //   NO_SCHED        leave out the scheduler (context switches, wakeups, migrations)
+//   AGGREGATE_IO    sum successful read/write-family syscalls per (process, fd) instead of a record each
 
 #include <uapi/linux/ptrace.h>
 #include <linux/signal.h>
@@ -64,6 +65,8 @@ enum kind {
     K_CONNECT = 26,   // a0 fd, a1 addrlen; str the sockaddr
     K_LISTEN = 27,    // a0 fd, a1 backlog
     K_SHUTDOWN = 28,  // a0 fd, a1 how
+    K_IO = 34,        // (user space, --aggregate-io) bytes moved on an fd since the last flush:
+                      // a0 fd, a1 bytes written/sent, a2 bytes read/received, a3 calls
     K_SOCKNAME = 33,  // getsockname: a0 fd; str the local sockaddr the kernel returned
     K_SOCK_STATE = 29,// TCP state change: a0 old, a1 new, a2 sport, a3 dport, a4 family, a5 sock address;
                       // str: source address (16 bytes), destination address (16 bytes)
@@ -129,6 +132,25 @@ BPF_HASH(tids, u32, u32, 65536);          // tid -> tgid of tracked tasks (for s
 BPF_HASH(sc_start, u64, struct sc_args, 16384);
 BPF_HASH(woken, u32, u64, 65536);         // tid -> when it was woken (run-queue latency)
 BPF_HASH(tports, u16, u8, 4096);          // local TCP ports of tracked sockets (host order)
+
+// --aggregate-io: byte counts of read/write/send/recv-family syscalls summed per (process, fd)
+// instead of one record per call. A sum is sent as one `io` record when it is 100 ms old or 64
+// calls big (checked at the next call), when the fd is closed, or, for an fd gone quiet, by user
+// space, which sends and deletes entries older than that.
+#define IO_FLUSH_NS 100000000ULL
+#define IO_FLUSH_CALLS 64
+struct io_key {
+    u32 tgid;
+    s32 fd;
+};
+struct io_total {
+    u64 out;
+    u64 in;
+    u64 calls;
+    u64 first;      // when the oldest unsent call happened
+};
+BPF_HASH(io, struct io_key, struct io_total, 65536);
+BPF_ARRAY(ionr, u8, 1024);                // syscall nr -> 1 sends bytes, 2 receives bytes
 // Never written by the kernel: its value type lets user space check the record layout.
 BPF_ARRAY(layout_check, struct event, 1);
 
@@ -373,6 +395,23 @@ static __always_inline int stash(u16 kind, u16 sub, u64 a0, u64 a1, u64 a2, u64 
     return 0;
 }
 
+static __always_inline void io_flush(struct io_key *k, struct io_total *t, u64 now) {
+    if (!t->calls)
+        return;
+    struct event *e = new_event(K_IO);
+    if (e) {
+        e->a0 = k->fd;
+        e->a1 = t->out;
+        e->a2 = t->in;
+        e->a3 = t->calls;
+        send(e);
+    }
+    t->out = 0;
+    t->in = 0;
+    t->calls = 0;
+    t->first = now;
+}
+
 // Completes the syscall saved at enter: one record with its result, strings read from user memory
 // (the kernel has already copied them in, so they are paged in).
 static __always_inline int complete(long ret) {
@@ -385,6 +424,16 @@ static __always_inline int complete(long ret) {
         pending.delete(&id);
         return 0;
     }
+#ifdef AGGREGATE_IO
+    if (kind == K_CLOSE && ret != -9) {  // the fd's last bytes go out before its close
+        struct io_key k = {.tgid = id >> 32, .fd = (s32)f->a[0]};
+        struct io_total *t = io.lookup(&k);
+        if (t) {
+            io_flush(&k, t, 0);
+            io.delete(&k);
+        }
+    }
+#endif
     struct event *e = new_event(kind);
     if (!e) {
         pending.delete(&id);
@@ -831,6 +880,28 @@ RAW_TRACEPOINT_PROBE(sys_exit) {
     struct sc_args *s = sc_start.lookup(&id);
     if (!s)
         return 0;
+#ifdef AGGREGATE_IO
+    long r = ctx->args[1];
+    u32 nr = s->nr;
+    u8 *dir = ionr.lookup(&nr);
+    if (dir && *dir && r > 0) {
+        struct io_key k = {.tgid = id >> 32, .fd = (s32)s->a[0]};
+        u64 now = bpf_ktime_get_ns();
+        struct io_total zero = {.first = now};
+        struct io_total *t = io.lookup_or_try_init(&k, &zero);
+        if (t) {
+            if (*dir == 1)
+                __sync_fetch_and_add(&t->out, r);
+            else
+                __sync_fetch_and_add(&t->in, r);
+            __sync_fetch_and_add(&t->calls, 1);
+            if (t->calls >= IO_FLUSH_CALLS || now - t->first >= IO_FLUSH_NS)
+                io_flush(&k, t, now);
+        }
+        sc_start.delete(&id);
+        return 0;
+    }
+#endif
     struct event *e = new_event(K_SYSCALL);
     if (e) {
         e->dur = e->ts - s->ts;

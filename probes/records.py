@@ -91,6 +91,7 @@ KINDS: dict[int, str] = {
     31: "signal_deliver",
     32: "oom_victim",
     33: "sockname",
+    34: "io",
     40: "syscall",
     41: "sched_switch",
     42: "sched_wakeup",
@@ -99,6 +100,10 @@ KINDS: dict[int, str] = {
 KIND_CODES: dict[str, int] = {v: k for k, v in KINDS.items()}
 
 ANON_NAMES = {1: "eventfd", 2: "eventpoll", 3: "memfd", 4: "timerfd", 5: "signalfd", 6: "inotify", 7: "pidfd"}
+
+# Syscalls that move bytes on an fd (their result is the byte count): out, then in.
+IO_SENDS = ("write", "writev", "sendto", "sendmsg", "pwrite64", "sendfile")
+IO_RECVS = ("read", "readv", "recvfrom", "recvmsg", "pread64")
 
 # Flag constants (same on x86_64 and aarch64).
 O_CLOEXEC = 0o2000000

@@ -230,6 +230,8 @@ def describe(e: dict) -> str:
         return f"accept on fd {a0} {_result(ret, f'-> fd {ret}{peer}')}"
     if k in ("bind", "connect"):
         return f"{k} fd {a0} {'to ' if k == 'connect' else ''}{path} {_result(ret, '')}".rstrip()
+    if k == "io":
+        return f"fd {a0}: {a1} bytes out, {a2} bytes in over {a3} calls (aggregated)"
     if k == "sockname":
         return f"getsockname fd {a0} {_result(ret, f'-> {path}')}"
     if k == "listen":

@@ -32,6 +32,8 @@ from osrewind.probes.records import (
     CLONE_THREAD,
     CLOSE_RANGE_CLOEXEC,
     FD_CLOEXEC,
+    IO_RECVS,
+    IO_SENDS,
     KIND_CODES,
     MFD_CLOEXEC,
     O_CLOEXEC,
@@ -47,8 +49,6 @@ _EBADF = -errno.EBADF
 
 TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
               7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV"}
-SENDS = ("write", "writev", "sendto", "sendmsg", "sendfile", "pwrite64")
-RECVS = ("read", "readv", "recvfrom", "recvmsg", "pread64")
 
 
 @dataclass
@@ -152,6 +152,7 @@ class Machine:
         self.sched_seen = False
         self.tcp: dict[int, tuple[str, str, str]] = {}  # sock address -> (state, local, remote)
         self._tcp_by_tid: dict[int, int] = {}           # socket a task's connect/listen just moved
+        self._closed_socks: dict[tuple[int, int], Sock] = {}  # last socket closed at (pid, fd)
         self.sends: set[int] = set()                    # syscall numbers that send / receive bytes
         self.recvs: set[int] = set()
 
@@ -236,6 +237,14 @@ class Machine:
                     else:
                         f.sock.received += int(ret)
             return
+        if kind == K["io"]:  # --aggregate-io: bytes since the last flush on one fd
+            q = self.procs.get(tgid)
+            f = q.fds.get(int(a0)) if q is not None else None
+            sock = f.sock if f is not None else self._closed_socks.get((tgid, int(a0)))
+            if sock is not None:  # an fd closed since the flush before still gets its bytes
+                sock.sent += int(a1)
+                sock.received += int(a2)
+            return
         if kind == K["sched_wakeup"]:
             p = self.procs.get(tgid)
             if p is not None and p.run.get(tid) != "running":
@@ -273,7 +282,9 @@ class Machine:
                              int(a2))
         elif kind == K["close"]:
             if ret != _EBADF:
-                p.fds.pop(int(a0), None)
+                gone = p.fds.pop(int(a0), None)
+                if gone is not None and gone.sock is not None:
+                    self._closed_socks[(tgid, int(a0))] = gone.sock
         elif kind == K["close_range"]:
             if ret == 0:
                 hi = int(a1) if a1 >= 0 else 2**31 - 1
@@ -497,8 +508,8 @@ def load_machine(store, run: RunInfo, at_ns: int) -> Machine:
         m.add_snapshot_proc(int(pid), int(ppid), int(start_ns), comm, exe, list(argv), cwd, int(threads))
     for pid, fd, target, kind, flags in named.run(store, "snapshot_fds", run=run.run_id):
         m.add_snapshot_fd(int(pid), int(fd), target, kind, int(flags))
-    m.sends = {n for n in (syscall_table.number(s) for s in SENDS) if n is not None}
-    m.recvs = {n for n in (syscall_table.number(s) for s in RECVS) if n is not None}
+    m.sends = {n for n in (syscall_table.number(s) for s in IO_SENDS) if n is not None}
+    m.recvs = {n for n in (syscall_table.number(s) for s in IO_RECVS) if n is not None}
     table = named.run_arrow(store, "state_events", run=run.run_id, at=at_ns,
                             io_nrs=sorted(m.sends | m.recvs))
     cols = {name: table.column(name).to_pylist() for name in table.column_names}

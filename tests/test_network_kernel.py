@@ -8,6 +8,8 @@ import pytest
 
 from conftest import WORKLOADS, record_json
 from osrewind.ingest.store import Store
+from osrewind.probes import syscall_table
+from osrewind.probes.records import IO_RECVS, IO_SENDS
 from osrewind.queries.runs import resolve_run
 from osrewind.queries.state import state_at
 
@@ -92,3 +94,28 @@ def test_udp_socket(net):
     sender = next(u for u in udp if u["remote"] == receiver["local"])
     assert sender["bytes_sent"] == 200 and receiver["bytes_received"] == 200
     assert sender["tcp_state"] is None
+
+
+def test_aggregated_io_counts_bytes_without_a_record_per_call(kernel, tmp_path):
+    db = tmp_path / "db"
+    summary = record_json(db, "--aggregate-io", "--", sys.executable, str(WORKLOADS / "net.py"), str(tmp_path),
+                          "0.25", check_exit=0)
+    with Store(str(db)) as store:
+        run = resolve_run(store, summary["run_id"])
+        rows = store.query("SELECT path, ts FROM events WHERE run_id = {r:UUID} AND kind = 'mkdir'",
+                           {"r": run.run_id})
+        marks = {p.rsplit("/", 1)[1]: ts for p, ts in rows}
+        # a flush (every 0.1 s) has happened before the next step, 0.25 s after each marker
+        st = state_at(store, run, marks["tcp-exchanged"] + 200_000_000)
+        io_nrs = [syscall_table.number(n) for n in IO_SENDS + IO_RECVS]
+        per_call = store.query("SELECT count() FROM events WHERE run_id = {r:UUID} AND kind = 'syscall' "
+                               "AND has({nrs:Array(UInt16)}, nr) AND ret > 0",
+                               {"r": run.run_id, "nrs": [n for n in io_nrs if n is not None]})
+        io_rows = store.query("SELECT count() FROM events WHERE run_id = {r:UUID} AND kind = 'io'", {"r": run.run_id})
+    s = sockets(st)
+    port = next(v["local"] for v in s.values() if v["listening"])
+    client = next(c for c in s.values() if c["remote"] == port)
+    server = next(c for c in s.values() if c["local"] == port and not c["listening"])
+    assert (client["bytes_sent"], client["bytes_received"]) == (1000, 300)
+    assert (server["bytes_sent"], server["bytes_received"]) == (300, 1000)
+    assert per_call == [(0,)] and io_rows[0][0] > 0

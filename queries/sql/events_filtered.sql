@@ -19,7 +19,7 @@ WHERE run_id = {run:UUID}
   AND ({path_re:String} = '' OR match(path, {path_re:String}) OR match(path2, {path_re:String}))
   AND (NOT {failed:UInt8} OR (ret < 0 AND ret >= -4095
        AND kind NOT IN ('fork', 'exec', 'exec_args', 'exit_call', 'task_exit', 'lost', 'signal_generate',
-                        'signal_deliver', 'oom_victim', 'sched_switch', 'sched_wakeup', 'sched_migrate')))
+                        'signal_deliver', 'oom_victim', 'sched_switch', 'sched_wakeup', 'sched_migrate', 'io', 'sock_state')))
 ORDER BY
     if({backwards:UInt8}, -ts, ts),
     if({backwards:UInt8}, -toInt64(seq), toInt64(seq))

@@ -1,5 +1,5 @@
 """Recorded by tests: TCP over loopback to itself, then a Unix stream socket, then UDP, each step
-followed by a recorded marker (mkdir marks/<name>) and a pause. Usage: net.py WORKDIR"""
+followed by a recorded marker (mkdir marks/<name>) and a pause. Usage: net.py WORKDIR [PAUSE]"""
 
 import os
 import socket
@@ -9,11 +9,12 @@ import time
 work = sys.argv[1]
 marks = os.path.join(work, "marks")
 os.makedirs(marks, exist_ok=True)
+PAUSE = float(sys.argv[2]) if len(sys.argv) > 2 else 0.06
 
 
 def mark(name: str) -> None:
     os.mkdir(os.path.join(marks, name))
-    time.sleep(0.06)
+    time.sleep(PAUSE)
 
 
 # TCP: listener, connect to itself, 1000 bytes one way and 300 back, half-close, close
