@@ -196,9 +196,10 @@ class Store:
         except Exception as exc:
             raise StoreError(f"query failed: {_one_line(exc)}") from exc
 
-    def query_arrow(self, sql: str, params: dict[str, Any] | None = None):
+    def query_arrow(self, sql: str, params: dict[str, Any] | None = None, binary: bool = False):
+        """An Arrow table; ``binary`` keeps String columns as bytes (for blobs that are not UTF-8)."""
         try:
-            return self.client.query_arrow(sql, parameters=params or {})
+            return self.client.query_arrow(sql, parameters=params or {}, use_strings=False if binary else None)
         except Exception as exc:
             raise StoreError(f"query failed: {_one_line(exc)}") from exc
 

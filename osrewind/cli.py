@@ -129,6 +129,7 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
     check_environment()  # before touching the store: not root, no BCC, no headers -> one line
     with _store(obj["db"], "recording") as store:
         result = Recorder(store, opts, progress).run()
+        _index(store, str(result.run_id), quiet)
     summary = {"run_id": str(result.run_id), "name": result.name, "status": result.status,
                "exit_code": result.exit_code, "events": result.events, "lost": result.lost,
                "duration_s": (result.end_ns - result.start_ns) / 1e9}
@@ -280,6 +281,48 @@ def _print_state(st, show_fds: bool = True) -> None:
             code = "?" if p.exit_code is None else p.exit_code
             cmd = shlex.join(p.argv) if p.argv else p.comm
             click.echo(f"  {p.pid} {cmd[:80]}  exit {code}")
+
+
+# ---------------------------------------------------------------------------- reindex
+
+
+def _index(store, run_id: str, quiet: bool) -> int:
+    """Keyframes for a run just recorded or asked for: derived data, rebuilt from the events."""
+    from osrewind.queries import keyframes
+    from osrewind.queries.runs import resolve_run
+
+    info = resolve_run(store, run_id)
+
+    def progress(n: int) -> None:
+        if not quiet and sys.stderr.isatty():
+            click.echo(f"osrewind: indexing {n} facts\r", err=True, nl=False)
+
+    return keyframes.build(store, info, progress=progress)
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON.")
+@click.pass_obj
+def reindex(obj: dict, run: str, as_json: bool) -> None:
+    """Rebuild RUN's keyframes (checkpoints of the full state) from its events.
+
+    Keyframes make `state --at` read one checkpoint plus the facts since it. They are built when a
+    recording ends; this rebuilds them, e.g. for a run recorded by an older osrewind.
+
+    \b
+    Example:
+      osrewind reindex last
+    """
+    from osrewind.queries.runs import resolve_run
+
+    with _store(obj["db"], "indexing") as store:
+        info = resolve_run(store, run)
+        n = _index(store, info.run_id, False)
+    if as_json:
+        _emit_json({"run_id": info.run_id, "keyframes": n})
+    else:
+        click.echo(f"run {info.run_id[:8]} '{info.name}': {n} keyframes")
 
 
 # ---------------------------------------------------------------------------- events

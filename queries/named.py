@@ -37,5 +37,5 @@ def run(store: Any, name: str, **params: Any) -> list[tuple]:
     return store.query(sql(name), params)
 
 
-def run_arrow(store: Any, name: str, **params: Any):
-    return store.query_arrow(sql(name), params)
+def run_arrow(store: Any, name: str, binary: bool = False, **params: Any):
+    return store.query_arrow(sql(name), params, binary=binary)

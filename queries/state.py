@@ -501,28 +501,61 @@ def _text(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def load_machine(store, run: RunInfo, at_ns: int) -> Machine:
+def new_machine(store, run: RunInfo) -> Machine:
+    """The state when recording started: the /proc baseline."""
     m = Machine()
     for pid, ppid, start_ns, _uid, comm, exe, argv, cwd, threads, _ts in named.run(store, "snapshot_procs",
                                                                                    run=run.run_id):
         m.add_snapshot_proc(int(pid), int(ppid), int(start_ns), comm, exe, list(argv), cwd, int(threads))
     for pid, fd, target, kind, flags in named.run(store, "snapshot_fds", run=run.run_id):
         m.add_snapshot_fd(int(pid), int(fd), target, kind, int(flags))
-    m.sends = {n for n in (syscall_table.number(s) for s in IO_SENDS) if n is not None}
-    m.recvs = {n for n in (syscall_table.number(s) for s in IO_RECVS) if n is not None}
-    table = named.run_arrow(store, "state_events", run=run.run_id, at=at_ns,
-                            io_nrs=sorted(m.sends | m.recvs))
-    cols = {name: table.column(name).to_pylist() for name in table.column_names}
-    for i in range(table.num_rows):
-        m.apply(cols["ts"][i], cols["kind_code"][i], cols["tgid"][i], cols["tid"][i], cols["ret"][i], cols["a0"][i],
-                cols["a1"][i], cols["a2"][i], cols["a3"][i], _text(cols["comm"][i]), _text(cols["path"][i]),
-                _text(cols["path2"][i]), [_text(a) for a in cols["argv"][i]], cols["cpu"][i], cols["a5"][i],
-                cols["nr"][i])
+    _io_numbers(m)
     return m
 
 
-def state_at(store, run: RunInfo, at_ns: int) -> StateAt:
-    m = load_machine(store, run, at_ns)
+def _io_numbers(m: Machine) -> None:
+    m.sends = {n for n in (syscall_table.number(s) for s in IO_SENDS) if n is not None}
+    m.recvs = {n for n in (syscall_table.number(s) for s in IO_RECVS) if n is not None}
+
+
+def apply_rows(m: Machine, cols: dict[str, list], start: int, end: int) -> None:
+    """Feed rows [start, end) of a state_events_after result (as column lists) to the machine."""
+    ts, kind, tgid, tid, ret = cols["ts"], cols["kind_code"], cols["tgid"], cols["tid"], cols["ret"]
+    a0, a1, a2, a3, a5, nr, cpu = cols["a0"], cols["a1"], cols["a2"], cols["a3"], cols["a5"], cols["nr"], cols["cpu"]
+    comm, path, path2, argv = cols["comm"], cols["path"], cols["path2"], cols["argv"]
+    for i in range(start, end):
+        m.apply(ts[i], kind[i], tgid[i], tid[i], ret[i], a0[i], a1[i], a2[i], a3[i], _text(comm[i]), _text(path[i]),
+                _text(path2[i]), [_text(a) for a in argv[i]] if argv[i] else [], cpu[i], a5[i], nr[i])
+
+
+def load_machine(store, run: RunInfo, at_ns: int, use_keyframes: bool = True) -> Machine:
+    """The state at ``at_ns``: from the last keyframe before it (or the baseline), plus the facts since."""
+    from osrewind.queries import keyframes
+
+    frame = keyframes.latest(store, run, at_ns) if use_keyframes else None
+    if frame is not None:
+        m = Machine()
+        _io_numbers(m)
+        c_ts, c_seq, blob = frame
+        keyframes.load(blob, m)
+    else:
+        m = new_machine(store, run)
+        c_ts, c_seq = -1, 0
+    while True:
+        table = named.run_arrow(store, "state_events_after", run=run.run_id, at=at_ns, c_ts=c_ts, c_seq=c_seq,
+                                lim=PAGE_ROWS, io_nrs=sorted(m.sends | m.recvs))
+        cols = {name: table.column(name).to_pylist() for name in table.column_names}
+        apply_rows(m, cols, 0, table.num_rows)
+        if table.num_rows < PAGE_ROWS:
+            return m
+        c_ts, c_seq = cols["ts"][-1], cols["seq"][-1]
+
+
+PAGE_ROWS = 500_000
+
+
+def state_at(store, run: RunInfo, at_ns: int, use_keyframes: bool = True) -> StateAt:
+    m = load_machine(store, run, at_ns, use_keyframes)
     procs = sorted(m.procs.values(), key=lambda p: (p.start_ns, p.pid))
     for p in procs:
         for f in p.fds.values():

@@ -1,0 +1,168 @@
+"""Keyframes: the whole rewound state every N facts, so a rewind reads one keyframe plus the facts
+since it, not the run from its start.
+
+A keyframe is derived data: the ``Machine`` serialised (JSON, zlib) after the fact at (ts, seq). It
+can always be rebuilt from the events (``osrewind reindex``), and a run without keyframes still
+answers by replaying from the baseline. Both paths give the same state (tests check this at many
+random instants).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+
+from osrewind.errors import StoreError
+from osrewind.queries import named
+from osrewind.queries.runs import RunInfo
+from osrewind.queries.state import CpuSlot, Fd, Machine, Proc, Sock, apply_rows, new_machine
+
+FORMAT = 1
+EVERY = 20_000          # facts between keyframes: bounds a rewind's replay
+PAGE = 200_000
+
+DDL = """
+CREATE TABLE IF NOT EXISTS keyframes (
+    run_id UUID,
+    ts Int64,
+    seq UInt64,
+    facts UInt64,
+    format UInt8,
+    state String CODEC(ZSTD(1))
+) ENGINE = MergeTree ORDER BY (run_id, ts, seq)
+"""
+
+
+# ------------------------------------------------------------------ (de)serialising a Machine
+
+
+def dump(m: Machine) -> bytes:
+    socks: list[Sock] = []
+    index: dict[int, int] = {}
+
+    def sock_ref(s: Sock | None) -> int:
+        if s is None:
+            return -1
+        if id(s) not in index:
+            index[id(s)] = len(socks)
+            socks.append(s)
+        return index[id(s)]
+
+    def proc(p: Proc) -> list:
+        return [p.pid, p.start_ns, p.ppid, p.comm, p.exe, p.argv, p.cwd, p.threads, p.from_snapshot, p.exec_ns,
+                p.orphaned, p.exit_code, p.exited_ns, list(p.run.items()), list(p.on_cpu.items()),
+                [[f.fd, f.kind, f.target, f.cloexec, f.flags, f.since_ns, sock_ref(f.sock)] for f in p.fds.values()]]
+
+    procs = [proc(p) for p in m.procs.values()]
+    exited = [proc(p) for p in m.exited.values()]
+    closed = [[pid, fd, sock_ref(s)] for (pid, fd), s in m._closed_socks.items()]
+    doc = {
+        "format": FORMAT, "procs": procs, "exited": exited,
+        "socks": [[s.family, s.type, s.local, s.remote, s.sk, s.listening, s.shut, s.sent, s.received]
+                  for s in socks],
+        "argv": list(m._argv.items()), "pipe_seq": m._pipe_seq, "sched_seen": m.sched_seen,
+        "cpus": [[c.cpu, c.tid, c.tgid, c.comm, c.since_ns] for c in m.cpus.values()],
+        "tcp": [[sk, *v] for sk, v in m.tcp.items()], "tcp_by_tid": list(m._tcp_by_tid.items()),
+        "closed": closed,
+    }
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1)
+
+
+def load(blob: bytes, m: Machine) -> Machine:
+    doc = json.loads(zlib.decompress(blob))
+    if doc.get("format") != FORMAT:
+        raise StoreError("keyframe format unknown to this osrewind: run 'osrewind reindex' on the run")
+    socks = [Sock(fam, typ, local, remote, sk, listening, shut, sent, recv)
+             for fam, typ, local, remote, sk, listening, shut, sent, recv in doc["socks"]]
+
+    def proc(row: list) -> Proc:
+        (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns, orphaned, exit_code,
+         exited_ns, run, on_cpu, fds) = row
+        p = Proc(pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns, {}, orphaned,
+                 exit_code, exited_ns, dict((int(t), s) for t, s in run), dict((int(t), c) for t, c in on_cpu))
+        for fd, kind, target, cloexec, flags, since, sref in fds:
+            p.fds[fd] = Fd(fd, kind, target, cloexec, flags, since, socks[sref] if sref >= 0 else None)
+        return p
+
+    m.procs = {p.pid: p for p in map(proc, doc["procs"])}
+    m.exited = {p.pid: p for p in map(proc, doc["exited"])}
+    m._argv = {int(t): a for t, a in doc["argv"]}
+    m._pipe_seq = doc["pipe_seq"]
+    m.sched_seen = doc["sched_seen"]
+    m.cpus = {c[0]: CpuSlot(*c) for c in doc["cpus"]}
+    m.tcp = {sk: (state, local, remote) for sk, state, local, remote in doc["tcp"]}
+    m._tcp_by_tid = {int(t): sk for t, sk in doc["tcp_by_tid"]}
+    m._closed_socks = {(pid, fd): socks[ref] for pid, fd, ref in doc["closed"]}
+    return m
+
+
+# ------------------------------------------------------------------ store
+
+
+def ensure_table(store) -> None:
+    try:
+        store.client.command(DDL)
+    except Exception as exc:  # noqa: BLE001
+        raise StoreError(f"cannot create the keyframes table: {exc}") from exc
+
+
+def has_table(store) -> bool:
+    rows = store.query("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'keyframes'")
+    return bool(rows and rows[0][0])
+
+
+def latest(store, run: RunInfo, at_ns: int) -> tuple[int, int, bytes] | None:
+    """The last keyframe at or before ``at_ns``: (ts, seq, state)."""
+    if not has_table(store):
+        return None
+    table = named.run_arrow(store, "keyframe_at", binary=True, run=run.run_id, at=at_ns)
+    if table.num_rows == 0:
+        return None
+    row = table.to_pylist()[0]
+    return int(row["ts"]), int(row["seq"]), row["state"]
+
+
+def build(store, run: RunInfo, every: int = EVERY, progress: Callable[[int], None] | None = None) -> int:
+    """(Re)build the keyframes of a run from its events. Returns how many were written."""
+    import pyarrow as pa
+
+    ensure_table(store)
+    store.client.command("DELETE FROM keyframes WHERE run_id = {r:UUID}", parameters={"r": run.run_id})
+    m = new_machine(store, run)
+    c_ts, c_seq = -1, 0
+    since_last = 0
+    facts = 0
+    frames: list[tuple[int, int, int, bytes]] = []
+    while True:
+        table = named.run_arrow(store, "state_events_after", run=run.run_id, at=2**63 - 1, c_ts=c_ts, c_seq=c_seq,
+                                lim=PAGE, io_nrs=sorted(m.sends | m.recvs))
+        n = table.num_rows
+        if n == 0:
+            break
+        cols = {name: table.column(name).to_pylist() for name in table.column_names}
+        start = 0
+        while start < n:
+            take = min(n - start, every - since_last)
+            apply_rows(m, cols, start, start + take)
+            start += take
+            since_last += take
+            facts += take
+            if since_last >= every:
+                frames.append((cols["ts"][start - 1], cols["seq"][start - 1], facts, dump(m)))
+                since_last = 0
+        c_ts, c_seq = cols["ts"][-1], cols["seq"][-1]
+        if progress:
+            progress(facts)
+        if n < PAGE:
+            break
+    if frames:
+        store.insert_arrow("keyframes", pa.table({
+            "run_id": pa.array([run.run_id] * len(frames)),
+            "ts": pa.array([f[0] for f in frames], type=pa.int64()),
+            "seq": pa.array([f[1] for f in frames], type=pa.uint64()),
+            "facts": pa.array([f[2] for f in frames], type=pa.uint64()),
+            "format": pa.array([FORMAT] * len(frames), type=pa.uint8()),
+            "state": pa.array([f[3] for f in frames], type=pa.binary()),
+        }))
+    return len(frames)
