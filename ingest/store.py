@@ -196,6 +196,14 @@ class Store:
         except Exception as exc:
             raise StoreError(f"query failed: {_one_line(exc)}") from exc
 
+    def query_bytes(self, sql: str, params: dict[str, Any], binary_columns: tuple[str, ...]) -> list[tuple]:
+        """Rows, with the named String columns as bytes (blobs that are not UTF-8)."""
+        try:
+            return self.client.query(sql, parameters=params,
+                                     column_formats={c: "bytes" for c in binary_columns}).result_rows
+        except Exception as exc:
+            raise StoreError(f"query failed: {_one_line(exc)}") from exc
+
     def query_arrow(self, sql: str, params: dict[str, Any] | None = None, binary: bool = False):
         """An Arrow table; ``binary`` keeps String columns as bytes (for blobs that are not UTF-8)."""
         try:

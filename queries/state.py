@@ -140,12 +140,15 @@ def _clean(path: str) -> str:
     return "/" + norm.lstrip("/") if norm.startswith("//") else norm
 
 
+EXITED_KEPT = 256  # exited processes remembered (their exit codes, reaped by a later wait)
+
+
 class Machine:
     """Processes and fd tables, advanced one recorded fact at a time."""
 
     def __init__(self) -> None:
         self.procs: dict[int, Proc] = {}
-        self.exited: dict[int, Proc] = {}      # last exited process per pid
+        self.exited: dict[int, Proc] = {}      # the last EXITED_KEPT processes to exit, by pid
         self._argv: dict[int, list[str]] = {}  # argv captured at exec entry, by tid
         self._pipe_seq = 0
         self.cpus: dict[int, CpuSlot] = {}     # what each CPU switched to last
@@ -194,7 +197,10 @@ class Machine:
     def _exit(self, p: Proc, ts: int) -> None:
         p.exited_ns = ts
         self.procs.pop(p.pid, None)
+        self.exited.pop(p.pid, None)
         self.exited[p.pid] = p
+        if len(self.exited) > EXITED_KEPT:  # bounded: state stays O(live processes), not O(history)
+            del self.exited[next(iter(self.exited))]
         for child in self.procs.values():
             if child.ppid == p.pid:
                 child.orphaned = True
@@ -478,7 +484,7 @@ class StateAt:
     run: RunInfo
     at_ns: int
     processes: list[Proc]
-    exited: list[Proc]       # processes that had exited by T (most recent first)
+    exited: list[Proc]       # the latest processes to exit by T (up to EXITED_KEPT), most recent first
     cpus: list[CpuSlot] = field(default_factory=list)   # last context switch on each CPU up to T
     sched: bool = False      # the run has scheduler events
 

@@ -9,6 +9,7 @@ SELECT
 FROM events
 WHERE run_id = {run:UUID}
   AND ts <= {at:Int64}
+  AND ts >= {c_ts:Int64}                               -- lets the primary key skip what is before
   AND (ts, seq) > ({c_ts:Int64}, {c_seq:UInt64})
   AND (kind IN ('fork', 'exec', 'exec_args', 'exec_fail', 'exit_call', 'task_exit', 'wait', 'open',
                'close', 'close_range', 'dup', 'setfd', 'pipe', 'chdir', 'fchdir', 'rename', 'unlink',
