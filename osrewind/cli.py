@@ -325,6 +325,110 @@ def reindex(obj: dict, run: str, as_json: bool) -> None:
         click.echo(f"run {info.run_id[:8]} '{info.name}': {n} keyframes")
 
 
+# ---------------------------------------------------------------------------- tree / lineage
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--at", "at", default=None, metavar="TIME", help="The tree alive at this instant instead.")
+@click.option("--json", "as_json", is_flag=True, help="The tree as nested JSON.")
+@click.pass_obj
+def tree(obj: dict, run: str, at: str | None, as_json: bool) -> None:
+    """The process tree of RUN over its whole life: births, what each ran, exits with exit codes and
+    durations. With --at, the processes alive at that instant.
+
+    \b
+    Examples:
+      osrewind tree last
+      osrewind tree last --at +1.5s
+      osrewind tree build-42 --json
+    """
+    from osrewind.queries.history import process_tree
+    from osrewind.queries.runs import resolve_run
+    from osrewind.queries.state import state_at
+    from osrewind.queries.timespec import format_offset, parse_at
+
+    with _store(obj["db"], "reading a process tree") as store:
+        info = resolve_run(store, run)
+        if at is not None:
+            st = state_at(store, info, parse_at(at, info.start_ns, info.end_ns, info.wall_offset_ns))
+            if as_json:
+                _emit_json(st.to_json())
+            else:
+                _print_state(st, show_fds=False)
+            return
+        roots = process_tree(store, info)
+    if as_json:
+        _emit_json({"run_id": info.run_id, "processes": [r.to_json(tree=True) for r in roots]})
+        return
+
+    def show(p, prefix: str, last: bool, top: bool) -> None:
+        branch = "" if top else ("└─ " if last else "├─ ")
+        cmd = shlex.join(p.argv) if p.argv else "?"
+        born = "before recording" if p.from_snapshot else f"born {format_offset(p.start_ns - info.start_ns)}"
+        if p.end_ns:
+            code = "?" if p.exit_code is None else p.exit_code
+            life = f", exit {code} after {_human_duration(p.end_ns - p.start_ns)}"
+        else:
+            life = ", still running at the end"
+        execs = f", {len(p.execs)} execs" if len(p.execs) > 1 else ""
+        click.echo(f"{prefix}{branch}{p.pid} {cmd[:90]}  ({born}{life}{execs})")
+        inner = prefix + ("" if top else ("   " if last else "│  "))
+        for i, c in enumerate(p.children):
+            show(c, inner, i == len(p.children) - 1, False)
+
+    for r in roots:
+        show(r, "", True, True)
+
+
+@cli.command()
+@click.argument("run")
+@click.argument("path")
+@click.option("--depth", default=1, show_default=True, type=click.IntRange(1, 20),
+              help="Follow the inputs of each producer back this many steps.")
+@click.option("--all-inputs", is_flag=True, help="Keep shared libraries, locale and /proc reads among inputs.")
+@click.option("--json", "as_json", is_flag=True, help="The lineage as nested JSON.")
+@click.pass_obj
+def lineage(obj: dict, run: str, path: str, depth: int, all_inputs: bool, as_json: bool) -> None:
+    """Where PATH came from in RUN: every process that created, wrote, renamed or deleted it, in
+    order, each with its exec chain up to the recorded root and the files it had read (what the
+    data could have come from). PATH is absolute, or relative to the current directory.
+
+    \b
+    Examples:
+      osrewind lineage last /tmp/build/app.bin
+      osrewind lineage last out/copy.txt --depth 3 --json
+    """
+    from osrewind.queries.history import lineage as query_lineage
+    from osrewind.queries.runs import resolve_run
+    from osrewind.queries.timespec import format_offset
+
+    target = os.path.normpath(os.path.join(os.getcwd(), path))
+    with _store(obj["db"], "tracing lineage") as store:
+        info = resolve_run(store, run)
+        result = query_lineage(store, info, target, depth, all_inputs)
+    if as_json:
+        _emit_json(result)
+        return
+    if not result["events"]:
+        click.echo(f"no process of run {info.run_id[:8]} created, wrote, renamed or deleted {target}", err=True)
+        return
+
+    def show(node: dict, indent: str) -> None:
+        click.echo(f"{indent}{node['path']}")
+        for ev in node["events"]:
+            chain = " <- ".join(f"{c['pid']} {shlex.join(c['argv'])[:50]}" for c in ev["chain"][:4])
+            extra = f" from {ev['from']}" if "from" in ev else (f" to {ev['to']}" if "to" in ev else "")
+            click.echo(f"{indent}  {format_offset(ev['offset_ns'])} {ev['op']}{extra} by {chain}")
+            if ev["inputs"]:
+                click.echo(f"{indent}    inputs: {', '.join(ev['inputs'][:8])}"
+                           + (f" (+{len(ev['inputs']) - 8})" if len(ev["inputs"]) > 8 else ""))
+            for src in ev.get("sources", []):
+                show(src, indent + "      ")
+
+    show(result, "")
+
+
 # ---------------------------------------------------------------------------- events
 
 

@@ -16,11 +16,37 @@ from collections.abc import Callable
 from osrewind.errors import StoreError
 from osrewind.queries import named
 from osrewind.queries.runs import RunInfo
-from osrewind.queries.state import CpuSlot, Fd, Machine, Proc, Sock, apply_rows, new_machine
+from osrewind.queries.state import CpuSlot, Fd, HistoryLog, Machine, Proc, Sock, apply_rows, new_machine
 
 FORMAT = 1
 EVERY = 4_000           # facts between keyframes: bounds a rewind's replay (~4 us a fact)
 PAGE = 200_000
+
+HISTORY_DDL = ["""
+CREATE TABLE IF NOT EXISTS processes (
+    run_id UUID,
+    pid UInt32,
+    start_ns Int64,
+    ppid UInt32,
+    parent_start_ns Int64,
+    end_ns Int64,
+    exit_code Nullable(Int32),
+    from_snapshot UInt8,
+    exec_ts Array(Int64),
+    exec_exe Array(String),
+    exec_argv Array(Array(String))
+) ENGINE = MergeTree ORDER BY (run_id, start_ns, pid)
+""", """
+CREATE TABLE IF NOT EXISTS file_access (
+    run_id UUID,
+    ts Int64,
+    pid UInt32,
+    start_ns Int64,
+    op LowCardinality(String),
+    path String CODEC(ZSTD(1)),
+    path2 String CODEC(ZSTD(1))
+) ENGINE = MergeTree ORDER BY (run_id, path, ts)
+"""]
 
 DDL = """
 CREATE TABLE IF NOT EXISTS keyframes (
@@ -102,7 +128,8 @@ def load(blob: bytes, m: Machine) -> Machine:
 
 def ensure_table(store) -> None:
     try:
-        store.client.command(DDL)
+        for ddl in [DDL, *HISTORY_DDL]:
+            store.client.command(ddl)
     except Exception as exc:  # noqa: BLE001
         raise StoreError(f"cannot create the keyframes table: {exc}") from exc
 
@@ -131,13 +158,18 @@ def latest(store, run: RunInfo, at_ns: int) -> tuple[int, int, bytes] | None:
 
 
 def build(store, run: RunInfo, every: int = EVERY, progress: Callable[[int], None] | None = None) -> int:
-    """(Re)build the keyframes of a run from its events. Returns how many were written."""
+    """(Re)build a run's derived data from its events: keyframes, and the history of its processes
+    and files (for lineage and the process tree). Returns how many keyframes were written."""
     import pyarrow as pa
 
     ensure_table(store)
     store._has_keyframes = True
-    store.client.command("DELETE FROM keyframes WHERE run_id = {r:UUID}", parameters={"r": run.run_id})
+    for table in ("keyframes", "processes", "file_access"):
+        store.client.command(f"DELETE FROM {table} WHERE run_id = {{r:UUID}}", parameters={"r": run.run_id})
     m = new_machine(store, run)
+    m.log = log = HistoryLog()
+    for p in m.procs.values():
+        log.adopt(p)
     c_ts, c_seq = -1, 0
     since_last = 0
     facts = 0
@@ -164,6 +196,8 @@ def build(store, run: RunInfo, every: int = EVERY, progress: Callable[[int], Non
             progress(facts)
         if n < PAGE:
             break
+    m.log = None
+    _write_history(store, run, log)
     if frames:
         store.insert_arrow("keyframes", pa.table({
             "run_id": pa.array([run.run_id] * len(frames)),
@@ -174,3 +208,36 @@ def build(store, run: RunInfo, every: int = EVERY, progress: Callable[[int], Non
             "state": pa.array([f[3] for f in frames], type=pa.binary()),
         }))
     return len(frames)
+
+
+def _write_history(store, run: RunInfo, log: HistoryLog) -> None:
+    import pyarrow as pa
+
+    rid = run.run_id
+    procs = log.procs
+    if procs:
+        store.insert_arrow("processes", pa.table({
+            "run_id": pa.array([rid] * len(procs)),
+            "pid": pa.array([p.pid for p in procs], type=pa.uint32()),
+            "start_ns": pa.array([p.start_ns for p in procs], type=pa.int64()),
+            "ppid": pa.array([log.parents[id(p)][0] for p in procs], type=pa.uint32()),
+            "parent_start_ns": pa.array([log.parents[id(p)][1] for p in procs], type=pa.int64()),
+            "end_ns": pa.array([p.exited_ns or 0 for p in procs], type=pa.int64()),
+            "exit_code": pa.array([p.exit_code for p in procs], type=pa.int32()),
+            "from_snapshot": pa.array([int(p.from_snapshot) for p in procs], type=pa.uint8()),
+            "exec_ts": pa.array([[e[0] for e in log.execs[id(p)]] for p in procs], type=pa.list_(pa.int64())),
+            "exec_exe": pa.array([[e[1] for e in log.execs[id(p)]] for p in procs], type=pa.list_(pa.string())),
+            "exec_argv": pa.array([[e[2] for e in log.execs[id(p)]] for p in procs],
+                                  type=pa.list_(pa.list_(pa.string()))),
+        }))
+    files = log.files
+    if files:
+        store.insert_arrow("file_access", pa.table({
+            "run_id": pa.array([rid] * len(files)),
+            "ts": pa.array([f[0] for f in files], type=pa.int64()),
+            "pid": pa.array([f[1] for f in files], type=pa.uint32()),
+            "start_ns": pa.array([f[2] for f in files], type=pa.int64()),
+            "op": pa.array([f[3] for f in files]),
+            "path": pa.array([f[4] for f in files]),
+            "path2": pa.array([f[5] for f in files]),
+        }))

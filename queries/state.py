@@ -140,6 +140,50 @@ def _clean(path: str) -> str:
     return "/" + norm.lstrip("/") if norm.startswith("//") else norm
 
 
+WRITE_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000  # O_WRONLY | O_RDWR | O_CREAT | O_TRUNC
+
+
+class HistoryLog:
+    """What indexing keeps of a whole run beyond keyframes: every process (birth, execs, exit) and
+    every use of a file by path (opened to read or write, renamed, deleted), paths resolved."""
+
+    def __init__(self) -> None:
+        self.procs: list[Proc] = []                     # in birth order; objects keep their final state
+        self.parents: dict[int, tuple[int, int]] = {}   # id(proc) -> (parent pid, parent start_ns)
+        self.execs: dict[int, list[tuple[int, str, list[str]]]] = {}  # id(proc) -> [(ts, exe, argv)]
+        self.files: list[tuple[int, int, int, str, str, str]] = []  # ts, pid, start_ns, op, path, path2
+        self._io_seen: set[tuple[int, str, str]] = set()
+
+    def adopt(self, p: Proc) -> None:
+        if id(p) not in self.parents:
+            self.procs.append(p)
+            self.parents[id(p)] = (p.ppid, 0)
+            self.execs[id(p)] = [(p.start_ns, p.exe, list(p.argv))]
+
+    def born(self, p: Proc, parent: Proc) -> None:
+        self.procs.append(p)
+        self.parents[id(p)] = (parent.pid, parent.start_ns)
+        self.execs[id(p)] = []
+
+    def execd(self, p: Proc, ts: int) -> None:
+        self.adopt(p)
+        self.execs[id(p)].append((ts, p.exe, list(p.argv)))
+
+    def exited(self, p: Proc) -> None:
+        self.adopt(p)
+
+    def io(self, ts: int, p: Proc, op: str, path: str) -> None:
+        """The first read or write through an fd, per process and path."""
+        key = (id(p), op, path)
+        if key not in self._io_seen:
+            self._io_seen.add(key)
+            self.file(ts, p, op, path)
+
+    def file(self, ts: int, p: Proc, op: str, path: str, path2: str = "") -> None:
+        self.adopt(p)
+        self.files.append((ts, p.pid, p.start_ns, op, path, path2))
+
+
 EXITED_KEPT = 256  # exited processes remembered (their exit codes, reaped by a later wait)
 
 
@@ -156,6 +200,7 @@ class Machine:
         self.tcp: dict[int, tuple[str, str, str]] = {}  # sock address -> (state, local, remote)
         self._tcp_by_tid: dict[int, int] = {}           # socket a task's connect/listen just moved
         self._closed_socks: dict[tuple[int, int], Sock] = {}  # last socket closed at (pid, fd)
+        self.log: HistoryLog | None = None               # set while indexing: births, execs, file use
         self.sends: set[int] = set()                    # syscall numbers that send / receive bytes
         self.recvs: set[int] = set()
 
@@ -196,6 +241,8 @@ class Machine:
 
     def _exit(self, p: Proc, ts: int) -> None:
         p.exited_ns = ts
+        if self.log is not None:
+            self.log.exited(p)
         self.procs.pop(p.pid, None)
         self.exited.pop(p.pid, None)
         self.exited[p.pid] = p
@@ -217,6 +264,8 @@ class Machine:
                 return
             self.procs[child] = Proc(child, ts, tgid, parent.comm, parent.exe, list(parent.argv), parent.cwd,
                                      1, False, None, {n: f.copy() for n, f in parent.fds.items()})
+            if self.log is not None:
+                self.log.born(self.procs[child], parent)
             return
         if kind == K["exec_args"]:
             self._argv[tid] = list(argv)
@@ -242,6 +291,10 @@ class Machine:
                         f.sock.sent += int(ret)
                     else:
                         f.sock.received += int(ret)
+                elif f is not None and f.kind == "file" and self.log is not None and q is not None:
+                    # who really moved the bytes: often not the process that opened the file
+                    # (a shell opens `> out.txt`, the command it runs writes through the fd)
+                    self.log.io(ts, q, "wrote" if nr in self.sends else "read", f.target)
             return
         if kind == K["io"]:  # --aggregate-io: bytes since the last flush on one fd
             q = self.procs.get(tgid)
@@ -272,6 +325,8 @@ class Machine:
             p.exec_ns = ts
             p.threads = 1
             p.fds = {n: f for n, f in p.fds.items() if not f.cloexec}
+            if self.log is not None:
+                self.log.execd(p, ts)
         elif kind == K["exit_call"]:
             if a1 == 1 or p.threads <= 1:
                 p.exit_code = int(a0) & 0xFF
@@ -286,6 +341,8 @@ class Machine:
             if ret >= 0:
                 self._add_fd(p, int(ret), "file", self._resolve(p, int(a0), path), bool(a2 & O_CLOEXEC), ts,
                              int(a2))
+                if self.log is not None:
+                    self.log.file(ts, p, "write" if a2 & WRITE_FLAGS else "read", p.fds[int(ret)].target)
         elif kind == K["close"]:
             if ret != _EBADF:
                 gone = p.fds.pop(int(a0), None)
@@ -379,10 +436,16 @@ class Machine:
                 p.cwd = p.fds[int(a0)].target
         elif kind == K["rename"]:
             if ret == 0:
-                self._moved(self._resolve(p, int(a0), path), self._resolve(p, int(a1), path2))
+                old, new = self._resolve(p, int(a0), path), self._resolve(p, int(a1), path2)
+                self._moved(old, new)
+                if self.log is not None:
+                    self.log.file(ts, p, "rename", new, old)
         elif kind == K["unlink"]:
             if ret == 0:
-                self._deleted(self._resolve(p, int(a0), path))
+                gone = self._resolve(p, int(a0), path)
+                self._deleted(gone)
+                if self.log is not None:
+                    self.log.file(ts, p, "delete", gone)
 
     def _switch(self, ts: int, tgid: int, tid: int, prev_state: int, next_tid: int, next_tgid: int, next_comm: str,
                 cpu: int) -> None:

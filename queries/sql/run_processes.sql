@@ -1,0 +1,6 @@
+-- run_processes: every process of a run (from the run's index): birth, parent, execs, exit.
+-- Parameters: run (UUID).
+SELECT pid, start_ns, ppid, parent_start_ns, end_ns, exit_code, from_snapshot, exec_ts, exec_exe, exec_argv
+FROM processes
+WHERE run_id = {run:UUID}
+ORDER BY start_ns, pid
