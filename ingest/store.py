@@ -204,6 +204,15 @@ class Store:
         except Exception as exc:
             raise StoreError(f"query failed: {_one_line(exc)}") from exc
 
+    def query_readonly(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple]]:
+        """A user's query: refused if it would write (readonly=1). Parameter values arrive as text
+        and are parsed by the engine into the {name:Type} each placeholder declares."""
+        try:
+            res = self.client.query(sql, parameters=params, settings={"readonly": 1})
+            return list(res.column_names), list(res.result_rows)
+        except Exception as exc:
+            raise StoreError(f"query failed: {_one_line(exc)}") from exc
+
     def query_arrow(self, sql: str, params: dict[str, Any] | None = None, binary: bool = False):
         """An Arrow table; ``binary`` keeps String columns as bytes (for blobs that are not UTF-8)."""
         try:

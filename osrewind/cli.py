@@ -429,6 +429,54 @@ def lineage(obj: dict, run: str, path: str, depth: int, all_inputs: bool, as_jso
     show(result, "")
 
 
+# ---------------------------------------------------------------------------- sql
+
+
+@cli.command()
+@click.argument("query", required=False)
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+              help="A {NAME:Type} parameter of the query (repeatable).")
+@click.option("--list", "list_queries", is_flag=True, help="List the named queries and their parameters.")
+@click.option("--json", "as_json", is_flag=True, help="Rows as JSON objects.")
+@click.pass_obj
+def sql(obj: dict, query: str | None, params: tuple[str, ...], list_queries: bool, as_json: bool) -> None:
+    """Run read-only SQL against the store: a named query from queries/sql/ or your own SELECT.
+
+    Tables: runs (FINAL), events, snapshot_procs, snapshot_fds, keyframes, processes, file_access.
+    Values go in as {name:Type} parameters, never pasted into the text. Writes are refused.
+
+    \b
+    Examples:
+      osrewind sql --list
+      osrewind sql runs_list -p limit=5
+      osrewind sql "SELECT toString(kind) k, count() FROM events GROUP BY k ORDER BY 2 DESC" --json
+      osrewind sql "SELECT path FROM events WHERE run_id = {r:UUID} AND ret < 0" -p r=3f2a...
+    """
+    from osrewind.queries import named
+
+    if list_queries:
+        for name in named.names():
+            click.echo(named.header(name))
+        return
+    if not query:
+        raise UsageError("give a named query or a SELECT (see 'osrewind sql --list')")
+    text = named.sql(query) if query in named.names() else query
+    values: dict[str, str] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"bad --param {item!r}: use NAME=VALUE")
+        values[name] = value
+    with _store(obj["db"], "running SQL") as store:
+        cols, rows = store.query_readonly(text, values)
+    if as_json:
+        _emit_json([dict(zip(cols, r, strict=True)) for r in rows])
+        return
+    click.echo("\t".join(cols))
+    for r in rows:
+        click.echo("\t".join("" if v is None else str(v) for v in r))
+
+
 # ---------------------------------------------------------------------------- events
 
 
