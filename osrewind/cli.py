@@ -477,6 +477,63 @@ def sql(obj: dict, query: str | None, params: tuple[str, ...], list_queries: boo
         click.echo("\t".join("" if v is None else str(v) for v in r))
 
 
+# ---------------------------------------------------------------------------- diff
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--json", "as_json", is_flag=True, help="The differences as JSON.")
+@click.pass_obj
+def diff(obj: dict, run_a: str, run_b: str, as_json: bool) -> None:
+    """What RUN_B did differently from RUN_A, most important first, and the first divergence.
+
+    Processes are aligned by what they ran (argv, parent, order among siblings), never by pid.
+    Reported: processes only in one run, different exit codes, syscalls that failed in one run only
+    (with errno and path), file operations and network endpoints only in one, large timing
+    differences.
+
+    \b
+    Examples:
+      osrewind diff good-build bad-build
+      osrewind diff 3f2a 9c1d --json
+    """
+    from osrewind.queries.diff import diff as query_diff
+    from osrewind.queries.runs import resolve_run
+    from osrewind.queries.timespec import format_offset
+
+    with _store(obj["db"], "diffing runs") as store:
+        a, b = resolve_run(store, run_a), resolve_run(store, run_b)
+        result = query_diff(store, a, b)
+    if as_json:
+        _emit_json(result)
+        return
+    click.echo(f"a = {a.run_id[:8]} '{a.name}', b = {b.run_id[:8]} '{b.name}': {result['aligned']} processes "
+               f"aligned, {result['only_a']} only in a, {result['only_b']} only in b")
+    first = result["first_divergence"]
+    if first is None:
+        click.echo("no difference in what the processes did")
+    else:
+        click.echo("first divergence:")
+        for side in ("a", "b"):
+            if first.get(side):
+                click.echo(f"  {side} {format_offset(first[side + '_offset_ns'])}: {first[side]}")
+        if first.get("fact"):
+            click.echo(f"  only in {first['run']}: {first['fact']} ({shlex.join(first['process']['argv'])})")
+    for d in result["differences"]:
+        if "what" in d:
+            click.echo(f"  {d['kind']}: {d['what']}")
+        elif d["kind"].startswith("process only"):
+            click.echo(f"  {d['kind']}: {d['process']['pid']} {shlex.join(d['process']['argv'])[:80]} "
+                       f"(exit {d['exit_code']})")
+        elif d["kind"] == "exit code":
+            click.echo(f"  exit code of {shlex.join(d['a']['argv'])[:60]}: {d['a']['exit_code']} -> "
+                       f"{d['b']['exit_code']}")
+        else:
+            click.echo(f"  timing of {shlex.join(d['a']['argv'])[:60]}: {_human_duration(d['a']['duration_ns'])} -> "
+                       f"{_human_duration(d['b']['duration_ns'])}")
+
+
 # ---------------------------------------------------------------------------- events
 
 
