@@ -1,0 +1,111 @@
+"""The Python API over recordings: what the CLI, the TUI and the pytest plugin all use.
+
+    from osrewind.queries.api import Recording
+
+    with Recording.open("last") as rec:                 # or Recording.open("build-42", db="...")
+        st = rec.state_at("+1.25s")                     # processes, fds, sockets, CPUs at that instant
+        for e in rec.events(kinds=["open"], failed=True):
+            print(e["path"], e["ret"])
+        rec.lineage("/tmp/out.txt", depth=2)
+        rec.diff(other_run_spec)
+
+Instants are anything ``osrewind state --at`` takes (``+1.25s``, ``-100ms``, ``end``, monotonic ns,
+wall-clock time) or an int of CLOCK_MONOTONIC ns. One store per process for the embedded store:
+``Recording.open`` holds it until ``close()``; ``Recording.of(store, run)`` shares an open store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from osrewind.errors import UsageError
+from osrewind.queries import diff as diff_mod
+from osrewind.queries import events as events_mod
+from osrewind.queries import history, state, top
+from osrewind.queries.runs import RunInfo, list_runs, resolve_run
+from osrewind.queries.timespec import parse_at
+
+
+class Recording:
+    def __init__(self, store: Any, run: RunInfo, owns_store: bool = False) -> None:
+        self.store = store
+        self.run = run
+        self._owns = owns_store
+
+    @classmethod
+    def open(cls, run: str = "last", db: str | None = None) -> Recording:
+        from osrewind.ingest.store import Store
+
+        store = Store(db, purpose="reading (Python API)")
+        try:
+            return cls(store, resolve_run(store, run), owns_store=True)
+        except BaseException:
+            store.close()
+            raise
+
+    @classmethod
+    def of(cls, store: Any, run: str) -> Recording:
+        return cls(store, resolve_run(store, run))
+
+    def close(self) -> None:
+        if self._owns:
+            self.store.close()
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ time
+
+    def instant(self, t: int | str) -> int:
+        if isinstance(t, int):
+            if not self.run.start_ns <= t <= self.run.end_ns:
+                raise UsageError(f"instant {t} is outside the run")
+            return t
+        return parse_at(t, self.run.start_ns, self.run.end_ns, self.run.wall_offset_ns, label="instant")
+
+    # ------------------------------------------------------------------ questions
+
+    def state_at(self, t: int | str) -> state.StateAt:
+        return state.state_at(self.store, self.run, self.instant(t))
+
+    def events(self, **filters: Any) -> Iterator[dict]:
+        """Filters as ``events_mod.EventFilter``: t_from, t_to, pids, tree, kinds, syscalls, path_glob,
+        failed, limit, backwards (t_from/t_to may be instants as strings)."""
+        for key in ("t_from", "t_to"):
+            if isinstance(filters.get(key), str):
+                filters[key] = self.instant(filters[key])
+        return events_mod.events(self.store, self.run, events_mod.EventFilter(**filters))
+
+    def process(self, pid: int, start_ns: int | None = None) -> history.ProcRecord:
+        """A process of the run by pid (the latest of that pid unless ``start_ns`` says which)."""
+        procs = [p for (ppid, s), p in history.processes(self.store, self.run).items()
+                 if ppid == pid and (start_ns is None or s == start_ns)]
+        if not procs:
+            raise UsageError(f"no process {pid} in run {self.run.run_id[:8]}")
+        return max(procs, key=lambda p: p.start_ns)
+
+    def tree(self) -> list[history.ProcRecord]:
+        return history.process_tree(self.store, self.run)
+
+    def lineage(self, path: str, depth: int = 1, all_inputs: bool = False) -> dict:
+        return history.lineage(self.store, self.run, path, depth, all_inputs)
+
+    def top(self, t_from: int | str | None = None, t_to: int | str | None = None, limit: int = 10) -> dict:
+        lo = self.run.start_ns if t_from is None else self.instant(t_from)
+        hi = self.run.end_ns if t_to is None else self.instant(t_to)
+        return top.top(self.store, self.run, lo, hi, limit)
+
+    def diff(self, other: str | Recording) -> dict:
+        other_run = other.run if isinstance(other, Recording) else resolve_run(self.store, other)
+        return diff_mod.diff(self.store, self.run, other_run)
+
+
+def runs(db: str | None = None, limit: int = 1000) -> list[RunInfo]:
+    from osrewind.ingest.store import Store
+
+    with Store(db, purpose="listing runs (Python API)") as store:
+        return list_runs(store, limit)
