@@ -51,7 +51,7 @@ TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5:
               7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV"}
 
 
-@dataclass
+@dataclass(slots=True)
 class Sock:
     """One socket, shared by every fd that refers to it (dup, fork): bytes add up per socket."""
     family: str                 # AF_INET, AF_INET6, AF_UNIX, ...
@@ -71,7 +71,7 @@ class Sock:
         return {"SOCK_STREAM": "TCP", "SOCK_DGRAM": "UDP"}.get(self.type, self.type)
 
 
-@dataclass
+@dataclass(slots=True)
 class Fd:
     fd: int
     kind: str               # file | pipe | socket | anon | other
@@ -96,7 +96,7 @@ class Fd:
         return d
 
 
-@dataclass
+@dataclass(slots=True)
 class Proc:
     pid: int
     start_ns: int
@@ -184,7 +184,7 @@ class HistoryLog:
         self.files.append((ts, p.pid, p.start_ns, op, path, path2))
 
 
-EXITED_KEPT = 256  # exited processes remembered (their exit codes, reaped by a later wait)
+EXITED_KEPT = 64  # exited processes remembered (their exit codes, reaped by a later wait)
 
 
 class Machine:
@@ -241,6 +241,9 @@ class Machine:
 
     def _exit(self, p: Proc, ts: int) -> None:
         p.exited_ns = ts
+        p.fds = {}  # the kernel closes them all at exit; nothing refers to them any more
+        p.run.clear()
+        p.on_cpu.clear()
         if self.log is not None:
             self.log.exited(p)
         self.procs.pop(p.pid, None)
@@ -487,7 +490,7 @@ class Machine:
 TASK_REPORT_MAX = 0x100  # sched_switch prev_state bit: the task was preempted, it stays runnable
 
 
-@dataclass
+@dataclass(slots=True)
 class CpuSlot:
     cpu: int
     tid: int                # 0: idle
