@@ -11,6 +11,7 @@ from conftest import osrewind
 from osrewind.ingest.store import Store
 from osrewind.queries import keyframes, named
 from osrewind.queries.runs import resolve_run
+from osrewind.queries.state import Machine
 
 START = 10_000_000_000
 PID = 4242
@@ -41,8 +42,9 @@ def fixtures(run_id: str) -> dict[str, tuple[dict, object]]:
                              "path_re": "", "failed": 0, "nrs": [], "backwards": 0, "c_ts": 0, "c_seq": 0,
                              "lim": 10}, lambda rows: [(r[2], r[5], r[-3]) for r in rows] == [("open", 3, b"/tmp/a")]),
         "process_births": ({"run": run_id}, lambda rows: sorted(rows) == [(1, PID), (PID, PID + 1)]),
-        "keyframe_at": ({"run": run_id, "at": end},
-                        lambda rows: [(r[0], r[1], r[2]) for r in rows] == [(START + 1_500_000_000, 3, 4)]),
+        "keyframe_positions": ({"run": run_id}, [(START + 1_000_000_000, 1), (START + 1_500_000_000, 3)]),
+        "keyframe_state": ({"run": run_id, "ts": START + 1_500_000_000, "seq": 3},
+                           lambda rows: len(rows) == 1 and keyframes.load(rows[0][0], Machine()).procs.keys() == {PID}),
         "run_processes": ({"run": run_id},
                           lambda rows: [(r[0], r[2], r[5], r[6]) for r in rows] == [(PID, 1, 0, 1), (PID + 1, PID, None, 0)]),
         "file_history": ({"run": run_id, "path": "/tmp/a"},
@@ -72,7 +74,7 @@ def test_named_query_answers(store, name):
     text = named.sql(name)
     with Store(str(db)) as s:
         rows = s.query_bytes(text, params, ("state", "path", "path2", "comm")) if name in (
-            "keyframe_at", "events_filtered") else s.query(text, params)
+            "keyframe_state", "events_filtered") else s.query(text, params)
     rows = [tuple(str(v) if hasattr(v, "hex") and not isinstance(v, bytes) else v for v in r) for r in rows]
     if callable(expected):
         assert expected(rows), rows
