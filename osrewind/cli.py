@@ -700,6 +700,7 @@ def demo(obj: dict, as_json: bool) -> None:
     with _store(obj["db"], "recording demo") as store:
         click.echo(f"osrewind: recording {script.name} in {workdir} ...", err=True)
         result = Recorder(store, RecordOptions(command=["/bin/sh", str(script)], name="demo", cwd=str(workdir))).run()
+        _index(store, str(result.run_id), True)
         click.echo(f"osrewind: run {str(result.run_id)[:8]} 'demo': {result.events} events, {result.lost} lost, "
                    f"exit {result.exit_code}", err=True)
         info = resolve_run(store, str(result.run_id))
