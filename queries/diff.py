@@ -20,17 +20,11 @@ from osrewind.queries.runs import RunInfo
 
 TIMING_RATIO = 2.0
 TIMING_MIN_NS = 100_000_000
-KINDS = ("exec", "fork", "open", "unlink", "rename", "mkdir", "chdir", "exec_fail", "connect", "bind", "exit_call")
-WRITE = 0o1 | 0o2 | 0o100 | 0o1000
 
 
-@dataclass
-class Fact:
-    ts: int
-    pid: int
-    kind: str
-    sig: str            # what it is, without pids, fds or times
-    text: str
+# A fact is a plain tuple (ts, kind, signature): a diff builds a million of them.
+Fact = tuple[int, str, str]
+TS, KIND, SIG = 0, 1, 2
 
 
 @dataclass
@@ -72,45 +66,71 @@ def align(roots_a: list[ProcRecord], roots_b: list[ProcRecord]) -> list[Pair]:
     return pairs
 
 
-def _err(ret: int) -> str:
-    return "ok" if ret >= 0 else errno_mod.errorcode.get(-ret, str(-ret))
+SEP = "\x1f"  # between a signature's fields (diff_facts.sql)
 
 
 def facts(store, run: RunInfo, procs: list[ProcRecord]) -> dict[int, list[Fact]]:
-    """Facts of each process, keyed by id(ProcRecord), matched to (pid, lifetime)."""
-    by_pid: dict[int, list[ProcRecord]] = {}
-    for p in procs:
-        by_pid.setdefault(p.pid, []).append(p)
+    """Facts of each process, keyed by id(ProcRecord), matched to (pid, lifetime). Signatures are
+    built by the store; Python only groups them by process."""
+    import numpy as np
+
     out: dict[int, list[Fact]] = {id(p): [] for p in procs}
-    rows = named.run(store, "events_filtered", run=run.run_id, t_from=run.start_ns, t_to=max(run.end_ns, run.start_ns),
-                     pids=[], kinds=list(KINDS), path_re="", failed=0, nrs=[], backwards=0, c_ts=run.start_ns - 1,
-                     c_seq=2**64 - 1, lim=2_000_000)
-    for ts, _seq, kind, tgid, _tid, ret, a0, a1, a2, _a3, _a4, _a5, _dur, _nr, _cpu, _comm, path, path2, _argv in rows:
-        owners = [p for p in by_pid.get(int(tgid), []) if p.start_ns <= ts and (not p.end_ns or ts <= p.end_ns)]
-        if not owners:
+    table = named.run_arrow(store, "diff_facts", run=run.run_id)
+    if table.num_rows == 0:
+        return out
+    ts = table.column("ts").to_numpy()
+    tgid = table.column("tgid").to_numpy().astype(np.int64)
+    rows = list(zip(table.column("ts").to_pylist(), table.column("kind").to_pylist(), table.column("sig").to_pylist(),
+                    strict=True))
+    # owner of each row: the process with that pid that started last at or before the row
+    ordered = sorted(procs, key=lambda p: (p.pid, p.start_ns))
+    keys = np.array([p.pid for p in ordered], dtype=np.int64)
+    starts = np.array([p.start_ns for p in ordered], dtype=np.int64)
+    lo = np.searchsorted(keys, tgid, side="left")
+    hi = np.searchsorted(keys, tgid, side="right")
+    has = hi > lo
+    owner = np.where(has & (hi - lo == 1), lo, -1)
+    reused = np.flatnonzero(has & (hi - lo > 1))
+    if len(reused):  # a reused pid: the process of that pid alive at the row's time
+        reused = reused[np.argsort(lo[reused], kind="stable")]
+        cuts = np.flatnonzero(np.diff(lo[reused])) + 1
+        for rows in np.split(reused, cuts):
+            pid_lo, pid_hi = int(lo[rows[0]]), int(hi[rows[0]])
+            pick = np.searchsorted(starts[pid_lo:pid_hi], ts[rows], side="right") - 1
+            owner[rows] = pid_lo + np.maximum(pick, 0)
+    order = np.argsort(owner, kind="stable")
+    bounds = np.flatnonzero(np.diff(owner[order])) + 1
+    for group in np.split(order, bounds):
+        o = int(owner[group[0]])
+        if o < 0:
             continue
-        owner = owners[-1]
-        path = path.decode("utf-8", "replace") if isinstance(path, bytes) else path
-        path2 = path2.decode("utf-8", "replace") if isinstance(path2, bytes) else path2
-        if kind == "open":
-            mode = "write" if a2 & WRITE else "read"
-            sig, text = f"open {mode} {path} {_err(ret)}", f"open {path} for {mode}: {_err(ret)}"
-        elif kind == "fork":
-            if a2 != -1 and a2 & 0x10000:
-                continue  # threads
-            sig, text = "fork", "fork"
-        elif kind == "exec":
-            sig, text = f"exec {path}", f"exec {path}"
-        elif kind == "exit_call":
-            if a1 != 1:
-                continue
-            sig, text = f"exit {a0 & 0xFF}", f"exit_group({a0 & 0xFF})"
-        elif kind == "rename":
-            sig, text = f"rename {path} {path2} {_err(ret)}", f"rename {path} -> {path2}: {_err(ret)}"
-        else:
-            sig, text = f"{kind} {path} {_err(ret)}", f"{kind} {path}: {_err(ret)}"
-        out[id(owner)].append(Fact(int(ts), int(tgid), kind, sig, text))
+        out[id(ordered[o])].extend([rows[i] for i in group.tolist()])
     return out
+
+
+def _field(x: str) -> str:
+    return errno_mod.errorcode.get(int(x), x) if x.isdigit() else x
+
+
+def sig_text(sig: str) -> str:
+    """A signature as a person reads it: fields with spaces, errno numbers as names."""
+    parts = sig.split(SEP)
+    if parts[0] in ("fork", "exec", "exit"):
+        return " ".join(parts)
+    return " ".join(parts[:-1] + [_field(parts[-1])])
+
+
+def describe(f: Fact) -> str:
+    p = f[SIG].split(SEP)
+    if p[0] == "open":
+        return f"open {p[2]} for {p[1]}: {_field(p[3])}"
+    if p[0] == "exit":
+        return f"exit_group({p[1]})"
+    if p[0] in ("fork", "exec"):
+        return " ".join(p)
+    if p[0] == "rename":
+        return f"rename {p[1]} -> {p[2]}: {_field(p[3])}"
+    return f"{p[0]} {p[1]}: {_field(p[-1])}"
 
 
 def diff(store, run_a: RunInfo, run_b: RunInfo) -> dict:
@@ -142,9 +162,9 @@ def diff(store, run_a: RunInfo, run_b: RunInfo) -> dict:
             items.append({"kind": "process only in " + side, "process": who(only),
                           "exit_code": only.exit_code, "rank": 1})
             first = (fa if a else fb)[id(only)]
-            ts = first[0].ts if first else only.start_ns
+            ts = first[0][TS] if first else only.start_ns
             candidates.append((ts - run.start_ns, {"run": side, "process": who(only),
-                                                   "fact": first[0].text if first else "birth"}))
+                                                   "fact": describe(first[0]) if first else "birth"}))
             continue
         if a.exit_code != b.exit_code:
             items.append({"kind": "exit code", "a": who(a) | {"exit_code": a.exit_code},
@@ -154,37 +174,39 @@ def diff(store, run_a: RunInfo, run_b: RunInfo) -> dict:
         if da and db and max(da, db) / max(1, min(da, db)) >= TIMING_RATIO and abs(da - db) >= TIMING_MIN_NS:
             items.append({"kind": "timing", "a": who(a) | {"duration_ns": da}, "b": who(b) | {"duration_ns": db},
                           "rank": 6})
-        sa, sb = [f.sig for f in fa[id(a)]], [f.sig for f in fb[id(b)]]
+        sa, sb = [f[SIG] for f in fa[id(a)]], [f[SIG] for f in fb[id(b)]]
         if sa != sb:
             ops = [op for op in difflib.SequenceMatcher(a=sa, b=sb, autojunk=False).get_opcodes() if op[0] != "equal"]
             tag, i1, _i2, j1, _j2 = ops[0]
             la, lb = fa[id(a)], fb[id(b)]
             fact_a = la[i1] if i1 < len(la) and tag != "insert" else None
             fact_b = lb[j1] if j1 < len(lb) and tag != "delete" else None
-            offs = [f.ts - r.start_ns for f, r in ((fact_a, run_a), (fact_b, run_b)) if f is not None]
-            candidates.append((min(offs), {"a": fact_a.text if fact_a else None, "b": fact_b.text if fact_b else None,
-                                           "a_offset_ns": fact_a.ts - run_a.start_ns if fact_a else None,
-                                           "b_offset_ns": fact_b.ts - run_b.start_ns if fact_b else None,
+            offs = [f[TS] - r.start_ns for f, r in ((fact_a, run_a), (fact_b, run_b)) if f is not None]
+            candidates.append((min(offs), {"a": describe(fact_a) if fact_a else None,
+                                           "b": describe(fact_b) if fact_b else None,
+                                           "a_offset_ns": fact_a[TS] - run_a.start_ns if fact_a else None,
+                                           "b_offset_ns": fact_b[TS] - run_b.start_ns if fact_b else None,
                                            "process": {"a": who(a), "b": who(b)}}))
 
     # within aligned processes (a process only in one run is one difference, not each of its facts)
-    failed = lambda f: not f.sig.endswith(" ok") and f.kind not in ("fork", "exec", "exit_call")  # noqa: E731
+    failed = lambda f: not f[SIG].endswith(SEP + "ok") and f[KIND] not in ("fork", "exec", "exit_call")  # noqa: E731
     checks = (("failed only in", failed, 3),
-              ("file operation only in", lambda f: f.kind in ("open", "unlink", "rename", "mkdir")
-               and f.sig.endswith(" ok"), 4),
-              ("endpoint only in", lambda f: f.kind in ("connect", "bind"), 5))
+              ("file operation only in", lambda f: f[KIND] in ("open", "unlink", "rename", "mkdir")
+               and f[SIG].endswith(SEP + "ok"), 4),
+              ("endpoint only in", lambda f: f[KIND] in ("connect", "bind"), 5))
     seen: set[tuple[str, str, str]] = set()
     for pair in pairs:
         if pair.a is None or pair.b is None:
             continue
         for name, pred, rank in checks:
-            in_a = {f.sig for f in fa[id(pair.a)] if pred(f)}
-            in_b = {f.sig for f in fb[id(pair.b)] if pred(f)}
+            in_a = {f[SIG] for f in fa[id(pair.a)] if pred(f)}
+            in_b = {f[SIG] for f in fb[id(pair.b)] if pred(f)}
             for side, only, p in (("a", in_a - in_b, pair.a), ("b", in_b - in_a, pair.b)):
                 for sig in sorted(only):
                     if (name, side, sig) not in seen:
                         seen.add((name, side, sig))
-                        items.append({"kind": f"{name} {side}", "what": sig, "process": who(p), "rank": rank})
+                        items.append({"kind": f"{name} {side}", "what": sig_text(sig), "process": who(p),
+                                      "rank": rank})
     items.sort(key=lambda i: i["rank"])
     first = min(candidates, key=lambda c: c[0])[1] if candidates else None
     return {"a": run_a.run_id, "b": run_b.run_id, "first_divergence": first,

@@ -54,6 +54,9 @@ def fixtures(run_id: str) -> dict[str, tuple[dict, object]]:
                           [(PID, "sh", 0, 0, 0, 0, 4), (PID + 1, "sh", 0, 0, 0, 0, 1)]),
         "top_syscalls": ({"run": run_id, "t_from": START, "t_to": end, "lim": 5}, []),
         "top_files": ({"run": run_id, "t_from": START, "t_to": end, "lim": 5}, [("/tmp/a", 1, 1, 0, 1, ["open"])]),
+        "diff_facts": ({"run": run_id}, [(START + 500_000_000, PID, "open", "open\x1fread\x1f/tmp/a\x1fok"),
+                                         (START + 1_000_000_000, PID, "fork", "fork"),
+                                         (START + 1_500_000_000, PID, "exit_call", "exit\x1f0")]),
         "top_endpoints": ({"run": run_id, "t_from": START, "t_to": end, "lim": 5}, []),
     }
 
