@@ -129,7 +129,11 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
     check_environment()  # before touching the store: not root, no BCC, no headers -> one line
     with _store(obj["db"], "recording") as store:
         result = Recorder(store, opts, progress).run()
-        _index(store, str(result.run_id), quiet)
+        try:
+            _index(store, str(result.run_id), quiet)
+        except OsrewindError as exc:  # the recording is saved either way: say so, keep its exit code
+            click.echo(f"osrewind: warning: run saved, but indexing it failed ({exc}); "
+                       f"'osrewind reindex {str(result.run_id)[:8]}' retries", err=True)
     summary = {"run_id": str(result.run_id), "name": result.name, "status": result.status,
                "exit_code": result.exit_code, "events": result.events, "lost": result.lost,
                "duration_s": (result.end_ns - result.start_ns) / 1e9}
