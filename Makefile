@@ -1,23 +1,25 @@
-# osrewind: the two Quickstart commands and the usual chores. Run as root (sudo make ...).
+# osrewind: the two Quickstart commands and the usual chores. BPF needs root: as root the steps run
+# directly, as another user the steps that need it go through sudo.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup demo test lint bench clean
 
 setup:
-	bash scripts/setup.sh --dev
+	$(SUDO) bash scripts/setup.sh --dev
 
 demo: setup
-	$(VENV)/bin/osrewind demo
+	$(SUDO) $(VENV)/bin/osrewind demo
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest -q
+	$(SUDO) $(PY) -m pytest -q
 
 bench: setup
-	$(PY) bench/record_rate.py
+	$(SUDO) $(PY) bench/record_rate.py
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .ruff_cache
