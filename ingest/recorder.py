@@ -51,6 +51,7 @@ class RecordOptions:
     aggregate_io: bool = False
     cwd: str | None = None
     env: dict[str, str] | None = None
+    handle_signals: bool = True         # False when run off the main thread (the live TUI): use stop()
 
 
 @dataclass
@@ -224,6 +225,11 @@ class Recorder:
             except ProcessLookupError:
                 pass
 
+    def stop(self) -> None:
+        """Stop from another thread, as Ctrl-C would: the run keeps everything and is ``interrupted``;
+        a recorded command gets SIGTERM and the recording ends when it exits."""
+        self._on_signal(signal.SIGTERM, None)
+
     # ------------------------------------------------------------------ main
 
     def run(self) -> RunResult:
@@ -240,7 +246,8 @@ class Recorder:
         self.store.ensure_schema()
         probe = Probe(ProbeOptions(system_wide=opts.scope == "system", ringbuf_pages=opts.ringbuf_pages,
                                    sched=opts.sched, syscalls=opts.syscalls, aggregate_io=opts.aggregate_io))
-        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        old_handlers = ({s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+                        if opts.handle_signals else {})
         start_ns = time.monotonic_ns()
         wall_offset = time.time_ns() - time.monotonic_ns()
         status = "failed"

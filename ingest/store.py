@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,27 @@ def default_location() -> str:
 
 def is_server_url(location: str) -> bool:
     return location.startswith(("http://", "https://"))
+
+
+class _Serialized:
+    """The client, one call at a time: a recording's writer thread inserts while other threads (a
+    keyframe indexer, the live TUI) read, and the embedded engine takes one call at a time."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+        lock = self._lock
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return attr(*args, **kwargs)
+
+        return call
 
 
 def _one_line(exc: BaseException) -> str:
@@ -84,7 +106,7 @@ class Store:
         try:
             import clickhouse_connect
 
-            self.client = clickhouse_connect.get_client(interface="chdb", path=str(path))
+            self.client = _Serialized(clickhouse_connect.get_client(interface="chdb", path=str(path)))
             self.client.command("SELECT 1")
         except Exception as exc:
             raise StoreError(f"cannot open store {path}: {_one_line(exc)}") from exc
@@ -93,7 +115,7 @@ class Store:
         try:
             import clickhouse_connect
 
-            self.client = clickhouse_connect.get_client(dsn=self.location)
+            self.client = _Serialized(clickhouse_connect.get_client(dsn=self.location))
         except Exception as exc:
             raise StoreError(f"cannot reach ClickHouse at {self._redacted()}: {_one_line(exc)}") from exc
 
