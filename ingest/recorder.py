@@ -52,6 +52,7 @@ class RecordOptions:
     cwd: str | None = None
     env: dict[str, str] | None = None
     handle_signals: bool = True         # False when run off the main thread (the live TUI): use stop()
+    output: str | None = None           # the command's stdout+stderr to this file, stdin from /dev/null
 
 
 @dataclass
@@ -191,6 +192,14 @@ class Recorder:
                             os.close(fd)
                         except OSError:
                             pass
+                if self.opts.output:  # e.g. under the live TUI, whose screen the command must not write on
+                    out = os.open(self.opts.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                    null = os.open(os.devnull, os.O_RDONLY)
+                    os.dup2(null, 0)
+                    os.dup2(out, 1)
+                    os.dup2(out, 2)
+                    os.close(out)
+                    os.close(null)
                 if self.opts.cwd:
                     os.chdir(self.opts.cwd)
                 env = self.opts.env if self.opts.env is not None else os.environ
