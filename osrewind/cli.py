@@ -676,6 +676,104 @@ def top(obj: dict, run: str, at: str | None, window: str, sections: tuple[str, .
             click.echo(f"           {r['events']:>6}  {r['failed']:>6}  {','.join(r['how'])[:24]:24} {r['endpoint']}")
 
 
+# ---------------------------------------------------------------------------- tui
+
+
+class _TuiCommand(click.Command):
+    """``osrewind tui [RUN] [-- CMD ...]``: what follows ``--`` is a command to record live."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            i = args.index("--")
+            ctx.meta["live_command"] = args[i + 1:]
+            args = args[:i]
+        return super().parse_args(ctx, args)
+
+
+@cli.command(cls=_TuiCommand)
+@click.argument("run", required=False)
+@click.option("--diff", "diff_run", default=None, metavar="RUN", help="Show RUN beside the first, aligned.")
+@click.option("--at", "at", default=None, metavar="TIME", help="Open at this instant (same forms as state --at).")
+@click.option("--name", "-n", default="", help="With -- CMD: name for the recorded run.")
+@click.option("--no-sched", is_flag=True, help="With -- CMD: leave out the scheduler.")
+@click.option("--no-syscalls", is_flag=True, help="With -- CMD: leave out the every-syscall stream.")
+@click.option("--theme", type=click.Choice(["dark", "light"]), default="dark", show_default=True,
+              help="Colour theme (ctrl+t toggles it in the app).")
+@click.option("--json", "as_json", is_flag=True,
+              help="On exit, print where you were (run, instant, selected process) as one JSON line; "
+                   "with -- CMD, the recorded run's summary too.")
+@click.pass_context
+def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | None, name: str, no_sched: bool,
+        no_syscalls: bool, theme: str, as_json: bool) -> None:
+    """The terminal UI: scrub through a run, inspect any process at any instant, step through the
+    events that touched it, compare two runs, or watch a command live as it is recorded.
+
+    Keys: arrows step through time (1-5 pick the step: event, 1ms, 100ms, 1s, 10s), g types an
+    instant, p / n step to the selected process's previous / next event, ? lists every key.
+
+    \b
+    Examples:
+      osrewind tui                          pick a run
+      osrewind tui last --at +1.25s         one run, opened at an instant
+      osrewind tui good-run --diff bad-run  two runs side by side; v jumps to the first divergence
+      sudo osrewind tui -- make test        record a command and watch it live
+    """
+    from osrewind.queries.runs import resolve_run
+
+    obj = ctx.obj
+    live_cmd = ctx.meta.get("live_command")
+    if live_cmd is not None and (run or diff_run):
+        raise UsageError("either a run to show or -- CMD to record, not both")
+    if live_cmd is not None and not live_cmd:
+        raise UsageError("nothing to record after --")
+    if diff_run and not run:
+        raise UsageError("--diff needs a first run: osrewind tui RUN_A --diff RUN_B")
+    live = None
+    if live_cmd is not None:
+        from osrewind.probes.loader import check_environment
+
+        check_environment()
+    with _store(obj["db"], "terminal UI" if live_cmd is None else "recording (live TUI)") as store:
+        if live_cmd is not None:
+            from osrewind.ingest.recorder import RecordOptions
+            from osrewind.tui.live import LiveSession
+
+            live = LiveSession(store, RecordOptions(command=list(live_cmd), name=name, sched=not no_sched,
+                                                    syscalls=not no_syscalls))
+            live.start()
+            live.wait_started()
+        elif run:
+            info = resolve_run(store, run)
+            if diff_run:
+                resolve_run(store, diff_run)
+            if at:
+                from osrewind.queries.timespec import parse_at
+
+                parse_at(at, info.start_ns, info.end_ns, info.wall_offset_ns)
+        from osrewind.tui.app import OsrewindApp
+
+        app = OsrewindApp(store, run=run, diff=diff_run, live=live, at=at,
+                          theme="textual-light" if theme == "light" else "textual-dark")
+        app.run()
+        if live is not None:
+            live.stop()
+            live.join()
+        where = app.where()
+    if live is not None and live.result is not None:
+        r = live.result
+        where["recorded"] = {"run_id": str(r.run_id), "name": r.name, "status": r.status,
+                             "exit_code": r.exit_code, "events": r.events, "lost": r.lost,
+                             "output": live.opts.output}
+        if not as_json:
+            click.echo(f"osrewind: run {str(r.run_id)[:8]} '{r.name}' {r.status}: {r.events} events, {r.lost} lost"
+                       + ("" if r.exit_code is None else f", exit {r.exit_code}")
+                       + f"; the command's output is in {live.opts.output}", err=True)
+    if as_json:
+        click.echo(json.dumps(where))
+    if app.return_code:
+        sys.exit(app.return_code)
+
+
 # ---------------------------------------------------------------------------- demo
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from osrewind.errors import UsageError
 from osrewind.queries import diff as diff_mod
 from osrewind.queries import events as events_mod
-from osrewind.queries import history, state, top
+from osrewind.queries import history, named, state, timeline, top
 from osrewind.queries.runs import RunInfo, list_runs, resolve_run
 from osrewind.queries.timespec import parse_at
 
@@ -102,6 +102,57 @@ class Recording:
     def diff(self, other: str | Recording) -> dict:
         other_run = other.run if isinstance(other, Recording) else resolve_run(self.store, other)
         return diff_mod.diff(self.store, self.run, other_run)
+
+    def aligned(self, other: str | Recording) -> list[tuple[int, history.ProcRecord | None, history.ProcRecord | None]]:
+        """The two runs' process trees side by side, as ``diff`` aligns them: (depth, a, b) rows in
+        tree order, ``None`` where a process has no counterpart."""
+        other_run = other.run if isinstance(other, Recording) else resolve_run(self.store, other)
+        pairs = diff_mod.align(history.process_tree(self.store, self.run), history.process_tree(self.store, other_run))
+        depth: dict[tuple[str, int, int], int] = {}
+        rows = []
+        for pair in pairs:
+            d = 0
+            for side, p in (("a", pair.a), ("b", pair.b)):
+                if p is not None:
+                    d = max(d, depth.get((side, p.ppid, p.parent_start_ns), -1) + 1)
+            for side, p in (("a", pair.a), ("b", pair.b)):
+                if p is not None:
+                    depth[(side, p.pid, p.start_ns)] = d
+            rows.append((d, pair.a, pair.b))
+        return rows
+
+    # ------------------------------------------------------------------ for a time scrubber
+
+    def density(self, buckets: int) -> list[int]:
+        """Facts per bucket over the run's span, in ``buckets`` equal buckets."""
+        return timeline.density(self.store, self.run, buckets)
+
+    def gaps(self) -> list[timeline.Gap]:
+        """Where records were lost (the kernel's ring buffer was full)."""
+        return timeline.gaps(self.store, self.run)
+
+    def cpu_lanes(self, t_from: int | str, t_to: int | str) -> dict[int, list[timeline.Slice]]:
+        """What ran on each CPU over a window."""
+        return timeline.cpu_lanes(self.store, self.run, self.instant(t_from), self.instant(t_to))
+
+    def step(self, t: int | str, backwards: bool = False, pid: int | None = None, fd: int | None = None,
+             path: str | None = None) -> dict | None:
+        """The previous/next fact from ``t`` that touched a process (``pid``), one of its fds
+        (``pid`` and ``fd``) or a path; with none of them, the neighbouring fact of the run."""
+        return timeline.step(self.store, self.run, self.instant(t), backwards, pid, fd, path)
+
+    def around(self, t: int | str, before: int = 30, after: int = 30, pid: int | None = None
+               ) -> tuple[list[dict], list[dict]]:
+        """Facts just before (and at) ``t`` and just after it, of one process or of all."""
+        return timeline.around(self.store, self.run, self.instant(t), before, after, pid)
+
+    def baseline_uids(self) -> dict[int, int]:
+        """The uid of each process of the /proc baseline (children inherit their parent's)."""
+        cache = getattr(self, "_uids", None)
+        if cache is None:
+            cache = self._uids = {int(r[0]): int(r[3]) for r in named.run(self.store, "snapshot_procs",
+                                                                          run=self.run.run_id)}
+        return cache
 
 
 def runs(db: str | None = None, limit: int = 1000) -> list[RunInfo]:
