@@ -102,14 +102,29 @@ class ProcessTree(Tree[Ident]):
 
         for r in sorted(kids.get(None, []), key=lambda c: (c.start_ns, c.pid)):
             add(self.root, r)
-        self._rebuilding = False
+        # node lines exist only after the next refresh: put the cursor back then, ignoring the
+        # highlights the rebuild itself causes until that is done
+        self.call_after_refresh(self._restore_cursor, target is not None)
+
+    def _restore_cursor(self, found: bool) -> None:
+        target = next((n for n in self._tree_nodes.values() if n.data == self.selected), None) if found else None
         if target is not None:
             self.move_cursor(target)
-        elif self.shown and self.selected is None:
-            self.move_cursor(self.root.children[0] if self.root.children else None)
+        elif self.selected is None and self.root.children:
+            first = self.root.children[0]
+            self.move_cursor(first)
+            self.selected = first.data
+            self.post_message(self.Selected(first.data))
+        self.call_after_refresh(self._rebuilt)
+
+    def _rebuilt(self) -> None:
+        self._rebuilding = False
 
     def select_ident(self, ident: Ident) -> None:
-        self.selected = ident
+        """Select a process (from code: a test, another view); the screen hears it as from a user."""
+        if ident != self.selected:
+            self.selected = ident
+            self.post_message(self.Selected(ident))
         for node in self._tree_nodes.values():
             if node.data == ident:
                 self.move_cursor(node)
@@ -117,8 +132,8 @@ class ProcessTree(Tree[Ident]):
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
         event.stop()
-        if self._rebuilding:
-            return
+        if self._rebuilding or event.node is not self.cursor_node:
+            return  # a highlight from a rebuild that has since moved on
         ident = event.node.data
         if ident is not None and ident != self.selected:
             self.selected = ident

@@ -115,7 +115,7 @@ class RunScreen(Screen):
         return self.query_one(Scrubber)
 
     @property
-    def tree(self) -> ProcessTree:
+    def proc_tree(self) -> ProcessTree:
         return self.query_one(ProcessTree)
 
     @property
@@ -135,14 +135,14 @@ class RunScreen(Screen):
         self.title = f"osrewind · {run.name}"
         self.sub_title = f"run {run.run_id[:8]} · {run.status}" + (f" · exit {run.exit_code}"
                                                                     if run.exit_code is not None else "")
-        self.tree.border_title = "Processes"
+        self.proc_tree.border_title = "Processes"
         self.detail.border_title = "Detail"
         self.log_view.border_title = "Events"
         self.lanes.window_ns = LANE_WINDOWS[self.lane_idx]
         self.scrubber.step_label = STEPS[self.step_idx][0]
         if self._initial_select is not None:
-            self.tree.selected = self._initial_select
-        self.tree.focus()
+            self.proc_tree.selected = self._initial_select
+        self.proc_tree.focus()
         self.run_worker(self._load_marks, thread=True, group="marks", exit_on_error=False)
         if self.live is not None:
             self.set_interval(0.5, self._live_tick)
@@ -157,7 +157,7 @@ class RunScreen(Screen):
         self.scrubber.at = at
         self._requested = time.perf_counter()
         with self._lock:
-            self._want = (at, self.tree.selected)
+            self._want = (at, self.proc_tree.selected)
             if self._loading:
                 return
             self._loading = True
@@ -225,13 +225,13 @@ class RunScreen(Screen):
 
     def _show_state(self, at: int, st, asked: float) -> None:
         self.state = st
-        self.tree.show(st.processes, st.exited, self.prev_at, at)
+        self.proc_tree.show(st.processes, st.exited, self.prev_at, at)
         self.prev_at = at
         alive = len(st.processes)
-        self.tree.border_title = f"Processes at {fmt.offset(at - self.rec.run.start_ns)} ({alive} alive)"
+        self.proc_tree.border_title = f"Processes at {fmt.offset(at - self.rec.run.start_ns)} ({alive} alive)"
         self._show_detail()
         self.shown = Shown(at, asked, time.perf_counter())
-        run, sel = self.rec.run, self.tree.selected
+        run, sel = self.rec.run, self.proc_tree.selected
         self.app.last_where = {"run_id": run.run_id, "name": run.name, "at_ns": at, "at_offset_ns": at - run.start_ns,
                                "selected": {"pid": sel[0], "start_ns": sel[1]} if sel else None}
 
@@ -253,7 +253,7 @@ class RunScreen(Screen):
         return None
 
     def _show_detail(self) -> None:
-        st, sel = self.state, self.tree.selected
+        st, sel = self.state, self.proc_tree.selected
         if st is None:
             return
         if sel is None:
@@ -291,13 +291,13 @@ class RunScreen(Screen):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
-            self.tree.filter = event.value
+            self.proc_tree.filter = event.value
             if self.state is not None:
-                self.tree.show(self.state.processes, self.state.exited, self.prev_at, self.at)
+                self.proc_tree.show(self.state.processes, self.state.exited, self.prev_at, self.at)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
-            self.tree.focus()
+            self.proc_tree.focus()
 
     # ------------------------------------------------------------------ actions
 
@@ -312,7 +312,7 @@ class RunScreen(Screen):
         if size:
             self._request(self.at + direction * size)
             return
-        pid = self.tree.selected[0] if self.follow and self.tree.selected else None
+        pid = self.proc_tree.selected[0] if self.follow and self.proc_tree.selected else None
         self._find(direction, pid=pid)
 
     def action_step_size(self, idx: int) -> None:
@@ -357,7 +357,7 @@ class RunScreen(Screen):
         self._request(target)
 
     def action_touch(self, direction: int, what: str) -> None:
-        sel = self.tree.selected
+        sel = self.proc_tree.selected
         if sel is None:
             self.notify("select a process first", severity="warning")
             return
@@ -410,16 +410,16 @@ class RunScreen(Screen):
         if box.has_class("visible"):
             box.value = ""
             box.remove_class("visible")
-            self.tree.focus()
+            self.proc_tree.focus()
         elif self.can_go_back:
             self.app.pop_screen()
 
     def action_follow(self) -> None:
-        if self.tree.selected is None:
+        if self.proc_tree.selected is None:
             self.notify("select a process to follow", severity="warning")
             return
         self.follow = not self.follow
-        self.scrubber.note = f"following pid {self.tree.selected[0]}" if self.follow else ""
+        self.scrubber.note = f"following pid {self.proc_tree.selected[0]}" if self.follow else ""
         if self.follow and self.step_idx != 0:
             self.action_step_size(0)
 
