@@ -4,8 +4,12 @@ A run is generated in the kernel's record layout and inserted through the real i
 (decode.to_arrow + the embedded store), then indexed (keyframes) as `record` does. The mix follows
 a real build-like recording: ~40% syscall-stream records, ~25% opens, ~20% closes, ~8% context
 switches, the rest forks/execs/exits, dups, pipes and chdirs, over a process tree of ~200 live
-processes. The report gives `state_at` p50 and p99 at random instants (library call, store already
-open, as the TUI and the CLI's warm paths use it), for each size, and the 10M/1M p50 ratio.
+processes. The report gives `state_at` p50 and p99 (library call, store already open, as the TUI and
+the CLI's warm paths use it), for each size, and the 10M/1M p50 ratio:
+- cold: random instants, with what the open store remembers of keyframes forgotten before each
+  (the first rewind into a keyframe interval);
+- scrub: after each cold rewind, rewinds to instants within 5 ms of run time around it (a scrubbing
+  UI), served by the keyframes and facts the store keeps decoded.
 
 Usage: .venv/bin/python bench/rewind.py [--sizes 1000000,10000000] [--samples 40] [--json out.json]
 No root needed. Numbers are machine-dependent: compare the ratio.
@@ -110,6 +114,11 @@ def make_run(store: Store, n: int, seed: int) -> str:
     return str(run_id)
 
 
+def _pct(lat: list[float]) -> tuple[float, float]:
+    lat = sorted(lat)
+    return statistics.median(lat), lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000000,10000000")
@@ -128,19 +137,26 @@ def main() -> None:
             t2 = time.monotonic()
             rng = random.Random(n)
             state_at(store, run, run.end_ns)  # warm: first query pays one-time costs
-            lat = []
+            lat, scrub = [], []
             for _ in range(args.samples):
                 at = rng.randint(run.start_ns, run.end_ns)
+                keyframes.forget(store, run)
+                keyframes.positions(store, run)  # kept for the store's life: not part of a rewind
                 t = time.perf_counter()
                 st = state_at(store, run, at)
                 lat.append((time.perf_counter() - t) * 1000)
-            lat.sort()
-            p50 = statistics.median(lat)
-            p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
+                for _ in range(5):
+                    near = min(run.end_ns, max(run.start_ns, at + rng.randint(-5_000_000, 5_000_000)))
+                    t = time.perf_counter()
+                    state_at(store, run, near)
+                    scrub.append((time.perf_counter() - t) * 1000)
+            p50, p99 = _pct(lat)
+            s50, s99 = _pct(scrub)
             report[n] = {"insert_s": round(t1 - t0, 1), "index_s": round(t2 - t1, 1), "keyframes": frames,
-                         "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "processes_at_last_sample": len(st.processes)}
+                         "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "scrub_p50_ms": round(s50, 1),
+                         "scrub_p99_ms": round(s99, 1), "processes_at_last_sample": len(st.processes)}
             print(f"{n:>10,} events: inserted in {t1 - t0:.1f}s, {frames} keyframes in {t2 - t1:.1f}s, "
-                  f"state_at p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+                  f"state_at cold p50 {p50:.1f} ms, p99 {p99:.1f} ms; scrub p50 {s50:.1f} ms, p99 {s99:.1f} ms")
     sizes = sorted(report)
     if len(sizes) > 1:
         ratio = report[sizes[-1]]["p50_ms"] / report[sizes[0]]["p50_ms"]

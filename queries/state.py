@@ -20,8 +20,10 @@ keyframe work that comes later.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import posixpath
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -575,11 +577,15 @@ def _text(v: Any) -> str:
 
 def new_machine(store, run: RunInfo) -> Machine:
     """The state when recording started: the /proc baseline."""
+    return baseline_machine(store, run.run_id)
+
+
+def baseline_machine(store, run_id: str) -> Machine:
     m = Machine()
     for pid, ppid, start_ns, _uid, comm, exe, argv, cwd, threads, _ts in named.run(store, "snapshot_procs",
-                                                                                   run=run.run_id):
+                                                                                   run=run_id):
         m.add_snapshot_proc(int(pid), int(ppid), int(start_ns), comm, exe, list(argv), cwd, int(threads))
-    for pid, fd, target, kind, flags in named.run(store, "snapshot_fds", run=run.run_id):
+    for pid, fd, target, kind, flags in named.run(store, "snapshot_fds", run=run_id):
         m.add_snapshot_fd(int(pid), int(fd), target, kind, int(flags))
     _io_numbers(m)
     return m
@@ -601,15 +607,22 @@ def apply_rows(m: Machine, cols: dict[str, list], start: int, end: int) -> None:
 
 
 def load_machine(store, run: RunInfo, at_ns: int, use_keyframes: bool = True) -> Machine:
-    """The state at ``at_ns``: from the last keyframe before it (or the baseline), plus the facts since."""
+    """The state at ``at_ns``: from the last keyframe before it (or the baseline), plus the facts since.
+
+    Between two keyframes the facts are read once and kept per open store (a few intervals), so
+    rewinds to nearby instants only rebuild the keyframe and replay from memory. The interval after
+    the last keyframe is always read afresh: a recording may still be adding to it."""
     from osrewind.queries import keyframes
 
-    frame = keyframes.latest(store, run, at_ns) if use_keyframes else None
+    frame = keyframes.frame(store, run, at_ns) if use_keyframes else None
     if frame is not None:
-        m = Machine()
-        _io_numbers(m)
-        c_ts, c_seq, blob = frame
-        keyframes.load(blob, m)
+        c_ts, c_seq, doc, nxt = frame
+        m = keyframes.machine(doc)
+        if nxt is not None:
+            cols = _interval(store, run, m, (c_ts, c_seq), nxt)
+            if cols is not None:
+                apply_rows(m, cols, 0, bisect.bisect_right(cols["ts"], at_ns))
+                return m
     else:
         m = new_machine(store, run)
         c_ts, c_seq = -1, 0
@@ -623,6 +636,32 @@ def load_machine(store, run: RunInfo, at_ns: int, use_keyframes: bool = True) ->
         c_ts, c_seq = cols["ts"][-1], cols["seq"][-1]
 
 
+INTERVALS_KEPT = 8
+
+
+def _interval(store, run: RunInfo, m: Machine, start: tuple[int, int], end: tuple[int, int]) -> dict | None:
+    """The facts after keyframe ``start`` up to the instant of keyframe ``end`` (as column lists),
+    read once per open store. None if there are too many to keep."""
+    cache = getattr(store, "_interval_facts", None)
+    if cache is None:
+        cache = store._interval_facts = OrderedDict()
+    key = (run.run_id, *start)
+    cols = cache.get(key)
+    if cols is not None:
+        cache.move_to_end(key)
+        return cols
+    table = named.run_arrow(store, "state_events_after", run=run.run_id, at=end[0], c_ts=start[0], c_seq=start[1],
+                            lim=INTERVAL_ROWS, io_nrs=sorted(m.sends | m.recvs))
+    if table.num_rows >= INTERVAL_ROWS:
+        return None
+    cols = {name: table.column(name).to_pylist() for name in table.column_names}
+    cache[key] = cols
+    while len(cache) > INTERVALS_KEPT:
+        cache.popitem(last=False)
+    return cols
+
+
+INTERVAL_ROWS = 100_000
 PAGE_ROWS = 500_000
 
 
