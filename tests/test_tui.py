@@ -73,7 +73,7 @@ def test_scrub_shows_processes_fds_and_events_at_each_instant(db):
                 assert isinstance(s, RunScreen) and s.at == START + 400 * MS
                 assert shown_pids(s) == [4242]
                 text = detail_text(s)
-                assert "sh job.sh" in text and "uid  1000" in text and "/dev/null" in text and "/tmp/a" not in text
+                assert "sh job.sh" in text and "uid 1000" in text and "/dev/null" in text and "/tmp/a" not in text
                 # step size 100 ms, two steps: +0.6s, the file and the socket are open
                 await pilot.press("3", "right", "right")
                 await settle(pilot)

@@ -18,7 +18,7 @@ from osrewind.tui import fmt
 def _cell(depth: int, p, other) -> Text:
     if p is None:
         return Text("  " * depth + "—", style="dim")
-    name = " ".join(p.argv) if p.argv else (os.path.basename(p.exe) or "?")
+    name = " ".join(p.argv) if p.argv else (os.path.basename(p.exe) or "(forked, no exec)")
     t = Text("  " * depth)
     t.append(f"{p.pid} ", "dim")
     t.append(fmt.short_argv([name], limit=44))
@@ -115,7 +115,8 @@ class DiffScreen(Screen):
         if "what" in d:
             return f"{kind}: {d['what']} (pid {d['process']['pid']})"
         if kind == "exit code":
-            return f"exit code {d['a']['exit_code']} in A, {d['b']['exit_code']} in B ({' '.join(d['a']['argv'])})"
+            who = " ".join(d["a"]["argv"]) or f"pid {d['a']['pid']}"
+            return f"exit code {d['a']['exit_code']} in A, {d['b']['exit_code']} in B ({who})"
         if kind == "timing":
             return (f"timing: {fmt.duration(d['a']['duration_ns'])} in A, {fmt.duration(d['b']['duration_ns'])} in B "
                     f"({' '.join(d['a']['argv'])})")
