@@ -78,10 +78,10 @@ def facts(store, run: RunInfo, procs: list[ProcRecord]) -> dict[int, list[Fact]]
     table = named.run_arrow(store, "diff_facts", run=run.run_id)
     if table.num_rows == 0:
         return out
+    import pyarrow as pa
+
     ts = table.column("ts").to_numpy()
     tgid = table.column("tgid").to_numpy().astype(np.int64)
-    rows = list(zip(table.column("ts").to_pylist(), table.column("kind").to_pylist(), table.column("sig").to_pylist(),
-                    strict=True))
     # owner of each row: the process with that pid that started last at or before the row
     ordered = sorted(procs, key=lambda p: (p.pid, p.start_ns))
     keys = np.array([p.pid for p in ordered], dtype=np.int64)
@@ -94,17 +94,21 @@ def facts(store, run: RunInfo, procs: list[ProcRecord]) -> dict[int, list[Fact]]
     if len(reused):  # a reused pid: the process of that pid alive at the row's time
         reused = reused[np.argsort(lo[reused], kind="stable")]
         cuts = np.flatnonzero(np.diff(lo[reused])) + 1
-        for rows in np.split(reused, cuts):
-            pid_lo, pid_hi = int(lo[rows[0]]), int(hi[rows[0]])
-            pick = np.searchsorted(starts[pid_lo:pid_hi], ts[rows], side="right") - 1
-            owner[rows] = pid_lo + np.maximum(pick, 0)
+        for group in np.split(reused, cuts):
+            pid_lo, pid_hi = int(lo[group[0]]), int(hi[group[0]])
+            pick = np.searchsorted(starts[pid_lo:pid_hi], ts[group], side="right") - 1
+            owner[group] = pid_lo + np.maximum(pick, 0)
+    # rows grouped by owner, each group still in time order: one list, sliced per process
     order = np.argsort(owner, kind="stable")
-    bounds = np.flatnonzero(np.diff(owner[order])) + 1
-    for group in np.split(order, bounds):
-        o = int(owner[group[0]])
-        if o < 0:
-            continue
-        out[id(ordered[o])].extend([rows[i] for i in group.tolist()])
+    owner = owner[order]
+    table = table.take(pa.array(order))
+    rows = list(zip(table.column("ts").to_pylist(), table.column("kind").to_pylist(), table.column("sig").to_pylist(),
+                    strict=True))
+    cuts = [0, *(np.flatnonzero(np.diff(owner)) + 1).tolist(), len(rows)]
+    for begin, end in zip(cuts, cuts[1:], strict=False):
+        o = int(owner[begin])
+        if o >= 0:
+            out[id(ordered[o])] = rows[begin:end]
     return out
 
 

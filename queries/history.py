@@ -70,10 +70,14 @@ def process_tree(store, run: RunInfo) -> list[ProcRecord]:
     procs = processes(store, run)
     by_pid_start = procs
     roots = []
+    baseline: dict[int, ProcRecord] = {}  # the first baseline process of each pid
+    for (pid, _s), q in procs.items():
+        if q.from_snapshot:
+            baseline.setdefault(pid, q)
     for p in sorted(procs.values(), key=lambda p: (p.start_ns, p.pid)):
         parent = by_pid_start.get((p.ppid, p.parent_start_ns))
         if parent is None and p.parent_start_ns == 0:  # a baseline process: its parent by pid
-            parent = next((q for (pid, _s), q in procs.items() if pid == p.ppid and q.from_snapshot), None)
+            parent = baseline.get(p.ppid)
         if parent is not None and parent is not p:
             parent.children.append(p)
         else:
