@@ -30,6 +30,7 @@ class LiveSession:
         self.error: BaseException | None = None
         self.progress = ""
         self._info: RunInfo | None = None
+        self._final = False
         self._thread = threading.Thread(target=self._run, name="osrewind-live-recorder", daemon=True)
 
     def start(self) -> None:
@@ -78,8 +79,9 @@ class LiveSession:
         if not self.started.is_set():
             return None
         if self.finished and self.indexed:
-            if self._info is None or self._info.status == "recording":
-                self._info = resolve_run(self.store, self.run_id)
+            if not self._final:
+                self._info = resolve_run(self.store, self.run_id)   # the run row the recorder ended with
+                self._final = True
             return self._info
         if self._info is None:
             try:

@@ -145,7 +145,7 @@ class RunScreen(Screen):
         self.proc_tree.focus()
         self.run_worker(self._load_marks, thread=True, group="marks", exit_on_error=False)
         if self.live is not None:
-            self.set_interval(0.5, self._live_tick)
+            self._live_timer = self.set_interval(0.5, self._live_tick)
         self._request(self.at)
 
     # ------------------------------------------------------------------ loading
@@ -163,9 +163,9 @@ class RunScreen(Screen):
             self._loading = True
         self.run_worker(self._load_loop, thread=True, group="load", exit_on_error=False)
 
-    def _post(self, fn: Callable, *args) -> bool:
+    def _post(self, fn: Callable, *args, **kwargs) -> bool:
         try:
-            self.app.call_from_thread(fn, *args)
+            self.app.call_from_thread(fn, *args, **kwargs)
             return True
         except Exception:  # the app is closing
             return False
@@ -443,6 +443,8 @@ class RunScreen(Screen):
         self.run_worker(self._load_marks, thread=True, group="marks", exclusive=True, exit_on_error=False)
         if self._live_edge:
             self._request(info.end_ns)
-        if live.finished and not getattr(self, "_said_done", False):
-            self._said_done = True
-            self.notify(live.status_text())
+        if live.finished and live.indexed:  # the run is final: one last update, then no more ticks
+            self._live_timer.stop()
+            self.sub_title = f"run {info.run_id[:8]} · {info.status}" + (
+                f" · exit {info.exit_code}" if info.exit_code is not None else "")
+            self.notify(live.status_text(), severity="error" if live.error else "information")
