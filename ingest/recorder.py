@@ -11,6 +11,12 @@ Scopes:
   daemons that re-parent to init stay in scope. Recording ends when the command exits.
 - ``pid``: an existing process and its descendants; ends when they have all exited (or on Ctrl-C).
 - ``system``: every process but the recorder; ends on Ctrl-C or ``duration``.
+
+Derived data (keyframes) can be built while the run records: the caller passes an ``indexer`` (the
+CLI passes ``osrewind.queries.keyframes.LiveIndexer``; ingest does not import queries). The writer
+tells it how far the store is complete after each insert; it reads the store behind the writer on
+its own thread and never holds up the ring drain. The recorder stops it when the last insert is
+done; the caller then has it finish the tail.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pyarrow as pa
 
@@ -53,6 +60,19 @@ class RecordOptions:
     env: dict[str, str] | None = None
     handle_signals: bool = True         # False when run off the main thread (the live TUI): use stop()
     output: str | None = None           # the command's stdout+stderr to this file, stdin from /dev/null
+
+
+class Indexer(Protocol):
+    """Derived data built during a recording, behind the writer."""
+
+    def start(self, run_id: uuid.UUID) -> None:
+        """The run row is written; the baseline and facts follow through the writer."""
+
+    def inserted(self, upto_ns: int) -> None:
+        """Every fact stamped before ``upto_ns`` is in the store (the writer's thread: return at once)."""
+
+    def stop(self) -> None:
+        """The last fact is in the store: stop working (the caller finishes the rest)."""
 
 
 @dataclass
@@ -86,9 +106,10 @@ def wait_status_to_code(status: int) -> int:
 
 class Recorder:
     def __init__(self, store: Store, opts: RecordOptions,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, indexer: Indexer | None = None) -> None:
         self.store = store
         self.opts = opts
+        self.indexer = indexer
         self.progress = progress or (lambda msg: None)
         self.run_id = uuid.uuid4()
         self.name = opts.name or self._default_name()
@@ -159,14 +180,15 @@ class Recorder:
 
     def _drain(self, probe: Probe, flush_io: bool = False) -> None:
         assert self._writer is not None
+        taken = time.monotonic_ns()
         ev = probe.drain()
         if len(ev):
-            self._writer.put(ev)
+            self._writer.put(ev, taken)
         if probe.opts.aggregate_io and (flush_io or time.monotonic() - self._io_flushed >= IO_FLUSH_SECONDS):
             self._io_flushed = time.monotonic()
             quiet = probe.io_sweep(None if flush_io else 150_000_000)
             if quiet:
-                self._writer.put(decode.io_records(quiet, time.monotonic_ns()))
+                self._writer.put(decode.io_records(quiet, time.monotonic_ns()), taken)
         lost = probe.lost()
         if lost > self._lost_seen:
             self._writer.lost(time.monotonic_ns(), lost - self._lost_seen)
@@ -262,9 +284,16 @@ class Recorder:
         status = "failed"
         gate_w = err_r = None
         self._writer = EventWriter(self.store, self.run_id,
-                                   lambda n: self.progress(f"{n} events, {self._lost_seen} lost"))
+                                   lambda n: self.progress(f"{n} events, {self._lost_seen} lost"),
+                                   on_insert=self.indexer.inserted if self.indexer is not None else None)
         try:
             self._run_row("recording", start_ns, 0, wall_offset)
+            if self.indexer is not None:
+                try:
+                    self.indexer.start(self.run_id)
+                except Exception as exc:  # noqa: BLE001 - derived data: the run records without it
+                    self.progress(f"live indexing off ({exc})")
+                    self.indexer = None
             # the run starts now: the first insert above paid the store's one-time warm-up
             start_ns = time.monotonic_ns()
             wall_offset = time.time_ns() - time.monotonic_ns()
@@ -336,7 +365,11 @@ class Recorder:
                 try:
                     self._drain(probe)
                 finally:
-                    self._writer.close()  # everything drained reaches the store before the run row
+                    try:
+                        self._writer.close()  # everything drained reaches the store before the run row
+                    finally:
+                        if self.indexer is not None:
+                            self.indexer.stop()
                 end_ns = time.monotonic_ns()
                 self._run_row(status, start_ns, end_ns, wall_offset)
             finally:

@@ -4,6 +4,9 @@ The recorder's loop only copies records out of the kernel's ring buffer (a memcp
 hands them here; decoding and the columnar insert run on this thread, so a slow insert never stops
 the ring from being drained. Batches are up to ``batch_rows`` records or ``batch_seconds`` old.
 If the store falls far behind, ``put`` blocks (bounded memory) and the kernel counts what it drops.
+
+``on_insert(upto_ns)`` is told, after each insert, that every record taken from the ring before
+``upto_ns`` is in the store (a live indexer reads behind the writer from there).
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ MAX_QUEUED_ROWS = 1_000_000
 
 class EventWriter:
     def __init__(self, store: Store, run_id: uuid.UUID, progress: Callable[[int], None] | None = None,
-                 batch_rows: int = 50_000, batch_seconds: float = 0.5) -> None:
+                 batch_rows: int = 50_000, batch_seconds: float = 0.5,
+                 on_insert: Callable[[int], None] | None = None) -> None:
         self.store = store
         self.run_id = run_id
         self.progress = progress or (lambda n: None)
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
+        self.on_insert = on_insert
         self.written = 0            # records inserted (lost markers not counted)
         self._seq = 0
         self._queue: queue.Queue = queue.Queue()
@@ -38,13 +43,15 @@ class EventWriter:
         self._thread = threading.Thread(target=self._run, name="osrewind-writer", daemon=True)
         self._thread.start()
 
-    def put(self, ev: np.ndarray) -> None:
+    def put(self, ev: np.ndarray, taken_ns: int = 0) -> None:
+        """Records to insert; ``taken_ns``: when the drain that read them began (every record stamped
+        before then that had reached the ring is in this batch or an earlier one)."""
         self.check()
         if len(ev):
             units = max(1, len(ev) // 1000)
             for _ in range(units):
                 self._space.acquire()
-            self._queue.put(("events", ev, units))
+            self._queue.put(("events", (ev, taken_ns), units))
 
     def insert(self, table: str, data) -> None:
         """Any other Arrow table (e.g. the baseline), written in order with the events: one thread
@@ -70,6 +77,7 @@ class EventWriter:
     def _run(self) -> None:
         pending: list[np.ndarray] = []
         rows = 0
+        taken = 0
         oldest = 0.0
         try:
             while True:
@@ -79,7 +87,7 @@ class EventWriter:
                 except queue.Empty:
                     item = "flush"
                 if item is None or item == "flush":
-                    self._insert(pending)
+                    self._insert(pending, taken)
                     pending, rows = [], 0
                     if item is None:
                         return
@@ -89,7 +97,7 @@ class EventWriter:
                     self.store.insert_arrow(*payload)
                     continue
                 if what == "lost":
-                    self._insert(pending)
+                    self._insert(pending, taken)
                     pending, rows = [], 0
                     ts, count = payload
                     self.store.insert_arrow("events", decode.lost_row(self.run_id, ts, self._seq, count))
@@ -97,12 +105,14 @@ class EventWriter:
                     continue
                 if not pending:
                     oldest = time.monotonic()
-                pending.append(payload)
-                rows += len(payload)
+                ev, taken_ns = payload
+                pending.append(ev)
+                rows += len(ev)
+                taken = max(taken, taken_ns)
                 for _ in range(units):
                     self._space.release()
                 if rows >= self.batch_rows:
-                    self._insert(pending)
+                    self._insert(pending, taken)
                     pending, rows = [], 0
         except BaseException as exc:  # noqa: BLE001 - handed to the recorder thread by check()
             self._error = exc
@@ -110,7 +120,7 @@ class EventWriter:
             for _ in range(MAX_QUEUED_ROWS // 1000):
                 self._space.release()
 
-    def _insert(self, pending: list[np.ndarray]) -> None:
+    def _insert(self, pending: list[np.ndarray], taken_ns: int = 0) -> None:
         if not pending:
             return
         ev = np.concatenate(pending) if len(pending) > 1 else pending[0]
@@ -118,3 +128,8 @@ class EventWriter:
         self._seq += len(ev)
         self.written += len(ev)
         self.progress(self.written)
+        if self.on_insert is not None and taken_ns:
+            try:
+                self.on_insert(taken_ns)
+            except Exception:  # noqa: BLE001 - indexing is derived data: never stops the recording
+                self.on_insert = None

@@ -128,9 +128,10 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
 
     check_environment()  # before touching the store: not root, no BCC, no headers -> one line
     with _store(obj["db"], "recording") as store:
-        result = Recorder(store, opts, progress).run()
+        indexer = _live_indexer(store)
+        result = Recorder(store, opts, progress, indexer=indexer).run()
         try:
-            _index(store, str(result.run_id), quiet)
+            _index(store, str(result.run_id), quiet, indexer)
         except OsrewindError as exc:  # the recording is saved either way: say so, keep its exit code
             click.echo(f"osrewind: warning: run saved, but indexing it failed ({exc}); "
                        f"'osrewind reindex {str(result.run_id)[:8]}' retries", err=True)
@@ -290,8 +291,16 @@ def _print_state(st, show_fds: bool = True) -> None:
 # ---------------------------------------------------------------------------- reindex
 
 
-def _index(store, run_id: str, quiet: bool) -> int:
-    """Keyframes for a run just recorded or asked for: derived data, rebuilt from the events."""
+def _live_indexer(store):
+    """Keyframes written while the recording runs; the tail is indexed when it ends (``_index``)."""
+    from osrewind.queries import keyframes
+
+    return keyframes.LiveIndexer(store)
+
+
+def _index(store, run_id: str, quiet: bool, live=None) -> int:
+    """Keyframes for a run just recorded or asked for: derived data. After a recording, the live
+    indexer finishes what it has not indexed yet; otherwise the run is rebuilt from its events."""
     from osrewind.queries import keyframes
     from osrewind.queries.runs import resolve_run
 
@@ -301,6 +310,9 @@ def _index(store, run_id: str, quiet: bool) -> int:
         if not quiet and sys.stderr.isatty():
             click.echo(f"osrewind: indexing {n} facts\r", err=True, nl=False)
 
+    if live is not None:
+        live.progress = progress
+        return live.finish(info)
     return keyframes.build(store, info, progress=progress)
 
 
@@ -311,8 +323,9 @@ def _index(store, run_id: str, quiet: bool) -> int:
 def reindex(obj: dict, run: str, as_json: bool) -> None:
     """Rebuild RUN's keyframes (checkpoints of the full state) from its events.
 
-    Keyframes make `state --at` read one checkpoint plus the facts since it. They are built when a
-    recording ends; this rebuilds them, e.g. for a run recorded by an older osrewind.
+    Keyframes make `state --at` read one checkpoint plus the facts since it. They are written while a
+    recording runs (the tail when it ends); this rebuilds them from the events, e.g. for a run
+    recorded by an older osrewind.
 
     \b
     Example:
@@ -801,8 +814,10 @@ def demo(obj: dict, as_json: bool) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     with _store(obj["db"], "recording demo") as store:
         click.echo(f"osrewind: recording {script.name} in {workdir} ...", err=True)
-        result = Recorder(store, RecordOptions(command=["/bin/sh", str(script)], name="demo", cwd=str(workdir))).run()
-        _index(store, str(result.run_id), True)
+        indexer = _live_indexer(store)
+        result = Recorder(store, RecordOptions(command=["/bin/sh", str(script)], name="demo", cwd=str(workdir)),
+                          indexer=indexer).run()
+        _index(store, str(result.run_id), True, indexer)
         click.echo(f"osrewind: run {str(result.run_id)[:8]} 'demo': {result.events} events, {result.lost} lost, "
                    f"exit {result.exit_code}", err=True)
         info = resolve_run(store, str(result.run_id))

@@ -323,9 +323,11 @@ class Indexer:
                 self.log.adopt(p)
         return self.m
 
-    def advance(self, upto_ns: int = 2**63 - 1, progress: Callable[[int], None] | None = None) -> int:
+    def advance(self, upto_ns: int = 2**63 - 1, progress: Callable[[int], None] | None = None,
+                stop: threading.Event | None = None) -> int:
         """Apply every stored fact after the last one applied, up to and including ``upto_ns``;
-        insert the keyframes that fall due. Returns how many facts were applied."""
+        insert the keyframes that fall due. Returns how many facts were applied. ``stop`` ends it
+        early, between two pages."""
         m = self._machine()
         done = 0
         while True:
@@ -351,7 +353,7 @@ class Indexer:
             self._insert(frames)
             if progress:
                 progress(self.facts)
-            if n < self.page:
+            if n < self.page or (stop is not None and stop.is_set()):
                 break
         return done
 
@@ -448,7 +450,7 @@ class LiveIndexer:
                 continue
             try:
                 assert self._ix is not None
-                self._ix.advance(upto)
+                self._ix.advance(upto, stop=self._stopped)
                 self.passes += 1
                 self.live_frames = self._ix.frames
                 done = upto
@@ -457,14 +459,12 @@ class LiveIndexer:
                 return
 
     # after the recording
-    def finish(self, run: RunInfo | None = None) -> int:
-        """Index the tail and write the history; returns how many keyframes the run has."""
+    def finish(self, run: RunInfo) -> int:
+        """Index the tail and write the history; returns how many keyframes the run has. If live
+        indexing never started or failed, the run is indexed from its events instead."""
         self.stop()
-        if self._ix is None:
-            raise StoreError("live indexing never started")
-        if self.error is not None:
-            info = run or RunInfo(self._ix.run_id, "", "", "", [], "", "", 0, 0, 0, 0, 0, 0, None, "")
-            return build(self.store, info, self.every, self.progress)
+        if self._ix is None or self.error is not None:
+            return build(self.store, run, self.every, self.progress)
         return self._ix.finish(self.progress)
 
 
