@@ -5,6 +5,7 @@ errors from `osrewind tui`. Kernel recordings (live view, a real diff) are in te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 import tui_runs
@@ -47,9 +48,14 @@ async def settle(pilot, screen=None, timeout: float = 20) -> None:
     raise AssertionError("the TUI did not settle")
 
 
-def run_app(db: str, **kw):
-    store = Store(db, purpose="test")
-    return store, OsrewindApp(store, **kw)
+@contextlib.asynccontextmanager
+async def running(db: str, size: tuple[int, int] = SIZE, **kw):
+    """The app over the store at ``db``, started and settled; the store closes after it."""
+    with Store(db, purpose="test") as store:
+        app = OsrewindApp(store, **kw)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            yield app, pilot
 
 
 def shown_pids(screen: RunScreen) -> list[int]:
@@ -65,256 +71,216 @@ def detail_text(screen: RunScreen) -> str:
 
 def test_scrub_shows_processes_fds_and_events_at_each_instant(db):
     async def go():
-        store, app = run_app(db, run="job", at="+0.4s")
-        try:
-            async with app.run_test(size=SIZE) as pilot:
-                await settle(pilot)
-                s = app.screen
-                assert isinstance(s, RunScreen) and s.at == START + 400 * MS
-                assert shown_pids(s) == [4242]
-                text = detail_text(s)
-                assert "sh job.sh" in text and "uid 1000" in text and "/dev/null" in text and "/tmp/a" not in text
-                # step size 100 ms, two steps: +0.6s, the file and the socket are open
-                await pilot.press("3", "right", "right")
-                await settle(pilot)
-                assert s.at == START + 600 * MS
-                text = detail_text(s)
-                assert "3 file /tmp/a" in text and "4 socket socket:[TCP" in text
-                # type an instant: the child is there, new since the previous instant
-                await pilot.press("g")
-                await pilot.press(*"+1.2s", "enter")
-                await settle(pilot)
-                assert s.at == START + 1200 * MS
-                tree = s.query_one(ProcessTree)
-                assert shown_pids(s) == [4242, 4243] and tree.born == {(4243, START + 1000 * MS)}
-                # next event (any process): the lost-record gap at +1.3s, then the child's exit
-                await pilot.press("right_square_bracket")
-                await settle(pilot)
-                assert s.at == START + 1300 * MS
-                await pilot.press("right_square_bracket")
-                await settle(pilot)
-                assert s.at == START + 1400 * MS
-                await pilot.press("right_square_bracket")
-                await settle(pilot)
-                assert s.at == START + 1400 * MS + 1
-                assert tree.gone == {(4243, START + 1000 * MS)}   # just exited: still shown, struck
-                assert "exited 3" in str(tree.label_for(s.state.exited[0], gone=True))
-                # the scrubber shows the gap and the span
-                scrub = s.scrubber
-                assert scrub.gaps == [(START + 1300 * MS, 88)]
-                assert "88 lost in 1 gap" in str(scrub.render())
-                await pilot.press("end")
-                await settle(pilot)
-                assert s.at == START + 2000 * MS and s.state.processes == []
-                assert tree.gone == {(4242, START - 1000)}
-                await pilot.press("home")
-                await settle(pilot)
-                assert s.at == START
-        finally:
-            store.close()
+        async with running(db, run="job", at="+0.4s") as (app, pilot):
+            s = app.screen
+            assert isinstance(s, RunScreen) and s.at == START + 400 * MS
+            assert shown_pids(s) == [4242]
+            text = detail_text(s)
+            assert "sh job.sh" in text and "uid 1000" in text and "/dev/null" in text and "/tmp/a" not in text
+            # step size 100 ms, two steps: +0.6s, the file and the socket are open
+            await pilot.press("3", "right", "right")
+            await settle(pilot)
+            assert s.at == START + 600 * MS
+            text = detail_text(s)
+            assert "3 file /tmp/a" in text and "4 socket socket:[TCP" in text
+            # type an instant: the child is there, new since the previous instant
+            await pilot.press("g")
+            await pilot.press(*"+1.2s", "enter")
+            await settle(pilot)
+            assert s.at == START + 1200 * MS
+            tree = s.query_one(ProcessTree)
+            assert shown_pids(s) == [4242, 4243] and tree.born == {(4243, START + 1000 * MS)}
+            # next event (any process): the lost-record gap at +1.3s, then the child's exit
+            await pilot.press("right_square_bracket")
+            await settle(pilot)
+            assert s.at == START + 1300 * MS
+            await pilot.press("right_square_bracket")
+            await settle(pilot)
+            assert s.at == START + 1400 * MS
+            await pilot.press("right_square_bracket")
+            await settle(pilot)
+            assert s.at == START + 1400 * MS + 1
+            assert tree.gone == {(4243, START + 1000 * MS)}   # just exited: still shown, struck
+            assert "exited 3" in str(tree.label_for(s.state.exited[0], gone=True))
+            # the scrubber shows the gap and the span
+            scrub = s.scrubber
+            assert scrub.gaps == [(START + 1300 * MS, 88)]
+            assert "88 lost in 1 gap" in str(scrub.render())
+            await pilot.press("end")
+            await settle(pilot)
+            assert s.at == START + 2000 * MS and s.state.processes == []
+            assert tree.gone == {(4242, START - 1000)}
+            await pilot.press("home")
+            await settle(pilot)
+            assert s.at == START
 
     asyncio.run(go())
 
 
 def test_event_log_follows_the_selection_and_enter_jumps(db):
     async def go():
-        store, app = run_app(db, run="job", at="+1.2s")
-        try:
-            async with app.run_test(size=SIZE) as pilot:
-                await settle(pilot)
-                s = app.screen
-                tree = s.query_one(ProcessTree)
-                tree.select_ident((4243, START + 1000 * MS))
-                await settle(pilot)
-                log = s.query_one(EventLog)
-                assert log.facts and all(e["tgid"] == 4243 or (e["kind"] == "sched_switch" and e["a2"] == 4243)
-                                         for e in log.facts)
-                cursor = log.facts[log.cursor_row]
-                assert cursor["ts"] <= s.at and all(e["ts"] > s.at for e in log.facts[log.cursor_row + 1:])
-                failed = next(i for i, e in enumerate(log.facts) if e["kind"] == "open")
-                assert log.facts[failed]["ret"] == -2
-                log.focus()
-                log.move_cursor(row=failed)
-                await pilot.press("enter")
-                await settle(pilot)
-                assert s.at == START + 1100 * MS
-                assert "pid 4243" in str(log.border_title)
-        finally:
-            store.close()
+        async with running(db, run="job", at="+1.2s") as (app, pilot):
+            s = app.screen
+            tree = s.query_one(ProcessTree)
+            tree.select_ident((4243, START + 1000 * MS))
+            await settle(pilot)
+            log = s.query_one(EventLog)
+            assert log.facts and all(e["tgid"] == 4243 or (e["kind"] == "sched_switch" and e["a2"] == 4243)
+                                     for e in log.facts)
+            cursor = log.facts[log.cursor_row]
+            assert cursor["ts"] <= s.at and all(e["ts"] > s.at for e in log.facts[log.cursor_row + 1:])
+            failed = next(i for i, e in enumerate(log.facts) if e["kind"] == "open")
+            assert log.facts[failed]["ret"] == -2
+            log.focus()
+            log.move_cursor(row=failed)
+            await pilot.press("enter")
+            await settle(pilot)
+            assert s.at == START + 1100 * MS
+            assert "pid 4243" in str(log.border_title)
 
     asyncio.run(go())
 
 
 def test_reverse_stepping_by_process_fd_and_path(db):
     async def go():
-        store, app = run_app(db, run="job", at="+1.2s")
-        try:
-            async with app.run_test(size=SIZE) as pilot:
-                await settle(pilot)
-                s = app.screen
-                assert s.query_one(ProcessTree).selected == (4242, START - 1000)
-                await pilot.press("p")            # the root's previous event: the fork at +1.0s
-                await settle(pilot)
-                assert s.at == START + 1000 * MS and "fork" in s.scrubber.note
-                await pilot.press("n")            # its next one: the context switch onto cpu0 at +1.44s
-                await settle(pilot)
-                assert s.at == START + 1440 * MS
-                # fd 3 (/tmp/a) selected in the detail pane: previous event on it is its open
-                detail = s.query_one(DetailPane)
-                row = next(i for i, r in enumerate(detail.fd_rows) if r[0] == 3)
-                detail.table.move_cursor(row=row)
-                await pilot.press("P")
-                await settle(pilot)
-                assert s.at == START + 500 * MS
-                await pilot.press("N")            # next on fd 3 after the open: the close at +1.5s
-                await settle(pilot)
-                assert s.at == START + 1500 * MS
-                await pilot.press("home")
-                await settle(pilot)
-                detail.table.move_cursor(row=0)   # /dev/null has no event: a note, the instant stays
-                await pilot.press("right_curly_bracket")
-                await settle(pilot)
-                assert s.at == START
-        finally:
-            store.close()
+        async with running(db, run="job", at="+1.2s") as (app, pilot):
+            s = app.screen
+            assert s.query_one(ProcessTree).selected == (4242, START - 1000)
+            await pilot.press("p")            # the root's previous event: the fork at +1.0s
+            await settle(pilot)
+            assert s.at == START + 1000 * MS and "fork" in s.scrubber.note
+            await pilot.press("n")            # its next one: the context switch onto cpu0 at +1.44s
+            await settle(pilot)
+            assert s.at == START + 1440 * MS
+            # fd 3 (/tmp/a) selected in the detail pane: previous event on it is its open
+            detail = s.query_one(DetailPane)
+            row = next(i for i, r in enumerate(detail.fd_rows) if r[0] == 3)
+            detail.table.move_cursor(row=row)
+            await pilot.press("P")
+            await settle(pilot)
+            assert s.at == START + 500 * MS
+            await pilot.press("N")            # next on fd 3 after the open: the close at +1.5s
+            await settle(pilot)
+            assert s.at == START + 1500 * MS
+            await pilot.press("home")
+            await settle(pilot)
+            detail.table.move_cursor(row=0)   # /dev/null has no event: a note, the instant stays
+            await pilot.press("right_curly_bracket")
+            await settle(pilot)
+            assert s.at == START
 
     asyncio.run(go())
 
 
 def test_filter_bookmarks_follow_and_zoom(db):
     async def go():
-        store, app = run_app(db, run="job", at="+1.2s")
-        try:
-            async with app.run_test(size=SIZE) as pilot:
-                await settle(pilot)
-                s = app.screen
-                await pilot.press("slash", *"4243")
-                await settle(pilot)
-                assert shown_pids(s) == [4242, 4243]   # the match and its ancestors
-                await pilot.press("escape")
-                await pilot.press("slash", *"nomatch")
-                await settle(pilot)
-                assert shown_pids(s) == []
-                await pilot.press("escape")
-                await settle(pilot)
-                assert shown_pids(s) == [4242, 4243]
-                await pilot.press("m")                # bookmark +1.2s, go elsewhere, come back
-                await pilot.press("home")
-                await settle(pilot)
-                await pilot.press("b")
-                await settle(pilot)
-                assert s.at == START + 1200 * MS and s.scrubber.bookmarks == [START + 1200 * MS]
-                s.query_one(ProcessTree).select_ident((4243, START + 1000 * MS))
-                await settle(pilot)
-                await pilot.press("f", "right")       # follow: event steps stay on pid 4243
-                await settle(pilot)
-                assert s.follow and s.at == START + 1400 * MS
-                before = s.lanes.window_ns
-                await pilot.press("Z")
-                await settle(pilot)
-                assert s.lanes.window_ns > before and s.lanes.lanes
-        finally:
-            store.close()
+        async with running(db, run="job", at="+1.2s") as (app, pilot):
+            s = app.screen
+            await pilot.press("slash", *"4243")
+            await settle(pilot)
+            assert shown_pids(s) == [4242, 4243]   # the match and its ancestors
+            await pilot.press("escape")
+            await pilot.press("slash", *"nomatch")
+            await settle(pilot)
+            assert shown_pids(s) == []
+            await pilot.press("escape")
+            await settle(pilot)
+            assert shown_pids(s) == [4242, 4243]
+            await pilot.press("m")                # bookmark +1.2s, go elsewhere, come back
+            await pilot.press("home")
+            await settle(pilot)
+            await pilot.press("b")
+            await settle(pilot)
+            assert s.at == START + 1200 * MS and s.scrubber.bookmarks == [START + 1200 * MS]
+            s.query_one(ProcessTree).select_ident((4243, START + 1000 * MS))
+            await settle(pilot)
+            await pilot.press("f", "right")       # follow: event steps stay on pid 4243
+            await settle(pilot)
+            assert s.follow and s.at == START + 1400 * MS
+            before = s.lanes.window_ns
+            await pilot.press("Z")
+            await settle(pilot)
+            assert s.lanes.window_ns > before and s.lanes.lanes
 
     asyncio.run(go())
 
 
 def test_cpu_lanes_show_who_ran_where(db):
     async def go():
-        store, app = run_app(db, run="job", at="+1.2s")
-        try:
-            async with app.run_test(size=SIZE) as pilot:
-                await settle(pilot)
-                s = app.screen
-                lanes = s.lanes.lanes
-                assert sorted(lanes) == [0, 1]
-                on1 = [sl for sl in lanes[1] if sl.start <= s.at < sl.end]
-                assert [(sl.tid, sl.pid) for sl in on1] == [(4243, 4243)]
-                on0 = [sl for sl in lanes[0] if sl.start <= s.at < sl.end]
-                assert [(sl.tid, sl.comm) for sl in on0] == [(0, "idle")]
-                text = str(s.lanes.render())
-                assert "cpu0" in text and "cpu1" in text and "4243 sh" in text
-        finally:
-            store.close()
+        async with running(db, run="job", at="+1.2s") as (app, pilot):
+            s = app.screen
+            lanes = s.lanes.lanes
+            assert sorted(lanes) == [0, 1]
+            on1 = [sl for sl in lanes[1] if sl.start <= s.at < sl.end]
+            assert [(sl.tid, sl.pid) for sl in on1] == [(4243, 4243)]
+            on0 = [sl for sl in lanes[0] if sl.start <= s.at < sl.end]
+            assert [(sl.tid, sl.comm) for sl in on0] == [(0, "idle")]
+            text = str(s.lanes.render())
+            assert "cpu0" in text and "cpu1" in text and "4243 sh" in text
 
     asyncio.run(go())
 
 
 def test_help_lists_every_binding_and_the_palette_has_each_action(db):
     async def go():
-        store, app = run_app(db, run="job")
-        try:
-            async with app.run_test(size=SIZE) as pilot:
-                await settle(pilot)
-                run_screen = app.screen
-                commands = {c.title for c in app.get_system_commands(run_screen)}
-                await pilot.press("question_mark")
-                await pilot.pause(0.2)
-                assert isinstance(app.screen, HelpScreen)
-                rows = dict((what, keys) for keys, what in app.screen.rows)
-                for b in [*RunScreen.BINDINGS, *OsrewindApp.BINDINGS]:
-                    if b.description:
-                        assert b.description in rows, b.description
-                        if b.action != "command_palette":
-                            assert b.description in commands, b.description
-                await pilot.press("escape")
-                await pilot.pause(0.1)
-                assert app.screen is run_screen
-        finally:
-            store.close()
+        async with running(db, run="job") as (app, pilot):
+            run_screen = app.screen
+            commands = {c.title for c in app.get_system_commands(run_screen)}
+            await pilot.press("question_mark")
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, HelpScreen)
+            rows = dict((what, keys) for keys, what in app.screen.rows)
+            for b in [*RunScreen.BINDINGS, *OsrewindApp.BINDINGS]:
+                if b.description:
+                    assert b.description in rows, b.description
+                    if b.action != "command_palette":
+                        assert b.description in commands, b.description
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+            assert app.screen is run_screen
 
     asyncio.run(go())
 
 
 def test_picker_lists_runs_and_opens_one(db):
     async def go():
-        store, app = run_app(db)
-        try:
-            async with app.run_test(size=SIZE) as pilot:
-                await pilot.pause(0.3)
-                assert isinstance(app.screen, PickerScreen)
-                assert sorted(r.name for r in app.screen.runs) == ["job", "job-b"]
-                await pilot.press("enter")
-                await settle(pilot)
-                assert isinstance(app.screen, RunScreen) and app.screen.rec.run.name == app.screen.rec.run.name
-                await pilot.press("escape")
-                await pilot.pause(0.2)
-                assert isinstance(app.screen, PickerScreen)
-                await pilot.press("m", "down", "d")
-                await settle(pilot)
-                assert isinstance(app.screen, DiffScreen)
-        finally:
-            store.close()
+        async with running(db) as (app, pilot):
+            assert isinstance(app.screen, PickerScreen)
+            assert sorted(r.name for r in app.screen.runs) == ["job", "job-b"]
+            await pilot.press("enter")
+            await settle(pilot)
+            assert isinstance(app.screen, RunScreen) and app.screen.rec.run.name == app.screen.rec.run.name
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, PickerScreen)
+            await pilot.press("m", "down", "d")
+            await settle(pilot)
+            assert isinstance(app.screen, DiffScreen)
 
     asyncio.run(go())
 
 
 def test_diff_view_aligns_and_jumps_to_the_first_divergence(db):
     async def go():
-        store, app = run_app(db, run="job", diff="job-b")
-        try:
-            async with app.run_test(size=SIZE) as pilot:
-                await settle(pilot)
-                s = app.screen
-                assert isinstance(s, DiffScreen) and s.result is not None
-                assert [(d, a.pid if a else None, b.pid if b else None) for d, a, b in s.rows] == [
-                    (0, 4242, 4242), (1, 4243, 4243)]
-                kinds = {d["kind"] for d in s.result["differences"]}
-                assert "exit code" in kinds and "file operation only in b" in kinds
-                await pilot.press("v")
-                assert s.query_one("#diff-table").cursor_row == s.divergence_row == 1
-                summary = str(s.query_one("#diff-summary").render())
-                assert "first divergence" in summary and "/tmp/b" in summary
-                await pilot.press("b")                # run B at its divergence, the child selected
-                await settle(pilot)
-                rs = app.screen
-                assert isinstance(rs, RunScreen) and rs.rec.run.name == "job-b"
-                assert rs.at == START + 1200 * MS and rs.query_one(ProcessTree).selected == (4243, START + 1000 * MS)
-                await pilot.press("escape")
-                await pilot.pause(0.2)
-                assert app.screen is s
-        finally:
-            store.close()
+        async with running(db, run="job", diff="job-b") as (app, pilot):
+            s = app.screen
+            assert isinstance(s, DiffScreen) and s.result is not None
+            assert [(d, a.pid if a else None, b.pid if b else None) for d, a, b in s.rows] == [
+                (0, 4242, 4242), (1, 4243, 4243)]
+            kinds = {d["kind"] for d in s.result["differences"]}
+            assert "exit code" in kinds and "file operation only in b" in kinds
+            await pilot.press("v")
+            assert s.query_one("#diff-table").cursor_row == s.divergence_row == 1
+            summary = str(s.query_one("#diff-summary").render())
+            assert "first divergence" in summary and "/tmp/b" in summary
+            await pilot.press("b")                # run B at its divergence, the child selected
+            await settle(pilot)
+            rs = app.screen
+            assert isinstance(rs, RunScreen) and rs.rec.run.name == "job-b"
+            assert rs.at == START + 1200 * MS and rs.query_one(ProcessTree).selected == (4243, START + 1000 * MS)
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+            assert app.screen is s
 
     asyncio.run(go())
 

@@ -8,9 +8,9 @@ import asyncio
 import os
 
 import pytest
+import test_diff_kernel
 from test_tui import settle
 
-from conftest import record_json
 from osrewind.ingest.recorder import RecordOptions
 from osrewind.ingest.store import Store
 from osrewind.tui.app import OsrewindApp
@@ -19,6 +19,7 @@ from osrewind.tui.proctree import ProcessTree
 from osrewind.tui.run_screen import RunScreen
 
 pytestmark = pytest.mark.kernel
+two_runs = test_diff_kernel.two_runs  # the same two real runs as the diff's own tests
 
 
 def test_live_view_follows_a_running_command(kernel, tmp_path):
@@ -76,20 +77,6 @@ def test_live_view_follows_a_running_command(kernel, tmp_path):
         assert out.read_text() == "data\n"
 
     asyncio.run(go())
-
-
-@pytest.fixture(scope="module")
-def two_runs(kernel, tmp_path_factory):
-    work = tmp_path_factory.mktemp("tui-diff")
-    data = work / "data.txt"
-    script = work / "job.sh"
-    script.write_text(f"if read line < {data}; then exit 0; fi\nsleep 0.05\nexit 1\n")
-    db = tmp_path_factory.mktemp("tui-diff-store") / "db"
-    data.write_text("hello\n")
-    good = record_json(db, "--name", "good", "--", "/bin/sh", str(script), check_exit=0)
-    data.unlink()
-    bad = record_json(db, "--name", "bad", "--", "/bin/sh", str(script), check_exit=1)
-    return db, good, bad, data
 
 
 def test_diff_view_on_two_real_runs(two_runs):

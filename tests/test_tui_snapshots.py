@@ -8,19 +8,13 @@ import os
 import time
 
 import pytest
-import tui_runs
+import test_tui
 from test_tui import settle
 
 from osrewind.ingest.store import Store
 from osrewind.tui.app import OsrewindApp
 
-
-@pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tui-snap") / "db"
-    tui_runs.write(str(path), "a", name="job")
-    tui_runs.write(str(path), "b", name="job-b")
-    return str(path)
+db = test_tui.db  # the fixed runs of tui_runs.py, as a fixture
 
 
 @pytest.fixture(autouse=True)
