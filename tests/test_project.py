@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 
 # A stage may import itself, the stages before it, and the shared root modules (errors, __init__).
-STAGES = {"probes": 0, "ingest": 1, "queries": 2, "cli": 3, "tui": 3}
+STAGES = {"probes": 0, "ingest": 1, "queries": 2, "tui": 3, "cli": 4}  # the CLI launches the TUI
 FOLDERS = {"probes": "probes", "ingest": "ingest", "queries": "queries", "tui": "tui"}
 
 
