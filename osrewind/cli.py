@@ -6,7 +6,6 @@ print as one line, ``osrewind: error: ...``, with a non-zero exit; never a trace
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shlex
@@ -17,6 +16,7 @@ import click
 
 from osrewind import __version__
 from osrewind.errors import OsrewindError, UsageError
+from osrewind.queries.timespec import format_duration, format_wall
 
 DB_HELP = ("Store: a directory for the embedded store, or http(s)://user:pass@host:8123/db for a "
            "ClickHouse server. Default: $OSREWIND_DB, else ~/.local/share/osrewind/store.")
@@ -30,19 +30,6 @@ def _store(db: str | None, purpose: str):
 
 def _emit_json(obj: object) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
-
-
-def _wall(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-def _human_duration(ns: int) -> str:
-    s = ns / 1e9
-    if s < 1:
-        return f"{ns / 1e6:.1f}ms"
-    if s < 120:
-        return f"{s:.2f}s"
-    return f"{int(s // 60)}m{int(s % 60):02d}s"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -144,7 +131,7 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
         lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
         code = "" if result.exit_code is None else f", exit {result.exit_code}"
         click.echo(f"osrewind: run {str(result.run_id)[:8]} '{result.name}' {result.status}: "
-                   f"{result.events} events{lost}{code}, {_human_duration(result.end_ns - result.start_ns)}",
+                   f"{result.events} events{lost}{code}, {format_duration(result.end_ns - result.start_ns)}",
                    err=True)
     if result.status == "interrupted" and result.exit_code is None:
         sys.exit(130)
@@ -184,8 +171,8 @@ def runs(obj: dict, limit: int, as_json: bool) -> None:
     for r in items:
         code = "-" if r.exit_code is None else str(r.exit_code)
         cmd = shlex.join(r.command) if r.scope == "command" else (" ".join(r.command) or f"--{r.scope}")
-        click.echo(f"{r.run_id[:8]}  {r.name[:16]:16}  {_wall(r.start_wall_ns):23}  "
-                   f"{_human_duration(r.duration_ns):>9}  {r.events:>9}  {r.lost:>5}  {code:>4}  "
+        click.echo(f"{r.run_id[:8]}  {r.name[:16]:16}  {format_wall(r.start_wall_ns):23}  "
+                   f"{format_duration(r.duration_ns):>9}  {r.events:>9}  {r.lost:>5}  {code:>4}  "
                    f"{r.status:11}  {cmd[:60]}")
 
 
@@ -233,7 +220,7 @@ def _print_state(st, show_fds: bool = True) -> None:
 
     run = st.run
     click.echo(f"run {run.run_id[:8]} '{run.name}' at {format_offset(st.at_ns - run.start_ns)} "
-               f"({_wall(st.at_ns + run.wall_offset_ns)}): {len(st.processes)} processes")
+               f"({format_wall(st.at_ns + run.wall_offset_ns)}): {len(st.processes)} processes")
     if run.lost:
         click.echo(f"warning: {run.lost} events were lost in this run; state may be incomplete", err=True)
     alive = {p.pid for p in st.processes}
@@ -385,7 +372,7 @@ def tree(obj: dict, run: str, at: str | None, as_json: bool) -> None:
         born = "before recording" if p.from_snapshot else f"born {format_offset(p.start_ns - info.start_ns)}"
         if p.end_ns:
             code = "?" if p.exit_code is None else p.exit_code
-            life = f", exit {code} after {_human_duration(p.end_ns - p.start_ns)}"
+            life = f", exit {code} after {format_duration(p.end_ns - p.start_ns)}"
         else:
             life = ", still running at the end"
         execs = f", {len(p.execs)} execs" if len(p.execs) > 1 else ""
@@ -547,8 +534,8 @@ def diff(obj: dict, run_a: str, run_b: str, as_json: bool) -> None:
             click.echo(f"  exit code of {shlex.join(d['a']['argv'])[:60]}: {d['a']['exit_code']} -> "
                        f"{d['b']['exit_code']}")
         else:
-            click.echo(f"  timing of {shlex.join(d['a']['argv'])[:60]}: {_human_duration(d['a']['duration_ns'])} -> "
-                       f"{_human_duration(d['b']['duration_ns'])}")
+            click.echo(f"  timing of {shlex.join(d['a']['argv'])[:60]}: {format_duration(d['a']['duration_ns'])} -> "
+                       f"{format_duration(d['b']['duration_ns'])}")
 
 
 # ---------------------------------------------------------------------------- events

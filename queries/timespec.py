@@ -28,6 +28,23 @@ def format_offset(ns: int) -> str:
     return f"{'-' if ns < 0 else '+'}{abs(ns) / 1e9:.6f}s"
 
 
+def format_duration(ns: int) -> str:
+    """``12.5ms``, ``3.20s``, ``4m05s``: a length of time for people."""
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.1f}ms"
+    if ns < 120_000_000_000:
+        return f"{ns / 1e9:.2f}s"
+    return f"{ns // 60_000_000_000}m{(ns // 1_000_000_000) % 60:02d}s"
+
+
+def format_wall(ns: int, date: bool = True) -> str:
+    """A wall-clock instant (ns since the epoch) in local time, to the millisecond."""
+    import datetime as dt
+
+    text = dt.datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return text if date else text[11:]
+
+
 def parse_duration(text: str) -> int:
     m = _OFFSET.match(text.strip())
     if not m or m.group(1) == "-":

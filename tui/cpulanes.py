@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from osrewind.queries.timespec import format_duration
 from osrewind.tui import fmt
 
 
@@ -30,7 +31,7 @@ class CpuLanes(Widget):
         if not self.sched:
             return Text("CPU lanes: this run was recorded without the scheduler (--no-sched)", style="dim")
         if not self.lanes:
-            return Text(f"CPU lanes: no context switch within ±{fmt.duration(self.window_ns // 2)} of this instant",
+            return Text(f"CPU lanes: no context switch within ±{format_duration(self.window_ns // 2)} of this instant",
                         style="dim")
         width = max(10, self.size.width - 7)
         lo, hi = self.at - self.window_ns // 2, self.at + self.window_ns // 2
@@ -60,7 +61,7 @@ class CpuLanes(Widget):
                     ch = ch if ch != " " else "│"
                 line.append(ch, style)
             lines.append(line)
-        legend = Text(f"±{fmt.duration(self.window_ns // 2)}  ", style="dim")
+        legend = Text(f"±{format_duration(self.window_ns // 2)}  ", style="dim")
         for name, style in list(seen.items())[:6]:
             legend.append("█ ", style)
             legend.append(name + "  ")

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from osrewind.tui import fmt
+from osrewind.queries.timespec import format_offset
 
 
 class DetailPane(Vertical):
@@ -59,10 +59,10 @@ class DetailPane(Vertical):
         t.append("  threads ", "bold")
         t.append(str(p.threads))
         t.append("  born ", "bold")
-        t.append("before recording" if p.from_snapshot else fmt.offset(p.start_ns - start_ns))
+        t.append("before recording" if p.from_snapshot else format_offset(p.start_ns - start_ns))
         if gone:
             t.append("\nexited ", "bold red")
-            t.append(f"{fmt.offset((p.exited_ns or 0) - start_ns)} with code "
+            t.append(f"{format_offset((p.exited_ns or 0) - start_ns)} with code "
                      f"{p.exit_code if p.exit_code is not None else '?'}", "red")
         else:
             rs = p.run_state

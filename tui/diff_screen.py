@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from osrewind.errors import OsrewindError
+from osrewind.queries.timespec import format_duration, format_offset
 from osrewind.tui import fmt
 
 
@@ -104,7 +105,7 @@ class DiffScreen(Screen):
         parts = []
         for side in ("a", "b"):
             if first.get(side):
-                parts.append(f"{side.upper()} {fmt.offset(first[side + '_offset_ns'])}: {first[side]}")
+                parts.append(f"{side.upper()} {format_offset(first[side + '_offset_ns'])}: {first[side]}")
             else:
                 parts.append(f"{side.upper()}: nothing")
         return " | ".join(parts)
@@ -118,7 +119,7 @@ class DiffScreen(Screen):
             who = " ".join(d["a"]["argv"]) or f"pid {d['a']['pid']}"
             return f"exit code {d['a']['exit_code']} in A, {d['b']['exit_code']} in B ({who})"
         if kind == "timing":
-            return (f"timing: {fmt.duration(d['a']['duration_ns'])} in A, {fmt.duration(d['b']['duration_ns'])} in B "
+            return (f"timing: {format_duration(d['a']['duration_ns'])} in A, {format_duration(d['b']['duration_ns'])} in B "
                     f"({' '.join(d['a']['argv'])})")
         p = d.get("process", {})
         return f"{kind}: {' '.join(p.get('argv', []))} (pid {p.get('pid')})"
@@ -149,8 +150,8 @@ class DiffScreen(Screen):
             if p is None:
                 t.append("no counterpart\n", "dim")
                 continue
-            end = fmt.offset(p.end_ns - run.start_ns) if p.end_ns else "still running"
-            t.append(f"pid {p.pid}  {' '.join(p.argv) or p.exe}  born {fmt.offset(p.start_ns - run.start_ns)}  "
+            end = format_offset(p.end_ns - run.start_ns) if p.end_ns else "still running"
+            t.append(f"pid {p.pid}  {' '.join(p.argv) or p.exe}  born {format_offset(p.start_ns - run.start_ns)}  "
                      f"ended {end}  exit {p.exit_code if p.exit_code is not None else '?'}\n")
         if self.result:
             mine = [d for d in self.result["differences"]

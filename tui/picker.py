@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from osrewind.tui import fmt
+from osrewind.queries.timespec import format_duration, format_wall
 
 
 class PickerScreen(Screen):
@@ -42,7 +42,7 @@ class PickerScreen(Screen):
     def _cells(self, r, marked: bool) -> list:
         status_style = {"complete": "green", "interrupted": "yellow", "aborted": "red", "failed": "red"}
         return [Text("A" if marked else " ", style="bold yellow"), r.run_id[:8], r.name,
-                fmt.wall(r.start_wall_ns), fmt.duration(r.duration_ns), str(r.events),
+                format_wall(r.start_wall_ns), format_duration(r.duration_ns), str(r.events),
                 Text(str(r.lost), style="bold red" if r.lost else ""), "" if r.exit_code is None else str(r.exit_code),
                 Text(r.status, style=status_style.get(r.status, ""))]
 

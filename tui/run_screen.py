@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
 from osrewind.errors import OsrewindError
-from osrewind.tui import fmt
+from osrewind.queries.timespec import format_offset
 from osrewind.tui.cpulanes import CpuLanes
 from osrewind.tui.detail import DetailPane
 from osrewind.tui.eventlog import EventLog
@@ -228,7 +228,7 @@ class RunScreen(Screen):
         self.proc_tree.show(st.processes, st.exited, self.prev_at, at)
         self.prev_at = at
         alive = len(st.processes)
-        self.proc_tree.border_title = f"Processes at {fmt.offset(at - self.rec.run.start_ns)} ({alive} alive)"
+        self.proc_tree.border_title = f"Processes at {format_offset(at - self.rec.run.start_ns)} ({alive} alive)"
         self._show_detail()
         self.shown = Shown(at, asked, time.perf_counter())
         run, sel = self.rec.run, self.proc_tree.selected
@@ -239,7 +239,7 @@ class RunScreen(Screen):
         run = self.rec.run
         self.log_view.show(older, newer, run.start_ns, at)
         who = f"pid {sel[0]}" if sel is not None else "all processes"
-        self.log_view.border_title = f"Events of {who} around {fmt.offset(at - run.start_ns)}"
+        self.log_view.border_title = f"Events of {who} around {format_offset(at - run.start_ns)}"
         self.lanes.show(lanes, at, sched)
 
     def _uid_of(self, p) -> int | None:
@@ -339,11 +339,11 @@ class RunScreen(Screen):
     def action_bookmark(self) -> None:
         if self.at in self.bookmarks:
             self.bookmarks.remove(self.at)
-            self.notify(f"bookmark at {fmt.offset(self.at - self.rec.run.start_ns)} removed")
+            self.notify(f"bookmark at {format_offset(self.at - self.rec.run.start_ns)} removed")
         else:
             self.bookmarks.append(self.at)
             self.bookmarks.sort()
-            self.notify(f"bookmarked {fmt.offset(self.at - self.rec.run.start_ns)} (b / B to come back)")
+            self.notify(f"bookmarked {format_offset(self.at - self.rec.run.start_ns)} (b / B to come back)")
         self.scrubber.set_marks(self.scrubber.gaps, self.bookmarks)
 
     def action_next_bookmark(self, direction: int) -> None:

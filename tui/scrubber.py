@@ -8,7 +8,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from osrewind.tui import fmt
+from osrewind.queries.timespec import format_duration, format_offset, format_wall
 
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -97,9 +97,9 @@ class Scrubber(Widget):
             line2.append(ch, st)
         lost = sum(n for _ts, n in self.gaps)
         info = Text()
-        info.append(fmt.offset(self.at - self.start_ns), "bold")
-        info.append(f" / {fmt.duration(self.end_ns - self.start_ns)}")
-        info.append(f"  {fmt.wall(self.at + self.wall_offset_ns)}", "dim")
+        info.append(format_offset(self.at - self.start_ns), "bold")
+        info.append(f" / {format_duration(self.end_ns - self.start_ns)}")
+        info.append(f"  {format_wall(self.at + self.wall_offset_ns, date=False)}", "dim")
         info.append(f"  step {self.step_label}")
         if lost:
             info.append(f"  {lost} lost in {len(self.gaps)} gap{'s' if len(self.gaps) > 1 else ''}", "bold red")
