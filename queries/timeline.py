@@ -79,17 +79,25 @@ def cpu_lanes(store, run: RunInfo, t_from: int, t_to: int, lookback_ns: int = 1_
     return {c: [s for s in lanes[c] if s.end > s.start or s.start == t_to] for c in sorted(lanes)}
 
 
+def _windows(run: RunInfo, at: int, backwards: bool) -> Iterator[tuple[int, int]]:
+    """Windows [lo, hi] reaching back (or forward) from ``at``, wider each time (``WIDEN``), the
+    last one as far as the run goes."""
+    end = max(run.end_ns, run.start_ns)
+    for w in WIDEN:
+        lo, hi = (max(run.start_ns, at - w), at) if backwards else (at, min(end, at + w))
+        yield lo, hi
+        if (lo <= run.start_ns) if backwards else (hi >= end):
+            return
+    yield (run.start_ns, at) if backwards else (at, end)
+
+
 def neighbour(store, run: RunInfo, at: int, backwards: bool) -> int | None:
     """The instant of the fact just before (or after) ``at``, any process; None at either end."""
-    end = max(run.end_ns, run.start_ns)
-    for w in (*WIDEN, None):
-        lo, hi = (run.start_ns, end) if w is None else ((at - w, at) if backwards else (at, at + w))
+    for lo, hi in _windows(run, at, backwards):
         rows = named.run(store, "neighbour_event", run=run.run_id, at=at, t_from=lo, t_to=hi,
                          backwards=int(backwards))
         if rows and rows[0][0] is not None:
             return int(rows[0][0])
-        if w is not None and (lo <= run.start_ns if backwards else hi >= end):
-            return None
     return None
 
 
@@ -147,11 +155,8 @@ def step(store, run: RunInfo, at: int, backwards: bool, pid: int | None = None, 
         if ts is None:
             return None
         return next(iter(_window(store, run, ts, ts, backwards, None, None)), None)
-    end = max(run.end_ns, run.start_ns)
     glob = "**/" + _glob_escape(posixpath.basename(path.rstrip("/"))) if path else ""
-    for w in (*WIDEN, None):
-        lo, hi = (run.start_ns, end) if w is None else ((max(run.start_ns, at - w), at) if backwards
-                                                        else (at, min(end, at + w)))
+    for lo, hi in _windows(run, at, backwards):
         for e in _window(store, run, lo, hi, backwards, pid, glob):
             if e["ts"] == at:
                 continue
@@ -160,8 +165,6 @@ def step(store, run: RunInfo, at: int, backwards: bool, pid: int | None = None, 
             if path is not None and not touches_path(e, path):
                 continue
             return e
-        if w is not None and (lo <= run.start_ns if backwards else hi >= end):
-            return None
     return None
 
 
@@ -176,21 +179,18 @@ def around(store, run: RunInfo, at: int, before: int = 30, after: int = 30, pid:
            ) -> tuple[list[dict], list[dict]]:
     """Up to ``before`` facts at or before ``at`` (oldest first) and ``after`` facts after it, of one
     process or of all; the window widens until it has them or covers the run."""
-    end = max(run.end_ns, run.start_ns)
     pids = [pid] if pid is not None else []
     older: list[dict] = []
     newer: list[dict] = []
-    for w in (*WIDEN, None):
-        lo = run.start_ns if w is None else max(run.start_ns, at - w)
+    for lo, _hi in _windows(run, at, True):
         older = list(events_mod.events(store, run, events_mod.EventFilter(
             t_from=lo, t_to=at, pids=pids, limit=before, backwards=True)))
-        if len(older) >= before or lo <= run.start_ns:
+        if len(older) >= before:
             break
-    for w in (*WIDEN, None):
-        hi = end if w is None else min(end, at + w)
+    for _lo, hi in _windows(run, at, False):
         newer = list(events_mod.events(store, run, events_mod.EventFilter(
             t_from=at + 1, t_to=hi, pids=pids, limit=after)))
-        if len(newer) >= after or hi >= end:
+        if len(newer) >= after:
             break
     older.reverse()
     return older, newer
