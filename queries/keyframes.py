@@ -255,19 +255,6 @@ def _fetch(store, run_id: str, ts: int, seq: int) -> bytes | None:
     return rows[0][0] if rows else None
 
 
-def latest(store, run: RunInfo, at_ns: int) -> tuple[int, int, bytes] | None:
-    """The last keyframe at or before ``at_ns``: (ts, seq, state)."""
-    if not has_table(store):
-        return None
-    pos = positions(store, run)
-    i = bisect.bisect_right(pos, (at_ns, 2**64)) - 1
-    if i < 0:
-        return None
-    ts, seq = pos[i]
-    blob = _fetch(store, run.run_id, ts, seq)
-    return None if blob is None else (ts, seq, blob)
-
-
 def frame(store, run: RunInfo, at_ns: int) -> tuple[int, int, tuple, tuple[int, int] | None] | None:
     """The last keyframe at or before ``at_ns``, decoded: (ts, seq, document, position of the next
     keyframe or None). Recent documents are kept per open store."""

@@ -575,12 +575,8 @@ def _text(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def new_machine(store, run: RunInfo) -> Machine:
-    """The state when recording started: the /proc baseline."""
-    return baseline_machine(store, run.run_id)
-
-
 def baseline_machine(store, run_id: str) -> Machine:
+    """The state when recording started: the /proc baseline."""
     m = Machine()
     for pid, ppid, start_ns, _uid, comm, exe, argv, cwd, threads, _ts in named.run(store, "snapshot_procs",
                                                                                    run=run_id):
@@ -624,7 +620,7 @@ def load_machine(store, run: RunInfo, at_ns: int, use_keyframes: bool = True) ->
                 apply_rows(m, cols, 0, bisect.bisect_right(cols["ts"], at_ns))
                 return m
     else:
-        m = new_machine(store, run)
+        m = baseline_machine(store, run.run_id)
         c_ts, c_seq = -1, 0
     while True:
         table = named.run_arrow(store, "state_events_after", run=run.run_id, at=at_ns, c_ts=c_ts, c_seq=c_seq,
