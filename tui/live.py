@@ -21,7 +21,8 @@ class LiveSession:
             opts.output = tempfile.NamedTemporaryFile(prefix="osrewind-live-", suffix=".log", delete=False).name
         opts.handle_signals = False
         self.opts = opts
-        self.recorder = Recorder(store, opts, self._progress)
+        self.indexer = keyframes.LiveIndexer(store)   # keyframes while it records, as `osrewind record`
+        self.recorder = Recorder(store, opts, self._progress, indexer=self.indexer)
         self.run_id = str(self.recorder.run_id)
         self.started = threading.Event()
         self.finished = False
@@ -62,7 +63,7 @@ class LiveSession:
             self.started.set()
         if self.result is not None:
             try:
-                keyframes.build(self.store, resolve_run(self.store, self.run_id))
+                self.indexer.finish(resolve_run(self.store, self.run_id))   # the tail and the history
             except OsrewindError as exc:
                 self.error = exc
             self.indexed = True
