@@ -35,6 +35,12 @@ def kernel() -> None:
         pytest.skip(problem)
 
 
+# Drop root as a test of "not root": uid nobody, but still able to read the checkout wherever it
+# lies (a clone under a private temporary directory is unreadable to nobody otherwise).
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+dac_read_search",
+             "--ambient-caps=+dac_read_search"]
+
+
 def osrewind(*args: str, db: Path | str | None = None, check: bool = False, timeout: float = 120,
              env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI in a child process (as a user would), capturing its output."""

@@ -11,7 +11,7 @@ import sys
 import pytest
 from synthetic import write_run
 
-from conftest import osrewind
+from conftest import AS_NOBODY, osrewind
 from osrewind.cli import cli
 
 
@@ -94,7 +94,7 @@ def test_not_root(tmp_path):
     if os.geteuid() == 0:
         if not shutil.which("setpriv"):
             pytest.skip("setpriv missing")
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "osrewind",
+        cmd = [*AS_NOBODY, sys.executable, "-m", "osrewind",
                "--db", str(tmp_path / "db"), "record", "--", "true"]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HOME": str(tmp_path)})
     else:

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import AS_NOBODY, ROOT
 
 # A stage may import itself, the stages before it, and the shared root modules (errors, __init__).
 STAGES = {"probes": 0, "ingest": 1, "queries": 2, "tui": 3, "cli": 4}  # the CLI launches the TUI
@@ -77,8 +77,7 @@ def test_only_the_loader_imports_bcc_and_no_stage_is_a_global_package():
 def test_setup_script_parses_and_refuses_non_root():
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts/setup.sh")]).returncode == 0
     if os.geteuid() == 0 and shutil.which("setpriv"):
-        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash",
-                               str(ROOT / "scripts/setup.sh")], capture_output=True, text=True)
+        proc = subprocess.run([*AS_NOBODY, "bash", str(ROOT / "scripts/setup.sh")], capture_output=True, text=True)
         assert proc.returncode == 1 and "run as root" in proc.stderr
 
 
