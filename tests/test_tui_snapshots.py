@@ -38,40 +38,23 @@ def test_run_screen(db, snap_compare, size, theme):
         assert snap_compare(app, terminal_size=size, run_before=settle)
 
 
-def test_run_screen_after_stepping_to_an_exit(db, snap_compare):
-    async def steps(pilot):
+def pressing(*keys: str):
+    """A run_before: settle, press ``keys``, settle again."""
+    async def run_before(pilot) -> None:
         await settle(pilot)
-        await pilot.press("right_square_bracket", "right_square_bracket", "right_square_bracket")
+        await pilot.press(*keys)
         await settle(pilot)
-
-    with Store(db, purpose="test") as store:
-        app = OsrewindApp(store, run="job", at="+1.2s")
-        assert snap_compare(app, terminal_size=(100, 30), run_before=steps)
-
-
-def test_diff_screen(db, snap_compare):
-    async def diverge(pilot):
-        await settle(pilot)
-        await pilot.press("v")
         await pilot.pause(0.1)
 
+    return run_before
+
+
+@pytest.mark.parametrize("name,app_args,keys,size", [
+    ("stepped to an exit", {"run": "job", "at": "+1.2s"}, ["right_square_bracket"] * 3, (100, 30)),
+    ("diff at its first divergence", {"run": "job", "diff": "job-b"}, ["v"], (100, 30)),
+    ("help", {"run": "job", "at": "+1.2s"}, ["question_mark"], (100, 40)),
+    ("run picker", {}, [], (100, 20)),
+])
+def test_screen(db, snap_compare, name, app_args, keys, size):
     with Store(db, purpose="test") as store:
-        app = OsrewindApp(store, run="job", diff="job-b")
-        assert snap_compare(app, terminal_size=(100, 30), run_before=diverge)
-
-
-def test_help_screen(db, snap_compare):
-    async def helped(pilot):
-        await settle(pilot)
-        await pilot.press("question_mark")
-        await pilot.pause(0.2)
-
-    with Store(db, purpose="test") as store:
-        app = OsrewindApp(store, run="job", at="+1.2s")
-        assert snap_compare(app, terminal_size=(100, 40), run_before=helped)
-
-
-def test_run_picker(db, snap_compare):
-    with Store(db, purpose="test") as store:
-        app = OsrewindApp(store)
-        assert snap_compare(app, terminal_size=(100, 20), run_before=settle)
+        assert snap_compare(OsrewindApp(store, **app_args), terminal_size=size, run_before=pressing(*keys))
