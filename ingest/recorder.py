@@ -256,6 +256,11 @@ class Recorder:
             except ProcessLookupError:
                 pass
 
+    @property
+    def events_written(self) -> int:
+        """Facts in the store so far (for a progress display on another thread)."""
+        return self._writer.written if self._writer is not None else 0
+
     def stop(self) -> None:
         """Stop from another thread, as Ctrl-C would: the run keeps everything and is ``interrupted``;
         a recorded command gets SIGTERM and the recording ends when it exits."""

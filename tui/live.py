@@ -90,7 +90,7 @@ class LiveSession:
             except OsrewindError:
                 return None
         return dataclasses.replace(self._info, status="recording", end_ns=time.monotonic_ns(),
-                                   events=self.recorder._writer.written if self.recorder._writer else 0)
+                                   events=self.recorder.events_written)
 
     def status_text(self) -> str:
         if self.error is not None:

@@ -91,7 +91,6 @@ class RunScreen(Screen):
         self._done: tuple[int, Ident | None] | None = None
         self._loading = False
         self._requested = 0.0
-        self._uids: dict[int, int] = {}
         self._live_edge = live is not None
 
     # ------------------------------------------------------------------ layout
@@ -182,8 +181,7 @@ class RunScreen(Screen):
                 at, sel = req
                 asked = self._requested
                 try:
-                    if not self._uids:
-                        self._uids = self.rec.baseline_uids()
+                    self.rec.baseline_uids()   # read once here, off the screen's thread
                     if state_for is None or state_for[0] != at:
                         state_for = (at, self.rec.state_at(at))
                         if not self._post(self._show_state, at, state_for[1], asked):
@@ -243,11 +241,12 @@ class RunScreen(Screen):
         self.lanes.show(lanes, at, sched)
 
     def _uid_of(self, p) -> int | None:
+        uids = self.rec.baseline_uids()
         seen = 0
         procs = {q.pid: q for q in self.state.processes} if self.state else {}
         while p is not None and seen < 64:
-            if p.pid in self._uids and p.from_snapshot:
-                return self._uids[p.pid]
+            if p.pid in uids and p.from_snapshot:
+                return uids[p.pid]
             p = procs.get(p.ppid)
             seen += 1
         return None
