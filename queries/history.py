@@ -2,7 +2,7 @@
 
 Both read the derived tables written by indexing (``keyframes.build``: after every recording, or
 ``osrewind reindex``): ``processes`` (birth, parent, execs, exit) and ``file_access`` (every open,
-rename and delete by resolved path).
+rename and delete by resolved path), the run's current index build only (``keyframes.derived_sql``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from osrewind.errors import UsageError
-from osrewind.queries import keyframes, named
+from osrewind.queries import keyframes
 from osrewind.queries.runs import RunInfo
 
 # Inputs that every program reads: left out of lineage unless asked for.
@@ -57,8 +57,8 @@ def _require_index(store, run: RunInfo) -> None:
 def processes(store, run: RunInfo) -> dict[tuple[int, int], ProcRecord]:
     _require_index(store, run)
     out = {}
-    for pid, start, ppid, pstart, end, code, snap, ets, eexe, eargv in named.run(store, "run_processes",
-                                                                                run=run.run_id):
+    rows = store.query(keyframes.derived_sql(store, "run_processes"), {"run": run.run_id})
+    for pid, start, ppid, pstart, end, code, snap, ets, eexe, eargv in rows:
         out[(int(pid), int(start))] = ProcRecord(int(pid), int(start), int(ppid), int(pstart), int(end),
                                                  None if code is None else int(code), bool(snap),
                                                  [(int(t), x, list(a)) for t, x, a in zip(ets, eexe, eargv, strict=True)])
@@ -109,7 +109,8 @@ def lineage(store, run: RunInfo, path: str, depth: int = 1, all_inputs: bool = F
     seen = _seen if _seen is not None else set()
     seen.add(path)
     out = {"path": path, "events": []}
-    for ts, pid, start, op, p1, p2 in named.run(store, "file_history", run=run.run_id, path=path):
+    for ts, pid, start, op, p1, p2 in store.query(keyframes.derived_sql(store, "file_history"),
+                                                  {"run": run.run_id, "path": path}):
         if before_ns is not None and ts > before_ns:
             break
         if op == "read":
@@ -130,8 +131,8 @@ def lineage(store, run: RunInfo, path: str, depth: int = 1, all_inputs: bool = F
             ev["op"], inputs = "deleted", []
         else:
             until = procs[(int(pid), int(start))].end_ns if (int(pid), int(start)) in procs else 0
-            reads = named.run(store, "process_reads", run=run.run_id, pid=int(pid), start=int(start),
-                              until=until or 2**63 - 1)
+            reads = store.query(keyframes.derived_sql(store, "process_reads"),
+                                {"run": run.run_id, "pid": int(pid), "start": int(start), "until": until or 2**63 - 1})
             inputs = [r for (r,) in reads if r != path and (all_inputs or not r.startswith(NOISE))]
         ev["inputs"] = inputs
         if depth > 1:

@@ -7,6 +7,16 @@ behind, and advances a Machine), the tail and the run's history when it ends; ``
 all from the events (``osrewind reindex``). A run without keyframes still answers by replaying from
 the baseline. Both paths give the same state (tests check this at many random instants).
 
+A rebuild never leaves a run without an index: every derived row carries the *generation* (``gen``)
+of the build that wrote it, and the readers (``queries/sql/keyframe_*.sql``, ``run_processes.sql``,
+``file_history.sql``, ``process_reads.sql``) take only the run's current one, the largest ``gen``
+in ``index_builds`` (0, what the live indexer writes, when the run has no row there). ``build``
+writes a new generation beside the old, records it in ``index_builds`` (one insert: the swap) only
+when all of it is written, and then deletes the older generations. A build that fails removes what
+it wrote and the old index stays as it was; one that is killed leaves rows that no reader selects,
+removed by the next build of that run. Stores made before generations existed are migrated by the
+next write (``ensure_table``); until then their readers use the same SQL without the generation filter.
+
 An open store keeps a few keyframes decoded and the facts between two keyframes once read: a scrub
 asks for nearby instants again and again, and then touches the store no more.
 """
@@ -18,11 +28,12 @@ import json
 import marshal
 import re
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 
-from osrewind.errors import StoreError
+from osrewind.errors import OsrewindError, StoreError
 from osrewind.queries import named
 from osrewind.queries.runs import RunInfo
 from osrewind.queries.state import (
@@ -55,7 +66,8 @@ CREATE TABLE IF NOT EXISTS processes (
     from_snapshot UInt8,
     exec_ts Array(Int64),
     exec_exe Array(String),
-    exec_argv Array(Array(String))
+    exec_argv Array(Array(String)),
+    gen UInt64 DEFAULT 0
 ) ENGINE = MergeTree ORDER BY (run_id, start_ns, pid)
 """, """
 CREATE TABLE IF NOT EXISTS file_access (
@@ -65,9 +77,22 @@ CREATE TABLE IF NOT EXISTS file_access (
     start_ns Int64,
     op LowCardinality(String),
     path String CODEC(ZSTD(1)),
-    path2 String CODEC(ZSTD(1))
+    path2 String CODEC(ZSTD(1)),
+    gen UInt64 DEFAULT 0
 ) ENGINE = MergeTree ORDER BY (run_id, path, ts)
 """]
+
+DERIVED_TABLES = ("keyframes", "processes", "file_access")
+GEN_FILTER = "-- the current index build"   # marks the generation filter's line in queries/sql/
+
+# The swap: one row per completed build; a run's current generation is its largest ``gen`` here.
+BUILDS_DDL = """
+CREATE TABLE IF NOT EXISTS index_builds (
+    run_id UUID,
+    gen UInt64,
+    built_ns Int64
+) ENGINE = MergeTree ORDER BY (run_id, gen)
+"""
 
 # One row per granule: reading one keyframe reads that blob alone (with the default granularity a
 # granule held ~100 blobs, all decompressed to reach one). The blob is compressed already.
@@ -78,7 +103,8 @@ CREATE TABLE IF NOT EXISTS {table} (
     seq UInt64,
     facts UInt64,
     format UInt8,
-    state String CODEC(NONE)
+    state String CODEC(NONE),
+    gen UInt64 DEFAULT 0
 ) ENGINE = MergeTree ORDER BY (run_id, ts, seq) SETTINGS index_granularity = 1
 """
 
@@ -193,7 +219,17 @@ def load(blob: bytes, m: Machine) -> Machine:
 # ------------------------------------------------------------------ store
 
 
+def _command(store, sql: str, params: dict | None = None) -> None:
+    try:
+        store.client.command(sql, parameters=params or {})
+    except Exception as exc:  # noqa: BLE001 - the driver's errors, as one line
+        text = str(exc).strip().splitlines()
+        raise StoreError(f"writing the index failed: {text[0][:300] if text else type(exc).__name__}") from exc
+
+
 def ensure_table(store) -> None:
+    """The derived tables, with generations (a store made before them gains the ``gen`` columns,
+    metadata only: existing rows are generation 0)."""
     try:
         rows = store.query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
                            "AND name = 'keyframes'")
@@ -202,24 +238,47 @@ def ensure_table(store) -> None:
             store.client.command("DROP TABLE IF EXISTS keyframes_old")
             store.client.command("RENAME TABLE keyframes TO keyframes_old")
             store.client.command(DDL.format(table="keyframes"))
-            store.client.command("INSERT INTO keyframes SELECT run_id, ts, seq, facts, format, state "
-                                 "FROM keyframes_old")
+            store.client.command("INSERT INTO keyframes (run_id, ts, seq, facts, format, state) "
+                                 "SELECT run_id, ts, seq, facts, format, state FROM keyframes_old")
             store.client.command("DROP TABLE keyframes_old")
+        if layout(store) == "gen":
+            return
         for ddl in [DDL.format(table="keyframes"), *HISTORY_DDL]:
             store.client.command(ddl)
+        for table in DERIVED_TABLES:
+            store.client.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS gen UInt64 DEFAULT 0")
+        store.client.command(BUILDS_DDL)  # last: its presence says the others have generations
     except Exception as exc:  # noqa: BLE001
         raise StoreError(f"cannot create the keyframes table: {exc}") from exc
+    store._index_layout = "gen"
+
+
+def layout(store) -> str | None:
+    """How this store keeps derived data: ``"gen"`` (generations), ``"legacy"`` (made by an older
+    osrewind, not yet migrated) or None (never indexed). A yes is remembered per open store."""
+    known = getattr(store, "_index_layout", None)
+    if known == "gen":
+        return known
+    rows = store.query("SELECT name FROM system.tables WHERE database = currentDatabase() "
+                       "AND name IN ('keyframes', 'index_builds')")
+    names = {r[0] for r in rows}
+    found = "gen" if "index_builds" in names else "legacy" if "keyframes" in names else None
+    if found == "gen":
+        store._index_layout = found  # tables are never dropped
+    return found
 
 
 def has_table(store) -> bool:
-    known = getattr(store, "_has_keyframes", None)
-    if known:
-        return True
-    rows = store.query("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'keyframes'")
-    found = bool(rows and rows[0][0])
-    if found:
-        store._has_keyframes = True  # tables are never dropped: remember a yes for this open store
-    return found
+    return layout(store) is not None
+
+
+def derived_sql(store, name: str) -> str:
+    """A named query over the derived tables, for this store: on a store not migrated yet (no
+    generations), without its generation filter (the line marked ``-- the current index build``)."""
+    text = named.sql(name)
+    if layout(store) == "gen":
+        return text
+    return "\n".join(line for line in text.splitlines() if GEN_FILTER not in line)
 
 
 def _cache(store, name: str) -> dict:
@@ -234,14 +293,25 @@ def positions(store, run: RunInfo) -> list[tuple[int, int]]:
     """Where the run's keyframes are, remembered per open store (a scrub asks again and again)."""
     cache = _cache(store, "_keyframe_positions")
     if run.run_id not in cache:
-        cache[run.run_id] = [(int(t), int(q)) for t, q in named.run(store, "keyframe_positions", run=run.run_id)]
+        _cache(store, "_keyframe_gen")[run.run_id] = current_gen(store, run.run_id)
+        rows = store.query(derived_sql(store, "keyframe_positions"), {"run": run.run_id})
+        cache[run.run_id] = [(int(t), int(q)) for t, q in rows]
     return cache[run.run_id]
+
+
+def current_gen(store, run_id: str) -> int:
+    """The run's current index build (0: the first, or a store without generations)."""
+    if layout(store) != "gen":
+        return 0
+    rows = store.query("SELECT max(gen) FROM index_builds WHERE run_id = {r:UUID}", {"r": run_id})
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
 def forget(store, run: RunInfo | str) -> None:
     """Drop what this open store remembers of a run's keyframes (they were just (re)written)."""
     rid = getattr(run, "run_id", run)
     getattr(store, "_keyframe_positions", {}).pop(rid, None)
+    getattr(store, "_keyframe_gen", {}).pop(rid, None)
     for name in ("_keyframe_docs", "_interval_facts"):
         cache = getattr(store, name, None)
         if cache:
@@ -251,7 +321,9 @@ def forget(store, run: RunInfo | str) -> None:
 
 def _fetch(store, run_id: str, ts: int, seq: int) -> bytes | None:
     # the row path: a one-row answer costs ~2 ms there against ~8 ms through Arrow
-    rows = store.query_bytes(named.sql("keyframe_state"), {"run": run_id, "ts": ts, "seq": seq}, ("state",))
+    gen = _cache(store, "_keyframe_gen").get(run_id, 0)
+    rows = store.query_bytes(derived_sql(store, "keyframe_state"), {"run": run_id, "ts": ts, "seq": seq, "gen": gen},
+                             ("state",))
     return rows[0][0] if rows else None
 
 
@@ -288,11 +360,12 @@ class Indexer:
     """A run's derived data, advanced as far as the stored facts allow: a Machine fed the run's
     facts in order, a keyframe every ``every`` of them, and the history of processes and files
     (written by ``finish``). ``build`` runs one over a whole run; ``LiveIndexer`` one while the run
-    is recorded."""
+    is recorded. Its rows are generation ``gen`` (see the module's header)."""
 
-    def __init__(self, store, run_id: str, every: int = EVERY, page: int = PAGE) -> None:
+    def __init__(self, store, run_id: str, every: int = EVERY, page: int = PAGE, gen: int = 0) -> None:
         self.store = store
         self.run_id = str(run_id)
+        self.gen = gen
         self.every = every
         self.page = page
         self.m: Machine | None = None
@@ -323,7 +396,7 @@ class Indexer:
             n = table.num_rows
             if n == 0:
                 break
-            cols = {name: table.column(name).to_pylist() for name in table.column_names}
+            cols = named.columns(table)
             frames: list[tuple[int, int, int, bytes]] = []
             start = 0
             while start < n:
@@ -356,6 +429,7 @@ class Indexer:
             "facts": pa.array([f[2] for f in frames], type=pa.uint64()),
             "format": pa.array([FORMAT] * len(frames), type=pa.uint8()),
             "state": pa.array([f[3] for f in frames], type=pa.binary()),
+            "gen": pa.array([self.gen] * len(frames), type=pa.uint64()),
         }))
         self.frames += len(frames)
         forget(self.store, self.run_id)
@@ -364,24 +438,50 @@ class Indexer:
         """The rest of the run, then its history. Returns how many keyframes the run has."""
         self.advance(progress=progress)
         self._machine().log = None
-        _write_history(self.store, self.run_id, self.log)
+        _write_history(self.store, self.run_id, self.log, self.gen)
         forget(self.store, self.run_id)
         return self.frames
 
 
 def build(store, run: RunInfo, every: int = EVERY, progress: Callable[[int], None] | None = None) -> int:
     """(Re)build a run's derived data from its events: keyframes, and the history of its processes
-    and files (for lineage and the process tree). Returns how many keyframes were written."""
+    and files (for lineage and the process tree). Returns how many keyframes were written.
+
+    The new index is written beside the old one and replaces it only once complete: if this fails
+    (or is interrupted), the run answers exactly as before and the error says so."""
     ensure_table(store)
-    store._has_keyframes = True
-    _clear(store, run.run_id)
-    return Indexer(store, run.run_id, every).finish(progress)
+    rid = run.run_id
+    gen = _next_gen(store, rid)
+    try:
+        frames = Indexer(store, rid, every, gen=gen).finish(progress)
+        store.insert_rows("index_builds", [[rid, gen, time.time_ns()]], ["run_id", "gen", "built_ns"])  # the swap
+    except BaseException as exc:
+        _discard(store, rid, gen)
+        forget(store, rid)
+        if not isinstance(exc, Exception):
+            raise
+        why = str(exc) if isinstance(exc, OsrewindError) else f"{type(exc).__name__}: {exc}"
+        raise StoreError(f"rebuilding the index of run {rid[:8]} failed, its previous index is kept: "
+                         f"{why.strip().splitlines()[0] if why.strip() else type(exc).__name__}") from exc
+    forget(store, rid)
+    for table in (*DERIVED_TABLES, "index_builds"):  # the older generations, no longer read
+        _command(store, f"DELETE FROM {table} WHERE run_id = {{r:UUID}} AND gen != {{g:UInt64}}", {"r": rid, "g": gen})
+    return frames
 
 
-def _clear(store, run_id: str) -> None:
-    forget(store, run_id)
-    for table in ("keyframes", "processes", "file_access"):
-        store.client.command(f"DELETE FROM {table} WHERE run_id = {{r:UUID}}", parameters={"r": run_id})
+def _next_gen(store, run_id: str) -> int:
+    return max(time.time_ns(), current_gen(store, run_id) + 1)
+
+
+def _discard(store, run_id: str, gen: int) -> None:
+    """Best effort: what a failed build wrote (a store that failed may fail this too; the rows are
+    not read, and the next build of the run deletes them)."""
+    for table in DERIVED_TABLES:
+        try:
+            _command(store, f"DELETE FROM {table} WHERE run_id = {{r:UUID}} AND gen = {{g:UInt64}}",
+                     {"r": run_id, "g": gen})
+        except Exception:  # noqa: BLE001, S112
+            continue
 
 
 class LiveIndexer:
@@ -411,7 +511,6 @@ class LiveIndexer:
     # the recorder's side
     def start(self, run_id) -> None:
         ensure_table(self.store)
-        self.store._has_keyframes = True
         self._ix = Indexer(self.store, str(run_id), self.every, page=LIVE_PAGE)
         self._thread = threading.Thread(target=self._loop, name="osrewind-indexer", daemon=True)
         self._thread.start()
@@ -455,8 +554,10 @@ class LiveIndexer:
         return self._ix.finish(self.progress)
 
 
-def _write_history(store, run_id: str, log: HistoryLog) -> None:
+def _write_history(store, run_id: str, log: HistoryLog, gen: int = 0) -> None:
     import pyarrow as pa
+
+    from osrewind.ingest.decode import text_array  # recorded text back to its bytes, losslessly
 
     rid = run_id
     procs = log.procs
@@ -471,9 +572,9 @@ def _write_history(store, run_id: str, log: HistoryLog) -> None:
             "exit_code": pa.array([p.exit_code for p in procs], type=pa.int32()),
             "from_snapshot": pa.array([int(p.from_snapshot) for p in procs], type=pa.uint8()),
             "exec_ts": pa.array([[e[0] for e in log.execs[id(p)]] for p in procs], type=pa.list_(pa.int64())),
-            "exec_exe": pa.array([[e[1] for e in log.execs[id(p)]] for p in procs], type=pa.list_(pa.string())),
-            "exec_argv": pa.array([[e[2] for e in log.execs[id(p)]] for p in procs],
-                                  type=pa.list_(pa.list_(pa.string()))),
+            "exec_exe": text_array([[e[1] for e in log.execs[id(p)]] for p in procs], depth=1),
+            "exec_argv": text_array([[e[2] for e in log.execs[id(p)]] for p in procs], depth=2),
+            "gen": pa.array([gen] * len(procs), type=pa.uint64()),
         }))
     files = log.files
     if files:
@@ -483,6 +584,7 @@ def _write_history(store, run_id: str, log: HistoryLog) -> None:
             "pid": pa.array([f[1] for f in files], type=pa.uint32()),
             "start_ns": pa.array([f[2] for f in files], type=pa.int64()),
             "op": pa.array([f[3] for f in files]),
-            "path": pa.array([f[4] for f in files]),
-            "path2": pa.array([f[5] for f in files]),
+            "path": text_array([f[4] for f in files]),
+            "path2": text_array([f[5] for f in files]),
+            "gen": pa.array([gen] * len(files), type=pa.uint64()),
         }))

@@ -43,7 +43,7 @@ def fixtures(run_id: str) -> dict[str, tuple[dict, object]]:
                              "lim": 10}, lambda rows: [(r[2], r[5], r[-3]) for r in rows] == [("open", 3, b"/tmp/a")]),
         "process_births": ({"run": run_id}, lambda rows: sorted(rows) == [(1, PID), (PID, PID + 1)]),
         "keyframe_positions": ({"run": run_id}, [(START + 1_000_000_000, 1), (START + 1_500_000_000, 3)]),
-        "keyframe_state": ({"run": run_id, "ts": START + 1_500_000_000, "seq": 3},
+        "keyframe_state": ({"run": run_id, "ts": START + 1_500_000_000, "seq": 3, "gen": None},  # the current one
                            lambda rows: len(rows) == 1 and keyframes.load(rows[0][0], Machine()).procs.keys() == {PID}),
         "run_processes": ({"run": run_id},
                           lambda rows: [(r[0], r[2], r[5], r[6]) for r in rows] == [(PID, 1, 0, 1), (PID + 1, PID, None, 0)]),
@@ -82,6 +82,8 @@ def test_named_query_answers(store, name):
     params, expected = fixtures(run.run_id)[name]
     text = named.sql(name)
     with Store(str(db)) as s:
+        if params.get("gen", 0) is None:
+            params = {**params, "gen": keyframes.current_gen(s, run.run_id)}
         rows = s.query_bytes(text, params, ("state", "path", "path2", "comm")) if name in (
             "keyframe_state", "events_filtered") else s.query(text, params)
     rows = [tuple(str(v) if hasattr(v, "hex") and not isinstance(v, bytes) else v for v in r) for r in rows]

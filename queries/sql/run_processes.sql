@@ -3,4 +3,5 @@
 SELECT pid, start_ns, ppid, parent_start_ns, end_ns, exit_code, from_snapshot, exec_ts, exec_exe, exec_argv
 FROM processes
 WHERE run_id = {run:UUID}
+  AND gen = (SELECT max(gen) FROM index_builds WHERE run_id = {run:UUID})   -- the current index build
 ORDER BY start_ns, pid
