@@ -321,7 +321,10 @@ def forget(store, run: RunInfo | str) -> None:
 
 def _fetch(store, run_id: str, ts: int, seq: int) -> bytes | None:
     # the row path: a one-row answer costs ~2 ms there against ~8 ms through Arrow
-    gen = _cache(store, "_keyframe_gen").get(run_id, 0)
+    gens = _cache(store, "_keyframe_gen")
+    gen = gens.get(run_id)
+    if gen is None:
+        gen = gens[run_id] = current_gen(store, run_id)
     rows = store.query_bytes(derived_sql(store, "keyframe_state"), {"run": run_id, "ts": ts, "seq": seq, "gen": gen},
                              ("state",))
     return rows[0][0] if rows else None
