@@ -12,6 +12,15 @@ Scopes:
 - ``pid``: an existing process and its descendants; ends when they have all exited (or on Ctrl-C).
 - ``system``: every process but the recorder; ends on Ctrl-C or ``duration``.
 
+The command runs as it would without osrewind: it gets back the signal dispositions and mask
+osrewind was started with (Python ignores SIGPIPE and SIGXFSZ, the store blocks SIGPIPE), and exec
+failures exit as a shell's would (127 not found, 126 not runnable).
+
+Stopping: Ctrl-C (SIGINT), SIGTERM, SIGHUP (the terminal closed) or ``stop()`` end the recording
+when the command exits (SIGTERM and SIGHUP are passed on to it; Ctrl-C at a terminal reached it
+already); the run is ``interrupted`` and keeps everything. If the command does not exit, a second
+Ctrl-C, SIGTERM or ``stop()`` stops recording at once and leaves it running.
+
 Derived data (keyframes) can be built while the run records: the caller passes an ``indexer`` (the
 CLI passes ``osrewind.queries.keyframes.LiveIndexer``; ingest does not import queries). The writer
 tells it how far the store is complete after each insert; it reads the store behind the writer on
@@ -21,6 +30,7 @@ done; the caller then has it finish the tail.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -33,16 +43,21 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from osrewind import INHERITED_FDS, __version__
-from osrewind.errors import UsageError
+from osrewind import INHERITED_FDS, INHERITED_SIGNAL_MASK, INHERITED_SIGNALS_IGNORED, __version__
+from osrewind.errors import CommandNotRun, UsageError
 from osrewind.ingest import decode
+from osrewind.ingest.redact import Redactor
 from osrewind.ingest.store import Store
 from osrewind.ingest.writer import EventWriter
 from osrewind.probes import procfs
 from osrewind.probes.loader import Probe, ProbeOptions
+from osrewind.text import safe
 
 POLL_SECONDS = 0.01
 IO_FLUSH_SECONDS = 0.1
+# after a first Ctrl-C, a command that has not exited within this long is told about (notice)
+STILL_RUNNING_SECONDS = 0.3
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -60,6 +75,7 @@ class RecordOptions:
     env: dict[str, str] | None = None
     handle_signals: bool = True         # False when run off the main thread (the live TUI): use stop()
     output: str | None = None           # the command's stdout+stderr to this file, stdin from /dev/null
+    redact: Sequence[str] = ()          # regexes: matches in argv, paths, cwd become *** before storing
 
 
 class Indexer(Protocol):
@@ -97,6 +113,24 @@ def host_identity() -> tuple[str, str, str]:
     return socket.gethostname(), boot_id, os.uname().release
 
 
+def restore_signals() -> None:
+    """In a forked child about to exec: every signal's disposition and the mask as osrewind's
+    parent left them (ignored ones stay ignored, e.g. SIGHUP under nohup; all others default)."""
+    for s in signal.valid_signals():
+        if s in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(s, signal.SIG_IGN if s in INHERITED_SIGNALS_IGNORED else signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, INHERITED_SIGNAL_MASK)
+
+
+def exec_failure_code(err: int) -> int:
+    """A shell's exit code for a command it could not run: 127 not found, 126 found but not runnable."""
+    return 127 if err == errno.ENOENT else 126
+
+
 def wait_status_to_code(status: int) -> int:
     """Shell convention: the exit code, or 128 + signal number for a killed process."""
     if os.WIFSIGNALED(status):
@@ -106,14 +140,23 @@ def wait_status_to_code(status: int) -> int:
 
 class Recorder:
     def __init__(self, store: Store, opts: RecordOptions,
-                 progress: Callable[[str], None] | None = None, indexer: Indexer | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, indexer: Indexer | None = None,
+                 notice: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.opts = opts
         self.indexer = indexer
         self.progress = progress or (lambda msg: None)
+        self.notice = notice or (lambda msg: None)   # things the user must hear, e.g. "waiting for..."
+        self.redact = Redactor(opts.redact)
         self.run_id = uuid.uuid4()
-        self.name = opts.name or self._default_name()
+        self.name = opts.name or self.redact(self._default_name())
         self._stop_reason: str | None = None
+        self._stop_requests = 0          # Ctrl-C, SIGTERM, SIGHUP or stop() while the command runs
+        self._first_interrupt = 0.0      # when the first Ctrl-C came (monotonic), 0 if none
+        self._waiting_told = False
+        self._leave_running = False      # stop recording now, the command keeps running
+        self._hangup = False
+        self._not_run: CommandNotRun | None = None
         self._lost_seen = 0
         self._io_flushed = 0.0
         self._writer: EventWriter | None = None
@@ -131,12 +174,13 @@ class Recorder:
 
     def _run_row(self, status: str, start_ns: int, end_ns: int, wall_offset: int) -> None:
         host, boot_id, kernel = host_identity()
-        cmd = list(self.opts.command) if self.opts.scope == "command" else []
+        cmd = [self.redact(a) for a in self.opts.command] if self.opts.scope == "command" else []
         if self.opts.scope == "pid":
             cmd = [f"--pid {p}" for p in self.opts.pids]
+        cwd = self.redact(self.opts.cwd or os.getcwd())
         self.store.insert_rows(
             "runs",
-            [[self.run_id, self.name, host, boot_id, kernel, cmd, self.opts.cwd or os.getcwd(), self.opts.scope,
+            [[self.run_id, self.name, host, boot_id, kernel, cmd, cwd, self.opts.scope,
               self._child_pid or (self.opts.pids[0] if self.opts.pids else 0), start_ns, end_ns, wall_offset,
               self._writer.written if self._writer else 0, self._lost_seen, self._exit_code, status, __version__, time.time_ns()]],
             ["run_id", "name", "host", "boot_id", "kernel", "command", "cwd", "scope", "root_pid", "start_ns",
@@ -204,6 +248,7 @@ class Recorder:
         pid = os.fork()
         if pid == 0:  # child: no Python-level cleanup, only exec or _exit
             try:
+                restore_signals()
                 os.close(gate_w)
                 os.close(err_r)
                 os.read(gate_r, 1)
@@ -231,7 +276,7 @@ class Recorder:
                 try:
                     os.write(err_w, f"{code}:{getattr(exc, 'strerror', None) or exc}".encode())
                 finally:
-                    os._exit(127)
+                    os._exit(exec_failure_code(code))
         os.close(gate_r)
         os.close(err_w)
         return pid, gate_w, err_r
@@ -242,28 +287,57 @@ class Recorder:
         program = self.opts.command[0]
         if "/" in program:
             return program
-        found = shutil.which(program, path=env.get("PATH", os.defpath))
-        if not found:
-            raise UsageError(f"command not found: {program}")
-        return found
+        path = env.get("PATH", os.defpath)
+        found = shutil.which(program, path=path)
+        if found:
+            return found
+        # as a shell: a file of that name that cannot be run is 126, none at all 127
+        for d in path.split(os.pathsep):
+            if os.path.isfile(os.path.join(d or ".", program)):
+                raise CommandNotRun(f"cannot run '{safe(program)}': Permission denied", 126)
+        raise CommandNotRun(f"cannot run '{safe(program)}': command not found", 127)
+
+    def _command_running(self) -> bool:
+        return self._child_pid is not None and self._exit_code is None
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if self._stop_reason is None:
             self._stop_reason = "interrupted"
-        if self._child_pid and signum == signal.SIGTERM:
-            try:
-                os.kill(self._child_pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        if not self._command_running():
+            return
+        if signum == signal.SIGHUP and self._hangup:
+            return   # one hang-up can arrive twice (from the kernel and from the shell): it is one request
+        self._hangup |= signum == signal.SIGHUP
+        self._stop_requests += 1
+        if self._stop_requests > 1:
+            self._leave_running = True
+            return
+        if signum == signal.SIGINT:
+            self._first_interrupt = time.monotonic()
+            return   # at a terminal the command had it too; what it does with it is its business
+        try:
+            os.kill(self._child_pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def waiting_for(self) -> str:
+        """The recorded command as the user knows it, for "waiting for CMD (pid N) to exit"."""
+        return f"{safe(os.path.basename(self.opts.command[0]) if self.opts.command else '?')} (pid {self._child_pid})"
 
     @property
     def events_written(self) -> int:
         """Facts in the store so far (for a progress display on another thread)."""
         return self._writer.written if self._writer is not None else 0
 
+    @property
+    def stopping(self) -> bool:
+        """A stop was asked for and the recorded command has not exited yet."""
+        return self._stop_reason is not None and self._command_running() and not self._leave_running
+
     def stop(self) -> None:
-        """Stop from another thread, as Ctrl-C would: the run keeps everything and is ``interrupted``;
-        a recorded command gets SIGTERM and the recording ends when it exits."""
+        """Stop from another thread, as SIGTERM would: the run keeps everything and is ``interrupted``;
+        a recorded command gets SIGTERM and the recording ends when it exits. Called again while the
+        command still runs: stop recording at once and leave it running."""
         self._on_signal(signal.SIGTERM, None)
 
     # ------------------------------------------------------------------ main
@@ -272,6 +346,8 @@ class Recorder:
         opts = self.opts
         if opts.scope == "command" and not opts.command:
             raise UsageError("nothing to record: give a command after --, or --pid / --system")
+        if opts.duration is not None and not opts.duration > 0:
+            raise UsageError("the duration must be more than 0 (leave it out to record until the end)")
         if opts.scope == "command":
             self._program = self._resolve_program()
         if opts.scope == "pid":
@@ -282,15 +358,18 @@ class Recorder:
         self.store.ensure_schema()
         probe = Probe(ProbeOptions(system_wide=opts.scope == "system", ringbuf_pages=opts.ringbuf_pages,
                                    sched=opts.sched, syscalls=opts.syscalls, aggregate_io=opts.aggregate_io))
-        old_handlers = ({s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-                        if opts.handle_signals else {})
+        # a signal osrewind's parent had ignored (SIGHUP under nohup, SIGINT in a background job)
+        # stays ignored: it was not meant for this process
+        old_handlers = ({s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS
+                         if s not in INHERITED_SIGNALS_IGNORED} if opts.handle_signals else {})
         start_ns = time.monotonic_ns()
         wall_offset = time.time_ns() - time.monotonic_ns()
         status = "failed"
         gate_w = err_r = None
         self._writer = EventWriter(self.store, self.run_id,
                                    lambda n: self.progress(f"{n} events, {self._lost_seen} lost"),
-                                   on_insert=self.indexer.inserted if self.indexer is not None else None)
+                                   on_insert=self.indexer.inserted if self.indexer is not None else None,
+                                   redact=self.redact)
         try:
             self._run_row("recording", start_ns, 0, wall_offset)
             if self.indexer is not None:
@@ -313,10 +392,12 @@ class Recorder:
                 os.close(err_r)
                 err_r = None
                 if failure:
-                    _, _, why = failure.decode(errors="replace").partition(":")
-                    os.waitpid(self._child_pid, 0)
-                    self._exit_code = 127
-                    raise UsageError(f"cannot run {opts.command[0]!r}: {why}")
+                    code, _, why = failure.decode(errors="replace").partition(":")
+                    _, st = os.waitpid(self._child_pid, 0)
+                    self._exit_code = wait_status_to_code(st)
+                    if self._exit_code not in (126, 127):  # killed before it could say (a Ctrl-C)
+                        self._exit_code = exec_failure_code(int(code) if code.isdigit() else 0)
+                    self._not_run = CommandNotRun(f"cannot run '{safe(opts.command[0])}': {why}", self._exit_code)
             elif opts.scope == "pid":
                 roots = set(opts.pids)
                 probe.track(procfs.descendants(roots))
@@ -332,7 +413,7 @@ class Recorder:
 
             deadline = time.monotonic() + opts.duration if opts.duration else None
             last_alive_check = 0.0
-            while True:
+            while self._not_run is None:
                 self._drain(probe)
                 if self._child_pid is not None and self._exit_code is None:
                     pid, st = os.waitpid(self._child_pid, os.WNOHANG)
@@ -352,6 +433,17 @@ class Recorder:
                         break
                 if self._stop_reason and self._child_pid is None:
                     break
+                if self._leave_running:
+                    time.sleep(0.05)   # it may be on its way out after all (two quick Ctrl-Cs)
+                    pid, st = os.waitpid(self._child_pid, os.WNOHANG)
+                    if pid:
+                        self._exit_code = wait_status_to_code(st)
+                    break   # else it keeps running, no longer recorded
+                if (self._first_interrupt and not self._waiting_told
+                        and time.monotonic() - self._first_interrupt >= STILL_RUNNING_SECONDS):
+                    self._waiting_told = True
+                    self.notice(f"waiting for {self.waiting_for()} to exit; "
+                                "Ctrl-C again to stop recording and leave it running")
                 if deadline and time.monotonic() >= deadline:
                     break
                 time.sleep(POLL_SECONDS)
@@ -359,7 +451,7 @@ class Recorder:
             time.sleep(0.02)
             self._drain(probe)
             self._drain(probe, flush_io=True)
-            status = self._stop_reason or "complete"
+            status = "failed" if self._not_run is not None else self._stop_reason or "complete"
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
@@ -380,5 +472,9 @@ class Recorder:
             finally:
                 probe.close()
                 self.store.set_purpose("idle")
-        return RunResult(self.run_id, self.name, status, self._exit_code, self._writer.written, self._lost_seen,
-                         start_ns, end_ns)
+        result = RunResult(self.run_id, self.name, status, self._exit_code, self._writer.written, self._lost_seen,
+                           start_ns, end_ns)
+        if self._not_run is not None:
+            self._not_run.result = result
+            raise self._not_run
+        return result

@@ -7,6 +7,8 @@ If the store falls far behind, ``put`` blocks (bounded memory) and the kernel co
 
 ``on_insert(upto_ns)`` is told, after each insert, that every record taken from the ring before
 ``upto_ns`` is in the store (a live indexer reads behind the writer from there).
+
+Every table goes through ``redact`` (``record --redact``) on its way to the store.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from osrewind.ingest import decode
+from osrewind.ingest.redact import Redactor
 from osrewind.ingest.store import Store
 
 MAX_QUEUED_ROWS = 1_000_000
@@ -28,8 +31,9 @@ MAX_QUEUED_ROWS = 1_000_000
 class EventWriter:
     def __init__(self, store: Store, run_id: uuid.UUID, progress: Callable[[int], None] | None = None,
                  batch_rows: int = 50_000, batch_seconds: float = 0.5,
-                 on_insert: Callable[[int], None] | None = None) -> None:
+                 on_insert: Callable[[int], None] | None = None, redact: Redactor | None = None) -> None:
         self.store = store
+        self.redact = redact if redact else None
         self.run_id = run_id
         self.progress = progress or (lambda n: None)
         self.batch_rows = batch_rows
@@ -94,7 +98,8 @@ class EventWriter:
                     continue
                 what, payload, units = item
                 if what == "table":
-                    self.store.insert_arrow(*payload)
+                    table, data = payload
+                    self.store.insert_arrow(table, self.redact.table(table, data) if self.redact else data)
                     continue
                 if what == "lost":
                     self._insert(pending, taken)
@@ -124,7 +129,8 @@ class EventWriter:
         if not pending:
             return
         ev = np.concatenate(pending) if len(pending) > 1 else pending[0]
-        self.store.insert_arrow("events", decode.to_arrow(ev, self.run_id, self._seq))
+        batch = decode.to_arrow(ev, self.run_id, self._seq)
+        self.store.insert_arrow("events", self.redact.table("events", batch) if self.redact else batch)
         self._seq += len(ev)
         self.written += len(ev)
         self.progress(self.written)

@@ -21,3 +21,21 @@ def _open_fds() -> frozenset[int]:
 # The fds osrewind was started with (its user's stdin/out/err, a jobserver pipe...): a recorded
 # command inherits these, and none of the ones osrewind's own engine opens later.
 INHERITED_FDS = _open_fds()
+
+
+def _inherited_signals() -> tuple[frozenset[int], frozenset[int]]:
+    """(ignored, blocked) signals as osrewind's parent left them, read before anything here changes
+    them (the embedded store blocks SIGPIPE in the thread that opens it). Python itself ignores
+    SIGPIPE and SIGXFSZ at startup, so whether the parent did is unknown: they count as default."""
+    import signal
+
+    forced = {signal.SIGPIPE, signal.SIGXFSZ}
+    ignored = frozenset(int(s) for s in signal.valid_signals()
+                        if s not in forced and signal.getsignal(s) is signal.SIG_IGN)
+    blocked = frozenset(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    return ignored, blocked
+
+
+# What a recorded command gets back before exec (with every other signal at its default), so it runs
+# as it would have without osrewind: `nohup osrewind record -- cmd` still ignores SIGHUP.
+INHERITED_SIGNALS_IGNORED, INHERITED_SIGNAL_MASK = _inherited_signals()
