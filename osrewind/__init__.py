@@ -39,3 +39,14 @@ def _inherited_signals() -> tuple[frozenset[int], frozenset[int]]:
 # What a recorded command gets back before exec (with every other signal at its default), so it runs
 # as it would have without osrewind: `nohup osrewind record -- cmd` still ignores SIGHUP.
 INHERITED_SIGNALS_IGNORED, INHERITED_SIGNAL_MASK = _inherited_signals()
+
+
+def _umask() -> int:
+    mask = _os.umask(0o077)
+    _os.umask(mask)
+    return mask
+
+
+# The umask osrewind was started with: the embedded store narrows this process's umask to 077 (a
+# store is private), and a recorded command gets this one back before it starts.
+INHERITED_UMASK = _umask()

@@ -54,6 +54,10 @@ def list_runs(store, limit: int = 1000) -> list[RunInfo]:
         if status == "recording" and getattr(store, "embedded", False):
             # we hold the embedded store's lock, so no recorder is writing it: that one died
             status = "aborted"
+        if status != "recording" and end_ns < start_ns:
+            # a recorder that died never wrote its end: the run ends at its last stored fact
+            last = store.query("SELECT max(ts) FROM events WHERE run_id = {r:UUID}", {"r": str(run_id)})
+            end_ns = max(start_ns, int(last[0][0] or 0)) if last else start_ns
         out.append(RunInfo(str(run_id), name, host, kernel, list(command), cwd, scope, int(root_pid), int(start_ns),
                            int(end_ns), int(wall_offset), int(events), int(lost),
                            None if exit_code is None else int(exit_code), status))

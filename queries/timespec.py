@@ -45,11 +45,25 @@ def format_wall(ns: int, date: bool = True) -> str:
     return text if date else text[11:]
 
 
-def parse_duration(text: str) -> int:
+MAX_NS = 2**62  # about 146 years: anything longer is a typo, and would not fit the store's Int64
+
+
+def _amount(m: re.Match, text: str, label: str) -> int:
+    """The nanoseconds an offset names, exactly (no float overflow on 400 nines)."""
+    from decimal import Decimal
+
+    value = Decimal(m.group(2)) * _UNITS[m.group(3)]
+    if value > MAX_NS:
+        shown = text if len(text) <= 24 else text[:20] + "..."
+        raise UsageError(f"{label} {shown!r} is too large (at most about 146 years)")
+    return int(value.to_integral_value())
+
+
+def parse_duration(text: str, label: str = "duration") -> int:
     m = _OFFSET.match(text.strip())
     if not m or m.group(1) == "-":
-        raise UsageError(f"bad duration {text!r}: use e.g. 500ms, 2s, 1.5m")
-    return int(round(float(m.group(2)) * _UNITS[m.group(3)]))
+        raise UsageError(f"bad {label} {text!r}: use e.g. 500ms, 2s, 1.5m")
+    return _amount(m, text, label)
 
 
 def parse_at(text: str, start_ns: int, end_ns: int, wall_offset_ns: int, *, check_range: bool = True,
@@ -65,9 +79,11 @@ def parse_at(text: str, start_ns: int, end_ns: int, wall_offset_ns: int, *, chec
         return end_ns
     m = _OFFSET.match(text)
     if m:
-        amount = int(round(float(m.group(2)) * _UNITS[m.group(3)]))
+        amount = _amount(m, raw, label)
         at = end_ns - amount if m.group(1) == "-" else start_ns + amount
     elif text.isdigit():
+        if len(text) > 19 or int(text) > 2**63 - 1:
+            raise UsageError(f"{label} {raw[:20]!r}... is too large for a CLOCK_MONOTONIC instant in ns")
         at = int(text)
     else:
         at = _parse_wall(text, start_ns, wall_offset_ns, label)
