@@ -3,6 +3,11 @@
 Input is what ``osrewind.probes.loader.Probe.drain`` returns: a numpy array of
 ``records.EVENT_DTYPE``. Strings are cut to their recorded lengths in one vectorised pass; only
 ``exec_args`` rows (one per exec) are split into argv lists in Python.
+
+Paths, argv, comm and socket paths are bytes to Linux, not text: every one of them is stored as the
+bytes the kernel had (Arrow ``binary`` into a ClickHouse ``String``), never decoded on the way in.
+Strings that Python holds already (the /proc baseline, run names, derived tables) are kept with
+surrogateescape (``osrewind.text``) and go back to their bytes through :func:`text_array`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from osrewind.probes import records
+from osrewind.text import from_bytes, to_bytes
 
 _TWO_PATH_KINDS = np.array([records.KIND_CODES["rename"]], dtype=np.uint16)
 _ARGV_KIND = records.KIND_CODES["exec_args"]
@@ -42,15 +48,15 @@ def to_arrow(ev: np.ndarray, run_id: uuid.UUID | str, seq_start: int) -> pa.Tabl
     path, path2 = _network_paths(ev, mat, kind, path, path2)
 
     offsets = np.zeros(n + 1, dtype=np.int32)
-    values: list[str] = []
+    values: list[bytes] = []
     if len(argv_rows):
         counts = np.zeros(n, dtype=np.int32)
         for i in argv_rows:
-            args = records.argv_of(ev["str"][i].tobytes(), int(len1[i]))
+            args = records.argv_bytes(ev["str"][i].tobytes(), int(len1[i]))
             counts[i] = len(args)
             values.extend(args)
         offsets[1:] = np.cumsum(counts)
-    argv = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.string()))
+    argv = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.binary()))
 
     rid = str(run_id)
     return pa.table(
@@ -84,7 +90,8 @@ _SOCK_STATE = records.KIND_CODES["sock_state"]
 
 
 def sockaddr_text(raw: bytes) -> str:
-    """A struct sockaddr as people write it: 1.2.3.4:80, [::1]:443, unix:/run/x.sock, unix:@abstract."""
+    """A struct sockaddr as people write it: 1.2.3.4:80, [::1]:443, unix:/run/x.sock, unix:@abstract.
+    A unix socket path is kept losslessly (surrogateescape), like every other path."""
     if len(raw) < 2:
         return ""
     family = int.from_bytes(raw[:2], "little")
@@ -97,8 +104,8 @@ def sockaddr_text(raw: bytes) -> str:
         if not path:
             return "unix:"
         if path[0] == 0:  # abstract namespace
-            return "unix:@" + path[1:].rstrip(b"\0").decode("utf-8", "replace")
-        return "unix:" + path.split(b"\0", 1)[0].decode("utf-8", "replace")
+            return "unix:@" + from_bytes(path[1:].rstrip(b"\0"))
+        return "unix:" + from_bytes(path.split(b"\0", 1)[0])
     return f"family {family}"
 
 
@@ -122,8 +129,31 @@ def _network_paths(ev, mat, kind, path, path2):
             p1[i] = endpoint_text(fam, raw[:16], int(ev["a2"][i])).encode()
             p2[i] = endpoint_text(fam, raw[16:32], int(ev["a3"][i])).encode()
         else:
-            p1[i] = sockaddr_text(raw).encode()
+            p1[i] = to_bytes(sockaddr_text(raw))
     return pa.array(p1, type=pa.binary()), pa.array(p2, type=pa.binary())
+
+
+def text_array(values: list, depth: int = 0) -> pa.Array:
+    """An Arrow column of recorded strings for a ClickHouse ``String`` (``depth`` 1: ``Array(String)``,
+    2: ``Array(Array(String))``), each written as its original bytes.
+
+    ``values`` hold ``str`` kept with surrogateescape (``osrewind.text.from_bytes``), ``bytes``, or
+    None. Arrow's ``string`` refuses lone surrogates, so such a column goes as ``binary`` instead;
+    ClickHouse stores both as the same bytes.
+    """
+    text, raw = pa.string(), pa.binary()
+    for _ in range(depth):
+        text, raw = pa.list_(text), pa.list_(raw)
+    try:
+        return pa.array(values, type=text)
+    except (UnicodeEncodeError, pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(_as_bytes(values, depth), type=raw)
+
+
+def _as_bytes(values: list, depth: int) -> list:
+    if depth == 0:
+        return [to_bytes(v) if isinstance(v, str) else v for v in values]
+    return [None if v is None else _as_bytes(list(v), depth - 1) for v in values]
 
 
 def binary_column(mat: np.ndarray, lengths: np.ndarray, start: int, width: int) -> pa.Array:

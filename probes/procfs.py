@@ -21,6 +21,9 @@ with ESRCH) is skipped; fields the reader may not see (EACCES, EPERM) stay empty
 out: they have exited, and no exit event will come for them. Nothing here raises for a racing
 process. Only plain os calls are used, no subprocess: a whole-machine snapshot of a few hundred
 processes takes tens of milliseconds.
+
+Names, argv, link targets and the cwd are read as bytes and kept losslessly as ``str`` with
+surrogateescape (``osrewind.text.from_bytes``): a path that is not UTF-8 is still that path.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from osrewind.text import from_bytes
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PF_KTHREAD = 0x00200000  # task flag (stat field 9) of kernel threads
@@ -111,8 +116,9 @@ def _read_or_gone(path: str) -> bytes | None:
 
 
 def _readlink(path: str) -> str:
+    """A link's target, losslessly; '' when unreadable."""
     try:
-        return os.readlink(path)
+        return from_bytes(os.readlink(os.fsencode(path)))
     except OSError:
         return ""
 
@@ -134,7 +140,7 @@ def _parse_stat(data: bytes) -> _Stat | None:
     rest = data[rpar + 2 :].split()
     # rest[0] is field 3 (state): ppid is field 4, flags field 9, starttime field 22
     try:
-        return _Stat(data[lpar + 1 : rpar].decode("utf-8", "replace"), rest[0].decode(), int(rest[1]),
+        return _Stat(from_bytes(data[lpar + 1 : rpar]), rest[0].decode(), int(rest[1]),
                      int(rest[6]), int(rest[19]))
     except (IndexError, ValueError):
         return None
@@ -232,7 +238,7 @@ def _fds(pid: int) -> list[FdInfo]:
     for name in names:
         fd = int(name)
         try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            target = from_bytes(os.readlink(f"/proc/{pid}/fd/{fd}".encode()))
         except OSError:
             continue  # closed meanwhile (or not allowed: then nothing is known of it)
         try:
@@ -265,7 +271,7 @@ def _proc(pid: int, shift: int, system: bool) -> tuple[ProcInfo, bool] | None:
     kthread = bool(st.flags & PF_KTHREAD) or (not raw and (st.ppid == KTHREADD_PID or pid == KTHREADD_PID))
     if kthread and not system:
         return None
-    argv = [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")]
+    argv = [from_bytes(a) for a in raw.split(b"\0")]
     if argv and argv[-1] == "":
         argv.pop()
     _tgid, uid, threads = _status(status)

@@ -136,9 +136,15 @@ def committed_prefix(slots: np.ndarray) -> tuple[np.ndarray, int]:
     return ready["ev"][keep], n
 
 
-def argv_of(raw: bytes, length: int) -> list[str]:
-    """Split an exec_args record's NUL-separated argv blob."""
+def argv_bytes(raw: bytes, length: int) -> list[bytes]:
+    """Split an exec_args record's NUL-separated argv blob: the arguments exactly as the kernel had them."""
     parts = bytes(raw[:length]).split(b"\0")
     if parts and parts[-1] == b"":
         parts.pop()
-    return [p.decode("utf-8", "surrogateescape") for p in parts]
+    return parts
+
+
+def argv_of(raw: bytes, length: int) -> list[str]:
+    """The same as text, losslessly: a byte that is not UTF-8 is kept as a lone surrogate
+    (surrogateescape, see ``osrewind.text``)."""
+    return [p.decode("utf-8", "surrogateescape") for p in argv_bytes(raw, length)]

@@ -102,8 +102,8 @@ def facts(store, run: RunInfo, procs: list[ProcRecord]) -> dict[int, list[Fact]]
     order = np.argsort(owner, kind="stable")
     owner = owner[order]
     table = table.take(pa.array(order))
-    rows = list(zip(table.column("ts").to_pylist(), table.column("kind").to_pylist(), table.column("sig").to_pylist(),
-                    strict=True))
+    rows = list(zip(table.column("ts").to_pylist(), named.column(table.column("kind")),
+                    named.column(table.column("sig")), strict=True))
     cuts = [0, *(np.flatnonzero(np.diff(owner)) + 1).tolist(), len(rows)]
     for begin, end in zip(cuts, cuts[1:], strict=False):
         o = int(owner[begin])

@@ -41,10 +41,20 @@ def glob_to_re2(glob: str) -> str:
     """Shell-style path glob as an anchored RE2 pattern: ``*`` and ``?`` stay within one path
     component, ``**`` crosses components and ``**/`` also matches nothing, so ``**/out.txt``
     matches ``out.txt``, ``build/out.txt`` and ``/tmp/out.txt``; ``[...]`` classes pass through.
-    Paths are matched as the program passed them to the kernel (relative paths stay relative)."""
+    Paths are matched as the program passed them to the kernel (relative paths stay relative).
+
+    RE2 reads text as UTF-8, and a path need not be: the store matches the path with each run of
+    bytes that are not UTF-8 replaced by U+FFFD (``toValidUTF8``), and such bytes in the glob (kept
+    as surrogateescape) become U+FFFD here, so ``*`` crosses them and ``bad\\xffname`` finds the
+    path (as well as one with other bytes that are not UTF-8 in that place)."""
     out, i = [], 0
     while i < len(glob):
         c = glob[i]
+        if "\udc80" <= c <= "\udcff":  # a byte that is not UTF-8: one U+FFFD per run, like toValidUTF8
+            if not out or out[-1] != "\ufffd":
+                out.append("\ufffd")
+            i += 1
+            continue
         if glob.startswith("**/", i):
             out.append("(.*/)?")
             i += 3
@@ -106,8 +116,8 @@ def events(store, run: RunInfo, flt: EventFilter) -> Iterator[dict]:
     c_ts, c_seq = (t_to + 1, 0) if flt.backwards else (t_from - 1, 2**64 - 1)
     while remaining > 0:
         page = min(PAGE, remaining)
-        rows = named.run_arrow(store, "events_filtered", t_from=t_from, t_to=t_to, c_ts=c_ts, c_seq=c_seq,
-                               lim=page, **params).to_pylist()
+        rows = named.rows(named.run_arrow(store, "events_filtered", t_from=t_from, t_to=t_to, c_ts=c_ts,
+                                          c_seq=c_seq, lim=page, **params))
         for row in rows:
             yield _clean(row)
         remaining -= len(rows)

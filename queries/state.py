@@ -625,7 +625,7 @@ def load_machine(store, run: RunInfo, at_ns: int, use_keyframes: bool = True) ->
     while True:
         table = named.run_arrow(store, "state_events_after", run=run.run_id, at=at_ns, c_ts=c_ts, c_seq=c_seq,
                                 lim=PAGE_ROWS, io_nrs=sorted(m.sends | m.recvs))
-        cols = {name: table.column(name).to_pylist() for name in table.column_names}
+        cols = named.columns(table)
         apply_rows(m, cols, 0, table.num_rows)
         if table.num_rows < PAGE_ROWS:
             return m
@@ -650,7 +650,7 @@ def _interval(store, run: RunInfo, m: Machine, start: tuple[int, int], end: tupl
                             lim=INTERVAL_ROWS, io_nrs=sorted(m.sends | m.recvs))
     if table.num_rows >= INTERVAL_ROWS:
         return None
-    cols = {name: table.column(name).to_pylist() for name in table.column_names}
+    cols = named.columns(table)
     cache[key] = cols
     while len(cache) > INTERVALS_KEPT:
         cache.popitem(last=False)

@@ -60,7 +60,7 @@ def cpu_lanes(store, run: RunInfo, t_from: int, t_to: int, lookback_ns: int = 1_
     """What ran on each CPU over [t_from, t_to], from the context switches (the task on a CPU at
     ``t_from`` is the last one switched in within ``lookback_ns`` before; unknown before that)."""
     table = named.run_arrow(store, "cpu_switches", run=run.run_id, t_from=t_from - lookback_ns, t_to=t_to)
-    cols = {n: table.column(n).to_pylist() for n in table.column_names}
+    cols = named.columns(table)
     lanes: dict[int, list[Slice]] = {}
     current: dict[int, tuple[int, int, int | None, str]] = {}
     for cpu, ts, tid, pid, comm in zip(cols["cpu"], cols["ts"], cols["next_tid"], cols["next_pid"],

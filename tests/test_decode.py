@@ -73,7 +73,7 @@ def test_to_arrow_cuts_strings_at_recorded_length_and_splits_argv():
     assert t["seq"] == [40, 41, 42, 43, 44]
     assert t["path"] == [b"/nonexistent", b"a.txt", b"", b"", b""]
     assert t["path2"] == [b"", b"b.txt", b"", b"", b""]
-    assert t["argv"] == [[], [], ["ls", "-l", "/tmp"], [], []]
+    assert t["argv"] == [[], [], [b"ls", b"-l", b"/tmp"], [], []]  # bytes as the kernel had them
     assert t["comm"] == [b"cat", b"mv", b"sh", b"sh", b"sh"]
     assert t["ret"][0] == -2 and t["a1"][3] == 9 and t["a2"][3] == 0x1200011
     assert t["kind"] == [k["open"], k["rename"], k["exec_args"], k["fork"], k["syscall"]]
