@@ -21,6 +21,7 @@ from osrewind.errors import OsrewindError
 from osrewind.queries.api import Recording
 from osrewind.queries.runs import list_runs
 from osrewind.tui.diff_screen import DiffScreen
+from osrewind.tui.fmt import safe, text
 from osrewind.tui.help_screen import HelpScreen, bindings_of
 from osrewind.tui.picker import PickerScreen
 from osrewind.tui.run_screen import RunScreen
@@ -52,15 +53,15 @@ class OsrewindApp(App):
         try:
             self.push_screen(self._first_screen())
         except OsrewindError as exc:
-            self.exit(return_code=2, message=f"osrewind: error: {exc}")
+            self.exit(return_code=2, message=text(f"osrewind: error: {exc}"))
 
     def _first_screen(self) -> Screen:
         if self.live is not None:
             info = self.live.run_info()
             return RunScreen(Recording(self.store, info), live=self.live)
-        if self.run_spec and self.diff_spec:
+        if self.run_spec is not None and self.diff_spec is not None:   # '' is an empty run: an error
             return DiffScreen(Recording.of(self.store, self.run_spec), Recording.of(self.store, self.diff_spec))
-        if self.run_spec:
+        if self.run_spec is not None:
             rec = Recording.of(self.store, self.run_spec)
             at = rec.instant(self.at_spec) if self.at_spec else None
             return RunScreen(rec, at=at)
@@ -75,14 +76,14 @@ class OsrewindApp(App):
         try:
             self.push_screen(RunScreen(Recording.of(self.store, run_id), can_go_back=True))
         except OsrewindError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(safe(str(exc)), severity="error", markup=False)
 
     def open_diff(self, run_a: str, run_b: str) -> None:
         try:
             self.push_screen(DiffScreen(Recording.of(self.store, run_a), Recording.of(self.store, run_b),
                                         can_go_back=True))
         except OsrewindError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(safe(str(exc)), severity="error", markup=False)
 
     # ------------------------------------------------------------------ help and commands
 

@@ -55,7 +55,7 @@ class CpuLanes(Widget):
                     ch, style = "░", "dim"
                 else:
                     ch, style = "█", fmt.colour(("pid", s.pid))
-                    seen.setdefault(f"{s.pid} {s.comm}", style)
+                    seen.setdefault(f"{s.pid} {fmt.safe(s.comm)}", style)
                 if col == cursor:
                     style = (style + " reverse").strip()
                     ch = ch if ch != " " else "│"

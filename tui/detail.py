@@ -9,6 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from osrewind.queries.timespec import format_offset
+from osrewind.tui.fmt import safe
 
 
 class DetailPane(Vertical):
@@ -47,11 +48,11 @@ class DetailPane(Vertical):
         self.border_title = f"pid {p.pid}"
         t = Text()
         t.append("argv ", "bold")
-        t.append(" ".join(p.argv) or "?")
+        t.append(safe(" ".join(p.argv)) or "?")
         t.append("\nexe ", "bold")
-        t.append(p.exe or "?")
+        t.append(safe(p.exe) or "?")
         t.append("  cwd ", "bold")
-        t.append(p.cwd or "?")
+        t.append(safe(p.cwd) or "?")
         t.append("\nuid ", "bold")
         t.append(f"{uid if uid is not None else '?'}")
         t.append("  ppid ", "bold")
@@ -75,7 +76,7 @@ class DetailPane(Vertical):
         kids = [c for c in state.processes if c.ppid == p.pid and c.pid != p.pid]
         if kids:
             t.append("\nchildren ", "bold")
-            t.append(", ".join(f"{c.pid} {c.comm}" for c in kids[:8]) + (" …" if len(kids) > 8 else ""))
+            t.append(", ".join(f"{c.pid} {safe(c.comm)}" for c in kids[:8]) + (" …" if len(kids) > 8 else ""))
         self.info.update(t)
         table = self.table
         keep = table.cursor_row if table.row_count else 0
@@ -86,7 +87,7 @@ class DetailPane(Vertical):
             flags = "cloexec" if f.cloexec else ""
             if f.sock is not None and (f.sock.sent or f.sock.received):
                 flags = (flags + f" {f.sock.sent}B out {f.sock.received}B in").strip()
-            table.add_row(str(f.fd), f.kind, Text(f.target, style=style), flags)
+            table.add_row(str(f.fd), Text(safe(f.kind)), Text(safe(f.target), style=style), Text(flags))
             self.fd_rows.append((f.fd, f.kind, f.target))
         if self.fd_rows:
             table.move_cursor(row=min(keep, len(self.fd_rows) - 1))

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from osrewind.errors import OsrewindError
 from osrewind.queries.timespec import format_duration, format_offset
 from osrewind.tui import fmt
+from osrewind.tui.fmt import safe
 
 
 def _cell(depth: int, p, other) -> Text:
@@ -57,11 +58,11 @@ class DiffScreen(Screen):
 
     def on_mount(self) -> None:
         a, b = self.rec_a.run, self.rec_b.run
-        self.title = f"osrewind · diff {a.name} ↔ {b.name}"
+        self.title = f"osrewind · diff {safe(a.name)} ↔ {safe(b.name)}"
         self.sub_title = f"A {a.run_id[:8]} · B {b.run_id[:8]}"
         table = self.query_one(DataTable)
-        table.add_column(f"A: {a.name} ({a.run_id[:8]})", key="a")
-        table.add_column(f"B: {b.name} ({b.run_id[:8]})", key="b")
+        table.add_column(fmt.text(f"A: {a.name} ({a.run_id[:8]})"), key="a")
+        table.add_column(fmt.text(f"B: {b.name} ({b.run_id[:8]})"), key="b")
         table.focus()
         self.run_worker(self._compute, thread=True, exit_on_error=False)
 
@@ -75,7 +76,7 @@ class DiffScreen(Screen):
         self.app.call_from_thread(self._show, rows, result)
 
     def _failed(self, why: str) -> None:
-        self.query_one("#diff-summary", Static).update(Text(f"cannot diff: {why}", style="bold red"))
+        self.query_one("#diff-summary", Static).update(fmt.text(f"cannot diff: {why}", style="bold red"))
 
     def _show(self, rows: list, result: dict) -> None:
         self.rows, self.result = rows, result
@@ -90,10 +91,10 @@ class DiffScreen(Screen):
                  f"{len(result['differences'])} differences", "bold")
         if first:
             s.append("\nfirst divergence: ", "bold red")
-            s.append(self._divergence_text(first))
+            s.append(safe(self._divergence_text(first)))
             s.append("   (v jumps there; a / b open that run at it)", "dim")
         for d in result["differences"][:3]:
-            s.append("\n• " + self._difference_text(d))
+            s.append("\n• " + safe(self._difference_text(d)))
         self.query_one("#diff-summary", Static).update(s)
         self._describe_row(0)
 
@@ -151,14 +152,14 @@ class DiffScreen(Screen):
                 t.append("no counterpart\n", "dim")
                 continue
             end = format_offset(p.end_ns - run.start_ns) if p.end_ns else "still running"
-            t.append(f"pid {p.pid}  {' '.join(p.argv) or p.exe}  born {format_offset(p.start_ns - run.start_ns)}  "
+            t.append(f"pid {p.pid}  {safe(' '.join(p.argv) or p.exe)}  born {format_offset(p.start_ns - run.start_ns)}  "
                      f"ended {end}  exit {p.exit_code if p.exit_code is not None else '?'}\n")
         if self.result:
             mine = [d for d in self.result["differences"]
                     if (pa is not None and d.get("process", d.get("a", {})).get("pid") == pa.pid)
                     or (pb is not None and d.get("process", d.get("b", {})).get("pid") == pb.pid)]
             for d in mine[:4]:
-                t.append("• " + self._difference_text(d) + "\n", "yellow")
+                t.append("• " + safe(self._difference_text(d)) + "\n", "yellow")
         self.query_one("#diff-detail", Static).update(t)
 
     def action_divergence(self) -> None:

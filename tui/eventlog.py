@@ -9,6 +9,7 @@ from textual.widgets import DataTable
 
 from osrewind.queries.events import describe
 from osrewind.queries.timespec import format_offset
+from osrewind.tui.fmt import safe
 
 
 class EventLog(DataTable):
@@ -33,7 +34,7 @@ class EventLog(DataTable):
             failed = e["ret"] < 0 and e["kind"] not in ("sched_switch", "fork", "exec", "wait") and e["ret"] >= -4095
             style = "red" if failed or e["kind"] == "lost" else ("dim" if e["ts"] > at else "")
             self.add_row(Text(format_offset(e["ts"] - start_ns), style="dim" if e["ts"] > at else ""),
-                         str(e["tgid"]), Text(describe(e), style=style))
+                         str(e["tgid"]), Text(safe(describe(e)), style=style))
         if older:
             self.move_cursor(row=len(older) - 1, scroll=True)
 

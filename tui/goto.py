@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -11,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 from osrewind.errors import OsrewindError
+from osrewind.tui.fmt import safe
 
 
 class GotoScreen(ModalScreen[int | None]):
@@ -32,6 +34,6 @@ class GotoScreen(ModalScreen[int | None]):
         try:
             at = self.parse(event.value.strip())
         except OsrewindError as exc:
-            self.query_one("#goto-error", Label).update(str(exc))
+            self.query_one("#goto-error", Label).update(Text(safe(str(exc))))   # may quote what was typed
             return
         self.dismiss(at)

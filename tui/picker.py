@@ -10,6 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from osrewind.queries.timespec import format_duration, format_wall
+from osrewind.tui.fmt import safe
 
 
 class PickerScreen(Screen):
@@ -41,10 +42,10 @@ class PickerScreen(Screen):
 
     def _cells(self, r, marked: bool) -> list:
         status_style = {"complete": "green", "interrupted": "yellow", "aborted": "red", "failed": "red"}
-        return [Text("A" if marked else " ", style="bold yellow"), r.run_id[:8], r.name,
+        return [Text("A" if marked else " ", style="bold yellow"), r.run_id[:8], Text(safe(r.name)),
                 format_wall(r.start_wall_ns), format_duration(r.duration_ns), str(r.events),
                 Text(str(r.lost), style="bold red" if r.lost else ""), "" if r.exit_code is None else str(r.exit_code),
-                Text(r.status, style=status_style.get(r.status, ""))]
+                Text(safe(r.status), style=status_style.get(r.status, ""))]
 
     @property
     def cursor(self) -> int | None:
@@ -70,7 +71,7 @@ class PickerScreen(Screen):
         self.marked = None if self.marked == i else i
         if self.marked is not None:
             table.update_cell_at((i, 0), Text("A", style="bold yellow"))
-            self.notify(f"run {self.runs[i].name} marked: d on another run diffs them")
+            self.notify(f"run {safe(self.runs[i].name)} marked: d on another run diffs them", markup=False)
 
     def action_diff(self) -> None:
         i = self.cursor

@@ -34,7 +34,7 @@ class ProcessTree(Tree[Ident]):
 
     @staticmethod
     def label_for(p, born: bool = False, gone: bool = False) -> Text:
-        name = p.comm or os.path.basename(p.exe) or "?"
+        name = fmt.safe(p.comm or os.path.basename(p.exe) or "?")
         t = Text()
         t.append(f"{p.pid} ", "bold" if not gone else "dim")
         t.append(name, fmt.colour(("pid", p.pid)) if not gone else "dim strike")

@@ -23,6 +23,7 @@ from osrewind.queries.timespec import format_offset
 from osrewind.tui.cpulanes import CpuLanes
 from osrewind.tui.detail import DetailPane
 from osrewind.tui.eventlog import EventLog
+from osrewind.tui.fmt import safe
 from osrewind.tui.goto import GotoScreen
 from osrewind.tui.proctree import Ident, ProcessTree
 from osrewind.tui.scrubber import Scrubber
@@ -131,8 +132,8 @@ class RunScreen(Screen):
 
     def on_mount(self) -> None:
         run = self.rec.run
-        self.title = f"osrewind · {run.name}"
-        self.sub_title = f"run {run.run_id[:8]} · {run.status}" + (f" · exit {run.exit_code}"
+        self.title = f"osrewind · {safe(run.name)}"
+        self.sub_title = f"run {run.run_id[:8]} · {safe(run.status)}" + (f" · exit {run.exit_code}"
                                                                     if run.exit_code is not None else "")
         self.proc_tree.border_title = "Processes"
         self.detail.border_title = "Detail"
@@ -201,7 +202,7 @@ class RunScreen(Screen):
                     if not self._post(self._show_extras, at, sel, older, newer, lanes, state_for[1].sched):
                         return
                 except OsrewindError as exc:
-                    self._post(self.notify, str(exc), severity="error")
+                    self._post(self.say, str(exc), severity="error")
                 with self._lock:
                     self._done = req
         finally:
@@ -213,7 +214,7 @@ class RunScreen(Screen):
             gaps = [(g.ts, g.lost) for g in self.rec.gaps()]
             dens = self.rec.density(self.scrubber.columns)
         except OsrewindError as exc:
-            self._post(self.notify, str(exc), severity="error")
+            self._post(self.say, str(exc), severity="error")
             return
         self._post(self._show_marks, gaps, dens)
 
@@ -270,6 +271,11 @@ class RunScreen(Screen):
         self.detail.show_nothing(f"pid {sel[0]} is not alive at this instant "
                                  f"({'born later' if sel[1] > self.at else 'exited earlier'}); "
                                  "p / n step to its previous / next event")
+
+    def say(self, message: str, severity: str = "information") -> None:
+        """A notification that may quote recorded text (a path, an fd target, an error naming a
+        run): escaped, and shown as typed rather than read as markup."""
+        self.notify(safe(message), severity=severity, markup=False)
 
     # ------------------------------------------------------------------ messages up
 
@@ -372,7 +378,7 @@ class RunScreen(Screen):
         elif fd[1] == "file" and fd[2].startswith("/"):
             self._find(direction, path=fd[2].removesuffix(" (deleted)"))
         else:
-            self.notify(f"fd {fd[0]} has no path ({fd[2]}): P / N step by the fd", severity="warning")
+            self.say(f"fd {fd[0]} has no path ({fd[2]}): P / N step by the fd", severity="warning")
 
     def _find(self, direction: int, pid: int | None = None, fd: int | None = None, path: str | None = None) -> None:
         at = self.at
@@ -383,10 +389,10 @@ class RunScreen(Screen):
             try:
                 e = self.rec.step(at, backwards=direction < 0, pid=pid, fd=fd, path=path)
             except OsrewindError as exc:
-                self._post(self.notify, str(exc), severity="error")
+                self._post(self.say, str(exc), severity="error")
                 return
             if e is None:
-                self._post(self.notify, f"no {'earlier' if direction < 0 else 'later'} event of {what}")
+                self._post(self.say, f"no {'earlier' if direction < 0 else 'later'} event of {what}")
                 return
             self._post(self._stepped, e)
 
@@ -396,7 +402,7 @@ class RunScreen(Screen):
     def _stepped(self, e: dict) -> None:
         from osrewind.queries.events import describe
 
-        self.scrubber.note = f"{e['tgid']}: {describe(e)}"[:70]
+        self.scrubber.note = safe(f"{e['tgid']}: {describe(e)}", limit=70)
         self._request(e["ts"])
 
     def action_filter(self) -> None:
@@ -438,12 +444,12 @@ class RunScreen(Screen):
             return
         self.rec.run = info
         self.scrubber.set_span(info.start_ns, info.end_ns)
-        self.sub_title = f"run {info.run_id[:8]} · {live.status_text()}"
+        self.sub_title = f"run {info.run_id[:8]} · {safe(live.status_text())}"
         self.run_worker(self._load_marks, thread=True, group="marks", exclusive=True, exit_on_error=False)
         if self._live_edge:
             self._request(info.end_ns)
         if live.finished and live.indexed:  # the run is final: one last update, then no more ticks
             self._live_timer.stop()
-            self.sub_title = f"run {info.run_id[:8]} · {info.status}" + (
+            self.sub_title = f"run {info.run_id[:8]} · {safe(info.status)}" + (
                 f" · exit {info.exit_code}" if info.exit_code is not None else "")
-            self.notify(live.status_text(), severity="error" if live.error else "information")
+            self.say(live.status_text(), severity="error" if live.error else "information")

@@ -9,6 +9,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from osrewind.queries.timespec import format_duration, format_offset, format_wall
+from osrewind.tui.fmt import safe
 
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -106,7 +107,7 @@ class Scrubber(Widget):
         if self.bookmarks:
             info.append(f"  {len(self.bookmarks)} bookmark{'s' if len(self.bookmarks) > 1 else ''}", "yellow")
         if self.note:
-            info.append(f"  {self.note}", "italic")
+            info.append(f"  {safe(self.note)}", "italic")
         return Text("\n").join([spark, line2, info])
 
     def on_click(self, event) -> None:
