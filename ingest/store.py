@@ -12,6 +12,7 @@ The store location is ``--db``, else ``$OSREWIND_DB``, else ``$XDG_DATA_HOME/osr
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from osrewind.errors import StoreError
+from osrewind.errors import StoreError, UsageError
 from osrewind.ingest.schema import ADDED_COLUMNS, KIND_TYPE, SCHEMA_VERSION, TABLES
 
 # the driver logs its own copy of every error it raises; osrewind reports them once, in one line
@@ -43,6 +44,100 @@ def default_location() -> str:
 
 def is_server_url(location: str) -> bool:
     return location.startswith(("http://", "https://"))
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+CORE_TABLES = tuple(TABLES)
+# tables whose loss a store's marker remembers (the derived ones can be rebuilt, but a store that
+# silently lost them would answer differently)
+KNOWN_TABLES = (*CORE_TABLES, "keyframes", "processes", "file_access")
+
+
+def check_location(location: str) -> str:
+    """``--db`` as given: a directory, or an http(s) URL that parses. Anything else is the user's error."""
+    if not location.strip():
+        raise UsageError("--db is empty: give a store directory or an http(s)://host:8123/database URL")
+    m = _SCHEME.match(location)
+    if m and m.group(1).lower() not in ("http", "https"):
+        raise UsageError(f"unknown store scheme {m.group(1)}://: give a directory or an http(s):// URL")
+    if m:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(location)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise UsageError(f"bad store URL {location!r}: {exc}") from None
+        if not parts.hostname:
+            raise UsageError(f"bad store URL {location!r}: no host")
+    return location
+
+
+class StoreMissing(StoreError):
+    """A command that only reads was pointed at a store that does not exist."""
+
+
+def warn(message: str) -> None:
+    import sys
+
+    print(f"osrewind: warning: {message}", file=sys.stderr)
+
+
+def _is_store(path: Path) -> bool:
+    return (path / MARKER_NAME).exists() or (path / "metadata").is_dir()
+
+
+def _read_only_fs(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+def _why_not_writable(path: Path) -> str:
+    return "read-only filesystem" if _read_only_fs(path) else "permission denied"
+
+
+def _chmod_nofollow(path: str, mode: int) -> None:
+    try:
+        if not os.path.islink(path):
+            os.chmod(path, mode)
+    except OSError:
+        pass
+
+
+def _private_umask() -> None:
+    """This process's new files 0600, directories 0700 (a recorded command gets its own umask back,
+    osrewind.INHERITED_UMASK)."""
+    os.umask(0o077)
+
+
+def _chmod_tree(path: Path) -> None:
+    for root, dirs, files in os.walk(path):
+        for d in dirs:
+            _chmod_nofollow(os.path.join(root, d), 0o700)
+        for f in files:
+            _chmod_nofollow(os.path.join(root, f), 0o600)
+    os.chmod(path, 0o700)
+
+
+def _open_lock(lock_path: Path, flags: int) -> int:
+    """The lock file, never through a symlink: a user who could plant ``.osrewind.lock -> /etc/x``
+    must not get root to truncate the target."""
+    try:
+        return os.open(lock_path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreError(f"{lock_path} is a symbolic link: refusing to open it (someone may be trying to "
+                             "make osrewind overwrite another file); remove it") from None
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise StoreError(f"cannot open {lock_path}: {exc.strerror}") from None
+
+
+def _holder_text(lock_path: Path) -> str:
+    holder = lock_holder(lock_path)
+    pid = holder.get("pid")
+    if pid and os.path.exists(f"/proc/{pid}"):
+        return f"osrewind pid {pid} ({holder.get('purpose', 'in use')})"
+    return "another process"
 
 
 class _Serialized:
@@ -76,12 +171,23 @@ def _one_line(exc: BaseException) -> str:
 
 
 class Store:
-    """An open store. Use as a context manager; closing releases the embedded store's lock."""
+    """An open store. Use as a context manager; closing releases the embedded store's lock.
 
-    def __init__(self, location: str | None = None, *, purpose: str = "reading") -> None:
-        self.location = location or default_location()
+    ``mode="write"`` (recording, reindexing, the Python API's default) creates the embedded store
+    if needed and takes it exclusively; ``mode="read"`` (every command that only reads) never
+    creates anything: the store must exist, and one the user cannot write (a read-only
+    filesystem, another user's store shared with them) is opened through a private read-only view.
+    """
+
+    def __init__(self, location: str | None = None, *, purpose: str = "reading", mode: str = "write",
+                 timeout: float | None = None) -> None:
+        self.location = check_location(default_location() if location is None else location)
         self.purpose = purpose
+        self.mode = mode
+        self.timeout = timeout
+        self.read_only_view = False
         self._lock_fd: int | None = None
+        self._scratch: str | None = None
         self.embedded = not is_server_url(self.location)
         try:
             if self.embedded:
@@ -98,24 +204,108 @@ class Store:
         path = Path(self.location)
         if path.exists() and not path.is_dir():
             raise StoreError(f"store path {path} exists and is not a directory")
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create store directory {path}: {exc.strerror}") from exc
-        self._lock(path / LOCK_NAME)
+        if not path.exists():
+            if self.mode == "read":
+                raise StoreMissing(f"no store at {path}: nothing recorded there yet "
+                                   "(record with 'osrewind record -- CMD', or give --db)")
+            try:
+                old = os.umask(0o077)
+                try:
+                    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+                finally:
+                    os.umask(old)
+            except OSError as exc:
+                raise StoreError(f"cannot create store directory {path}: {exc.strerror}") from exc
+        if not _is_store(path) and any(True for _ in path.iterdir()):
+            raise StoreError(f"{path} is not an osrewind store (it has other files): give --db a new "
+                             "or empty directory, or an existing store")
+        if self.mode == "read" and not _is_store(path):
+            raise StoreMissing(f"no store at {path}: nothing recorded there yet "
+                               "(record with 'osrewind record -- CMD', or give --db)")
+        st = path.stat()
+        foreign = st.st_uid not in (os.geteuid(), 0) or st.st_mode & 0o022
+        writable = os.access(path, os.W_OK) and not _read_only_fs(path)
+        if self.mode == "write":
+            if foreign:
+                who = f"uid {st.st_uid}" if st.st_uid not in (os.geteuid(), 0) else f"mode {st.st_mode & 0o777:04o}"
+                raise StoreError(f"store {path} can be written by another user ({who}): refusing to use it; "
+                                 "make it yours and private (chown, chmod 700) or give --db another directory")
+            if not writable:
+                raise StoreError(f"store {path} is not writable here ({_why_not_writable(path)}): "
+                                 "reading works, recording and reindexing need a writable store")
+        if writable and not foreign:
+            self._make_private(path, st)
+            self._lock(path / LOCK_NAME)
+            self._connect_chdb(str(path), path)
+            _private_umask()  # the engine sets its own umask as it starts: narrow it again
+            if not (path / MARKER_NAME).exists():  # new: what the engine made as it started, private too
+                _chmod_tree(path)
+        else:  # read through a private view: nothing is written into the store
+            self._shared_lock(path / LOCK_NAME)
+            self._open_view(path)
+
+    def _make_private(self, path: Path, st: os.stat_result) -> None:
+        """Stores are private to their owner (argv and paths may hold secrets): 0700, files 0600.
+        One made by an older osrewind (0755) is fixed once, with a warning."""
+        _private_umask()
+        if st.st_uid != os.geteuid() or not st.st_mode & 0o077:
+            return
+        was = st.st_mode & 0o777
+        _chmod_tree(path)
+        warn(f"store {path} was readable by other users (mode {was:04o}); made it private (0700, files 0600)")
+
+    def _connect_chdb(self, where: str, shown: Path) -> None:
         try:
             import clickhouse_connect
 
-            self.client = _Serialized(clickhouse_connect.get_client(interface="chdb", path=str(path)))
+            self.client = _Serialized(clickhouse_connect.get_client(interface="chdb", path=where))
             self.client.command("SELECT 1")
         except Exception as exc:
-            raise StoreError(f"cannot open store {path}: {_one_line(exc)}") from exc
+            raise StoreError(f"cannot open store {shown}: {_one_line(exc)}") from exc
+        self._check_damage(shown)
+
+    def _open_view(self, path: Path) -> None:
+        """chDB writes a status file and temporary files beside the data even to read: give it a
+        private scratch directory whose data and metadata are the store's, read-only."""
+        import tempfile
+
+        self._scratch = tempfile.mkdtemp(prefix="osrewind-view-")
+        for part in ("metadata", "store", "data"):
+            if (path / part).exists():
+                os.symlink(path.resolve() / part, os.path.join(self._scratch, part))
+        self.read_only_view = True
+        self._connect_chdb(f"file:{self._scratch}?mode=ro", path)
+
+    def _check_damage(self, path: Path) -> None:
+        """A store that once had its tables must still have them: an engine that lost a table's
+        metadata would otherwise start an empty one and old runs would read as empty."""
+        marker = path / MARKER_NAME
+        if not marker.exists():
+            return
+        try:
+            expected = set(json.loads(marker.read_text()).get("tables") or CORE_TABLES)
+        except (OSError, ValueError):
+            expected = set(CORE_TABLES)
+        present = self.table_names()
+        missing = sorted(expected - present)
+        if missing:
+            raise StoreError(
+                f"store {path} is damaged: table{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                "cannot be loaded (metadata missing or unreadable); files left untouched: restore the store "
+                "from a backup, or move it aside and record into a new one")
+
+    def table_names(self) -> set[str]:
+        rows = self.client.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows
+        return {r[0] for r in rows}
 
     def _open_server(self) -> None:
         try:
             import clickhouse_connect
 
-            self.client = _Serialized(clickhouse_connect.get_client(dsn=self.location))
+            kwargs = {}
+            if self.timeout:
+                kwargs = {"connect_timeout": self.timeout, "send_receive_timeout": self.timeout}
+            self.client = _Serialized(clickhouse_connect.get_client(dsn=self.location, **kwargs))
         except Exception as exc:
             raise StoreError(f"cannot reach ClickHouse at {self._redacted()}: {_one_line(exc)}") from exc
 
@@ -131,24 +321,35 @@ class Store:
         return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
     def _lock(self, lock_path: Path) -> None:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _open_lock(lock_path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = lock_holder(lock_path)
             os.close(fd)
-            what = f"osrewind pid {holder.get('pid', '?')} ({holder.get('purpose', 'in use')})" if holder else "another process"
-            raise StoreError(
-                f"store {lock_path.parent} is in use by {what}; wait for it to finish or use --db for another store"
-            ) from None
+            raise StoreError(f"store {lock_path.parent} is in use by {_holder_text(lock_path)}; wait for it to "
+                             "finish or use --db for another store") from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "purpose": self.purpose, "since": time.time()}).encode())
+        self._lock_fd = fd
+
+    def _shared_lock(self, lock_path: Path) -> None:
+        """A reader that cannot write the store still keeps a recording from starting under it."""
+        try:
+            fd = _open_lock(lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"store {lock_path.parent} is in use by {_holder_text(lock_path)}; wait for it to "
+                             "finish or use --db for another store") from None
         self._lock_fd = fd
 
     def set_purpose(self, purpose: str) -> None:
         """Update what the lock file tells other osrewind processes (e.g. the run being recorded)."""
         self.purpose = purpose
-        if self._lock_fd is not None:
+        if self._lock_fd is not None and not self.read_only_view:
             os.ftruncate(self._lock_fd, 0)
             os.pwrite(self._lock_fd, json.dumps({"pid": os.getpid(), "purpose": purpose,
                                                  "since": time.time()}).encode(), 0)
@@ -167,10 +368,7 @@ class Store:
             self._upgrade_kinds()
             for table, column, ctype in ADDED_COLUMNS:
                 self.client.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {ctype}")
-            if self.embedded:
-                marker = Path(self.location) / MARKER_NAME
-                if not marker.exists():
-                    marker.write_text(json.dumps({"schema_version": SCHEMA_VERSION}) + "\n")
+            self.remember_tables()
         except Exception as exc:
             raise StoreError(f"cannot create tables in store {self.location}: {_one_line(exc)}") from exc
 
@@ -200,8 +398,15 @@ class Store:
         except Exception as exc:
             raise StoreError(f"writing {table} to store {self.location} failed: {_one_line(exc)}") from exc
 
+    # Text in the store is bytes: a ClickHouse String holds whatever a program gave the kernel, and a
+    # path or argv need not be UTF-8. Recorded strings go in as their original bytes and come back as
+    # Python's lossless text for bytes (str with surrogateescape, see osrewind.text): every String
+    # column is read as bytes and decoded here, never by the driver (which shows bytes that are not
+    # UTF-8 as hex digits). A parameter holding such text is sent as its bytes.
+
     def insert_rows(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
-        """A few rows, sent as Arrow too (the driver's row path would import pandas: ~0.8 s)."""
+        """A few rows, sent as Arrow too (the driver's row path would import pandas: ~0.8 s). Text
+        (also in lists) is written as its original bytes."""
         import uuid
 
         import pyarrow as pa
@@ -209,41 +414,128 @@ class Store:
         data = {}
         for i, col in enumerate(columns):
             values = [str(r[i]) if isinstance(r[i], uuid.UUID) else r[i] for r in rows]
-            data[col] = pa.array(values)
+            try:
+                data[col] = pa.array(values)
+            except UnicodeEncodeError:  # str kept with surrogateescape: Arrow's string refuses it
+                data[col] = pa.array(Store._to_bytes(values))
         self.insert_arrow(table, pa.table(data))
 
+    @staticmethod
+    def _to_bytes(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogateescape")
+        if isinstance(value, (list, tuple)):
+            return [Store._to_bytes(v) for v in value]
+        return value
+
+    @staticmethod
+    def _to_text(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "surrogateescape")
+        if isinstance(value, list):
+            return [Store._to_text(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(Store._to_text(v) for v in value)
+        if isinstance(value, dict):
+            return {Store._to_text(k): Store._to_text(v) for k, v in value.items()}
+        return value
+
+    @staticmethod
+    def _params(params: dict[str, Any] | None) -> dict[str, Any]:
+        """Parameters, with text that is not UTF-8 as its bytes (the driver cannot encode it)."""
+        out = {}
+        for key, value in (params or {}).items():
+            try:
+                if isinstance(value, str):
+                    value.encode("utf-8")
+                elif isinstance(value, (list, tuple)) and any(isinstance(v, str) for v in value):
+                    for v in value:
+                        if isinstance(v, str):
+                            v.encode("utf-8")
+            except UnicodeEncodeError:
+                value = Store._to_bytes(value)
+            out[key] = value
+        return out
+
+    def query_rows(self, sql: str, params: dict[str, Any] | None, keep_bytes: tuple[str, ...] = (),
+                   settings: dict[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
+        """Column names and rows; String values (also inside arrays, maps, tuples) as lossless text,
+        except the ``keep_bytes`` columns, which stay bytes. Raises the driver's own exception, for
+        callers that sort errors themselves (a user's SQL)."""
+        res = self.client.query(sql, parameters=self._params(params), settings=settings,
+                                query_formats={"String": "bytes", "FixedString": "bytes"})
+        names = list(res.column_names)
+        text = [i for i, (name, ctype) in enumerate(zip(names, res.column_types, strict=True))
+                if "String" in ctype.name and name not in keep_bytes]
+        rows = res.result_rows
+        if not text:
+            return names, list(rows)
+        out = []
+        for row in rows:
+            row = list(row)
+            for i in text:
+                row[i] = Store._to_text(row[i])
+            out.append(tuple(row))
+        return names, out
+
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        """Rows; String columns as lossless text (str, surrogateescape for bytes that are not UTF-8)."""
         try:
-            return self.client.query(sql, parameters=params or {}).result_rows
+            return self.query_rows(sql, params)[1]
         except Exception as exc:
             raise StoreError(f"query failed: {_one_line(exc)}") from exc
 
     def query_bytes(self, sql: str, params: dict[str, Any], binary_columns: tuple[str, ...]) -> list[tuple]:
-        """Rows, with the named String columns as bytes (blobs that are not UTF-8)."""
+        """Rows, with the named String columns as bytes (blobs), the other String columns as text."""
         try:
-            return self.client.query(sql, parameters=params,
-                                     column_formats={c: "bytes" for c in binary_columns}).result_rows
+            return self.query_rows(sql, params, keep_bytes=tuple(binary_columns))[1]
         except Exception as exc:
             raise StoreError(f"query failed: {_one_line(exc)}") from exc
 
     def query_readonly(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple]]:
         """A user's query: refused if it would write (readonly=1). Parameter values arrive as text
-        and are parsed by the engine into the {name:Type} each placeholder declares."""
+        and are parsed by the engine into the {name:Type} each placeholder declares. String results
+        are lossless text, as everywhere."""
         try:
-            res = self.client.query(sql, parameters=params, settings={"readonly": 1})
-            return list(res.column_names), list(res.result_rows)
+            return self.query_rows(sql, params, settings={"readonly": 1})
         except Exception as exc:
             raise StoreError(f"query failed: {_one_line(exc)}") from exc
 
     def query_arrow(self, sql: str, params: dict[str, Any] | None = None, binary: bool = False):
-        """An Arrow table; ``binary`` keeps String columns as bytes (for blobs that are not UTF-8)."""
+        """An Arrow table; ``binary`` keeps String columns as Arrow ``binary`` (recorded text need not
+        be UTF-8; ``osrewind.queries.named.columns`` decodes it losslessly)."""
         try:
-            return self.client.query_arrow(sql, parameters=params or {}, use_strings=False if binary else None)
+            return self.client.query_arrow(sql, parameters=self._params(params),
+                                           use_strings=False if binary else None)
         except Exception as exc:
             raise StoreError(f"query failed: {_one_line(exc)}") from exc
 
+    def remember_tables(self) -> None:
+        """Write down in the store's marker which tables it has, so that losing one later is noticed
+        on open (``_check_damage``) instead of being papered over with an empty table."""
+        if not self.embedded or self.read_only_view or getattr(self, "client", None) is None:
+            return
+        marker = Path(self.location) / MARKER_NAME
+        try:
+            old = json.loads(marker.read_text()) if marker.exists() else {}
+        except (OSError, ValueError):
+            old = {}
+        tables = set(old.get("tables") or ()) | (self.table_names() & set(KNOWN_TABLES))
+        new = {"schema_version": SCHEMA_VERSION, "tables": sorted(tables)}
+        if new != old:
+            tmp = marker.with_name(MARKER_NAME + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(new) + "\n")
+            os.replace(tmp, marker)
+
     def close(self) -> None:
         client = getattr(self, "client", None)
+        if client is not None and self._lock_fd is not None and not self.read_only_view:
+            try:
+                self.remember_tables()
+            except Exception:  # noqa: BLE001 - closing must not fail over bookkeeping
+                pass
         if client is not None:
             try:
                 client.close()
@@ -253,6 +545,11 @@ class Store:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._scratch is not None:
+            import shutil
+
+            shutil.rmtree(self._scratch, ignore_errors=True)  # symlinks are removed, never followed
+            self._scratch = None
 
     def __enter__(self) -> Store:
         return self
@@ -263,6 +560,9 @@ class Store:
 
 def lock_holder(lock_path: Path) -> dict:
     try:
-        return json.loads(lock_path.read_text() or "{}")
+        fd = os.open(lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            holder = json.loads(f.read(4096) or b"{}")
+        return holder if isinstance(holder, dict) else {}
     except (OSError, ValueError):
         return {}

@@ -114,8 +114,9 @@ def run(store, sql: str, params: dict[str, str]) -> tuple[list[str], list[tuple]
 
     check_read_only(sql)
     try:
-        res = store.client.query(sql, parameters=params, settings={"readonly": 1})
-        return list(res.column_names), list(res.result_rows)
+        return store.query_rows(sql, params, settings={"readonly": 1})
+    except UnicodeDecodeError:  # a result column named by bytes that are not UTF-8
+        raise UsageError("a result column's name is not UTF-8: name it with AS") from None
     except Exception as exc:  # noqa: BLE001 - sorted into the user's fault or the store's below
         text = str(exc)
         if "DB::Exception" in text or type(exc).__name__ in ("ProgrammingError", "DataError", "KeyError"):

@@ -105,6 +105,6 @@ def test_sql_command(store):
                    "--json", db=db)
     assert json.loads(own.stdout) == [{"n": 5}]
     refused = osrewind("sql", "DROP TABLE events", db=db)
-    assert refused.returncode == 4 and "readonly" in refused.stderr.lower()
+    assert refused.returncode == 2 and "only reading queries" in refused.stderr
     assert json.loads(osrewind("sql", "SELECT count() AS n FROM events", "--json", db=db).stdout) == [{"n": 5}]
     assert osrewind("sql", "top_files", "-p", "oops", db=db).returncode == 2
