@@ -12,9 +12,10 @@ Scopes:
 - ``pid``: an existing process and its descendants; ends when they have all exited (or on Ctrl-C).
 - ``system``: every process but the recorder; ends on Ctrl-C or ``duration``.
 
-The command runs as it would without osrewind: it gets back the signal dispositions and mask
-osrewind was started with (Python ignores SIGPIPE and SIGXFSZ, the store blocks SIGPIPE), and exec
-failures exit as a shell's would (127 not found, 126 not runnable).
+The command runs as it would without osrewind: it gets back the fds, signal dispositions, signal
+mask and umask osrewind was started with (Python ignores SIGPIPE and SIGXFSZ, the store blocks
+SIGPIPE and narrows the umask), and exec failures exit as a shell's would (127 not found, 126 not
+runnable).
 
 Stopping: Ctrl-C (SIGINT), SIGTERM, SIGHUP (the terminal closed) or ``stop()`` end the recording
 when the command exits (SIGTERM and SIGHUP are passed on to it; Ctrl-C at a terminal reached it
@@ -43,7 +44,13 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from osrewind import INHERITED_FDS, INHERITED_SIGNAL_MASK, INHERITED_SIGNALS_IGNORED, __version__
+from osrewind import (
+    INHERITED_FDS,
+    INHERITED_SIGNAL_MASK,
+    INHERITED_SIGNALS_IGNORED,
+    INHERITED_UMASK,
+    __version__,
+)
 from osrewind.errors import CommandNotRun, UsageError
 from osrewind.ingest import decode
 from osrewind.ingest.redact import Redactor
@@ -202,10 +209,11 @@ class Recorder:
                 "ppid": pa.array([p.ppid for p in procs], type=pa.uint32()),
                 "start_ns": pa.array([p.start_ns for p in procs], type=pa.int64()),
                 "uid": pa.array([p.uid for p in procs], type=pa.uint32()),
-                "comm": pa.array([p.comm for p in procs]),
-                "exe": pa.array([p.exe for p in procs]),
-                "argv": pa.array([p.argv for p in procs], type=pa.list_(pa.string())),
-                "cwd": pa.array([p.cwd for p in procs]),
+                # names, argv and paths are bytes kept as surrogateescape str: back to their bytes
+                "comm": decode.text_array([p.comm for p in procs]),
+                "exe": decode.text_array([p.exe for p in procs]),
+                "argv": decode.text_array([p.argv for p in procs], depth=1),
+                "cwd": decode.text_array([p.cwd for p in procs]),
                 "threads": pa.array([p.threads for p in procs], type=pa.uint32()),
             }))
         if fds:
@@ -214,7 +222,7 @@ class Recorder:
                 "ts": pa.array([ts] * len(fds), type=pa.int64()),
                 "pid": pa.array([f.pid for f in fds], type=pa.uint32()),
                 "fd": pa.array([f.fd for f in fds], type=pa.int32()),
-                "target": pa.array([f.target for f in fds]),
+                "target": decode.text_array([f.target for f in fds]),
                 "kind": pa.array([f.kind for f in fds]),
                 "flags": pa.array([f.flags for f in fds], type=pa.uint32()),
                 "pos": pa.array([f.pos for f in fds], type=pa.int64()),
@@ -249,6 +257,7 @@ class Recorder:
         if pid == 0:  # child: no Python-level cleanup, only exec or _exit
             try:
                 restore_signals()
+                os.umask(INHERITED_UMASK)   # the store made this process's 077
                 os.close(gate_w)
                 os.close(err_r)
                 os.read(gate_r, 1)

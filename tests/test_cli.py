@@ -141,6 +141,6 @@ def test_unknown_command_is_one_line_and_records_nothing(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("record checks root first")
     db = tmp_path / "db"
-    line = one_line_error(osrewind("record", "--", "no-such-command-osrewind", db=db), 2)
-    assert line == "osrewind: error: command not found: no-such-command-osrewind"
+    line = one_line_error(osrewind("record", "--", "no-such-command-osrewind", db=db), 127)   # as a shell
+    assert line == "osrewind: error: cannot run 'no-such-command-osrewind': command not found"
     assert json.loads(osrewind("runs", "--json", db=db).stdout or "[]") == []

@@ -110,9 +110,16 @@ class OsrewindApp(App):
 
     # ------------------------------------------------------------------ quitting
 
+    _live_stop_asked = False   # a first q stopped the recording; a second leaves the command running
+
     async def action_quit(self) -> None:
         live = self.live
         if live is not None and not live.finished:
+            if self._live_stop_asked:
+                self.notify("recording stopped; the command keeps running", markup=False)
+                live.stop()   # the second stop: at once, the command left running
+                return
+            self._live_stop_asked = True
             self.notify("stopping the recording (the run keeps everything so far)…")
             live.stop()
             self.run_worker(self._wait_live_then_exit, thread=True, exit_on_error=False)
@@ -120,6 +127,11 @@ class OsrewindApp(App):
         self.exit()
 
     def _wait_live_then_exit(self) -> None:
+        self.live.join(1.0)
+        waiting = self.live.waiting_for()
+        if waiting is not None:   # it did not exit on SIGTERM: say so, and how to leave it running
+            self.call_from_thread(self.notify, f"waiting for {waiting} to exit; q again to stop recording "
+                                  "and leave it running", markup=False, timeout=60)
         self.live.join()
         self.call_from_thread(self.exit)
 

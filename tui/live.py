@@ -69,8 +69,14 @@ class LiveSession:
             self.indexed = True
 
     def stop(self) -> None:
+        """The first call stops as ``Recorder.stop()`` does: the command gets SIGTERM and the recording
+        ends when it exits. Again while the command still runs: stop recording now, leave it running."""
         if not self.finished:
             self.recorder.stop()
+
+    def waiting_for(self) -> str | None:
+        """``CMD (pid N)`` while a stop was asked for and the command has not exited; else None."""
+        return self.recorder.waiting_for() if not self.finished and self.recorder.stopping else None
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
