@@ -17,15 +17,28 @@ import click
 from osrewind import __version__
 from osrewind.errors import OsrewindError, UsageError
 from osrewind.queries.timespec import format_duration, format_wall
+from osrewind.text import safe, safe_argv
 
+PID = click.IntRange(0, 4_194_304)  # PID_MAX_LIMIT: a larger number would wrap to another pid in the store
 DB_HELP = ("Store: a directory for the embedded store, or http(s)://user:pass@host:8123/db for a "
            "ClickHouse server. Default: $OSREWIND_DB, else ~/.local/share/osrewind/store.")
 
 
-def _store(db: str | None, purpose: str):
+def _store(db: str | None, purpose: str, write: bool = False):
+    """The store, as each command needs it: reading never creates or writes one."""
     from osrewind.ingest.store import Store
 
-    return Store(db, purpose=purpose)
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root().obj if ctx is not None else None
+    timeout = (root or {}).get("timeout")
+    return Store(db, purpose=purpose, mode="write" if write else "read", timeout=timeout)
+
+
+def echo(text: str = "", err: bool = False, nl: bool = True) -> None:
+    """Every line a person reads goes through here: recorded text (argv, paths, names) is shown with
+    its control characters and non-UTF-8 bytes escaped (osrewind.text.safe), so it can never act on
+    the reader's terminal. JSON output does not: it is exact (see README, "Bytes, not text")."""
+    click.echo(safe(text), err=err, nl=nl)
 
 
 def _emit_json(obj: object) -> None:
@@ -35,8 +48,10 @@ def _emit_json(obj: object) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="osrewind")
 @click.option("--db", envvar="OSREWIND_DB", default=None, metavar="PATH|URL", help=DB_HELP)
+@click.option("--timeout", envvar="OSREWIND_TIMEOUT", default=60.0, show_default=True, metavar="SECONDS",
+              type=click.FloatRange(0.1, 86400), help="Give up on a ClickHouse server that does not answer within this.")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None) -> None:
+def cli(ctx: click.Context, db: str | None, timeout: float) -> None:
     """osrewind: record what a Linux machine did, then rewind it to any instant.
 
     \b
@@ -45,7 +60,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
       osrewind runs                                 list recordings
       osrewind state last --at +1.25s               processes, fds and cwd at that instant
     """
-    ctx.obj = {"db": db}
+    ctx.obj = {"db": db, "timeout": timeout}
 
 
 # ---------------------------------------------------------------------------- record
@@ -56,7 +71,12 @@ def cli(ctx: click.Context, db: str | None) -> None:
 @click.option("--name", "-n", default="", help="Name for the run (default: the command's basename).")
 @click.option("--system", is_flag=True, help="Record every process on the machine (until Ctrl-C or --duration).")
 @click.option("--pid", "pids", type=int, multiple=True, help="Record this existing process and its descendants.")
-@click.option("--duration", default=None, metavar="TIME", help="Stop after this long (e.g. 10s, 500ms).")
+@click.option("--duration", default=None, metavar="TIME",
+              help="Stop after this long (e.g. 10s, 500ms; more than 0: leave it out for no limit).")
+@click.option("--redact", "redact", multiple=True, metavar="PATTERN",
+              help="Python regex, repeatable: every match in argv, paths (socket addresses too), comm, exe "
+                   "and cwd is stored as *** (the run's command and cwd too). Applied before anything is "
+                   "stored.")
 @click.option("--ring-mb", default=64, show_default=True, type=click.IntRange(1, 2048),
               help="Kernel ring buffer size (rounded up to a power of two).")
 @click.option("--no-sched", is_flag=True, help="Leave out the scheduler (context switches, wakeups): for long runs.")
@@ -66,16 +86,22 @@ def cli(ctx: click.Context, db: str | None) -> None:
                    "instead of a record per call: for I/O-heavy programs that would otherwise lose events.")
 @click.option("--print-bpf", is_flag=True, help="Print the BPF C program as it would be compiled, then exit.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print the run summary as one JSON line, the last line on stdout.")
+              help="Print the run summary as one JSON line, the last line on stdout, on a line of its own: "
+                   "after a newline, unless stdout is a regular file whose last byte already is one (on a pipe "
+                   "or terminal osrewind cannot see what the command wrote, so the newline always comes).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.pass_obj
 def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: tuple[int, ...],
-           duration: str | None, ring_mb: int, no_sched: bool, no_syscalls: bool, aggregate_io: bool,
-           print_bpf: bool, as_json: bool, quiet: bool) -> None:
+           duration: str | None, redact: tuple[str, ...], ring_mb: int, no_sched: bool, no_syscalls: bool,
+           aggregate_io: bool, print_bpf: bool, as_json: bool, quiet: bool) -> None:
     """Record COMMAND and all its descendants (or --pid / --system) into the store.
 
-    Exits with the command's exit code. Ctrl-C stops the recording and keeps everything recorded up
-    to that moment (the run is marked 'interrupted'). Needs root.
+    Exits with the command's exit code (126 or 127, as a shell, when it cannot be run). Ctrl-C stops
+    the recording when the command exits and keeps everything recorded up to that moment (the run is
+    marked 'interrupted'); if the command ignores it, Ctrl-C again stops recording at once and leaves
+    it running (exit 130). SIGTERM and SIGHUP end it the same way (and are passed on to the command).
+    The command gets the signal dispositions, signal mask and umask osrewind was started with. Environment variables are not recorded; argv,
+    paths, comm, cwd and socket addresses are (--redact hides parts). Needs root.
 
     \b
     Examples:
@@ -83,9 +109,12 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
       sudo osrewind record --name build-42 -- ./build.sh --fast
       sudo osrewind record --pid 1234 --duration 30s
       sudo osrewind record --system --duration 5s
+      sudo osrewind record --redact 'pass(word)?=\\S+' -- ./deploy.sh password=hunter2
       osrewind record --print-bpf -- true
     """
+    from osrewind.errors import CommandNotRun
     from osrewind.ingest.recorder import Recorder, RecordOptions
+    from osrewind.ingest.redact import Redactor
     from osrewind.probes.loader import ProbeOptions, check_environment, final_source
     from osrewind.queries.timespec import parse_duration
 
@@ -101,38 +130,86 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
         raise UsageError("nothing to record: give a command after --, or --pid PID, or --system")
     if scopes > 1:
         raise UsageError("choose one of: a command, --pid, --system")
-    dur = parse_duration(duration) / 1e9 if duration else None
+    dur = parse_duration(duration) / 1e9 if duration is not None else None
+    if dur is not None and not dur > 0:
+        raise UsageError(f"--duration {duration}: must be more than 0 (leave it out to record until the end)")
+    Redactor(redact)  # a bad pattern is bad input: say so before anything starts
     scope = "system" if system else "pid" if pids else "command"
     opts = RecordOptions(scope=scope, command=list(command), pids=list(pids), name=name, duration=dur,
                          ringbuf_pages=pages, sched=not no_sched, syscalls=not no_syscalls,
-                         aggregate_io=aggregate_io)
+                         aggregate_io=aggregate_io, redact=list(redact))
 
     def progress(msg: str) -> None:
         if not quiet and (msg.startswith("recording") or sys.stderr.isatty()):
             end = "\n" if msg.startswith("recording") else "\r"
-            click.echo(f"osrewind: {msg}", err=True, nl=False)
-            click.echo(end, err=True, nl=False)
+            try:
+                click.echo(f"osrewind: {safe(msg)}", err=True, nl=False)
+                click.echo(end, err=True, nl=False)
+            except OSError:  # stderr gone (a closed terminal): keep recording
+                pass
+
+    def notice(msg: str) -> None:  # what the user must hear, --quiet or not
+        try:
+            click.echo(f"osrewind: {safe(msg)}", err=True)
+        except OSError:
+            pass
+
+    def at_line_start() -> bool:
+        """Whether stdout is known to be at the start of a line: only a regular file can tell (its
+        last byte written); a pipe or terminal cannot, so no."""
+        import fcntl
+        import stat
+
+        sys.stdout.flush()
+        try:
+            st = os.fstat(1)
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            end = st.st_size if fcntl.fcntl(1, fcntl.F_GETFL) & os.O_APPEND else os.lseek(1, 0, os.SEEK_CUR)
+            if end <= 0:
+                return True
+            try:
+                last = os.pread(1, 1, end - 1)
+            except OSError:  # opened write-only: read it through another open file
+                with open("/proc/self/fd/1", "rb") as f:
+                    f.seek(end - 1)
+                    last = f.read(1)
+            return last == b"\n"
+        except OSError:
+            return False
+
+    def emit_summary(result) -> None:
+        summary = {"run_id": str(result.run_id), "name": result.name, "status": result.status,
+                   "exit_code": result.exit_code, "events": result.events, "lost": result.lost,
+                   "duration_s": (result.end_ns - result.start_ns) / 1e9}
+        # one line, last on stdout: the command's own output comes before it
+        click.echo(("" if at_line_start() else "\n") + json.dumps(summary))
 
     check_environment()  # before touching the store: not root, no BCC, no headers -> one line
-    with _store(obj["db"], "recording") as store:
+    with _store(obj["db"], "recording", write=True) as store:
         indexer = _live_indexer(store)
-        result = Recorder(store, opts, progress, indexer=indexer).run()
+        try:
+            result = Recorder(store, opts, progress, indexer=indexer, notice=notice).run()
+        except CommandNotRun as exc:  # one line (main), the shell's 126/127; a failed run's summary too
+            if as_json and exc.result is not None:
+                emit_summary(exc.result)
+            raise
         try:
             _index(store, str(result.run_id), quiet, indexer)
         except OsrewindError as exc:  # the recording is saved either way: say so, keep its exit code
             click.echo(f"osrewind: warning: run saved, but indexing it failed ({exc}); "
                        f"'osrewind reindex {str(result.run_id)[:8]}' retries", err=True)
-    summary = {"run_id": str(result.run_id), "name": result.name, "status": result.status,
-               "exit_code": result.exit_code, "events": result.events, "lost": result.lost,
-               "duration_s": (result.end_ns - result.start_ns) / 1e9}
-    if as_json:  # one line, last on stdout: the command's own output comes before it
-        click.echo(json.dumps(summary))
+    if as_json:
+        emit_summary(result)
     if not quiet:
         lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
         code = "" if result.exit_code is None else f", exit {result.exit_code}"
-        click.echo(f"osrewind: run {str(result.run_id)[:8]} '{result.name}' {result.status}: "
-                   f"{result.events} events{lost}{code}, {format_duration(result.end_ns - result.start_ns)}",
-                   err=True)
+        try:
+            click.echo(f"osrewind: run {str(result.run_id)[:8]} '{safe(result.name)}' {result.status}: "
+                       f"{result.events} events{lost}{code}, {format_duration(result.end_ns - result.start_ns)}",
+                       err=True)
+        except OSError:  # stderr gone (a closed terminal): the run is saved, the exit code stands
+            pass
     if result.status == "interrupted" and result.exit_code is None:
         sys.exit(130)
     sys.exit(result.exit_code or 0)
@@ -155,25 +232,29 @@ def runs(obj: dict, limit: int, as_json: bool) -> None:
     Example:
       osrewind runs --limit 5
     """
+    from osrewind.ingest.store import StoreMissing
     from osrewind.queries.runs import list_runs
 
-    with _store(obj["db"], "listing runs") as store:
-        items = list_runs(store, limit)
+    try:
+        with _store(obj["db"], "listing runs") as store:
+            items = list_runs(store, limit)
+    except StoreMissing:
+        items = []
     if as_json:
         _emit_json([r.to_json() for r in items])
         return
     if not items:
-        click.echo("no runs yet: record one with 'sudo osrewind record -- CMD'", err=True)
+        echo("no runs yet: record one with 'sudo osrewind record -- CMD'", err=True)
         return
     header = f"{'ID':8}  {'NAME':16}  {'START':23}  {'DURATION':>9}  {'EVENTS':>9}  {'LOST':>5}  {'EXIT':>4}  " \
              f"{'STATUS':11}  COMMAND"
-    click.echo(header)
+    echo(header)
     for r in items:
         code = "-" if r.exit_code is None else str(r.exit_code)
-        cmd = shlex.join(r.command) if r.scope == "command" else (" ".join(r.command) or f"--{r.scope}")
-        click.echo(f"{r.run_id[:8]}  {r.name[:16]:16}  {format_wall(r.start_wall_ns):23}  "
+        cmd = safe_argv(r.command, 60) if r.scope == "command" else safe(" ".join(r.command) or f"--{r.scope}", 60)
+        echo(f"{r.run_id[:8]}  {safe(r.name, 16):16}  {format_wall(r.start_wall_ns):23}  "
                    f"{format_duration(r.duration_ns):>9}  {r.events:>9}  {r.lost:>5}  {code:>4}  "
-                   f"{r.status:11}  {cmd[:60]}")
+                   f"{r.status:11}  {cmd}")
 
 
 # ---------------------------------------------------------------------------- state
@@ -184,7 +265,7 @@ def runs(obj: dict, limit: int, as_json: bool) -> None:
 @click.option("--at", "at", default="end", show_default=True, metavar="TIME",
               help="Instant: +1.25s / +300ms from start, -100ms from end, start, end, monotonic ns, "
                    "or a wall time (2026-11-22T16:31:02.5, 16:31:02).")
-@click.option("--pid", "pids", type=int, multiple=True, help="Only these processes (and their fds).")
+@click.option("--pid", "pids", type=PID, multiple=True, help="Only these processes (and their fds).")
 @click.option("--no-fds", is_flag=True, help="Processes only.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable state.")
 @click.pass_obj
@@ -219,10 +300,10 @@ def _print_state(st, show_fds: bool = True) -> None:
     from osrewind.queries.timespec import format_offset
 
     run = st.run
-    click.echo(f"run {run.run_id[:8]} '{run.name}' at {format_offset(st.at_ns - run.start_ns)} "
+    echo(f"run {run.run_id[:8]} '{run.name}' at {format_offset(st.at_ns - run.start_ns)} "
                f"({format_wall(st.at_ns + run.wall_offset_ns)}): {len(st.processes)} processes")
     if run.lost:
-        click.echo(f"warning: {run.lost} events were lost in this run; state may be incomplete", err=True)
+        echo(f"warning: {run.lost} events were lost in this run; state may be incomplete", err=True)
     alive = {p.pid for p in st.processes}
     children: dict[int, list] = {}
     roots = []
@@ -248,13 +329,13 @@ def _print_state(st, show_fds: bool = True) -> None:
             cpus = sorted(set(p.on_cpu.values()))
             notes.append(p.run_state + (f" on cpu {','.join(map(str, cpus))}" if cpus else ""))
         note = f"  ({', '.join(notes)})" if notes else ""
-        click.echo(f"{prefix}{branch}{p.pid} {cmd[:100]}{note}")
+        echo(f"{prefix}{branch}{p.pid} {cmd[:100]}{note}")
         inner = prefix + ("" if top else ("   " if last else "│  "))
-        click.echo(f"{inner}   cwd {p.cwd or '?'}")
+        echo(f"{inner}   cwd {p.cwd or '?'}")
         if show_fds:
             for f in sorted(p.fds.values(), key=lambda f: f.fd):
                 flag = "  cloexec" if f.cloexec else ""
-                click.echo(f"{inner}   fd {f.fd:<3} {f.target}{flag}")
+                echo(f"{inner}   fd {f.fd:<3} {f.target}{flag}")
         kids = children.get(p.pid, [])
         for i, c in enumerate(kids):
             show(c, inner, i == len(kids) - 1, False)
@@ -262,17 +343,17 @@ def _print_state(st, show_fds: bool = True) -> None:
     for p in roots:
         show(p, "", True, True)
     if st.sched and st.cpus:
-        click.echo("cpus:")
+        echo("cpus:")
         for c in st.cpus:
             who = "idle" if not c.tid else f"{c.tid} {c.comm}" + ("" if c.tgid is not None else " (not recorded)")
-            click.echo(f"  cpu {c.cpu}: {who}, since {format_offset(c.since_ns - run.start_ns)}")
+            echo(f"  cpu {c.cpu}: {who}, since {format_offset(c.since_ns - run.start_ns)}")
     recent = [p for p in st.exited][:5]
     if recent:
-        click.echo("exited before this instant (latest first):")
+        echo("exited before this instant (latest first):")
         for p in recent:
             code = "?" if p.exit_code is None else p.exit_code
             cmd = shlex.join(p.argv) if p.argv else p.comm
-            click.echo(f"  {p.pid} {cmd[:80]}  exit {code}")
+            echo(f"  {p.pid} {cmd[:80]}  exit {code}")
 
 
 # ---------------------------------------------------------------------------- reindex
@@ -320,13 +401,13 @@ def reindex(obj: dict, run: str, as_json: bool) -> None:
     """
     from osrewind.queries.runs import resolve_run
 
-    with _store(obj["db"], "indexing") as store:
+    with _store(obj["db"], "indexing", write=True) as store:
         info = resolve_run(store, run)
         n = _index(store, info.run_id, False)
     if as_json:
         _emit_json({"run_id": info.run_id, "keyframes": n})
     else:
-        click.echo(f"run {info.run_id[:8]} '{info.name}': {n} keyframes")
+        echo(f"run {info.run_id[:8]} '{info.name}': {n} keyframes")
 
 
 # ---------------------------------------------------------------------------- tree / lineage
@@ -376,7 +457,7 @@ def tree(obj: dict, run: str, at: str | None, as_json: bool) -> None:
         else:
             life = ", still running at the end"
         execs = f", {len(p.execs)} execs" if len(p.execs) > 1 else ""
-        click.echo(f"{prefix}{branch}{p.pid} {cmd[:90]}  ({born}{life}{execs})")
+        echo(f"{prefix}{branch}{p.pid} {cmd[:90]}  ({born}{life}{execs})")
         inner = prefix + ("" if top else ("   " if last else "│  "))
         for i, c in enumerate(p.children):
             show(c, inner, i == len(p.children) - 1, False)
@@ -415,17 +496,17 @@ def lineage(obj: dict, run: str, path: str, depth: int, all_inputs: bool, as_jso
         _emit_json(result)
         return
     if not result["events"]:
-        click.echo(f"no process of run {info.run_id[:8]} created, wrote, renamed or deleted {target}", err=True)
+        echo(f"no process of run {info.run_id[:8]} created, wrote, renamed or deleted {target}", err=True)
         return
 
     def show(node: dict, indent: str) -> None:
-        click.echo(f"{indent}{node['path']}")
+        echo(f"{indent}{node['path']}")
         for ev in node["events"]:
             chain = " <- ".join(f"{c['pid']} {shlex.join(c['argv'])[:50]}" for c in ev["chain"][:4])
             extra = f" from {ev['from']}" if "from" in ev else (f" to {ev['to']}" if "to" in ev else "")
-            click.echo(f"{indent}  {format_offset(ev['offset_ns'])} {ev['op']}{extra} by {chain}")
+            echo(f"{indent}  {format_offset(ev['offset_ns'])} {ev['op']}{extra} by {chain}")
             if ev["inputs"]:
-                click.echo(f"{indent}    inputs: {', '.join(ev['inputs'][:8])}"
+                echo(f"{indent}    inputs: {', '.join(ev['inputs'][:8])}"
                            + (f" (+{len(ev['inputs']) - 8})" if len(ev["inputs"]) > 8 else ""))
             for src in ev.get("sources", []):
                 show(src, indent + "      ")
@@ -446,8 +527,10 @@ def lineage(obj: dict, run: str, path: str, depth: int, all_inputs: bool, as_jso
 def sql(obj: dict, query: str | None, params: tuple[str, ...], list_queries: bool, as_json: bool) -> None:
     """Run read-only SQL against the store: a named query from queries/sql/ or your own SELECT.
 
-    Tables: runs (FINAL), events, snapshot_procs, snapshot_fds, keyframes, processes, file_access.
-    Values go in as {name:Type} parameters, never pasted into the text. Writes are refused.
+    Tables: runs (FINAL), events, snapshot_procs, snapshot_fds, keyframes, processes, file_access
+    (derived rows: the run's current generation is max(gen) in index_builds). Values go in as
+    {name:Type} parameters, never pasted into the text. One reading statement (SELECT, WITH, SHOW,
+    DESCRIBE, EXPLAIN); writes and INTO OUTFILE are refused.
 
     \b
     Examples:
@@ -459,8 +542,11 @@ def sql(obj: dict, query: str | None, params: tuple[str, ...], list_queries: boo
     from osrewind.queries import named
 
     if list_queries:
+        if as_json:
+            _emit_json([{"name": n, "header": named.header(n)} for n in named.names()])
+            return
         for name in named.names():
-            click.echo(named.header(name))
+            echo(named.header(name))
         return
     if not query:
         raise UsageError("give a named query or a SELECT (see 'osrewind sql --list')")
@@ -471,14 +557,26 @@ def sql(obj: dict, query: str | None, params: tuple[str, ...], list_queries: boo
         if not sep or not name:
             raise UsageError(f"bad --param {item!r}: use NAME=VALUE")
         values[name] = value
+    from osrewind.queries import usersql
+
+    usersql.check_read_only(text)  # before the store is even opened
     with _store(obj["db"], "running SQL") as store:
-        cols, rows = store.query_readonly(text, values)
+        cols, rows = usersql.run(store, text, values)
     if as_json:
         _emit_json([dict(zip(cols, r, strict=True)) for r in rows])
         return
-    click.echo("\t".join(cols))
+    click.echo("\t".join(safe(c) for c in cols))
     for r in rows:
-        click.echo("\t".join("" if v is None else str(v) for v in r))
+        click.echo("\t".join(safe(_cell(v)) for v in r))
+
+
+def _cell(v: object) -> str:
+    """One value of a user's query as text: lists as [a, b], NULL as nothing (then made safe)."""
+    if v is None:
+        return ""
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_cell(x) for x in v) + "]"
+    return str(v)
 
 
 # ---------------------------------------------------------------------------- diff
@@ -512,29 +610,29 @@ def diff(obj: dict, run_a: str, run_b: str, as_json: bool) -> None:
     if as_json:
         _emit_json(result)
         return
-    click.echo(f"a = {a.run_id[:8]} '{a.name}', b = {b.run_id[:8]} '{b.name}': {result['aligned']} processes "
+    echo(f"a = {a.run_id[:8]} '{a.name}', b = {b.run_id[:8]} '{b.name}': {result['aligned']} processes "
                f"aligned, {result['only_a']} only in a, {result['only_b']} only in b")
     first = result["first_divergence"]
     if first is None:
-        click.echo("no difference in what the processes did")
+        echo("no difference in what the processes did")
     else:
-        click.echo("first divergence:")
+        echo("first divergence:")
         for side in ("a", "b"):
             if first.get(side):
-                click.echo(f"  {side} {format_offset(first[side + '_offset_ns'])}: {first[side]}")
+                echo(f"  {side} {format_offset(first[side + '_offset_ns'])}: {first[side]}")
         if first.get("fact"):
-            click.echo(f"  only in {first['run']}: {first['fact']} ({shlex.join(first['process']['argv'])})")
+            echo(f"  only in {first['run']}: {first['fact']} ({shlex.join(first['process']['argv'])})")
     for d in result["differences"]:
         if "what" in d:
-            click.echo(f"  {d['kind']}: {d['what']}")
+            echo(f"  {d['kind']}: {d['what']}")
         elif d["kind"].startswith("process only"):
-            click.echo(f"  {d['kind']}: {d['process']['pid']} {shlex.join(d['process']['argv'])[:80]} "
+            echo(f"  {d['kind']}: {d['process']['pid']} {shlex.join(d['process']['argv'])[:80]} "
                        f"(exit {d['exit_code']})")
         elif d["kind"] == "exit code":
-            click.echo(f"  exit code of {shlex.join(d['a']['argv'])[:60]}: {d['a']['exit_code']} -> "
+            echo(f"  exit code of {shlex.join(d['a']['argv'])[:60]}: {d['a']['exit_code']} -> "
                        f"{d['b']['exit_code']}")
         else:
-            click.echo(f"  timing of {shlex.join(d['a']['argv'])[:60]}: {format_duration(d['a']['duration_ns'])} -> "
+            echo(f"  timing of {shlex.join(d['a']['argv'])[:60]}: {format_duration(d['a']['duration_ns'])} -> "
                        f"{format_duration(d['b']['duration_ns'])}")
 
 
@@ -548,7 +646,7 @@ def diff(obj: dict, run_a: str, run_b: str, as_json: bool) -> None:
 @click.option("--before", default=None, metavar="TIME",
               help="Newest first, strictly before TIME: step backwards (with --limit 1: the previous event).")
 @click.option("--after", default=None, metavar="TIME", help="Strictly after TIME (the next event, with --limit 1).")
-@click.option("--pid", "pids", type=int, multiple=True, help="Only events of these processes (or threads).")
+@click.option("--pid", "pids", type=PID, multiple=True, help="Only events of these processes (or threads).")
 @click.option("--tree", is_flag=True, help="With --pid: include every descendant.")
 @click.option("--kind", "kinds", multiple=True, help="Only these kinds (open, close, fork, exec, signal_generate, ...).")
 @click.option("--syscall", "syscalls", multiple=True, metavar="NAME",
@@ -578,6 +676,15 @@ def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: st
 
     if before and after:
         raise UsageError("use one of --before and --after")
+    if path_glob:
+        import re
+
+        from osrewind.queries.events import glob_to_re2
+
+        try:
+            re.compile(glob_to_re2(path_glob))
+        except re.error as exc:
+            raise UsageError(f"bad --path glob {path_glob!r}: {exc}") from None
     with _store(obj["db"], "listing events") as store:
         info = resolve_run(store, run)
 
@@ -603,8 +710,8 @@ def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: st
 
         def lines():
             for e in rows:
-                yield (f"{format_offset(e['ts'] - info.start_ns):>14}  {e['tgid']:>7}/{e['tid']:<7} "
-                       f"{e['comm'][:15]:15}  {describe(e)}\n")
+                yield safe(f"{format_offset(e['ts'] - info.start_ns):>14}  {e['tgid']:>7}/{e['tid']:<7} "
+                           f"{safe(e['comm'], 15):15}  {describe(e)}") + "\n"
 
         if sys.stdout.isatty():
             click.echo_via_pager(lines())
@@ -653,27 +760,27 @@ def top(obj: dict, run: str, at: str | None, window: str, sections: tuple[str, .
     if as_json:
         _emit_json({"run_id": info.run_id, "from_ns": lo, "to_ns": hi, **tables})
         return
-    click.echo(f"run {info.run_id[:8]} '{info.name}' from {format_offset(lo - info.start_ns)} "
+    echo(f"run {info.run_id[:8]} '{info.name}' from {format_offset(lo - info.start_ns)} "
                f"to {format_offset(hi - info.start_ns)}")
     ms = lambda ns: f"{ns / 1e6:.1f}ms"  # noqa: E731
     if "processes" in tables:
-        click.echo("\nPROCESSES      PID  COMM             ON-CPU  SYSCALLS  IN-SYSCALL  FAILED  EVENTS")
+        echo("\nPROCESSES      PID  COMM             ON-CPU  SYSCALLS  IN-SYSCALL  FAILED  EVENTS")
         for r in tables["processes"]:
-            click.echo(f"          {r['pid']:>8}  {r['comm'][:15]:15} {ms(r['cpu_ns']):>8}  {r['syscalls']:>8}  "
+            echo(f"          {r['pid']:>8}  {r['comm'][:15]:15} {ms(r['cpu_ns']):>8}  {r['syscalls']:>8}  "
                        f"{ms(r['syscall_ns']):>10}  {r['failed']:>6}  {r['events']:>6}")
     if "syscalls" in tables:
-        click.echo("\nSYSCALLS  NAME                 CALLS      TOTAL        MAX  FAILED  PROCS")
+        echo("\nSYSCALLS  NAME                 CALLS      TOTAL        MAX  FAILED  PROCS")
         for r in tables["syscalls"]:
-            click.echo(f"          {r['syscall'][:20]:20} {r['calls']:>6}  {ms(r['total_ns']):>9}  {ms(r['max_ns']):>9}  "
+            echo(f"          {r['syscall'][:20]:20} {r['calls']:>6}  {ms(r['total_ns']):>9}  {ms(r['max_ns']):>9}  "
                        f"{r['failed']:>6}  {r['processes']:>5}")
     if "files" in tables:
-        click.echo("\nFILES     TOUCHES  OPENS  FAILED  PROCS  PATH")
+        echo("\nFILES     TOUCHES  OPENS  FAILED  PROCS  PATH")
         for r in tables["files"]:
-            click.echo(f"          {r['touches']:>7}  {r['opens']:>5}  {r['failed']:>6}  {r['processes']:>5}  {r['path']}")
+            echo(f"          {r['touches']:>7}  {r['opens']:>5}  {r['failed']:>6}  {r['processes']:>5}  {r['path']}")
     if "endpoints" in tables:
-        click.echo("\nENDPOINTS  EVENTS  FAILED  HOW                      ENDPOINT")
+        echo("\nENDPOINTS  EVENTS  FAILED  HOW                      ENDPOINT")
         for r in tables["endpoints"]:
-            click.echo(f"           {r['events']:>6}  {r['failed']:>6}  {','.join(r['how'])[:24]:24} {r['endpoint']}")
+            echo(f"           {r['events']:>6}  {r['failed']:>6}  {','.join(r['how'])[:24]:24} {r['endpoint']}")
 
 
 # ---------------------------------------------------------------------------- tui
@@ -697,6 +804,8 @@ class _TuiCommand(click.Command):
 @click.option("--name", "-n", default="", help="With -- CMD: name for the recorded run.")
 @click.option("--no-sched", is_flag=True, help="With -- CMD: leave out the scheduler.")
 @click.option("--no-syscalls", is_flag=True, help="With -- CMD: leave out the every-syscall stream.")
+@click.option("--redact", multiple=True, metavar="REGEX",
+              help="With -- CMD: replace matches in argv, paths and cwd with *** before storing (repeatable).")
 @click.option("--theme", type=click.Choice(["dark", "light"]), default="dark", show_default=True,
               help="Colour theme (ctrl+t toggles it in the app).")
 @click.option("--json", "as_json", is_flag=True,
@@ -704,7 +813,7 @@ class _TuiCommand(click.Command):
                    "with -- CMD, the recorded run's summary too.")
 @click.pass_context
 def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | None, name: str, no_sched: bool,
-        no_syscalls: bool, theme: str, as_json: bool) -> None:
+        no_syscalls: bool, redact: tuple[str, ...], theme: str, as_json: bool) -> None:
     """The terminal UI: scrub through a run, inspect any process at any instant, step through the
     events that touched it, compare two runs, or watch a command live as it is recorded.
 
@@ -722,34 +831,45 @@ def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | Non
 
     obj = ctx.obj
     live_cmd = ctx.meta.get("live_command")
-    if live_cmd is not None and (run or diff_run):
+    if live_cmd is not None and (run is not None or diff_run is not None):
         raise UsageError("either a run to show or -- CMD to record, not both")
     if live_cmd is not None and not live_cmd:
         raise UsageError("nothing to record after --")
-    if diff_run and not run:
+    if diff_run is not None and run is None:
         raise UsageError("--diff needs a first run: osrewind tui RUN_A --diff RUN_B")
+
+    def need_terminal() -> None:  # the UI reads keys from stdin and draws on stderr (stdout keeps --json)
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise UsageError("the terminal UI needs a terminal (stdin and stderr are not one); for scripts use "
+                             "'osrewind state', 'events' or 'tree' (with --json)")
+
     live = None
     if live_cmd is not None:
+        from osrewind.ingest.redact import Redactor
         from osrewind.probes.loader import check_environment
 
+        Redactor(redact)  # a bad pattern is bad input: say so before anything starts
         check_environment()
-    with _store(obj["db"], "terminal UI" if live_cmd is None else "recording (live TUI)") as store:
+        need_terminal()
+    with _store(obj["db"], "terminal UI" if live_cmd is None else "recording (live TUI)",
+                write=live_cmd is not None) as store:
         if live_cmd is not None:
             from osrewind.ingest.recorder import RecordOptions
             from osrewind.tui.live import LiveSession
 
             live = LiveSession(store, RecordOptions(command=list(live_cmd), name=name, sched=not no_sched,
-                                                    syscalls=not no_syscalls))
+                                                    syscalls=not no_syscalls, redact=list(redact)))
             live.start()
             live.wait_started()
-        elif run:
+        elif run is not None:  # '' is an empty run (an error), not the picker
             info = resolve_run(store, run)
-            if diff_run:
+            if diff_run is not None:
                 resolve_run(store, diff_run)
-            if at:
+            if at is not None:
                 from osrewind.queries.timespec import parse_at
 
                 parse_at(at, info.start_ns, info.end_ns, info.wall_offset_ns)
+        need_terminal()
         from osrewind.tui.app import OsrewindApp
 
         app = OsrewindApp(store, run=run, diff=diff_run, live=live, at=at,
@@ -765,7 +885,7 @@ def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | Non
                              "exit_code": r.exit_code, "events": r.events, "lost": r.lost,
                              "output": live.opts.output}
         if not as_json:
-            click.echo(f"osrewind: run {str(r.run_id)[:8]} '{r.name}' {r.status}: {r.events} events, {r.lost} lost"
+            echo(f"osrewind: run {str(r.run_id)[:8]} '{r.name}' {r.status}: {r.events} events, {r.lost} lost"
                        + ("" if r.exit_code is None else f", exit {r.exit_code}")
                        + f"; the command's output is in {live.opts.output}", err=True)
     if as_json:
@@ -799,13 +919,13 @@ def demo(obj: dict, as_json: bool) -> None:
     script = Path(__file__).with_name("demo") / "workload.sh"
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"osrewind-demo-{os.getpid()}"
     workdir.mkdir(parents=True, exist_ok=True)
-    with _store(obj["db"], "recording demo") as store:
-        click.echo(f"osrewind: recording {script.name} in {workdir} ...", err=True)
+    with _store(obj["db"], "recording demo", write=True) as store:
+        echo(f"osrewind: recording {script.name} in {workdir} ...", err=True)
         indexer = _live_indexer(store)
         result = Recorder(store, RecordOptions(command=["/bin/sh", str(script)], name="demo", cwd=str(workdir)),
                           indexer=indexer).run()
         _index(store, str(result.run_id), True, indexer)
-        click.echo(f"osrewind: run {str(result.run_id)[:8]} 'demo': {result.events} events, {result.lost} lost, "
+        echo(f"osrewind: run {str(result.run_id)[:8]} 'demo': {result.events} events, {result.lost} lost, "
                    f"exit {result.exit_code}", err=True)
         info = resolve_run(store, str(result.run_id))
         checkpoint = store.query(
@@ -816,10 +936,10 @@ def demo(obj: dict, as_json: bool) -> None:
     if as_json:
         _emit_json(st.to_json())
         return
-    click.echo("")
+    echo("")
     _print_state(st)
     me = _invocation()
-    click.echo(f"\nnext: {me} runs   |   {me} state {str(result.run_id)[:8]} --at +0.1s   |   "
+    echo(f"\nnext: {me} runs   |   {me} state {str(result.run_id)[:8]} --at +0.1s   |   "
                f"{me} state demo --at end --json")
 
 
@@ -838,22 +958,41 @@ def _invocation() -> str:
     return rel if rel.startswith(".") or rel.startswith("/") else "./" + rel
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush finds no broken pipe to report."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
+    except SystemExit:
+        if type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):  # click's sign of a reader gone (EPIPE)
+            _quiet_stdout()
+            sys.exit(141)
+        raise
     except OsrewindError as exc:
-        click.echo(f"osrewind: error: {exc}", err=True)
+        echo(f"osrewind: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        click.echo("osrewind: aborted", err=True)
+        echo("osrewind: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line, like every other error, with where to look
+        where = exc.ctx.command_path if exc.ctx is not None else "osrewind"
+        echo(f"osrewind: error: {' '.join(exc.format_message().split())} (see '{where} --help')", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
-        exc.show()
+        echo(f"osrewind: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("osrewind: interrupted", err=True)
+        echo("osrewind: interrupted", err=True)
         sys.exit(130)
-    except BrokenPipeError:
+    except BrokenPipeError:  # `osrewind events ... | head -1`: the reader is gone, say nothing
+        _quiet_stdout()
         sys.exit(141)
     except Exception as exc:  # a bug, not a user error: one line, the traceback on request
         if os.environ.get("OSREWIND_DEBUG"):
@@ -862,7 +1001,7 @@ def main() -> None:
         while where is not None and where.tb_next is not None:
             where = where.tb_next
         loc = f" ({Path(where.tb_frame.f_code.co_filename).name}:{where.tb_lineno})" if where else ""
-        click.echo(f"osrewind: internal error: {type(exc).__name__}: {exc}{loc}; "
+        echo(f"osrewind: internal error: {type(exc).__name__}: {exc}{loc}; "
                    "set OSREWIND_DEBUG=1 for the traceback", err=True)
         sys.exit(70)
 

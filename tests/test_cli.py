@@ -68,8 +68,9 @@ def test_bad_input_is_one_line(synth, args, needle):
 
 
 def test_empty_store_says_how_to_start(tmp_path):
-    line = one_line_error(osrewind("state", "last", db=tmp_path / "empty"))
-    assert "no runs recorded" in line
+    line = one_line_error(osrewind("state", "last", db=tmp_path / "empty"), 4)
+    assert "no store at" in line and "osrewind record -- CMD" in line
+    assert not (tmp_path / "empty").exists()
     assert "no runs yet" in osrewind("runs", db=tmp_path / "empty2").stderr
 
 

@@ -374,3 +374,20 @@ def test_aborted_run_ends_at_its_last_fact(tmp_path):
     st = json.loads(osrewind("state", "died", "--at", "+0s", "--json", db=db, check=True).stdout)
     assert st["at_ns"] == 10_000_000_000
     osrewind("state", "died", "--at", "end", db=db, check=True)
+
+
+def test_aborted_run_with_no_events_opens_at_its_start(tmp_path):
+    from osrewind.ingest.store import Store
+
+    db = tmp_path / "db"
+    with Store(str(db), purpose="test") as store:
+        store.ensure_schema()
+        store.insert_rows("runs", [[uuid.uuid4(), "empty", "h", "", "6.18", ["true"], "/", "command", 1,
+                                    20_000_000_000, 0, 0, 0, 0, None, "recording", "test", time.time_ns()]],
+                          ["run_id", "name", "host", "boot_id", "kernel", "command", "cwd", "scope", "root_pid",
+                           "start_ns", "end_ns", "wall_offset_ns", "events", "lost", "exit_code", "status",
+                           "version", "updated_ns"])
+    run = json.loads(osrewind("runs", "--json", db=db, check=True).stdout)[0]
+    assert run["status"] == "aborted" and run["end_ns"] == run["start_ns"] == 20_000_000_000
+    st = json.loads(osrewind("state", "empty", "--at", "+0s", "--json", db=db, check=True).stdout)
+    assert st["processes"] == []
