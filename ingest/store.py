@@ -132,6 +132,17 @@ def _open_lock(lock_path: Path, flags: int) -> int:
         raise StoreError(f"cannot open {lock_path}: {exc.strerror}") from None
 
 
+def _flock(fd: int, lock_path: Path, how: int) -> int:
+    """``fd`` locked (never waiting), or closed and a one-line error naming who holds the store."""
+    try:
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(f"store {lock_path.parent} is in use by {_holder_text(lock_path)}; wait for it to "
+                         "finish or use --db for another store") from None
+    return fd
+
+
 def _holder_text(lock_path: Path) -> str:
     holder = lock_holder(lock_path)
     pid = holder.get("pid")
@@ -321,13 +332,7 @@ class Store:
         return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
     def _lock(self, lock_path: Path) -> None:
-        fd = _open_lock(lock_path, os.O_RDWR | os.O_CREAT)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreError(f"store {lock_path.parent} is in use by {_holder_text(lock_path)}; wait for it to "
-                             "finish or use --db for another store") from None
+        fd = _flock(_open_lock(lock_path, os.O_RDWR | os.O_CREAT), lock_path, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "purpose": self.purpose, "since": time.time()}).encode())
         self._lock_fd = fd
@@ -338,13 +343,7 @@ class Store:
             fd = _open_lock(lock_path, os.O_RDONLY)
         except FileNotFoundError:
             return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreError(f"store {lock_path.parent} is in use by {_holder_text(lock_path)}; wait for it to "
-                             "finish or use --db for another store") from None
-        self._lock_fd = fd
+        self._lock_fd = _flock(fd, lock_path, fcntl.LOCK_SH)
 
     def set_purpose(self, purpose: str) -> None:
         """Update what the lock file tells other osrewind processes (e.g. the run being recorded)."""
