@@ -43,25 +43,85 @@ class RunInfo:
         return d
 
 
+# The run row of a run whose recorder died, completed once from ``run_totals`` (its counts, its end at
+# its last fact, status ``aborted``); every other column is copied as it is. A write, so not a named
+# (reading) query.
+FINALISE_SQL = """
+INSERT INTO runs
+SELECT * REPLACE (
+    {end_ns:Int64} AS end_ns, {events:UInt64} AS events, {lost:UInt64} AS lost,
+    'aborted' AS status, {now:Int64} AS updated_ns)
+FROM (SELECT * FROM runs FINAL WHERE run_id = {run:UUID} AND status = 'recording')
+"""
+
+
 def list_runs(store, limit: int = 1000) -> list[RunInfo]:
+    """The runs, newest first, from the runs table alone (O(runs)): a finished run's row holds its
+    counts and end. Only a run whose row was never finished (its recorder died, or it is being
+    recorded through a server) is counted from its own events; on a store this process can write
+    and no recorder can be writing, that count is written back once (see :func:`finalise`)."""
     if not store.has_schema():
         return []
-    rows = named.run(store, "runs_list", limit=limit)
     out = []
-    for r in rows:
+    unfinished = []
+    for r in named.run(store, "runs_list", limit=limit):
         (run_id, name, host, kernel, command, cwd, scope, root_pid, start_ns, end_ns, wall_offset, events, lost,
          exit_code, status) = r
-        if status == "recording" and getattr(store, "embedded", False):
-            # we hold the embedded store's lock, so no recorder is writing it: that one died
-            status = "aborted"
-        if status != "recording" and end_ns < start_ns:
-            # a recorder that died never wrote its end: the run ends at its last stored fact
-            last = store.query("SELECT max(ts) FROM events WHERE run_id = {r:UUID}", {"r": str(run_id)})
-            end_ns = max(start_ns, int(last[0][0] or 0)) if last else start_ns
-        out.append(RunInfo(str(run_id), name, host, kernel, list(command), cwd, scope, int(root_pid), int(start_ns),
-                           int(end_ns), int(wall_offset), int(events), int(lost),
-                           None if exit_code is None else int(exit_code), status))
+        info = RunInfo(str(run_id), name, host, kernel, list(command), cwd, scope, int(root_pid), int(start_ns),
+                       int(end_ns), int(wall_offset), int(events), int(lost),
+                       None if exit_code is None else int(exit_code), status)
+        if status == "recording" or info.end_ns < info.start_ns:
+            unfinished.append(info)
+        out.append(info)
+    if unfinished:
+        _complete(store, unfinished)
     return out
+
+
+def _complete(store, runs: list[RunInfo]) -> None:
+    """Counts and end of runs whose row the recorder never finished, from their events only."""
+    totals = {rid: (int(n), int(lost), int(last or 0))
+              for rid, n, lost, last in named.run(store, "run_totals", runs=[r.run_id for r in runs])}
+    dead = _no_recorder_alive(store)
+    for info in runs:
+        n, lost, last = totals.get(info.run_id, (0, 0, 0))
+        info.events = max(info.events, n)
+        info.lost = max(info.lost, lost)
+        if info.status == "recording" and dead:
+            info.status = "aborted"
+        if info.end_ns < info.start_ns:
+            # not written yet (or never: its recorder died): the run ends, so far, at its last fact
+            info.end_ns = max(info.start_ns, last)
+        if info.status == "aborted" and _may_write(store):
+            finalise(store, info)
+
+
+def _no_recorder_alive(store) -> bool:
+    # we hold the embedded store's lock, so no other process is recording into it
+    return bool(getattr(store, "embedded", False))
+
+
+def _may_write(store) -> bool:
+    """A run row may be completed here: the embedded store opened for writing (its lock held, so no
+    other process records into it), and this process is not recording (its own run's row says
+    ``recording`` until its recorder finishes it; ``Recorder`` names its run in the purpose)."""
+    return (getattr(store, "embedded", False) and getattr(store, "mode", "read") == "write"
+            and not getattr(store, "read_only_view", True)
+            and not str(getattr(store, "purpose", "")).startswith("recording"))
+
+
+def finalise(store, info: RunInfo) -> None:
+    """Write the completed row of a run whose recorder died (counts, end, ``aborted``), so later
+    lookups read it from the runs table alone. Best effort: a store that refuses the write is
+    counted again next time."""
+    import time
+
+    try:
+        store.client.command(FINALISE_SQL, parameters={
+            "run": info.run_id, "end_ns": info.end_ns, "events": info.events, "lost": info.lost,
+            "now": time.time_ns()})
+    except Exception:  # noqa: BLE001, S110 - the answer stands; only the saving of it failed
+        pass
 
 
 _HEX = re.compile(r"^[0-9a-f-]+$")

@@ -32,6 +32,7 @@ def fixtures(run_id: str) -> dict[str, tuple[dict, object]]:
     end = START + 2_000_000_000
     return {
         "runs_list": ({"limit": 5}, lambda rows: [(r[0], r[1], r[11]) for r in rows] == [(run_id, "synth", 5)]),
+        "run_totals": ({"runs": [run_id]}, [(run_id, 5, 0, START + 1_500_000_001)]),
         "snapshot_procs": ({"run": run_id}, [(PID, 1, START - 1000, 0, "sh", "/bin/sh", ["sh", "job.sh"], "/tmp", 1,
                                               START)]),
         "snapshot_fds": ({"run": run_id}, [(PID, 0, "/dev/null", "file", 0)]),
