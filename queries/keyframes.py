@@ -1,5 +1,5 @@
-"""Keyframes: the whole rewound state every N facts, so a rewind reads one keyframe plus the facts
-since it, not the run from its start.
+"""Keyframes: the whole rewound state every N changes of it (and at least every SPAN * N facts of
+any kind), so a rewind reads one keyframe plus the facts since it, not the run from its start.
 
 A keyframe is derived data: the ``Machine`` serialised after the fact at (ts, seq). Keyframes are
 written while a recording runs (``LiveIndexer``: it reads the facts the recorder has stored, a little
@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from osrewind.errors import OsrewindError, StoreError
+from osrewind.probes.records import KIND_CODES
 from osrewind.queries import named
 from osrewind.queries.runs import RunInfo
 from osrewind.queries.state import (
@@ -49,10 +50,12 @@ from osrewind.queries.state import (
 )
 
 FORMAT = 2
-EVERY = 4_000           # facts between keyframes: bounds a rewind's replay (~1 us a fact)
+EVERY = 4_000           # state changes between keyframes: bounds a rewind's replay (~1 us a fact)
+SPAN = 4                # and a keyframe at least every SPAN * EVERY facts of any kind (see Indexer)
 PAGE = 200_000
 LIVE_PAGE = 50_000      # while recording: short reads, the recorder's inserts share the client
 DOCS_KEPT = 16          # decoded keyframes kept per open store
+_SYSCALL = KIND_CODES["syscall"]   # in state_events_after: a successful read or write, nothing else
 
 HISTORY_DDL = ["""
 CREATE TABLE IF NOT EXISTS processes (
@@ -363,18 +366,33 @@ class Indexer:
     """A run's derived data, advanced as far as the stored facts allow: a Machine fed the run's
     facts in order, a keyframe every ``every`` of them, and the history of processes and files
     (written by ``finish``). ``build`` runs one over a whole run; ``LiveIndexer`` one while the run
-    is recorded. Its rows are generation ``gen`` (see the module's header)."""
+    is recorded. Its rows are generation ``gen`` (see the module's header).
+
+    Only facts that change the rewound state count towards a keyframe. A successful read or write
+    (the syscall facts ``state_events_after`` returns) changes it only on a socket, whose byte
+    counts it adds to; on a file, pipe or anything else it changes nothing (it only names, once per
+    process, path and direction, who read or wrote a file: the history). So a run that moves bytes
+    through files and never changes its fds gets keyframes by the other bound alone: one at least
+    every ``SPAN * every`` facts of any kind, which keeps a rewind's replay bounded (a rewind replays
+    every fact since its keyframe, changing or not). Those reads and writes are applied here in bulk,
+    between two facts of another kind (an fd table cannot change among them): a socket's bytes are
+    summed per fd, a file's first use per process and direction is logged, the rest is skipped, and
+    no Python runs per record. The Machine ends exactly as ``apply_rows`` would leave it (a test
+    checks this), and keyframe positions depend on the facts alone, so a live index and a rebuild
+    write the same keyframes."""
 
     def __init__(self, store, run_id: str, every: int = EVERY, page: int = PAGE, gen: int = 0) -> None:
         self.store = store
         self.run_id = str(run_id)
         self.gen = gen
         self.every = every
+        self.max_rows = SPAN * every
         self.page = page
         self.m: Machine | None = None
         self.log = HistoryLog()
         self.c_ts, self.c_seq = -1, 0   # the last fact applied
-        self.since_last = 0
+        self.since_last = 0             # facts that changed the state since the last keyframe
+        self.rows_since = 0             # facts of any kind since the last keyframe
         self.facts = 0
         self.frames = 0                 # keyframes inserted
 
@@ -399,19 +417,8 @@ class Indexer:
             n = table.num_rows
             if n == 0:
                 break
-            cols = named.columns(table)
-            frames: list[tuple[int, int, int, bytes]] = []
-            start = 0
-            while start < n:
-                take = min(n - start, self.every - self.since_last)
-                apply_rows(m, cols, start, start + take)
-                start += take
-                self.since_last += take
-                self.facts += take
-                if self.since_last >= self.every:
-                    frames.append((cols["ts"][start - 1], cols["seq"][start - 1], self.facts, dump(m)))
-                    self.since_last = 0
-            self.c_ts, self.c_seq = cols["ts"][-1], cols["seq"][-1]
+            frames = self._apply(m, table)
+            self.c_ts, self.c_seq = int(table.column("ts")[n - 1].as_py()), int(table.column("seq")[n - 1].as_py())
             done += n
             self._insert(frames)
             if progress:
@@ -419,6 +426,56 @@ class Indexer:
             if n < self.page or (stop is not None and stop.is_set()):
                 break
         return done
+
+    def _apply(self, m: Machine, table) -> list[tuple[int, int, int, bytes]]:
+        """One page of facts, in order: the keyframes that fell due in it."""
+        import numpy as np
+
+        n = table.num_rows
+        ts = table.column("ts").to_numpy()
+        seq = table.column("seq").to_numpy()
+        io = table.column("kind_code").to_numpy() == _SYSCALL   # the reads and writes
+        bounds = np.flatnonzero(io[1:] != io[:-1]) + 1           # where a stretch of one sort ends
+        other = np.flatnonzero(~io)
+        cols = named.columns(table.take(other)) if len(other) else {}
+        rw = _ReadsWrites(table, m) if len(other) < n else None
+        frames: list[tuple[int, int, int, bytes]] = []
+        j = 0                                                    # next row of ``cols``
+        for s, e in zip([0, *bounds.tolist()], [*bounds.tolist(), n], strict=True):
+            if io[s]:
+                self._reads_writes(m, rw, s, e, ts, seq, frames)
+                continue
+            while s < e:  # facts of other kinds: each one a change
+                take = min(e - s, self.every - self.since_last, self.max_rows - self.rows_since)
+                apply_rows(m, cols, j, j + take)
+                s, j = s + take, j + take
+                self._advanced(m, take, take, ts[s - 1], seq[s - 1], frames)
+        return frames
+
+    def _reads_writes(self, m: Machine, rw: _ReadsWrites, s: int, e: int, ts, seq, frames: list) -> None:
+        """Rows [s, e), all successful reads and writes, with no other fact among them: the fd
+        tables are as they were before row s throughout."""
+        import numpy as np
+
+        while s < e:
+            target, inverse = rw.targets(m, s, e)
+            on_sock = np.array([f is not None and f.sock is not None for _q, f in target], dtype=bool)[inverse]
+            take = min(e - s, self.max_rows - self.rows_since)
+            if on_sock.any():  # a keyframe falls due at the every-th change
+                changes = np.cumsum(on_sock[:take])
+                due = int(np.searchsorted(changes, self.every - self.since_last))
+                take = min(take, due + 1)
+            rw.apply(m, s, s + take, target, inverse[:take], on_sock[:take])
+            s += take
+            self._advanced(m, int(np.count_nonzero(on_sock[:take])), take, ts[s - 1], seq[s - 1], frames)
+
+    def _advanced(self, m: Machine, changes: int, rows: int, ts, seq, frames: list) -> None:
+        self.since_last += changes
+        self.rows_since += rows
+        self.facts += rows
+        if self.since_last >= self.every or self.rows_since >= self.max_rows:
+            frames.append((int(ts), int(seq), self.facts, dump(m)))
+            self.since_last = self.rows_since = 0
 
     def _insert(self, frames: list[tuple[int, int, int, bytes]]) -> None:
         import pyarrow as pa
@@ -444,6 +501,64 @@ class Indexer:
         _write_history(self.store, self.run_id, self.log, self.gen)
         forget(self.store, self.run_id)
         return self.frames
+
+
+class _ReadsWrites:
+    """The read and write facts of one page (``state_events_after`` returns only successful ones
+    with ret > 0) as arrays, and what ``Machine.apply`` does with them, for a stretch at a time."""
+
+    def __init__(self, table, m: Machine) -> None:
+        import numpy as np
+
+        self.tgid = table.column("tgid").to_numpy()
+        self.fd = table.column("a0").to_numpy()
+        self.ret = table.column("ret").to_numpy()
+        self.sends = np.isin(table.column("nr").to_numpy(), np.array(sorted(m.sends), dtype=np.int64))
+        self.ts = table.column("ts").to_numpy()
+
+    def targets(self, m: Machine, s: int, e: int) -> tuple[list[tuple[Proc | None, Fd | None]], object]:
+        """The (process, fd) each row of [s, e) goes through, once per distinct (tgid, fd), and each
+        row's index into that list."""
+        import numpy as np
+
+        key = (self.tgid[s:e].astype(np.uint64) << np.uint64(32)) | (self.fd[s:e].astype(np.uint64) & np.uint64(0xFFFFFFFF))
+        _keys, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        target = []
+        for i in (first + s).tolist():
+            q = m.procs.get(int(self.tgid[i]))
+            target.append((q, q.fds.get(int(self.fd[i])) if q is not None else None))
+        return target, inverse.reshape(-1)
+
+    def apply(self, m: Machine, s: int, e: int, target: list, inverse, on_sock) -> None:
+        """Rows [s, e) (``inverse``, ``on_sock``: theirs, from ``targets``): each socket gets its bytes,
+        each file's first read and first write by a process goes to the history."""
+        import numpy as np
+
+        sends = self.sends[s:e]
+        if on_sock.any():
+            rows = np.flatnonzero(on_sock)
+            out = np.zeros(len(target), dtype=np.int64)
+            into = np.zeros(len(target), dtype=np.int64)
+            np.add.at(out, inverse[rows], np.where(sends[rows], self.ret[s:e][rows], 0))
+            np.add.at(into, inverse[rows], np.where(sends[rows], 0, self.ret[s:e][rows]))
+            for t in np.unique(inverse[rows]).tolist():
+                sock = target[t][1].sock
+                sock.sent += int(out[t])
+                sock.received += int(into[t])
+        if m.log is None:
+            return
+        files = [t for t, (q, f) in enumerate(target) if f is not None and f.sock is None and f.kind == "file"]
+        if not files:
+            return
+        on_file = np.isin(inverse, files)
+        # the first row of each (target, direction): the history keeps the first use only
+        pair = inverse.astype(np.int64) * 2 + sends
+        _pairs, first = np.unique(np.where(on_file, pair, -1), return_index=True)
+        for i in sorted(first.tolist()):
+            if not on_file[i]:
+                continue
+            q, f = target[inverse[i]]
+            m.log.io(int(self.ts[s + i]), q, "wrote" if sends[i] else "read", f.target)
 
 
 def build(store, run: RunInfo, every: int = EVERY, progress: Callable[[int], None] | None = None) -> int:
