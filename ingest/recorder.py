@@ -22,6 +22,15 @@ when the command exits (SIGTERM and SIGHUP are passed on to it; Ctrl-C at a term
 already); the run is ``interrupted`` and keeps everything. If the command does not exit, a second
 Ctrl-C, SIGTERM or ``stop()`` stops recording at once and leaves it running.
 
+Faults while recording: recording trouble never changes the outcome of the recorded command. When
+the store fails (a full disk, its directory removed, any insert error) or draining fails, the
+recorder stops producing records (the command is taken out of the kernel's scope, so it runs on at
+the bare hooks' cost), keeps waiting for the command and ends with its exit code; the run is
+``failed`` and its ``status_detail`` says why and when (``disk full (ENOSPC) at +12.3s``), with every
+batch stored before then kept. A little space is set aside beside an embedded store while it
+records (``RESERVE_NAME``) so that the run's last row can still be written on a full disk; when
+even that fails, or the store's directory is gone, ``RunResult.failure`` says so (the CLI prints it).
+
 Derived data (keyframes) can be built while the run records: the caller passes an ``indexer`` (the
 CLI passes ``osrewind.queries.keyframes.LiveIndexer``; ingest does not import queries). The writer
 tells it how far the store is complete after each insert; it reads the store behind the writer on
@@ -51,10 +60,10 @@ from osrewind import (
     INHERITED_UMASK,
     __version__,
 )
-from osrewind.errors import CommandNotRun, UsageError
+from osrewind.errors import CommandNotRun, StoreError, UsageError
 from osrewind.ingest import decode
 from osrewind.ingest.redact import Redactor
-from osrewind.ingest.store import Store
+from osrewind.ingest.store import MARKER_NAME, Store
 from osrewind.ingest.writer import EventWriter
 from osrewind.probes import procfs
 from osrewind.probes.loader import Probe, ProbeOptions
@@ -65,6 +74,12 @@ IO_FLUSH_SECONDS = 0.1
 # after a first Ctrl-C, a command that has not exited within this long is told about (notice)
 STILL_RUNNING_SECONDS = 0.3
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# set aside beside an embedded store while recording, freed for the run's last row (the engine
+# reserves 1 MiB for any insert)
+RESERVE_NAME = "osrewind-reserve"
+RESERVE_BYTES = 4 << 20
+# a command still running this long after the recording failed: the user is told at once
+FAILURE_NOTICE_SECONDS = 1.0
 
 
 @dataclass
@@ -98,6 +113,47 @@ class Indexer(Protocol):
         """The last fact is in the store: stop working (the caller finishes the rest)."""
 
 
+class StoreGone(StoreError):
+    """The store's directory was removed or replaced while recording."""
+
+
+@dataclass
+class RecordingFailure:
+    """Why and when a recording stopped keeping facts while its command ran on."""
+
+    reason: str                 # 'disk full (ENOSPC)', 'store directory /x was removed', ...
+    at_ns: int                  # since the run's start
+    in_store: bool = True       # the store failed (not the probe): nothing more can be written there
+    store_gone: bool = False    # the store's directory is gone: nothing was kept
+    row_saved: bool = True      # the run row says 'failed' and why (False: it could not be written)
+    noticed: float = 0.0        # time.monotonic() when the recorder noticed
+
+    @property
+    def detail(self) -> str:
+        return f"{self.reason} at +{self.at_ns / 1e9:.1f}s"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A store or recording error in a few words: 'disk full (ENOSPC)' whatever layer reported it."""
+    if isinstance(exc, StoreGone):
+        return str(exc)
+    chain, e = [], exc
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    codes = {e.errno for e in chain if isinstance(e, OSError)}
+    text = " ".join(str(e) for e in chain)
+    if errno.ENOSPC in codes or any(k in text for k in ("NOT_ENOUGH_SPACE", "No space left on device",
+                                                        "errno: 28,", "Errno 28]")):
+        return "disk full (ENOSPC)"
+    if errno.EDQUOT in codes or "Disk quota exceeded" in text:
+        return "disk quota exceeded (EDQUOT)"
+    if errno.EROFS in codes or "Read-only file system" in text:
+        return "the store's filesystem became read-only (EROFS)"
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
 @dataclass
 class RunResult:
     run_id: uuid.UUID
@@ -109,6 +165,25 @@ class RunResult:
     start_ns: int
     end_ns: int
     extra: dict = field(default_factory=dict)
+    status_detail: str = ""
+    failure: RecordingFailure | None = None   # the recording failed while the command ran on
+
+
+def failure_line(result: RunResult, command: str = "the command") -> str:
+    """One line for the user about a recording that failed: when, why, what was kept, and what
+    became of the command (its outcome is the command's own)."""
+    f = result.failure
+    assert f is not None
+    parts = [f"recording failed at +{f.at_ns / 1e9:.1f}s: {f.reason}",
+             "nothing kept" if f.store_gone else f"{result.events} events kept"]
+    if not f.row_saved and not f.store_gone:
+        parts.append("the run's last row could not be written, so it will read as aborted")
+    if result.extra.get("scope") == "command":
+        if result.exit_code is None:
+            parts.append(f"{command} was left running, unrecorded")
+        else:
+            parts.append(f"{command} ran to the end (exit {result.exit_code})")
+    return "; ".join(parts)
 
 
 def host_identity() -> tuple[str, str, str]:
@@ -169,6 +244,11 @@ class Recorder:
         self._writer: EventWriter | None = None
         self._child_pid: int | None = None
         self._exit_code: int | None = None
+        self._failure: RecordingFailure | None = None
+        self._failure_told = False
+        self._status_detail = ""
+        self._start_ns = 0
+        self._reserve: str | None = None
 
     def _default_name(self) -> str:
         if self.opts.scope == "command" and self.opts.command:
@@ -189,9 +269,11 @@ class Recorder:
             "runs",
             [[self.run_id, self.name, host, boot_id, kernel, cmd, cwd, self.opts.scope,
               self._child_pid or (self.opts.pids[0] if self.opts.pids else 0), start_ns, end_ns, wall_offset,
-              self._writer.written if self._writer else 0, self._lost_seen, self._exit_code, status, __version__, time.time_ns()]],
+              self._writer.written if self._writer else 0, self._lost_seen, self._exit_code, status, self._status_detail,
+              __version__, time.time_ns()]],
             ["run_id", "name", "host", "boot_id", "kernel", "command", "cwd", "scope", "root_pid", "start_ns",
-             "end_ns", "wall_offset_ns", "events", "lost", "exit_code", "status", "version", "updated_ns"],
+             "end_ns", "wall_offset_ns", "events", "lost", "exit_code", "status", "status_detail", "version",
+             "updated_ns"],
         )
 
     # ------------------------------------------------------------------ baseline
@@ -349,6 +431,134 @@ class Recorder:
         command still runs: stop recording at once and leave it running."""
         self._on_signal(signal.SIGTERM, None)
 
+    # ------------------------------------------------------------------ faults
+
+    def _store_guard(self) -> Callable[[], None] | None:
+        """For the writer: raises ``StoreGone`` once the embedded store's directory has been removed or
+        replaced (the engine would recreate paths and write on into the void), or emptied."""
+        if not getattr(self.store, "embedded", False):
+            return None
+        root = os.path.abspath(self.store.location)
+        marker = os.path.join(root, MARKER_NAME)
+        try:
+            st = os.stat(root)
+        except OSError:
+            return None
+        ident = (st.st_dev, st.st_ino)
+        had_marker = os.path.exists(marker)
+
+        def guard() -> None:
+            try:
+                now = os.stat(root)
+            except FileNotFoundError:
+                raise StoreGone(f"store {root} was deleted") from None
+            except OSError:
+                return
+            if (now.st_dev, now.st_ino) != ident:
+                raise StoreGone(f"store {root} was deleted (another directory is there now)")
+            if had_marker and not os.path.exists(marker):
+                raise StoreGone(f"store {root} was deleted")
+
+        return guard
+
+    def _take_reserve(self) -> None:
+        """Set aside a little space on the store's filesystem, freed for the run's last row: on a disk
+        that fills up mid-run the run can still say that it failed, and why."""
+        if not getattr(self.store, "embedded", False):
+            return
+        path = os.path.join(os.path.abspath(self.store.location), RESERVE_NAME)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+            self._reserve = path
+        except OSError:  # no room even for that, or no such call here: record without it
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _release_reserve(self) -> None:
+        if self._reserve is not None:
+            try:
+                os.unlink(self._reserve)
+            except OSError:
+                pass
+            self._reserve = None
+
+    def _drain_or_fail(self, probe: Probe, flush_io: bool = False) -> None:
+        """Drain as usual; a failure (the store's, seen through the writer, or the drain's own) ends
+        the recording, never the command."""
+        try:
+            self._drain(probe, flush_io=flush_io)
+        except Exception as exc:  # noqa: BLE001 - recording trouble: the command runs on
+            self._failed(probe, exc)
+            return
+        if self._writer is not None and self._writer.error is not None:
+            self._failed(probe, self._writer.error)
+
+    def _failed(self, probe: Probe, exc: BaseException) -> None:
+        """Note the first failure, take the recorded processes out of the kernel's scope (nothing more
+        is produced for a store that cannot take it: the command pays only the bare hooks) and stop
+        the live indexer when the store is the trouble."""
+        if self._failure is not None:
+            return
+        writer = self._writer
+        in_store = writer is not None and exc is writer.error
+        when = writer.failed_ns if in_store and writer.failed_ns else time.monotonic_ns()
+        reason = failure_reason(exc)
+        if not in_store and not isinstance(exc, OSError | StoreError):
+            reason = f"recording error: {type(exc).__name__}: {reason}"
+        self._failure = RecordingFailure(reason, max(0, when - self._start_ns), in_store=in_store,
+                                         store_gone=isinstance(exc, StoreGone), noticed=time.monotonic())
+        try:
+            for _ in range(2):   # again: a fork may have added a child during the first pass
+                for pid in probe.tracked_pids():
+                    probe.untrack(pid)
+        except Exception:  # noqa: BLE001, S110 - best effort: the records are not drained either way
+            pass
+        if in_store and self.indexer is not None:
+            try:
+                self.indexer.stop()
+            except Exception:  # noqa: BLE001, S110 - derived data
+                pass
+
+    def _close_writer(self, probe: Probe) -> None:
+        """Everything drained reaches the store (before the run row); the store failing on the last
+        batches fails the recording like any other insert."""
+        assert self._writer is not None
+        try:
+            self._writer.close()
+        except BaseException as exc:
+            if exc is not self._writer.error:
+                raise
+            self._failed(probe, exc)
+
+    def _finish_row(self, status: str, start_ns: int, end_ns: int, wall_offset: int) -> str:
+        """The run's last row, with why it ended when it failed. A store that is gone gets nothing; one
+        that cannot take the row (even with the reserve freed) leaves the run reading as aborted, and
+        ``failure.row_saved`` tells the caller to say so."""
+        if self._failure is not None:
+            status = "failed"
+            self._status_detail = self._failure.detail
+            if self._failure.store_gone:
+                self._failure.row_saved = False
+                return status
+        elif self._not_run is not None:
+            self._status_detail = str(self._not_run)
+        self._release_reserve()
+        try:
+            self._run_row(status, start_ns, end_ns, wall_offset)
+        except Exception as exc:  # noqa: BLE001 - the command's outcome stands; the caller says what was lost
+            if self._failure is None:
+                self._failure = RecordingFailure(failure_reason(exc), max(0, end_ns - start_ns),
+                                                 noticed=time.monotonic())
+                status = "failed"
+            self._failure.row_saved = False
+        return status
+
     # ------------------------------------------------------------------ main
 
     def run(self) -> RunResult:
@@ -378,9 +588,17 @@ class Recorder:
         self._writer = EventWriter(self.store, self.run_id,
                                    lambda n: self.progress(f"{n} events, {self._lost_seen} lost"),
                                    on_insert=self.indexer.inserted if self.indexer is not None else None,
-                                   redact=self.redact)
+                                   redact=self.redact, guard=self._store_guard())
+        self._start_ns = start_ns
         try:
-            self._run_row("recording", start_ns, 0, wall_offset)
+            self._take_reserve()
+            try:
+                self._run_row("recording", start_ns, 0, wall_offset)
+            except StoreError as exc:   # nothing has started yet: say why in a few words
+                reason = failure_reason(exc)
+                self._status_detail = f"{reason} before the start"
+                what = "the command was not started" if opts.scope == "command" else "nothing was recorded"
+                raise StoreError(f"cannot record into store {self.store.location}: {reason}; {what}") from exc
             if self.indexer is not None:
                 try:
                     self.indexer.start(self.run_id)
@@ -388,7 +606,7 @@ class Recorder:
                     self.progress(f"live indexing off ({exc})")
                     self.indexer = None
             # the run starts now: the first insert above paid the store's one-time warm-up
-            start_ns = time.monotonic_ns()
+            start_ns = self._start_ns = time.monotonic_ns()
             wall_offset = time.time_ns() - time.monotonic_ns()
             if opts.scope == "command":
                 self._child_pid, gate_w, err_r = self._spawn_gated()
@@ -417,13 +635,19 @@ class Recorder:
                 self._baseline(watch)
             else:
                 self._baseline(None)
-            self.store.set_purpose(f"recording run {self.run_id} ({self.name})")
+            try:
+                self.store.set_purpose(f"recording run {self.run_id} ({self.name})")
+            except OSError:  # the lock file's note for other processes (a full disk refuses it)
+                pass
             self.progress(f"recording run {self.run_id} ({self.name})")
 
             deadline = time.monotonic() + opts.duration if opts.duration else None
             last_alive_check = 0.0
             while self._not_run is None:
-                self._drain(probe)
+                if self._failure is None:
+                    self._drain_or_fail(probe)
+                if self._failure is not None and opts.scope != "command":
+                    break   # no command to wait for: the recording is over
                 if self._child_pid is not None and self._exit_code is None:
                     pid, st = os.waitpid(self._child_pid, os.WNOHANG)
                     if pid:
@@ -453,13 +677,19 @@ class Recorder:
                     self._waiting_told = True
                     self.notice(f"waiting for {self.waiting_for()} to exit; "
                                 "Ctrl-C again to stop recording and leave it running")
+                if (self._failure is not None and not self._failure_told
+                        and time.monotonic() - self._failure.noticed >= FAILURE_NOTICE_SECONDS):
+                    self._failure_told = True
+                    self.notice(f"recording failed at +{self._failure.at_ns / 1e9:.1f}s: {self._failure.reason}; "
+                                f"waiting for {self.waiting_for()} to exit (no longer recorded)")
                 if deadline and time.monotonic() >= deadline:
                     break
                 time.sleep(POLL_SECONDS)
             # the last records of the exiting tree are already in the ring: take them all
-            time.sleep(0.02)
-            self._drain(probe)
-            self._drain(probe, flush_io=True)
+            if self._failure is None:
+                time.sleep(0.02)
+                self._drain_or_fail(probe)
+                self._drain_or_fail(probe, flush_io=True)
             status = "failed" if self._not_run is not None else self._stop_reason or "complete"
         finally:
             for s, h in old_handlers.items():
@@ -469,20 +699,28 @@ class Recorder:
                     os.close(fd)
             try:
                 try:
-                    self._drain(probe)
+                    if self._failure is None:
+                        self._drain_or_fail(probe)
                 finally:
                     try:
-                        self._writer.close()  # everything drained reaches the store before the run row
+                        self._close_writer(probe)  # everything drained reaches the store before the run row
                     finally:
                         if self.indexer is not None:
                             self.indexer.stop()
                 end_ns = time.monotonic_ns()
-                self._run_row(status, start_ns, end_ns, wall_offset)
+                status = self._finish_row(status, start_ns, end_ns, wall_offset)
             finally:
                 probe.close()
-                self.store.set_purpose("idle")
-        result = RunResult(self.run_id, self.name, status, self._exit_code, self._writer.written, self._lost_seen,
-                           start_ns, end_ns)
+                self._release_reserve()
+                try:
+                    self.store.set_purpose("idle")
+                except OSError:
+                    pass
+        kept = 0 if self._failure is not None and self._failure.store_gone else self._writer.written
+        result = RunResult(self.run_id, self.name, status, self._exit_code, kept, self._lost_seen,
+                           start_ns, end_ns, extra={"scope": opts.scope, "stop_reason": self._stop_reason},
+                           status_detail=self._status_detail,
+                           failure=self._failure)
         if self._not_run is not None:
             self._not_run.result = result
             raise self._not_run

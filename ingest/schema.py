@@ -116,4 +116,6 @@ ADDED_COLUMNS = [
     ("events", "dur", "Int64 CODEC(T64, ZSTD(1)) AFTER a5"),
     ("events", "nr", "UInt16 CODEC(T64, ZSTD(1)) AFTER dur"),
     ("events", "cpu", "UInt16 CODEC(T64, ZSTD(1)) AFTER nr"),
+    # why a run ended as it did, in words (a failed run): 'disk full (ENOSPC) at +12.3s'
+    ("runs", "status_detail", "String AFTER status"),
 ]

@@ -9,6 +9,12 @@ If the store falls far behind, ``put`` blocks (bounded memory) and the kernel co
 ``upto_ns`` is in the store (a live indexer reads behind the writer from there).
 
 Every table goes through ``redact`` (``record --redact``) on its way to the store.
+
+A store error stops the writer for good: it writes nothing more, notes when (``failed_ns``) and
+keeps the error (``error``; ``put``, ``check`` and ``close`` raise it in the caller's thread), and
+never blocks a producer again. ``guard`` is called before every write and at least every
+``IDLE_CHECK_SECONDS`` while idle; it raises when the store can no longer be written (e.g. its
+directory was removed, which the engine would not notice: it recreates paths as it writes).
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ from osrewind.ingest.redact import Redactor
 from osrewind.ingest.store import Store
 
 MAX_QUEUED_ROWS = 1_000_000
+IDLE_CHECK_SECONDS = 0.25
 
 
 class EventWriter:
     def __init__(self, store: Store, run_id: uuid.UUID, progress: Callable[[int], None] | None = None,
                  batch_rows: int = 50_000, batch_seconds: float = 0.5,
-                 on_insert: Callable[[int], None] | None = None, redact: Redactor | None = None) -> None:
+                 on_insert: Callable[[int], None] | None = None, redact: Redactor | None = None,
+                 guard: Callable[[], None] | None = None) -> None:
         self.store = store
         self.redact = redact if redact else None
         self.run_id = run_id
@@ -40,6 +48,8 @@ class EventWriter:
         self.batch_seconds = batch_seconds
         self.on_insert = on_insert
         self.written = 0            # records inserted (lost markers not counted)
+        self.guard = guard
+        self.failed_ns: int | None = None   # CLOCK_MONOTONIC when the store failed, None while it works
         self._seq = 0
         self._queue: queue.Queue = queue.Queue()
         self._space = threading.Semaphore(MAX_QUEUED_ROWS // 1000)
@@ -65,6 +75,11 @@ class EventWriter:
     def lost(self, ts: int, count: int) -> None:
         self._queue.put(("lost", (ts, count), 0))
 
+    @property
+    def error(self) -> BaseException | None:
+        """The error that stopped the writer (e.g. the store failed), None while it works."""
+        return self._error
+
     def check(self) -> None:
         """Re-raise, in the caller's thread, an error the writer hit (e.g. the store failed)."""
         if self._error is not None:
@@ -85,11 +100,14 @@ class EventWriter:
         oldest = 0.0
         try:
             while True:
-                timeout = None if not pending else max(0.0, self.batch_seconds - (time.monotonic() - oldest))
+                timeout = (IDLE_CHECK_SECONDS if self.guard else None) if not pending else \
+                    max(0.0, self.batch_seconds - (time.monotonic() - oldest))
                 try:
                     item = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     item = "flush"
+                if self.guard is not None:
+                    self.guard()
                 if item is None or item == "flush":
                     self._insert(pending, taken)
                     pending, rows = [], 0
@@ -120,6 +138,7 @@ class EventWriter:
                     self._insert(pending, taken)
                     pending, rows = [], 0
         except BaseException as exc:  # noqa: BLE001 - handed to the recorder thread by check()
+            self.failed_ns = time.monotonic_ns()
             self._error = exc
             # keep releasing producers so the recorder never blocks on a dead writer
             for _ in range(MAX_QUEUED_ROWS // 1000):

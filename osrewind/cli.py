@@ -100,6 +100,9 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
     the recording when the command exits and keeps everything recorded up to that moment (the run is
     marked 'interrupted'); if the command ignores it, Ctrl-C again stops recording at once and leaves
     it running (exit 130). SIGTERM and SIGHUP end it the same way (and are passed on to the command).
+    If the store fails while recording (a full disk, the store deleted), osrewind stops recording,
+    still waits for the command and exits with its code; one line says when and why, and the run is
+    'failed' with the reason and everything up to then kept (--pid / --system: exit 4).
     The command gets the signal dispositions, signal mask and umask osrewind was started with. Environment variables are not recorded; argv,
     paths, comm, cwd and socket addresses are (--redact hides parts). Needs root.
 
@@ -112,8 +115,8 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
       sudo osrewind record --redact 'pass(word)?=\\S+' -- ./deploy.sh password=hunter2
       osrewind record --print-bpf -- true
     """
-    from osrewind.errors import CommandNotRun
-    from osrewind.ingest.recorder import Recorder, RecordOptions
+    from osrewind.errors import CommandNotRun, StoreError
+    from osrewind.ingest.recorder import Recorder, RecordOptions, failure_line
     from osrewind.ingest.redact import Redactor
     from osrewind.probes.loader import ProbeOptions, check_environment, final_source
     from osrewind.queries.timespec import parse_duration
@@ -180,6 +183,7 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
 
     def emit_summary(result) -> None:
         summary = {"run_id": str(result.run_id), "name": result.name, "status": result.status,
+                   "status_detail": result.status_detail,
                    "exit_code": result.exit_code, "events": result.events, "lost": result.lost,
                    "duration_s": (result.end_ns - result.start_ns) / 1e9}
         # one line, last on stdout: the command's own output comes before it
@@ -194,13 +198,24 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
             if as_json and exc.result is not None:
                 emit_summary(exc.result)
             raise
-        try:
-            _index(store, str(result.run_id), quiet, indexer)
-        except OsrewindError as exc:  # the recording is saved either way: say so, keep its exit code
-            click.echo(f"osrewind: warning: run saved, but indexing it failed ({exc}); "
-                       f"'osrewind reindex {str(result.run_id)[:8]}' retries", err=True)
+        failure = result.failure
+        if failure is not None and failure.in_store:
+            pass   # a store that failed takes no keyframes: 'osrewind reindex' builds them once it works
+        else:
+            try:
+                _index(store, str(result.run_id), quiet, indexer)
+            except OsrewindError as exc:  # the recording is saved either way: say so, keep its exit code
+                click.echo(f"osrewind: warning: run saved, but indexing it failed ({exc}); "
+                           f"'osrewind reindex {str(result.run_id)[:8]}' retries", err=True)
     if as_json:
         emit_summary(result)
+    if failure is not None:  # one line, --quiet or not; the exit code stays the command's
+        notice(failure_line(result))
+        if scope != "command":
+            sys.exit(StoreError.exit_code)
+        if result.exit_code is None and result.extra.get("stop_reason"):
+            sys.exit(130)
+        sys.exit(result.exit_code or 0)
     if not quiet:
         lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
         code = "" if result.exit_code is None else f", exit {result.exit_code}"
@@ -228,7 +243,8 @@ def runs(obj: dict, limit: int, as_json: bool) -> None:
     \b
     Columns: id, name, start (local time), duration, events, lost events, exit code, status, command.
     Status: complete; interrupted (Ctrl-C or SIGTERM, data kept); failed (an error stopped it,
-    data kept); aborted (the recorder was killed: data up to its last batch kept); recording.
+    data kept; why and when on the line below it, e.g. 'failed: disk full (ENOSPC) at +12.3s');
+    aborted (the recorder was killed: data up to its last batch kept); recording.
     Example:
       osrewind runs --limit 5
     """
@@ -255,6 +271,8 @@ def runs(obj: dict, limit: int, as_json: bool) -> None:
         echo(f"{r.run_id[:8]}  {safe(r.name, 16):16}  {format_wall(r.start_wall_ns):23}  "
                    f"{format_duration(r.duration_ns):>9}  {r.events:>9}  {r.lost:>5}  {code:>4}  "
                    f"{r.status:11}  {cmd}")
+        if r.status_detail:
+            echo(f"{'':8}  {r.status}: {safe(r.status_detail, 200)}")
 
 
 # ---------------------------------------------------------------------------- state

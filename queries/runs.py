@@ -27,6 +27,7 @@ class RunInfo:
     lost: int
     exit_code: int | None
     status: str
+    status_detail: str = ""         # why it ended so, when it failed: 'disk full (ENOSPC) at +12.3s'
 
     @property
     def duration_ns(self) -> int:
@@ -66,10 +67,11 @@ def list_runs(store, limit: int = 1000) -> list[RunInfo]:
     unfinished = []
     for r in named.run(store, "runs_list", limit=limit):
         (run_id, name, host, kernel, command, cwd, scope, root_pid, start_ns, end_ns, wall_offset, events, lost,
-         exit_code, status) = r
+         exit_code, status) = r[:15]
+        status_detail = r[15] if len(r) > 15 else ""   # none in a store made before the column
         info = RunInfo(str(run_id), name, host, kernel, list(command), cwd, scope, int(root_pid), int(start_ns),
                        int(end_ns), int(wall_offset), int(events), int(lost),
-                       None if exit_code is None else int(exit_code), status)
+                       None if exit_code is None else int(exit_code), status, status_detail)
         if status == "recording" or info.end_ns < info.start_ns:
             unfinished.append(info)
         out.append(info)

@@ -9,7 +9,7 @@ import threading
 import time
 
 from osrewind.errors import OsrewindError
-from osrewind.ingest.recorder import Recorder, RecordOptions
+from osrewind.ingest.recorder import Recorder, RecordOptions, failure_line
 from osrewind.queries import keyframes
 from osrewind.queries.runs import RunInfo, resolve_run
 
@@ -61,12 +61,14 @@ class LiveSession:
         finally:
             self.finished = True
             self.started.set()
-        if self.result is not None:
+        failure = self.result.failure if self.result is not None else None
+        if self.result is not None and (failure is None or not failure.in_store):
             try:
                 self.indexer.finish(resolve_run(self.store, self.run_id))   # the tail and the history
             except OsrewindError as exc:
                 self.error = exc
-            self.indexed = True
+        if self.result is not None:
+            self.indexed = True   # a store that failed takes no keyframes ('osrewind reindex' later)
 
     def stop(self) -> None:
         """The first call stops as ``Recorder.stop()`` does: the command gets SIGTERM and the recording
@@ -87,7 +89,12 @@ class LiveSession:
             return None
         if self.finished and self.indexed:
             if not self._final:
-                self._info = resolve_run(self.store, self.run_id)   # the run row the recorder ended with
+                try:
+                    self._info = resolve_run(self.store, self.run_id)   # the run row the recorder ended with
+                except OsrewindError:   # the store failed under the recording (e.g. it was deleted)
+                    if self._info is not None and self.result is not None:
+                        self._info = dataclasses.replace(self._info, status=self.result.status,
+                                                         exit_code=self.result.exit_code)
                 self._final = True
             return self._info
         if self._info is None:
@@ -101,6 +108,8 @@ class LiveSession:
     def status_text(self) -> str:
         if self.error is not None:
             return f"recording failed: {self.error}"
+        if self.result is not None and self.result.failure is not None:
+            return failure_line(self.result)
         if self.result is not None:
             r = self.result
             code = "" if r.exit_code is None else f", exit {r.exit_code}"

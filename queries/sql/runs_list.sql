@@ -5,7 +5,10 @@
 -- Parameters: limit (UInt32).
 SELECT
     toString(r.run_id) AS run_id, r.name, r.host, r.kernel, r.command, r.cwd, r.scope, r.root_pid,
-    r.start_ns, r.end_ns, r.wall_offset_ns, r.events, r.lost, r.exit_code, r.status
+    r.start_ns, r.end_ns, r.wall_offset_ns, r.events, r.lost, r.exit_code, r.status,
+    -- why it ended so (a failed run); a matcher, not a name: a store made before the column, read
+    -- without upgrading it, has none, and the row is one column shorter
+    COLUMNS('^status_detail$')
 FROM (SELECT * FROM runs FINAL) AS r
 ORDER BY r.start_ns DESC, r.run_id
 LIMIT {limit:UInt32}
