@@ -56,6 +56,7 @@ PAGE = 200_000
 LIVE_PAGE = 50_000      # while recording: short reads, the recorder's inserts share the client
 DOCS_KEPT = 16          # decoded keyframes kept per open store
 _SYSCALL = KIND_CODES["syscall"]   # in state_events_after: a successful read or write, nothing else
+SHORT_STRETCH = 16      # reads and writes in a row below which they are applied one by one
 
 HISTORY_DDL = ["""
 CREATE TABLE IF NOT EXISTS processes (
@@ -457,6 +458,21 @@ class Indexer:
         tables are as they were before row s throughout."""
         import numpy as np
 
+        if e - s <= SHORT_STRETCH:  # between context switches, say: array work would cost more
+            for i in range(s, e):
+                q = m.procs.get(int(rw.tgid[i]))
+                f = q.fds.get(int(rw.fd[i])) if q is not None else None
+                change = 0
+                if f is not None and f.sock is not None:
+                    change = 1
+                    if rw.sends[i]:
+                        f.sock.sent += int(rw.ret[i])
+                    else:
+                        f.sock.received += int(rw.ret[i])
+                elif f is not None and f.kind == "file" and m.log is not None:
+                    m.log.io(int(rw.ts[i]), q, "wrote" if rw.sends[i] else "read", f.target)
+                self._advanced(m, change, 1, ts[i], seq[i], frames)
+            return
         while s < e:
             target, inverse = rw.targets(m, s, e)
             on_sock = np.array([f is not None and f.sock is not None for _q, f in target], dtype=bool)[inverse]

@@ -157,12 +157,17 @@ def test_a_live_index_and_a_rebuild_write_the_same_keyframes(tmp_path):
                            {"r": run_id}) == written
 
 
-def only_io_run(db: str, n: int, fd_kind: str) -> str:
-    """A process that opens one file or socket and then only reads and writes through it."""
+def only_io_run(db: str, n: int, fd_kind: str, chdir_every: int = 0) -> str:
+    """A process that opens one file or socket and then only reads and writes through it (with
+    ``chdir_every``: a chdir after every that many of them, in short stretches)."""
     first = (record(START + 1, "open", 100, ret=3, a0=AT_FDCWD, path=b"/data/big") if fd_kind == "file"
              else record(START + 1, "socket", 100, ret=3, a0=2, a1=1))
-    out = [first] + [io(START + 10 + 2 * i, 100, (READ, WRITE)[i % 2], (3, 1)[i % 2] if fd_kind == "file" else 3, 512)
-                     for i in range(n)]
+    out = [first]
+    for i in range(n):
+        if chdir_every and i % chdir_every == chdir_every - 1:
+            out.append(record(START + 10 + 2 * i, "chdir", 100, path=b"/tmp"))
+        else:
+            out.append(io(START + 10 + 2 * i, 100, (READ, WRITE)[i % 2], (3, 1)[i % 2] if fd_kind == "file" else 3, 512))
     return store_run(db, out, START + 10 + 2 * n)
 
 
@@ -185,3 +190,18 @@ def test_a_run_that_only_reads_and_writes_files_gets_few_keyframes(tmp_path):
         assert facts == [keyframes.EVERY * (i + 1) for i in range(len(facts))]
         sock = state_at(store, run, run.end_ns).processes[0].fds[3].sock
         assert (sock.sent, sock.received) == (512 * (n // 2), 512 * (n - n // 2))
+
+
+def test_short_stretches_between_other_facts_count_the_same(tmp_path):
+    # every fact changes the state (socket bytes, chdirs): a keyframe every EVERY facts exactly
+    db = str(tmp_path / "db")
+    run_id = only_io_run(db, 9_000, "socket", chdir_every=7)
+    with Store(db, purpose="test") as store:
+        run = resolve_run(store, run_id)
+        assert keyframes.build(store, run, every=500) == 18
+        facts = [f for (f,) in store.query("SELECT facts FROM keyframes WHERE run_id = {r:UUID} ORDER BY ts",
+                                           {"r": run_id})]
+        assert facts == [500 * (i + 1) for i in range(18)]
+        sock = state_at(store, run, run.end_ns).processes[0].fds[3].sock
+        io_rows = 9_000 - 9_000 // 7
+        assert sock.sent + sock.received == 512 * io_rows
