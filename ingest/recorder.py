@@ -234,7 +234,8 @@ class Recorder:
         self.name = opts.name or self.redact(self._default_name())
         self._stop_reason: str | None = None
         self._stop_requests = 0          # Ctrl-C, SIGTERM, SIGHUP or stop() while the command runs
-        self._first_interrupt = 0.0      # when the first Ctrl-C came (monotonic), 0 if none
+        self._first_interrupt = 0.0      # when the first Ctrl-C (or SIGTERM, SIGHUP) came (monotonic), 0 if none
+        self._stop_signal = 0            # the last signal that asked the recording to stop
         self._waiting_told = False
         self._leave_running = False      # stop recording now, the command keeps running
         self._hangup = False
@@ -394,6 +395,7 @@ class Recorder:
     def _on_signal(self, signum: int, _frame: object) -> None:
         if self._stop_reason is None:
             self._stop_reason = "interrupted"
+        self._stop_signal = signum
         if not self._command_running():
             return
         if signum == signal.SIGHUP and self._hangup:
@@ -403,8 +405,8 @@ class Recorder:
         if self._stop_requests > 1:
             self._leave_running = True
             return
+        self._first_interrupt = time.monotonic()   # "waiting for CMD" if it does not exit
         if signum == signal.SIGINT:
-            self._first_interrupt = time.monotonic()
             return   # at a terminal the command had it too; what it does with it is its business
         try:
             os.kill(self._child_pid, signum)
@@ -675,8 +677,9 @@ class Recorder:
                 if (self._first_interrupt and not self._waiting_told
                         and time.monotonic() - self._first_interrupt >= STILL_RUNNING_SECONDS):
                     self._waiting_told = True
+                    again = "Ctrl-C" if self._stop_signal == signal.SIGINT else f"{signal.Signals(self._stop_signal).name}"
                     self.notice(f"waiting for {self.waiting_for()} to exit; "
-                                "Ctrl-C again to stop recording and leave it running")
+                                f"{again} again to stop recording and leave it running")
                 if (self._failure is not None and not self._failure_told
                         and time.monotonic() - self._failure.noticed >= FAILURE_NOTICE_SECONDS):
                     self._failure_told = True
@@ -718,7 +721,8 @@ class Recorder:
                     pass
         kept = 0 if self._failure is not None and self._failure.store_gone else self._writer.written
         result = RunResult(self.run_id, self.name, status, self._exit_code, kept, self._lost_seen,
-                           start_ns, end_ns, extra={"scope": opts.scope, "stop_reason": self._stop_reason},
+                           start_ns, end_ns, extra={"scope": opts.scope, "stop_reason": self._stop_reason,
+                                                   "stop_signal": self._stop_signal},
                            status_detail=self._status_detail,
                            failure=self._failure)
         if self._not_run is not None:

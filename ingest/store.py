@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from pathlib import Path
@@ -57,6 +58,8 @@ def check_location(location: str) -> str:
     """``--db`` as given: a directory, or an http(s) URL that parses. Anything else is the user's error."""
     if not location.strip():
         raise UsageError("--db is empty: give a store directory or an http(s)://host:8123/database URL")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in location):
+        raise UsageError("the store path is not UTF-8 (the engine cannot open such paths): give --db another one")
     m = _SCHEME.match(location)
     if m and m.group(1).lower() not in ("http", "https"):
         raise UsageError(f"unknown store scheme {m.group(1)}://: give a directory or an http(s):// URL")
@@ -85,6 +88,26 @@ def warn(message: str) -> None:
 
 def _is_store(path: Path) -> bool:
     return (path / MARKER_NAME).exists() or (path / "metadata").is_dir()
+
+
+# what a first open that failed may leave in a new store directory: still "empty"
+_LEFTOVERS = {LOCK_NAME, "tmp", "status", "user_files", "format_schemas"}
+
+
+def _has_other_files(path: Path) -> bool:
+    return any(p.name not in _LEFTOVERS for p in path.iterdir())
+
+
+def _read_small(path: Path, limit: int = 65536) -> bytes:
+    """A small file of the store (the marker), never through a link, a FIFO or a device: a store
+    another user can write must not make root's reader hang or read /dev/zero."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{path.name} is not a regular file")
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
 
 
 def _read_only_fs(path: Path) -> bool:
@@ -122,14 +145,24 @@ def _open_lock(lock_path: Path, flags: int) -> int:
     """The lock file, never through a symlink: a user who could plant ``.osrewind.lock -> /etc/x``
     must not get root to truncate the target."""
     try:
-        return os.open(lock_path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(lock_path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StoreError(f"{lock_path} is not a regular file: refusing to use it; remove it")
+        return fd
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise StoreError(f"{lock_path} is a symbolic link: refusing to open it (someone may be trying to "
                              "make osrewind overwrite another file); remove it") from None
-        if isinstance(exc, FileNotFoundError):
+        if isinstance(exc, FileNotFoundError) or (isinstance(exc, PermissionError) and flags == os.O_RDONLY):
             raise
         raise StoreError(f"cannot open {lock_path}: {exc.strerror}") from None
+
+
+def _damaged(path: Path, missing: list[str]) -> StoreError:
+    return StoreError(f"store {path} is damaged: table{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                      "cannot be loaded (metadata missing or unreadable); files left untouched: restore the store "
+                      "from a backup, or move it aside and record into a new one")
 
 
 def _flock(fd: int, lock_path: Path, how: int) -> int:
@@ -212,7 +245,13 @@ class Store:
     # ------------------------------------------------------------------ opening
 
     def _open_embedded(self) -> None:
-        path = Path(self.location)
+        try:
+            self._open_embedded_at(Path(self.location))
+        except OSError as exc:  # e.g. another user's private store: one line, not a traceback
+            where = exc.filename or self.location
+            raise StoreError(f"cannot open store {self.location}: {exc.strerror or exc} ({where})") from None
+
+    def _open_embedded_at(self, path: Path) -> None:
         if path.exists() and not path.is_dir():
             raise StoreError(f"store path {path} exists and is not a directory")
         if not path.exists():
@@ -227,7 +266,7 @@ class Store:
                     os.umask(old)
             except OSError as exc:
                 raise StoreError(f"cannot create store directory {path}: {exc.strerror}") from exc
-        if not _is_store(path) and any(True for _ in path.iterdir()):
+        if not _is_store(path) and _has_other_files(path):
             raise StoreError(f"{path} is not an osrewind store (it has other files): give --db a new "
                              "or empty directory, or an existing store")
         if self.mode == "read" and not _is_store(path):
@@ -291,19 +330,20 @@ class Store:
         """A store that once had its tables must still have them: an engine that lost a table's
         metadata would otherwise start an empty one and old runs would read as empty."""
         marker = path / MARKER_NAME
-        if not marker.exists():
+        if not marker.exists():  # a store from before the marker: its core tables go together
+            present = self.table_names() & set(CORE_TABLES)
+            missing = sorted(set(CORE_TABLES) - present) if present else []
+            if missing:
+                raise _damaged(path, missing)
             return
         try:
-            expected = set(json.loads(marker.read_text()).get("tables") or CORE_TABLES)
+            expected = set(json.loads(_read_small(marker)).get("tables") or CORE_TABLES)
         except (OSError, ValueError):
             expected = set(CORE_TABLES)
         present = self.table_names()
         missing = sorted(expected - present)
         if missing:
-            raise StoreError(
-                f"store {path} is damaged: table{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                "cannot be loaded (metadata missing or unreadable); files left untouched: restore the store "
-                "from a backup, or move it aside and record into a new one")
+            raise _damaged(path, missing)
 
     def table_names(self) -> set[str]:
         rows = self.client.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows
@@ -341,7 +381,7 @@ class Store:
         """A reader that cannot write the store still keeps a recording from starting under it."""
         try:
             fd = _open_lock(lock_path, os.O_RDONLY)
-        except FileNotFoundError:
+        except (FileNotFoundError, PermissionError):  # no lock to share: read without one
             return
         self._lock_fd = _flock(fd, lock_path, fcntl.LOCK_SH)
 
@@ -516,7 +556,7 @@ class Store:
             return
         marker = Path(self.location) / MARKER_NAME
         try:
-            old = json.loads(marker.read_text()) if marker.exists() else {}
+            old = json.loads(_read_small(marker)) if marker.exists() else {}
         except (OSError, ValueError):
             old = {}
         tables = set(old.get("tables") or ()) | (self.table_names() & set(KNOWN_TABLES))

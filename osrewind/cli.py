@@ -24,6 +24,14 @@ DB_HELP = ("Store: a directory for the embedded store, or http(s)://user:pass@ho
            "ClickHouse server. Default: $OSREWIND_DB, else ~/.local/share/osrewind/store.")
 
 
+def _finite(value: float, name: str) -> float:
+    import math
+
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds", param_hint=name)
+    return value
+
+
 def _store(db: str | None, purpose: str, write: bool = False):
     """The store, as each command needs it: reading never creates or writes one."""
     from osrewind.ingest.store import Store
@@ -49,7 +57,8 @@ def _emit_json(obj: object) -> None:
 @click.version_option(__version__, prog_name="osrewind")
 @click.option("--db", envvar="OSREWIND_DB", default=None, metavar="PATH|URL", help=DB_HELP)
 @click.option("--timeout", envvar="OSREWIND_TIMEOUT", default=60.0, show_default=True, metavar="SECONDS",
-              type=click.FloatRange(0.1, 86400), help="Give up on a ClickHouse server that does not answer within this.")
+              type=click.FloatRange(0.1, 86400), callback=lambda _c, _p, v: _finite(v, "--timeout"),
+              help="Give up on a ClickHouse server that does not answer within this.")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, timeout: float) -> None:
     """osrewind: record what a Linux machine did, then rewind it to any instant.
@@ -214,7 +223,7 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
         if scope != "command":
             sys.exit(StoreError.exit_code)
         if result.exit_code is None and result.extra.get("stop_reason"):
-            sys.exit(130)
+            sys.exit(_stopped_code(result))
         sys.exit(result.exit_code or 0)
     if not quiet:
         lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
@@ -226,8 +235,14 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
         except OSError:  # stderr gone (a closed terminal): the run is saved, the exit code stands
             pass
     if result.status == "interrupted" and result.exit_code is None:
-        sys.exit(130)
+        sys.exit(_stopped_code(result))
     sys.exit(result.exit_code or 0)
+
+
+def _stopped_code(result) -> int:
+    """Recording stopped by a signal with the command left running: 128 + that signal, as a shell
+    reports a process the signal ended (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
+    return 128 + (result.extra.get("stop_signal") or 2)
 
 
 # ---------------------------------------------------------------------------- runs
@@ -255,6 +270,8 @@ def runs(obj: dict, limit: int, as_json: bool) -> None:
         with _store(obj["db"], "listing runs") as store:
             items = list_runs(store, limit)
     except StoreMissing:
+        if obj["db"] is not None:  # a path the user typed: a typo must not look like an empty store
+            raise
         items = []
     if as_json:
         _emit_json([r.to_json() for r in items])
@@ -694,17 +711,12 @@ def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: st
 
     if before and after:
         raise UsageError("use one of --before and --after")
-    if path_glob:
-        import re
-
-        from osrewind.queries.events import glob_to_re2
-
-        try:
-            re.compile(glob_to_re2(path_glob))
-        except re.error as exc:
-            raise UsageError(f"bad --path glob {path_glob!r}: {exc}") from None
     with _store(obj["db"], "listing events") as store:
         info = resolve_run(store, run)
+        if path_glob:
+            from osrewind.queries.events import check_glob
+
+            check_glob(store, path_glob)
 
         def at(text: str | None, label: str) -> int | None:
             return None if text is None else parse_at(text, info.start_ns, info.end_ns, info.wall_offset_ns,
@@ -782,21 +794,25 @@ def top(obj: dict, run: str, at: str | None, window: str, sections: tuple[str, .
                f"to {format_offset(hi - info.start_ns)}")
     ms = lambda ns: f"{ns / 1e6:.1f}ms"  # noqa: E731
     if "processes" in tables:
-        echo("\nPROCESSES      PID  COMM             ON-CPU  SYSCALLS  IN-SYSCALL  FAILED  EVENTS")
+        echo()
+        echo("PROCESSES      PID  COMM             ON-CPU  SYSCALLS  IN-SYSCALL  FAILED  EVENTS")
         for r in tables["processes"]:
             echo(f"          {r['pid']:>8}  {r['comm'][:15]:15} {ms(r['cpu_ns']):>8}  {r['syscalls']:>8}  "
                        f"{ms(r['syscall_ns']):>10}  {r['failed']:>6}  {r['events']:>6}")
     if "syscalls" in tables:
-        echo("\nSYSCALLS  NAME                 CALLS      TOTAL        MAX  FAILED  PROCS")
+        echo()
+        echo("SYSCALLS  NAME                 CALLS      TOTAL        MAX  FAILED  PROCS")
         for r in tables["syscalls"]:
             echo(f"          {r['syscall'][:20]:20} {r['calls']:>6}  {ms(r['total_ns']):>9}  {ms(r['max_ns']):>9}  "
                        f"{r['failed']:>6}  {r['processes']:>5}")
     if "files" in tables:
-        echo("\nFILES     TOUCHES  OPENS  FAILED  PROCS  PATH")
+        echo()
+        echo("FILES     TOUCHES  OPENS  FAILED  PROCS  PATH")
         for r in tables["files"]:
             echo(f"          {r['touches']:>7}  {r['opens']:>5}  {r['failed']:>6}  {r['processes']:>5}  {r['path']}")
     if "endpoints" in tables:
-        echo("\nENDPOINTS  EVENTS  FAILED  HOW                      ENDPOINT")
+        echo()
+        echo("ENDPOINTS  EVENTS  FAILED  HOW                      ENDPOINT")
         for r in tables["endpoints"]:
             echo(f"           {r['events']:>6}  {r['failed']:>6}  {','.join(r['how'])[:24]:24} {r['endpoint']}")
 
@@ -957,7 +973,8 @@ def demo(obj: dict, as_json: bool) -> None:
     echo("")
     _print_state(st)
     me = _invocation()
-    echo(f"\nnext: {me} runs   |   {me} state {str(result.run_id)[:8]} --at +0.1s   |   "
+    echo()
+    echo(f"next: {me} runs   |   {me} state {str(result.run_id)[:8]} --at +0.1s   |   "
                f"{me} state demo --at end --json")
 
 
@@ -985,7 +1002,18 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    """SIGTERM (or a closed terminal) ends a command the way Ctrl-C does: the store is closed and its
+    temporary files removed. `record` installs its own handlers while it records."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _terminated)
     try:
         cli.main(standalone_mode=False)
     except SystemExit:

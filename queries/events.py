@@ -37,6 +37,17 @@ class EventFilter:
     backwards: bool = False
 
 
+def check_glob(store, glob: str) -> None:
+    """A ``--path`` glob the engine cannot compile is the user's mistake: one line, exit 2."""
+    from osrewind.errors import StoreError, UsageError
+
+    try:
+        store.query("SELECT match('', {re:String})", {"re": glob_to_re2(glob)})
+    except StoreError as exc:
+        why = str(exc).split("cannot compile re2: ")[-1].split(". Look at")[0].split(" (")[0]
+        raise UsageError(f"bad --path glob {glob!r}: {why}") from None
+
+
 def glob_to_re2(glob: str) -> str:
     """Shell-style path glob as an anchored RE2 pattern: ``*`` and ``?`` stay within one path
     component, ``**`` crosses components and ``**/`` also matches nothing, so ``**/out.txt``

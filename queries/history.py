@@ -49,9 +49,13 @@ class ProcRecord:
 
 
 def _require_index(store, run: RunInfo) -> None:
-    if not keyframes.has_table(store) or not store.query(
-            "SELECT count() FROM processes WHERE run_id = {r:UUID}", {"r": run.run_id})[0][0]:
-        raise UsageError(f"run {run.run_id[:8]} has no index yet: run 'osrewind reindex {run.run_id[:8]}'")
+    """The run's history was built: it has process rows, or a rebuild recorded that it had none (a
+    run that died before its first fact)."""
+    if keyframes.has_table(store) and (
+            store.query("SELECT count() FROM processes WHERE run_id = {r:UUID}", {"r": run.run_id})[0][0]
+            or keyframes.current_gen(store, run.run_id)):
+        return
+    raise UsageError(f"run {run.run_id[:8]} has no index yet: run 'osrewind reindex {run.run_id[:8]}'")
 
 
 def processes(store, run: RunInfo) -> dict[tuple[int, int], ProcRecord]:

@@ -18,6 +18,10 @@ READING = {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"}
 FORBIDDEN = {"INTO", "OUTFILE"}
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_HEREDOC = re.compile(r"\$([A-Za-z0-9_]*)\$")  # $$...$$ and $tag$...$tag$ string literals
+# bounds on what one query may take: a user's SELECT must not take the machine down
+LIMITS = {"max_result_rows": 1_000_000, "result_overflow_mode": "throw", "max_memory_usage": 4 * 2**30,
+          "max_execution_time": 600}
 
 
 def _tokens(sql: str) -> tuple[list[str], bool]:
@@ -28,6 +32,13 @@ def _tokens(sql: str) -> tuple[list[str], bool]:
     ended = False
     while i < n:
         c = sql[i]
+        heredoc = _HEREDOC.match(sql, i) if c == "$" else None
+        if heredoc:
+            j = sql.find(heredoc.group(0), heredoc.end())
+            if j < 0:
+                raise UsageError(f"unterminated {heredoc.group(0)} string in the query")
+            i = j + len(heredoc.group(0))
+            continue
         if c in "'\"`":
             j = i + 1
             while j < n:
@@ -112,13 +123,38 @@ def run(store, sql: str, params: dict[str, str]) -> tuple[list[str], list[tuple]
     only a store that cannot answer is a store error."""
     from osrewind.errors import StoreError
 
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in sql):
+        raise UsageError("the query text is not UTF-8: pass such bytes as a parameter (-p NAME=VALUE)")
     check_read_only(sql)
+    # the engine's own parser has the last word: the query is checked again as the engine reads
+    # it (literals in one standard quoting), and that text is what runs
+    sql = _engine_text(store, sql)
+    check_read_only(sql)
+    settings = dict(LIMITS)
+    if not getattr(store, "read_only_view", False):  # a read-only view is readonly already
+        settings["readonly"] = 1
     try:
-        return store.query_rows(sql, params, settings={"readonly": 1})
+        return store.query_rows(sql, params, settings=settings)
     except UnicodeDecodeError:  # a result column named by bytes that are not UTF-8
         raise UsageError("a result column's name is not UTF-8: name it with AS") from None
     except Exception as exc:  # noqa: BLE001 - sorted into the user's fault or the store's below
         text = str(exc)
+        if "TOO_MANY_ROWS_OR_BYTES" in text or "MEMORY_LIMIT_EXCEEDED" in text or "TIMEOUT_EXCEEDED" in text:
+            raise UsageError(f"the query asks too much ({engine_message(text)}): add a LIMIT or narrow it") from None
         if "DB::Exception" in text or type(exc).__name__ in ("ProgrammingError", "DataError", "KeyError"):
             raise UsageError(f"in the query: {engine_message(text) or type(exc).__name__}") from None
         raise StoreError(f"query failed: {' '.join(text.split())[:240]}") from None
+
+
+def _engine_text(store, sql: str) -> str:
+    """``sql`` as the engine parses it, printed back on one line (formatQuerySingleLine)."""
+    from osrewind.errors import StoreError
+
+    try:
+        rows = store.query_rows("SELECT formatQuerySingleLine({q:String})", {"q": sql})[1]
+    except Exception as exc:  # noqa: BLE001 - a query the parser refuses is the user's
+        text = str(exc)
+        if "DB::Exception" in text:
+            raise UsageError(f"in the query: {engine_message(text)}") from None
+        raise StoreError(f"query failed: {' '.join(text.split())[:240]}") from None
+    return rows[0][0]

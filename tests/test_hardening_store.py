@@ -74,6 +74,9 @@ WRITES = [
     "SET readonly = 0",
     "SELECT 1; DROP TABLE events",
     "SELECT 1; SELECT 2",
+    "SELECT $$'$$ INTO OUTFILE '{f}' -- '",            # heredoc literals hide a quote from a lexer
+    "SELECT $x$ ' $x$ INTO OUTFILE '{f}' -- '",
+    "WITH $$'$$ AS a SELECT a INTO OUTFILE '{f}' TRUNCATE -- '",
 ]
 
 
@@ -113,6 +116,19 @@ def test_sql_reads_and_reading_table_functions_are_refused_by_the_engine(synth):
 def test_sql_mistakes_are_the_users(synth, args, needle):
     db, _ = synth
     assert needle in one_line_error(osrewind(*args, db=db), 2)
+
+
+def test_sql_has_limits(synth):
+    db, _ = synth
+    line = one_line_error(osrewind("sql", "SELECT * FROM system.numbers", db=db, timeout=120), 2)
+    assert "asks too much" in line and "LIMIT" in line
+
+
+def test_sql_text_that_is_not_utf8(synth):
+    db, _ = synth
+    assert "not UTF-8" in one_line_error(osrewind("sql", "SELECT 'a\udcffb'", db=db), 2)
+    ok = osrewind("sql", "SELECT {p:String} AS p", "-p", "p=a\udcffb", "--json", db=db, check=True)
+    assert json.loads(ok.stdout) == [{"p": "a\udcffb"}]
 
 
 def test_sql_list_json():
@@ -204,10 +220,13 @@ def test_store_missing_a_table_is_refused_and_left_untouched(synth):
 
 def test_reading_never_creates_a_store(tmp_path):
     deep = tmp_path / "a" / "b" / "c"
-    proc = osrewind("runs", db=deep)
+    # the default store not made yet: none yet; a --db the user typed: say it is not there (a typo)
+    home = {"HOME": str(tmp_path / "home"), "XDG_DATA_HOME": ""}
+    proc = osrewind("runs", env=home)
     assert proc.returncode == 0 and "no runs yet" in proc.stderr
-    assert json.loads(osrewind("runs", "--json", db=deep).stdout) == []
-    for args in (["state", "last"], ["events", "last"], ["sql", "SELECT 1"], ["tree", "last"]):
+    assert json.loads(osrewind("runs", "--json", env=home).stdout) == []
+    assert not (tmp_path / "home").exists()
+    for args in (["runs"], ["state", "last"], ["events", "last"], ["sql", "SELECT 1"], ["tree", "last"]):
         assert "no store at" in one_line_error(osrewind(*args, db=deep), 4)
     assert not (tmp_path / "a").exists()
 
@@ -250,6 +269,9 @@ def test_store_on_a_read_only_filesystem_reads(synth, tmp_path):
         assert [r["run_id"] for r in runs] == [run_id]
         st = json.loads(osrewind("state", "last", "--at", "+1.2s", "--json", db=mnt, check=True).stdout)
         assert {p["pid"] for p in st["processes"]} == {4242, 4243}
+        n = json.loads(osrewind("sql", "SELECT count() AS n FROM events", "--json", db=mnt, check=True).stdout)
+        assert n == [{"n": 5}]
+        osrewind("sql", "runs_list", "-p", "limit=3", db=mnt, check=True)
         assert "read-only filesystem" in one_line_error(osrewind("reindex", "last", db=mnt), 4)
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
@@ -391,3 +413,64 @@ def test_aborted_run_with_no_events_opens_at_its_start(tmp_path):
     assert run["status"] == "aborted" and run["end_ns"] == run["start_ns"] == 20_000_000_000
     st = json.loads(osrewind("state", "empty", "--at", "+0s", "--json", db=db, check=True).stdout)
     assert st["processes"] == []
+
+
+def test_another_users_private_store_is_one_line(synth):
+    """nobody (no capabilities) cannot read root's 0700 store: one line, exit 4, no traceback."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become nobody")
+    db, _ = synth
+    code = ("import os, sys, pickle, numpy, pyarrow, clickhouse_connect, chdb, osrewind.queries.runs; "
+            "from osrewind.cli import main; "
+            "os.setgroups([]); os.setegid(65534); os.seteuid(65534); "
+            f"sys.argv = ['osrewind', '--db', {str(db)!r}, 'runs']; main()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "Permission denied" in one_line_error(proc, 4)
+
+
+@pytest.mark.parametrize("name", [".osrewind.lock", "osrewind-store.json"])
+def test_fifo_or_device_in_the_store_never_hangs(synth, name):
+    db, run_id = synth
+    target = db / name
+    target.unlink(missing_ok=True)
+    os.mkfifo(target)
+    proc = osrewind("runs", "--json", db=db, timeout=60)
+    if name == ".osrewind.lock":
+        assert "not a regular file" in one_line_error(proc, 4)
+    else:
+        assert proc.returncode == 0 and json.loads(proc.stdout)[0]["run_id"] == run_id
+    target.unlink()
+    target.symlink_to("/dev/zero")
+    proc = osrewind("runs", "--json", db=db, timeout=60)
+    assert proc.returncode in (0, 4) and "Traceback" not in proc.stderr
+
+
+def test_top_has_no_escaped_blank_lines(synth):
+    db, _ = synth
+    out = osrewind("top", "synth", db=db, check=True).stdout
+    assert "\\n" not in out and "\nPROCESSES" in out
+
+
+def test_aborted_run_with_no_events_reindexes_to_an_empty_tree(tmp_path):
+    from osrewind.ingest.store import Store
+
+    db = tmp_path / "db"
+    with Store(str(db), purpose="test") as store:
+        store.ensure_schema()
+        store.insert_rows("runs", [[uuid.uuid4(), "nothing", "h", "", "6.18", ["true"], "/", "command", 1,
+                                    20_000_000_000, 0, 0, 0, 0, None, "recording", "test", time.time_ns()]],
+                          ["run_id", "name", "host", "boot_id", "kernel", "command", "cwd", "scope", "root_pid",
+                           "start_ns", "end_ns", "wall_offset_ns", "events", "lost", "exit_code", "status",
+                           "version", "updated_ns"])
+    assert "reindex" in one_line_error(osrewind("tree", "nothing", db=db), 2)
+    osrewind("reindex", "nothing", db=db, check=True)
+    tree = json.loads(osrewind("tree", "nothing", "--json", db=db, check=True).stdout)
+    assert tree["processes"] == []
+
+
+def test_unusable_store_paths(tmp_path):
+    bad = str(tmp_path).encode() + b"/st\xffore"
+    proc = subprocess.run([sys.executable.encode(), b"-m", b"osrewind", b"--db", bad, b"runs"], capture_output=True,
+                          text=True)
+    assert "not UTF-8" in one_line_error(proc, 2)
+    assert "--timeout" in one_line_error(osrewind("--timeout", "nan", "runs", db=tmp_path / "x"), 2)
