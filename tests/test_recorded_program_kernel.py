@@ -102,24 +102,29 @@ def _wait_for_file(path: Path, timeout: float = 60) -> str:
     raise AssertionError(f"{path} never written")
 
 
-def test_ctrl_c_twice_leaves_a_command_that_ignores_it_running(kernel, tmp_path):
+@pytest.mark.parametrize("sig,again,code", [(signal.SIGINT, "Ctrl-C", 130), (signal.SIGTERM, "SIGTERM", 143)],
+                         ids=["ctrl-c", "sigterm"])
+def test_stop_twice_leaves_a_command_that_ignores_it_running(kernel, tmp_path, sig, again, code):
+    """Ctrl-C (to the terminal's whole group) or `kill` (to osrewind) twice: the second stops recording."""
+    send = (lambda rec: os.killpg(rec.pid, sig)) if sig == signal.SIGINT else (lambda rec: rec.send_signal(sig))
+    trap = "INT" if sig == signal.SIGINT else "TERM"
     db, pidfile = tmp_path / "db", tmp_path / "cmd.pid"
     out, err = tmp_path / "out", tmp_path / "err"   # files, not pipes: the command left running holds them
     with open(out, "w") as o, open(err, "w") as e:
         rec = subprocess.Popen(OSREWIND + ["--db", str(db), "record", "--quiet", "--json", "--name", "stubborn", "--",
-                                           "/bin/sh", "-c", f'trap "" INT; echo $$ > {pidfile}; sleep 60'],
+                                           "/bin/sh", "-c", f'trap "" {trap}; echo $$ > {pidfile}; sleep 60'],
                                stdout=o, stderr=e, start_new_session=True)
     try:
         pid = int(_wait_for_file(pidfile))
         time.sleep(0.3)
-        os.killpg(rec.pid, signal.SIGINT)     # a terminal's Ctrl-C: the whole foreground group
+        send(rec)
         time.sleep(1.0)
-        assert rec.poll() is None, "record gave up on the first Ctrl-C"
-        assert (f"osrewind: waiting for sh (pid {pid}) to exit; Ctrl-C again to stop recording and leave it "
+        assert rec.poll() is None, "record gave up on the first signal"
+        assert (f"osrewind: waiting for sh (pid {pid}) to exit; {again} again to stop recording and leave it "
                 "running") in err.read_text()
         t0 = time.monotonic()
-        os.killpg(rec.pid, signal.SIGINT)
-        assert rec.wait(timeout=30) == 130, err.read_text()
+        send(rec)
+        assert rec.wait(timeout=30) == code, err.read_text()
         assert time.monotonic() - t0 < 15      # promptly: no waiting for the command
         assert _alive(pid), "the command should have been left running"
         summary = json.loads(out.read_text().strip().splitlines()[-1])
