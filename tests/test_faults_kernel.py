@@ -313,3 +313,27 @@ def test_no_reserve_left_behind_by_a_normal_run(kernel, tmp_path):
     assert summary(proc.stdout)["status"] == "complete" and summary(proc.stdout)["status_detail"] == ""
     assert not (db / "osrewind-reserve").exists()
     assert os.listdir(db)
+
+
+def test_pid_scope_store_deleted_ends_the_recording(kernel, tmp_path):
+    """No command of its own to wait for: the recording ends at once, exit 4, the target untouched."""
+    db = tmp_path / "db"
+    target = subprocess.Popen(["sleep", "60"])
+    try:
+        rec = subprocess.Popen(OSREWIND + ["--db", str(db), "record", "--json", "--pid", str(target.pid)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_plain)
+        lock = db / ".osrewind.lock"
+        deadline = time.time() + 90
+        while "recording run" not in (lock.read_text() if lock.exists() else "") and time.time() < deadline:
+            assert rec.poll() is None, rec.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        shutil.rmtree(db)
+        out, err = rec.communicate(timeout=60)
+        assert rec.returncode == 4, err
+        assert f"store {db} was deleted; nothing kept" in err and "ran to the end" not in err, err
+        assert summary(out)["status"] == "failed"
+        assert target.poll() is None   # recording trouble is not the target's
+    finally:
+        target.kill()
+        target.wait()
