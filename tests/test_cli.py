@@ -71,7 +71,7 @@ def test_empty_store_says_how_to_start(tmp_path):
     line = one_line_error(osrewind("state", "last", db=tmp_path / "empty"), 4)
     assert "no store at" in line and "osrewind record -- CMD" in line
     assert not (tmp_path / "empty").exists()
-    assert "no runs yet" in osrewind("runs", db=tmp_path / "empty2").stderr
+    assert "no store at" in one_line_error(osrewind("runs", db=tmp_path / "empty2"), 4)
 
 
 def test_store_path_that_is_a_file(tmp_path):
