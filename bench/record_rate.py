@@ -10,6 +10,7 @@ events recorded and lost and the traced/untraced run-time ratio, the highest rat
 and the on-disk bytes per event, per column and per event kind (compressed).
 
 Usage: sudo .venv/bin/python bench/record_rate.py [--mode full] [--events 2000000] [--json out.json]
+       sudo .venv/bin/python bench/record_rate.py --dd 3000000 [--rounds 5]   (dd, untraced vs recorded)
 Needs root (it records). Numbers are machine-dependent: compare ratios, not absolutes.
 """
 
@@ -40,6 +41,8 @@ def timed(cmd: list[str]) -> float:
 
 
 MODE_FLAGS = {"fd": ["--no-syscalls", "--no-sched"], "full": []}
+# facts per openat+close iteration: open + close, plus their two `syscall` facts in full mode
+FACTS_PER_ITERATION = {"fd": 2, "full": 4}
 
 
 def record(db: Path, cmd: list[str], mode: str) -> dict:
@@ -100,29 +103,37 @@ def disk_usage(db: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=2_000_000, help="events per run (2 per iteration)")
+    ap.add_argument("--events", type=int, default=2_000_000,
+                    help="events per run (per openat+close: 2 in fd mode, 4 in full mode)")
     ap.add_argument("--rates", default="100000,200000,400000,600000,800000,0",
                     help="target events/s, comma-separated; 0 = unthrottled")
     ap.add_argument("--mode", choices=sorted(MODE_FLAGS), default="full", help="what is recorded (see above)")
     ap.add_argument("--cpu-seconds", type=float, default=3.0, help="length of the CPU-heavy run (0: skip it)")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the report here")
+    ap.add_argument("--dd", type=int, default=0, metavar="COUNT",
+                    help="only the dd comparison: `dd bs=1 count=COUNT` untraced and recorded, interleaved")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the dd comparison")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("record_rate: needs root (it records with BPF)")
-    iterations = args.events // 2
+    if args.dd:
+        return dd_comparison(args.dd, args.rounds, args.mode, args.json_out)
+    per_iter = FACTS_PER_ITERATION[args.mode]
+    iterations = args.events // per_iter
     results = []
     with tempfile.TemporaryDirectory(prefix="osrewind-bench-") as tmpname:
         tmp = Path(tmpname)
         exe = build(tmp)
         base = timed([str(exe), str(iterations)])
-        print(f"untraced: {iterations} openat+close in {base:.3f}s ({2 * iterations / base:,.0f} syscalls/s)")
+        print(f"untraced: {iterations} openat+close in {base:.3f}s ({2 * iterations / base:,.0f} syscalls/s, "
+              f"{per_iter * iterations / base:,.0f} facts/s in {args.mode} mode)")
         last_db = None
         for rate in [int(r) for r in args.rates.split(",")]:
             db = tmp / f"store-{rate}"
-            cmd = [str(exe), str(iterations), "/dev/null", str(rate / 2)]
+            cmd = [str(exe), str(iterations), "/dev/null", str(rate / per_iter)]  # pairs per second
             summary = record(db, cmd, args.mode)
             span = workload_span(db, summary["run_id"])
-            untraced = base if rate == 0 else iterations * 2 / rate
+            untraced = base if rate == 0 else iterations * per_iter / rate
             row = {"target_events_per_s": rate or "max", "events": summary["events"], "lost": summary["lost"],
                    "loss_pct": round(100 * summary["lost"] / max(1, summary["events"] + summary["lost"]), 3),
                    "workload_s": round(span, 3), "events_per_s": round(summary["events"] / span) if span else 0,
@@ -160,6 +171,43 @@ def main() -> None:
               ", ".join(f"{k} {v['bytes_per_event']} ({v['events']:,})" for k, v in cpu["per_kind"].items()))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2))
+
+
+def dd_comparison(count: int, rounds: int, mode: str, json_out: str | None) -> None:
+    """`dd if=/dev/zero of=/dev/null bs=1 count=COUNT`: untraced and under `osrewind record`,
+    interleaved (the machine may be shared and noisy), dd's own elapsed time each (from its
+    recorded exec to its last fact when recorded, so the recorder's start-up is not in the ratio)."""
+    import statistics
+
+    dd = ["/usr/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={count}", "status=none"]
+    untraced, recorded, lost, events, startup = [], [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="osrewind-bench-dd-") as tmpname:
+        for i in range(rounds):
+            untraced.append(timed(dd))
+            db = Path(tmpname) / f"store-{i}"
+            t = time.monotonic()
+            summary = record(db, dd, mode)
+            total = time.monotonic() - t
+            span = workload_span(db, summary["run_id"])
+            recorded.append(span)
+            lost.append(summary["lost"])
+            events.append(summary["events"])
+            startup.append(total - span)
+            print(f"round {i + 1}: untraced {untraced[-1]:.3f}s, recorded {span:.3f}s "
+                  f"(x{span / untraced[-1]:.2f}), {summary['events']:,} events, {summary['lost']:,} lost, "
+                  f"record took {total:.1f}s in all")
+    report = {"count": count, "mode": mode, "untraced_s": untraced, "recorded_s": recorded, "lost": lost,
+              "events": events,
+              "untraced_min": min(untraced), "untraced_median": statistics.median(untraced),
+              "recorded_min": min(recorded), "recorded_median": statistics.median(recorded),
+              "ratio_of_medians": round(statistics.median(recorded) / statistics.median(untraced), 2),
+              "ratio_of_mins": round(min(recorded) / min(untraced), 2)}
+    print(f"dd bs=1 count={count} ({mode}): untraced min {report['untraced_min']:.3f}s median "
+          f"{report['untraced_median']:.3f}s; recorded min {report['recorded_min']:.3f}s median "
+          f"{report['recorded_median']:.3f}s; x{report['ratio_of_mins']} (mins), x{report['ratio_of_medians']} "
+          f"(medians); lost {lost}")
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

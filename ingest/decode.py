@@ -1,8 +1,11 @@
 """Kernel records -> columnar batches for the ``events`` table, without a Python loop per record.
 
-Input is what ``osrewind.probes.loader.Probe.drain`` returns: a numpy array of
-``records.EVENT_DTYPE``. Strings are cut to their recorded lengths in one vectorised pass; only
-``exec_args`` rows (one per exec) are split into argv lists in Python.
+Input is what ``osrewind.probes.loader.Probe.drain`` returns (``records.Drained``): the committed
+bytes of each ring, viewed per lane as numpy structured records (``records.DTYPES``). The state lane's
+records become facts as they are; the syscall lane's enter and exit records are paired per thread
+(``SyscallPairer``, a sort, no Python per record); the scheduler's are facts as they are. Strings are
+cut to their recorded lengths in one vectorised pass; only ``exec_args`` rows (one per exec) are
+split into argv lists in Python.
 
 Paths, argv, comm and socket paths are bytes to Linux, not text: every one of them is stored as the
 bytes the kernel had (Arrow ``binary`` into a ClickHouse ``String``), never decoded on the way in.
@@ -26,7 +29,12 @@ _ARGV_KIND = records.KIND_CODES["exec_args"]
 
 
 def to_arrow(ev: np.ndarray, run_id: uuid.UUID | str, seq_start: int) -> pa.Table:
-    """One Arrow table (schema.EVENT_COLUMNS) for a drain of records, in the order given."""
+    """One Arrow table (schema.EVENT_COLUMNS) for a drain of state-lane records, in the order given."""
+    return table(state_columns(ev), run_id, seq_start)
+
+
+def state_columns(ev: np.ndarray) -> dict:
+    """Columns of state-lane records (``records.EVENT_DTYPE``): strings cut to their lengths, argv split."""
     n = len(ev)
     kind = ev["kind"].astype(np.uint16)
     two = np.isin(kind, _TWO_PATH_KINDS)
@@ -40,49 +48,215 @@ def to_arrow(ev: np.ndarray, run_id: uuid.UUID | str, seq_start: int) -> pa.Tabl
     path = binary_column(mat, len1_path, records.STR_OFFSET, records.STR_HALF)
     path2 = binary_column(mat, np.where(two, ev["len2"], 0), records.STR_OFFSET + records.STR_HALF,
                           records.STR_HALF)
-    comm_bytes = mat[:, records.COMM_OFFSET : records.COMM_OFFSET + 16]
-    nul = comm_bytes == 0
-    comm_len = np.where(nul.any(axis=1), nul.argmax(axis=1), 16)
-    comm = binary_column(mat, comm_len, records.COMM_OFFSET, 16)
+    comm = comm_column(mat, records.COMM_OFFSET)
 
     path, path2 = _network_paths(ev, mat, kind, path, path2)
 
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    values: list[bytes] = []
+    argv = None
     if len(argv_rows):
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        values: list[bytes] = []
         counts = np.zeros(n, dtype=np.int32)
         for i in argv_rows:
             args = records.argv_bytes(ev["str"][i].tobytes(), int(len1[i]))
             counts[i] = len(args)
             values.extend(args)
         offsets[1:] = np.cumsum(counts)
-    argv = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.binary()))
+        argv = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.binary()))
+    return {"ts": ev["ts"], "kind": kind, "tgid": ev["tgid"], "tid": ev["tid"], "ret": ev["ret"],
+            "a0": ev["a0"], "a1": ev["a1"], "a2": ev["a2"], "a3": ev["a3"], "a4": ev["a4"], "a5": ev["a5"],
+            "dur": ev["dur"], "nr": ev["nr"], "cpu": ev["cpu"], "comm": comm, "path": path, "path2": path2,
+            "argv": argv}
 
-    rid = str(run_id)
-    return pa.table(
-        {
-            "run_id": pa.array([rid] * n, type=pa.string()),
-            "ts": pa.array(ev["ts"].astype(np.int64)),
-            "seq": pa.array(np.arange(seq_start, seq_start + n, dtype=np.uint64)),
-            "kind": pa.array(kind.astype(np.int8)),
-            "tgid": pa.array(ev["tgid"]),
-            "tid": pa.array(ev["tid"]),
-            "ret": pa.array(ev["ret"]),
-            "a0": pa.array(ev["a0"]),
-            "a1": pa.array(ev["a1"]),
-            "a2": pa.array(ev["a2"]),
-            "a3": pa.array(ev["a3"]),
-            "a4": pa.array(ev["a4"]),
-            "a5": pa.array(ev["a5"]),
-            "dur": pa.array(ev["dur"].astype(np.int64)),
-            "nr": pa.array(ev["nr"]),
-            "cpu": pa.array(ev["cpu"].astype(np.uint16)),
-            "comm": comm,
-            "path": path,
-            "path2": path2,
-            "argv": argv,
-        }
-    )
+
+_INT_COLUMNS = {"ts": np.int64, "kind": np.int8, "tgid": np.uint32, "tid": np.uint32, "ret": np.int64,
+                "a0": np.int64, "a1": np.int64, "a2": np.int64, "a3": np.int64, "a4": np.int64, "a5": np.int64,
+                "dur": np.int64, "nr": np.uint16, "cpu": np.uint16}
+_EMPTY_BINARY = pa.array([], type=pa.binary())
+
+
+def table(cols: dict, run_id: uuid.UUID | str, seq_start: int) -> pa.Table:
+    """The ``events`` Arrow table of one set of columns (from any lane); absent columns are zero/empty."""
+    n = len(cols["ts"])
+    out = {"run_id": pa.array([str(run_id)] * n, type=pa.string()),
+           "ts": None, "seq": pa.array(np.arange(seq_start, seq_start + n, dtype=np.uint64))}
+    for name, typ in _INT_COLUMNS.items():
+        v = cols.get(name)
+        out[name] = pa.array(np.zeros(n, dtype=typ) if v is None else np.asarray(v).astype(typ, copy=False))
+    for name in ("comm", "path", "path2"):
+        v = cols.get(name)
+        out[name] = v if v is not None else empty_binary(n)
+    argv = cols.get("argv")
+    out["argv"] = argv if argv is not None else pa.ListArray.from_arrays(
+        pa.array(np.zeros(n + 1, dtype=np.int32)), _EMPTY_BINARY.cast(pa.binary()))
+    return pa.table(out)
+
+
+def empty_binary(n: int) -> pa.Array:
+    """n empty byte strings, without a Python list."""
+    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(np.zeros(n + 1, dtype=np.int32)),
+                                                   pa.py_buffer(b"")])
+
+
+def comm_column(mat: np.ndarray, offset: int) -> pa.Array:
+    """A task name (char[16], NUL-terminated unless 16 long) from each row of a record matrix."""
+    comm_bytes = mat[:, offset : offset + 16]
+    nul = comm_bytes == 0
+    comm_len = np.where(nul.any(axis=1), nul.argmax(axis=1), 16)
+    return binary_column(mat, comm_len, offset, 16)
+
+
+def _matrix(recs: np.ndarray) -> np.ndarray:
+    recs = np.ascontiguousarray(recs)
+    return recs.view(np.uint8).reshape(len(recs), recs.dtype.itemsize)
+
+
+def sched_columns(recs: np.ndarray) -> dict:
+    """Columns of scheduler-lane records (``records.DTYPES['sched_rec']``): next comm in ``path``."""
+    mat = _matrix(recs)
+    dt = records.DTYPES["sched_rec"]
+    return {"ts": recs["ts"], "kind": recs["kind"], "tgid": recs["tgid"], "tid": recs["tid"],
+            "a0": recs["a0"], "a1": recs["a1"], "a2": recs["a2"], "a3": recs["a3"], "dur": recs["dur"],
+            "cpu": recs["cpu"], "comm": comm_column(mat, dt.fields["comm"][1]),
+            "path": binary_column(mat, recs["len1"], dt.fields["str"][1], 16)}
+
+
+_SYSCALL = records.KIND_CODES["syscall"]
+
+
+class SyscallPairer:
+    """Pairs the syscall lane's enter and exit records into one ``syscall`` fact each, vectorised.
+
+    A thread's enters and exits alternate, so sorting a batch by (tid, ts) puts each exit right after
+    its enter. What cannot be paired yet is carried to the next batch: an enter whose exit has not
+    been read (a syscall still running), and, once, an exit whose enter was not read yet (the reader
+    takes the exit ring first, so this happens only when the enter sits behind a record still being
+    written). Enters of calls that never return (``exit``, ``exit_group``) are facts on their own.
+    An enter followed by another enter of its thread lost its exit (counted where the ring dropped
+    it); an exit still without an enter after its second batch is counted in ``unpaired_exits``
+    (its enter was dropped, or the call began before the thread was in scope).
+    """
+
+    def __init__(self, arch: str | None = None, no_return: tuple[int, ...] | None = None) -> None:
+        import platform
+
+        from osrewind.probes import syscall_table
+
+        arch = arch or platform.machine()
+        self.arg_words = list(records.REGS_ARGS.get(arch, (0, 1, 2, 3, 4, 5)))
+        if no_return is None:
+            no_return = tuple(n for n in (syscall_table.number("exit"), syscall_table.number("exit_group"))
+                              if n is not None)
+        self.no_return = np.array(no_return, dtype=np.uint32)
+        self._enters = np.zeros(0, dtype=records.DTYPES["sc_enter"])
+        self._exits = np.zeros(0, dtype=records.DTYPES["sc_exit"])
+        self.unpaired_exits = 0
+
+    @property
+    def held_since(self) -> int | None:
+        """The earliest exit still waiting for its enter (rows before it may still come)."""
+        return int(self._exits["ts"].min()) if len(self._exits) else None
+
+    def feed(self, enters: np.ndarray, exits: np.ndarray, final: bool = False) -> dict | None:
+        """Columns of the syscalls completed by this batch (None if none); ``final``: nothing more comes."""
+        n_held_x = len(self._exits)
+        E = np.concatenate([self._enters, enters]) if len(self._enters) else enters
+        X = np.concatenate([self._exits, exits]) if n_held_x else exits
+        ne, nx = len(E), len(X)
+        if ne + nx == 0:
+            return None
+        tid = np.concatenate([E["tid"], X["tid"]])
+        ts = np.concatenate([E["ts"], X["ts"]])
+        is_exit = np.concatenate([np.zeros(ne, dtype=np.uint8), np.ones(nx, dtype=np.uint8)])
+        order = np.lexsort((is_exit, ts, tid))
+        st, sx = tid[order], is_exit[order]
+        n = len(order)
+        same_prev = np.zeros(n, dtype=bool)
+        same_prev[1:] = st[1:] == st[:-1]
+        prev_enter = np.zeros(n, dtype=bool)
+        prev_enter[1:] = sx[:-1] == 0
+        paired_x = (sx == 1) & same_prev & prev_enter          # positions of exits with their enter
+        pos_x = np.flatnonzero(paired_x)
+        ei = order[pos_x - 1]                                   # indexes into E
+        xi = order[pos_x] - ne                                  # indexes into X
+        enter_paired = np.zeros(n, dtype=bool)
+        enter_paired[pos_x - 1] = True
+        lone = (sx == 0) & ~enter_paired
+        # an enter after its thread's last exit in this batch is still running (or its exit is in the
+        # ring behind the ones read): held for the next batch; one before a later exit lost its exit
+        starts = np.flatnonzero(np.concatenate([[True], ~same_prev[1:]]))
+        exit_pos = np.where(sx == 1, np.arange(n), -1)
+        last_exit = np.repeat(np.maximum.reduceat(exit_pos, starts), np.diff(np.append(starts, n)))
+        pending = lone & (np.arange(n) > last_exit)
+        lone_e = order[lone]
+        no_ret = np.isin(E["nr"][lone_e], self.no_return)
+        alone = lone_e[no_ret]                                  # exit/exit_group: complete as they are
+        keep_e = order[pending]                                 # still running: wait for the exit
+        keep_e = keep_e[~np.isin(E["nr"][keep_e], self.no_return)]
+        lone_x = order[(sx == 1) & ~paired_x] - ne
+        first_time = lone_x >= n_held_x
+        if final:
+            self.unpaired_exits += len(lone_x)
+            self._enters = E[:0]
+            self._exits = X[:0]
+        else:
+            self.unpaired_exits += int((~first_time).sum())
+            self._enters = E[keep_e]
+            self._exits = X[lone_x[first_time]]
+        if not len(ei) and not len(alone):
+            return None
+        e_rows = np.concatenate([E[ei], E[alone]]) if len(alone) else E[ei]
+        x_rows = X[xi]
+        m, k = len(ei), len(alone)
+        regs = e_rows["regs"].view(np.int64).reshape(m + k, 8)
+        cols = {"ts": e_rows["ts"], "kind": np.full(m + k, _SYSCALL, dtype=np.int8),
+                "tgid": np.concatenate([x_rows["tgid"], e_rows["tgid"][m:]]),
+                "tid": np.concatenate([x_rows["tid"], e_rows["tid"][m:]]),
+                "ret": np.concatenate([x_rows["ret"], np.zeros(k, dtype=np.int64)]),
+                "dur": np.concatenate([(x_rows["ts"] - e_rows["ts"][:m]).astype(np.int64),
+                                       np.zeros(k, dtype=np.int64)]),
+                "nr": e_rows["nr"], "cpu": e_rows["cpu"]}
+        for i, w in enumerate(self.arg_words):
+            cols[f"a{i}"] = regs[:, w]
+        comm_x = comm_column(_matrix(x_rows), records.DTYPES["sc_exit"].fields["comm"][1]) if m else None
+        cols["comm"] = comm_x if not k else (pa.concat_arrays([comm_x, empty_binary(k)]) if m else empty_binary(k))
+        return cols
+
+
+def lane_tables(batches: list, pairer: SyscallPairer, run_id, seq_start: int, final: bool = False
+                ) -> tuple[list[pa.Table], int, int | None]:
+    """Decode drained batches (``records.Drained``) into ``events`` tables: the state lane's facts,
+    then the paired syscalls, then the scheduler's, numbered from ``seq_start``.
+
+    Returns (tables, rows, held_since): ``held_since`` is the time of the earliest record held back
+    for pairing, so the caller knows how far the store is complete."""
+    def lane(ring: str) -> np.ndarray:
+        parts = [records.records_of(b.raw[ring], records.RINGS[ring]) for b in batches if ring in b.raw]
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return np.zeros(0, dtype=records.DTYPES[records.RINGS[ring]])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    state = lane("events")
+    extra = [b.state for b in batches if b.state is not None and len(b.state)]
+    if extra:
+        state = np.concatenate([state, *extra]) if len(state) else (
+            extra[0] if len(extra) == 1 else np.concatenate(extra))
+    tables = []
+    seq = seq_start
+    if len(state):
+        tables.append(to_arrow(state, run_id, seq))
+        seq += len(state)
+    cols = pairer.feed(lane("rb_sc_enter"), lane("rb_sc_exit"), final=final)
+    if cols is not None:
+        t = table(cols, run_id, seq)
+        tables.append(t)
+        seq += len(t)
+    sched = lane("rb_sched")
+    if len(sched):
+        tables.append(table(sched_columns(sched), run_id, seq))
+        seq += len(sched)
+    return tables, seq - seq_start, pairer.held_since
 
 
 _SOCKADDR_KINDS = [records.KIND_CODES[k] for k in ("bind", "connect", "accept", "sockname")]
@@ -177,12 +351,14 @@ def binary_column(mat: np.ndarray, lengths: np.ndarray, start: int, width: int) 
     return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(values)])
 
 
-def lost_row(run_id: uuid.UUID | str, ts: int, seq: int, count: int) -> pa.Table:
-    """A ``lost`` fact: ``count`` records were dropped by the kernel before ``ts``."""
+def lost_row(run_id: uuid.UUID | str, ts: int, seq: int, count: int, cause: int = 0) -> pa.Table:
+    """A ``lost`` fact: ``count`` records were dropped before ``ts``, at ``cause``
+    (``records.DROPS``: a full ring of a lane, a full map)."""
     ev = np.zeros(1, dtype=records.EVENT_DTYPE)
     ev["ts"] = ts
     ev["kind"] = records.KIND_CODES["lost"]
     ev["a0"] = count
+    ev["a1"] = cause
     return to_arrow(ev, run_id, seq)
 
 

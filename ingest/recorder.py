@@ -324,10 +324,13 @@ class Recorder:
             quiet = probe.io_sweep(None if flush_io else 150_000_000)
             if quiet:
                 self._writer.put(decode.io_records(quiet, time.monotonic_ns()), taken)
-        lost = probe.lost()
-        if lost > self._lost_seen:
-            self._writer.lost(time.monotonic_ns(), lost - self._lost_seen)
-            self._lost_seen = lost
+        # every drop at its cause (a lane's ring full, a map full): one `lost` fact per cause and drain
+        seen = self.__dict__.setdefault("_drops_seen", {})
+        for cause, n in probe.drops().items():
+            if n > seen.get(cause, 0):
+                self._writer.lost(time.monotonic_ns(), n - seen.get(cause, 0), cause)
+                self._lost_seen += n - seen.get(cause, 0)
+                seen[cause] = n
 
     # ------------------------------------------------------------------ scope
 

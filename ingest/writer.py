@@ -19,6 +19,7 @@ directory was removed, which the engine would not notice: it recreates paths as 
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -26,12 +27,37 @@ import uuid
 from collections.abc import Callable
 
 import numpy as np
+import pyarrow as pa
 
 from osrewind.ingest import decode
 from osrewind.ingest.redact import Redactor
 from osrewind.ingest.store import Store
+from osrewind.probes import records
 
 MAX_QUEUED_ROWS = 1_000_000
+
+
+def _unit_bytes() -> int:
+    """Drained bytes per queue unit: MAX_QUEUED_ROWS // 1000 units hold up to a quarter of the
+    memory available (at most 4 GiB, at least 1000 MiB): the ~860 MB of compact records of a
+    3M-block `dd bs=1` are held while the store catches up."""
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        avail = 0
+    return min(4 << 20, max(1 << 20, avail // 4 // (MAX_QUEUED_ROWS // 1000)))
+
+
+QUEUE_UNIT_BYTES = _unit_bytes()
+# While records arrive faster than this (per second, over the last FLOOD_WINDOW seconds), decoding and
+# inserting wait, up to FLOOD_MAX_UNITS units held: on a small machine the recorded workload keeps the
+# CPUs, the store catches up when the flood ends (or when the recording does).
+FLOOD_RECORDS_PER_S = 400_000
+FLOOD_WINDOW = 0.3
+FLOOD_MAX_UNITS = (MAX_QUEUED_ROWS // 1000) * 3 // 4
+# records decoded and inserted at once when catching up (one insert, one part)
+CATCH_UP_RECORDS = 1_000_000
 IDLE_CHECK_SECONDS = 0.25
 
 
@@ -51,18 +77,22 @@ class EventWriter:
         self.guard = guard
         self.failed_ns: int | None = None   # CLOCK_MONOTONIC when the store failed, None while it works
         self._seq = 0
+        self._pairer = decode.SyscallPairer()   # the syscall lane's enters and exits, paired across batches
         self._queue: queue.Queue = queue.Queue()
         self._space = threading.Semaphore(MAX_QUEUED_ROWS // 1000)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="osrewind-writer", daemon=True)
         self._thread.start()
 
-    def put(self, ev: np.ndarray, taken_ns: int = 0) -> None:
-        """Records to insert; ``taken_ns``: when the drain that read them began (every record stamped
-        before then that had reached the ring is in this batch or an earlier one)."""
+    def put(self, ev: records.Drained | np.ndarray, taken_ns: int = 0) -> None:
+        """Records to insert: a drain of the rings, or state-lane records made in user space;
+        ``taken_ns``: when the drain that read them began (every record stamped before then that had
+        reached the ring is in this batch or an earlier one)."""
         self.check()
+        if isinstance(ev, np.ndarray):
+            ev = records.Drained(state=ev)
         if len(ev):
-            units = max(1, len(ev) // 1000)
+            units = min(MAX_QUEUED_ROWS // 1000, max(1, ev.nbytes // QUEUE_UNIT_BYTES))
             for _ in range(units):
                 self._space.acquire()
             self._queue.put(("events", (ev, taken_ns), units))
@@ -72,8 +102,9 @@ class EventWriter:
         uses the store client."""
         self._queue.put(("table", (table, data), 0))
 
-    def lost(self, ts: int, count: int) -> None:
-        self._queue.put(("lost", (ts, count), 0))
+    def lost(self, ts: int, count: int, cause: int = 0) -> None:
+        """``count`` records dropped before ``ts`` at ``cause`` (``records.DROPS``)."""
+        self._queue.put(("lost", (ts, count, cause), 0))
 
     @property
     def error(self) -> BaseException | None:
@@ -98,19 +129,27 @@ class EventWriter:
         rows = 0
         taken = 0
         oldest = 0.0
+        held_units = 0           # queue units of the records in `pending`, released once inserted
+        arrivals: collections.deque = collections.deque()   # (when, records) of recent batches
         try:
             while True:
                 timeout = (IDLE_CHECK_SECONDS if self.guard else None) if not pending else \
                     max(0.0, self.batch_seconds - (time.monotonic() - oldest))
+                if pending and self._flooding(arrivals, held_units):
+                    timeout = FLOOD_WINDOW / 3
                 try:
                     item = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     item = "flush"
                 if self.guard is not None:
                     self.guard()
+                if item == "flush" and self._flooding(arrivals, held_units):
+                    continue
                 if item is None or item == "flush":
-                    self._insert(pending, taken)
+                    self._insert(pending, taken, final=item is None)
                     pending, rows = [], 0
+                    self._release(held_units)
+                    held_units = 0
                     if item is None:
                         return
                     continue
@@ -122,8 +161,10 @@ class EventWriter:
                 if what == "lost":
                     self._insert(pending, taken)
                     pending, rows = [], 0
-                    ts, count = payload
-                    self.store.insert_arrow("events", decode.lost_row(self.run_id, ts, self._seq, count))
+                    self._release(held_units)
+                    held_units = 0
+                    ts, count, cause = payload
+                    self.store.insert_arrow("events", decode.lost_row(self.run_id, ts, self._seq, count, cause))
                     self._seq += 1
                     continue
                 if not pending:
@@ -132,11 +173,16 @@ class EventWriter:
                 pending.append(ev)
                 rows += len(ev)
                 taken = max(taken, taken_ns)
-                for _ in range(units):
-                    self._space.release()
-                if rows >= self.batch_rows:
+                held_units += units
+                now = time.monotonic()
+                arrivals.append((now, len(ev)))
+                while arrivals and arrivals[0][0] < now - FLOOD_WINDOW:
+                    arrivals.popleft()
+                if rows >= self.batch_rows and not self._flooding(arrivals, held_units):
                     self._insert(pending, taken)
                     pending, rows = [], 0
+                    self._release(held_units)
+                    held_units = 0
         except BaseException as exc:  # noqa: BLE001 - handed to the recorder thread by check()
             self.failed_ns = time.monotonic_ns()
             self._error = exc
@@ -144,15 +190,41 @@ class EventWriter:
             for _ in range(MAX_QUEUED_ROWS // 1000):
                 self._space.release()
 
-    def _insert(self, pending: list[np.ndarray], taken_ns: int = 0) -> None:
-        if not pending:
+    def _release(self, units: int) -> None:
+        for _ in range(units):
+            self._space.release()
+
+    @staticmethod
+    def _flooding(arrivals: collections.deque, held_units: int) -> bool:
+        """Records are arriving faster than FLOOD_RECORDS_PER_S and there is room to hold them."""
+        if not arrivals or held_units >= FLOOD_MAX_UNITS:
+            return False
+        if time.monotonic() - arrivals[-1][0] > FLOOD_WINDOW:
+            return False
+        return sum(n for _, n in arrivals) > FLOOD_RECORDS_PER_S * FLOOD_WINDOW
+
+    def _insert(self, pending: list[records.Drained], taken_ns: int = 0, final: bool = False) -> None:
+        """Decode and insert ``pending`` (in parts of about CATCH_UP_RECORDS records)."""
+        if not pending and not final:
             return
-        ev = np.concatenate(pending) if len(pending) > 1 else pending[0]
-        batch = decode.to_arrow(ev, self.run_id, self._seq)
-        self.store.insert_arrow("events", self.redact.table("events", batch) if self.redact else batch)
-        self._seq += len(ev)
-        self.written += len(ev)
+        start, count = 0, 0
+        for i, d in enumerate(pending):
+            count += len(d)
+            if count >= CATCH_UP_RECORDS and i + 1 < len(pending):
+                self._insert_part(pending[start : i + 1], 0, False)  # the store is complete only at the end
+                start, count = i + 1, 0
+        self._insert_part(pending[start:], taken_ns, final)
+
+    def _insert_part(self, pending: list[records.Drained], taken_ns: int, final: bool) -> None:
+        tables, n, held_since = decode.lane_tables(pending, self._pairer, self.run_id, self._seq, final=final)
+        if n:
+            batch = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+            self.store.insert_arrow("events", self.redact.table("events", batch) if self.redact else batch)
+        self._seq += n
+        self.written += n
         self.progress(self.written)
+        if held_since is not None:  # a syscall whose enter is still to come may be older than the drain
+            taken_ns = min(taken_ns, held_since)
         if self.on_insert is not None and taken_ns:
             try:
                 self.on_insert(taken_ns)

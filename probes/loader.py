@@ -4,16 +4,18 @@ The only module of osrewind that imports ``bcc`` (Debian's python3-bpfcc; the Py
 is unrelated). Everything here is about getting records out of the kernel; decoding the records into
 columns is ``osrewind.ingest``'s job.
 
-Reading: the ring buffer map is mmap'ed from Python (page 0: consumer position, read-write; from page
-1: producer position, then the data pages mapped twice so that no record wraps). A drain views all
-committed records at once as numpy structured rows (``records.SLOT_DTYPE``), copies them, and moves
-the consumer position: no Python per record.
+Reading: each ring buffer map is mmap'ed from Python (page 0: consumer position, read-write; from page
+1: producer position, then the data pages mapped twice so that no record wraps). A drain reads the
+record headers (a strided view) to find the committed prefix, copies those bytes once, and moves the
+consumer position: no Python per record, no decoding on the draining thread.
 """
 
 from __future__ import annotations
 
 import ctypes
 import mmap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 import os
 import platform
 import time
@@ -40,7 +42,7 @@ class ProbeOptions:
     syscalls: bool = True       # the generic stream of every syscall
     sched: bool = True          # context switches, wakeups, migrations
     aggregate_io: bool = False  # byte counts per (process, fd) instead of a record per read/write
-    ringbuf_pages: int = 16384  # 64 MiB: ~110k records of headroom between drains
+    ringbuf_pages: int = 16384  # the syscall enter ring: 64 MiB, ~700k syscalls of headroom between drains
     self_tgid: int = field(default_factory=os.getpid)
 
 
@@ -76,23 +78,78 @@ def syscall_exists(name: str) -> bool:
     return (TRACEFS / "events" / "syscalls" / f"sys_enter_{name}").is_dir()
 
 
+# the state lane's ring is never smaller than this (1 MiB, ~1,600 facts between two drains), whatever
+# size the stream lanes are given
+STATE_RING_MIN_PAGES = 256
+
+
+def pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return 4194304  # the largest pid_max Linux allows
+
+
+def _pages(n: int) -> int:
+    """A ring size in pages: a power of two, at least one page."""
+    n = max(1, int(n))
+    return 1 << (n - 1).bit_length()
+
+
+def ring_pages(opts: ProbeOptions) -> dict[str, int]:
+    """Pages of each ring. ``ringbuf_pages`` sizes the syscall lane's enter ring (the busiest); the
+    others are sized by their records' share (an exit record is half an enter's; the state and
+    scheduler lanes carry far fewer records)."""
+    base = _pages(opts.ringbuf_pages)
+    rings = {"events": max(_pages(base // 4), STATE_RING_MIN_PAGES)}
+    if opts.syscalls and platform.machine() in syscall_table.TABLES:
+        rings["rb_sc_enter"] = base
+        rings["rb_sc_exit"] = _pages(base // 2)
+    if opts.sched:
+        rings["rb_sched"] = _pages(base // 4)
+    return rings
+
+
 def cflags(opts: ProbeOptions) -> list[str]:
-    flags = [f"-DRINGBUF_PAGES={opts.ringbuf_pages}", f"-DSELF_TGID={opts.self_tgid}"]
+    rings = ring_pages(opts)
+    flags = [f"-DRINGBUF_PAGES={rings['events']}", f"-DSELF_TGID={opts.self_tgid}", f"-DPID_MAX={pid_max()}"]
     if opts.system_wide:
         flags.append("-DSYSTEM_WIDE")
     machine = platform.machine()
-    flags.append({"x86_64": "-DOSREWIND_X86_64", "aarch64": "-DOSREWIND_ARM64"}.get(machine, "-DOSREWIND_OTHER"))
-    if not opts.syscalls or machine not in syscall_table.TABLES:
+    if "rb_sc_enter" not in rings:
         flags.append("-DNO_SYSCALLS")
     else:
-        flags += [f"-DNR_EXIT={syscall_table.number('exit')}",
-                  f"-DNR_EXIT_GROUP={syscall_table.number('exit_group')}"]
+        flags += [f"-DSC_ENTER_PAGES={rings['rb_sc_enter']}", f"-DSC_EXIT_PAGES={rings['rb_sc_exit']}"]
     if not opts.sched:
         flags.append("-DNO_SCHED")
+    else:
+        flags.append(f"-DSCHED_PAGES={rings['rb_sched']}")
     if opts.aggregate_io and "-DNO_SYSCALLS" not in flags:
         flags.append("-DAGGREGATE_IO")
     flags += [f"-DHAVE_{name}" for name in OPTIONAL_SYSCALLS if syscall_exists(name)]
+    del machine
     return flags
+
+
+def header() -> str:
+    """The generated declarations (records.c_header) and this architecture's register window."""
+    machine = platform.machine()
+    lines = [records.c_header()]
+    window = records.REGS_WINDOW_C.get(machine)
+    if window:
+        lines.append(f"#define REGS_WINDOW {window}")
+        lines.append(f"#define REGS_ARG0 {records.REGS_ARGS[machine][0]}")
+    else:  # unknown architecture: the syscall lane is off (cflags), nothing reads registers
+        lines.append("#define REGS_WINDOW 0\n#define REGS_ARG0 0")
+    return "\n".join(lines) + "\n"
+
+
+def program_text() -> str:
+    """What BCC compiles: the generated header, then record.bpf.c."""
+    src = SOURCE.read_text()
+    # the header goes after the #includes (it uses the kernel's types and struct pt_regs)
+    marker = "#include <linux/signal.h>\n"
+    return src.replace(marker, marker + header(), 1)
 
 
 def final_source(opts: ProbeOptions) -> str:
@@ -101,16 +158,18 @@ def final_source(opts: ProbeOptions) -> str:
     for flag in cflags(opts):
         name, _, value = flag[2:].partition("=")
         defines.append(f"#define {name} {value}".rstrip())
-    return "// cflags: " + " ".join(cflags(opts)) + "\n" + "\n".join(defines) + "\n" + SOURCE.read_text()
+    return "// cflags: " + " ".join(cflags(opts)) + "\n" + "\n".join(defines) + "\n" + program_text()
 
 
 class RingReader:
-    """Consumer side of a BPF ring buffer map, mmap'ed and read in bulk."""
+    """Consumer side of a BPF ring buffer map of fixed-size records, mmap'ed and read in bulk."""
 
-    def __init__(self, map_fd: int, size: int) -> None:
+    def __init__(self, map_fd: int, size: int, layout: str) -> None:
         page = mmap.PAGESIZE
         self.size = size
         self.mask = size - 1
+        self.layout = layout
+        self.slot = records.slot_size(layout)
         self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._data = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._bytes = np.frombuffer(self._data, dtype=np.uint8)
@@ -122,20 +181,33 @@ class RingReader:
     def _positions(self) -> tuple[int, int]:
         return int(self._cons_pos[0]), int(self._prod_pos[0])
 
-    def drain(self, max_records: int = 200_000) -> np.ndarray:
-        """Copy out every committed record (up to max_records) and release their space."""
+    def pending_bytes(self) -> int:
+        cons, prod = self._positions()
+        return prod - cons
+
+    def drain_bytes(self, max_bytes: int | None = None) -> np.ndarray:
+        """Copy out every committed record, once, as raw slot bytes, and release their space.
+
+        Only the headers are read to find the committed prefix (the first still-busy record ends it);
+        the data is copied once (the ring's pages are mapped twice, so a record never wraps)."""
         cons, prod = self._positions()
         avail = prod - cons
-        if avail <= 0:
-            return np.zeros(0, dtype=records.EVENT_DTYPE)
-        n = min(avail // records.RECORD_SIZE, max_records)
+        if max_bytes is not None:
+            avail = min(avail, max_bytes)
+        n = avail // self.slot
+        if n <= 0:
+            return np.zeros(0, dtype=np.uint8)
         start = self._page + (cons & self.mask)
-        raw = self._bytes[start : start + n * records.RECORD_SIZE]
-        ev, used = records.committed_prefix(records.slots_from_buffer(raw))
-        ev = ev.copy()
-        if used:
-            self._cons_pos[0] = cons + used * records.RECORD_SIZE
-        return ev
+        raw = self._bytes[start : start + n * self.slot]
+        k = records.committed_count(raw, self.layout)
+        out = raw[: k * self.slot].copy()
+        if k:
+            self._cons_pos[0] = cons + k * self.slot
+        return out
+
+    def drain(self, max_records: int = 200_000) -> np.ndarray:
+        """Committed records as structured rows (tests and tools; the recorder uses drain_bytes)."""
+        return records.records_of(self.drain_bytes(max_records * self.slot), self.layout)
 
     def close(self) -> None:
         del self._bytes, self._cons_pos, self._prod_pos
@@ -143,8 +215,29 @@ class RingReader:
         self._data.close()
 
 
+class _PidArray:
+    """A BPF array indexed by pid (``tracked``, ``tids``), mmap'ed: reads and writes are plain numpy."""
+
+    def __init__(self, table, entries: int) -> None:
+        self.entries = entries
+        size = (entries * 8 + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE  # values are 8-aligned
+        self._mm = mmap.mmap(table.map_fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.values = np.frombuffer(self._mm, dtype=np.uint64, count=entries)
+
+    def set(self, key: int, value: int) -> None:
+        if 0 <= key < self.entries:
+            self.values[key] = value
+
+    def get(self, key: int) -> int:
+        return int(self.values[key]) if 0 <= key < self.entries else 0
+
+    def close(self) -> None:
+        del self.values
+        self._mm.close()
+
+
 class Probe:
-    """The loaded recorder program: scope map, ring buffer reader and lost-record counter."""
+    """The loaded recorder program: scope arrays, ring readers (one per ring) and drop counters."""
 
     def __init__(self, opts: ProbeOptions) -> None:
         check_environment()
@@ -153,15 +246,20 @@ class Probe:
 
         self.opts = opts
         try:
-            self.bpf = bcc.BPF(src_file=str(SOURCE).encode(), cflags=cflags(opts))
+            self.bpf = bcc.BPF(text=program_text().encode(), cflags=cflags(opts))
         except Exception as exc:  # BCC raises bare Exception on compile/attach failure
             msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise EnvironmentProblem(f"loading the BPF program failed: {msg}") from exc
-        rb = self.bpf[b"events"]
-        self.reader = RingReader(rb.map_fd, opts.ringbuf_pages * mmap.PAGESIZE)
-        self._tracked = self.bpf[b"tracked"]
-        self._lost = self.bpf[b"lost"]
-        self._tids = self.bpf[b"tids"]
+        self.readers: dict[str, RingReader] = {}
+        for ring, pages in ring_pages(opts).items():
+            self.readers[ring] = RingReader(self.bpf[ring.encode()].map_fd, pages * mmap.PAGESIZE,
+                                            records.RINGS[ring])
+        self.reader = self.readers["events"]
+        entries = pid_max()
+        self._tracked = _PidArray(self.bpf[b"tracked"], entries)
+        self._tids = _PidArray(self.bpf[b"tids"], entries)
+        self._drops = self.bpf[b"drops"]
+        self._scope_drops = 0
         if opts.aggregate_io:
             ionr = self.bpf[b"ionr"]
             for name in records.IO_SENDS + records.IO_RECVS:
@@ -172,16 +270,22 @@ class Probe:
     def track(self, pids) -> None:
         """Put processes in scope: the tgid for syscalls, each thread's tid for the scheduler."""
         for pid in pids:
-            self._tracked[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+            if not 0 < pid < self._tracked.entries:
+                self._scope_drops += 1
+                continue
+            self._tracked.set(pid, 1)
             try:
                 threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
             except OSError:
                 threads = [pid]
             for tid in threads:
-                self._tids[ctypes.c_uint32(tid)] = ctypes.c_uint32(pid)
+                self._tids.set(tid, pid)
 
-    def drain(self) -> np.ndarray:
-        return self.reader.drain()
+    def drain(self) -> records.Drained:
+        """Every ring's committed records, copied once each. The syscall lane's exit ring is read
+        before its enter ring, so every exit read has its enter written already."""
+        order = ("rb_sc_exit", "rb_sc_enter", "events", "rb_sched")
+        return records.Drained({ring: self.readers[ring].drain_bytes() for ring in order if ring in self.readers})
 
     def io_sweep(self, older_than_ns: int | None) -> list[tuple[int, int, int, int, int]]:
         """--aggregate-io sums the kernel has not sent because their fd went quiet: taken out of
@@ -201,64 +305,106 @@ class Probe:
         return out
 
     def untrack(self, pid: int) -> None:
-        try:
-            del self._tracked[ctypes.c_uint32(pid)]
-        except KeyError:
-            pass
+        self._tracked.set(pid, 0)
 
     def tracked_pids(self) -> set[int]:
-        return {int(k.value) for k in self._tracked.keys()}
+        return {int(p) for p in np.flatnonzero(self._tracked.values)}
+
+    def drops(self) -> dict[int, int]:
+        """Records dropped so far, per cause (``records.DROPS`` codes), summed over CPUs."""
+        out = {}
+        for code in records.DROPS:
+            try:
+                v = self._drops[ctypes.c_int(code)]
+            except (KeyError, IndexError):
+                continue
+            n = sum(int(x) for x in v) if hasattr(v, "__len__") else int(v.value)
+            if n:
+                out[code] = n
+        if self._scope_drops:
+            out[records.DROP_CODES["scope_range"]] = out.get(records.DROP_CODES["scope_range"], 0) + self._scope_drops
+        return out
 
     def lost(self) -> int:
-        total = 0
-        for v in self._lost.values():
-            total += sum(int(x) for x in v) if hasattr(v, "__len__") else int(v.value)
-        return total
+        return sum(self.drops().values())
 
-    def layout(self) -> dict:
-        """Size and field offsets of ``struct event`` as the compiler laid it out (for the layout test)."""
-        leaf = self.bpf[b"layout_check"].Leaf
+    def layout(self, name: str = "event") -> dict:
+        """Size and field offsets of a record struct as the compiler laid it out (for the layout test)."""
+        leaf = self.bpf[f"layout_{name}".encode()].Leaf
         return {"size": ctypes.sizeof(leaf),
-                **{name: getattr(leaf, name).offset for name, _ in leaf._fields_}}
+                **{fname: getattr(leaf, fname).offset for fname, _ in leaf._fields_}}
 
     def close(self, background: bool = True) -> None:
-        """Detach the program. Releasing ~90 tracepoints waits for RCU grace periods (seconds on
-        this kernel), so by default a forked child holds the last references and pays that cost
-        after the recorder has returned."""
-        self.reader.close()
+        """Detach the program: the hot hooks at once, here; the rest in a helper process, at once.
+
+        Raw tracepoints (the every-syscall hooks) detach in microseconds, so they go first and
+        synchronously: once this returns no process pays for them. Each classic tracepoint's release
+        waits for RCU grace periods (~70 ms each on this kernel, ~100 of them, serialised by the
+        kernel), so by default a forked helper holds the last references to those and closes them
+        right away, from many threads, the syscall tracepoints first (while any is attached, every
+        syscall on the machine takes the slow path); it exits when done (2-4 s here), whether or not
+        the recorder has exited."""
+        for reader in self.readers.values():
+            reader.close()
+        self._tracked.close()
+        self._tids.close()
+        for tp in list(self.bpf.raw_tracepoint_fds):
+            self.bpf.detach_raw_tracepoint(tp)
+        go = None
         if background:
-            _release_in_background()
-        self.bpf.cleanup()
+            tps = sorted(self.bpf.tracepoint_fds.items(), key=lambda kv: not kv[0].startswith(b"syscalls:"))
+            go = _release_in_background([fd for _, fd in tps])
+        try:
+            self.bpf.cleanup()
+        finally:
+            if go is not None:
+                os.close(go)  # the helper starts closing now
 
 
-def _release_in_background() -> None:
+RELEASE_THREADS = 16
+
+
+def _release_in_background(fds: list[int]) -> int:
+    """Fork a helper that keeps only ``fds`` (tracepoint perf events) and closes them, in order, from
+    RELEASE_THREADS threads, once the returned pipe end is closed (the caller has closed its own
+    copies, so the helper's are the last). Returns that pipe end."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(w)
-            keep = {r}
+            keep = set(fds) | {r}
             for name in os.listdir("/proc/self/fd"):
                 fd = int(name)
-                try:
-                    target = os.readlink(f"/proc/self/fd/{fd}")
-                except OSError:
-                    continue
-                if "bpf" in target or "perf_event" in target:
-                    keep.add(fd)
-            for fd in [int(n) for n in os.listdir("/proc/self/fd")]:
                 if fd not in keep:
                     try:
                         os.close(fd)
                     except OSError:
                         pass
             os.setsid()
-            os.read(r, 1)  # returns at EOF: the recorder has dropped its references
+            os.read(r, 1)  # EOF: the recorder has dropped its references
+            def close(fd: int) -> None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+            with ThreadPoolExecutor(RELEASE_THREADS) as pool:
+                list(pool.map(close, fds))
         finally:
             os._exit(0)
     os.close(r)
-    # the write end closes when this process exits (CLOEXEC is not needed: we never exec)
-    _RELEASE_PIPES.append(w)
+    threading_reap(pid)
+    return w
 
 
-_RELEASE_PIPES: list[int] = []
+def threading_reap(pid: int) -> None:
+    """Reap the helper when it exits (a recorder that lives on must not collect zombies)."""
+
+    def wait() -> None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+    threading.Thread(target=wait, name="osrewind-detach-reaper", daemon=True).start()

@@ -5,19 +5,30 @@
 // program reads nothing but tracepoint arguments (their layout comes from tracefs at run time), BPF
 // helpers, and syscall pointer arguments from user memory. Never a kernel struct field.
 //
-// Every record is one fixed-size `struct event` in one BPF ring buffer, so user space can decode a
-// whole drain with one numpy structured view (probes/records.py holds the same layout; a kernel test
-// checks both agree). Records are submitted with BPF_RB_NO_WAKEUP: the reader polls on a short timer.
+// Three lanes, each in rings of its own, so a flood in one never costs another its records:
+//   - the state lane (`events`): process lifecycle and fd/file/socket facts, one `struct event` each;
+//   - the syscall lane (`rb_sc_enter`, `rb_sc_exit`): every syscall of the scoped processes as a small
+//     enter record (time, ids, number, the argument registers) and a small exit record (time, ids,
+//     result), written with no map traffic and paired in user space;
+//   - the scheduler lane (`rb_sched`): one compact `struct sched_rec` per switch/wakeup/migration.
+// Every record of a ring has the same size, so user space decodes a whole drain with one numpy view.
+// The record structs and the K_* / DROP_* codes are generated from probes/records.py and prepended
+// by the loader (a kernel test compares the compiled layouts with the decoder's). Records are
+// submitted with BPF_RB_NO_WAKEUP: the reader polls on a short timer.
+//
+// Scope: `tracked` is an array indexed by tgid (sized to pid_max), read first in every program, before
+// any other work: a process out of scope pays one array load per hook. Every drop is counted at its
+// cause in the per-CPU `drops` array (full rings per lane, full maps), and stored with the run.
 //
 // Options come in as -D cflags from the loader:
 //   SYSTEM_WIDE     record every process (minus SELF_TGID, the recorder itself)
 //   SELF_TGID=n     the recorder's own tgid
-//   RINGBUF_PAGES=n ring buffer size in pages (power of two)
+//   PID_MAX=n       entries of the arrays indexed by pid (the kernel's pid_max)
+//   RINGBUF_PAGES=n, SC_ENTER_PAGES, SC_EXIT_PAGES, SCHED_PAGES   ring sizes in pages (powers of two)
 //   HAVE_<name>     the tracepoint syscalls:sys_enter_<name> exists on this kernel/arch
-//   OSREWIND_X86_64 / OSREWIND_ARM64   where syscall arguments sit in struct pt_regs
-//   NR_EXIT, NR_EXIT_GROUP             this architecture's numbers of exit and exit_group
-//   NO_SYSCALLS     leave out the generic every-syscall stream
-//   NO_SCHED        leave out the scheduler (context switches, wakeups, migrations)
+//   REGS_WINDOW=expr   where the syscall argument registers start in struct pt_regs
+//   NO_SYSCALLS     leave out the generic every-syscall stream (no raw syscall hook is attached)
+//   NO_SCHED        leave out the scheduler (no sched_switch/wakeup/migrate hook is attached)
 //   AGGREGATE_IO    sum successful read/write-family syscalls per (process, fd) instead of a record each
 
 #include <uapi/linux/ptrace.h>
@@ -29,90 +40,75 @@
 #ifndef SELF_TGID
 #define SELF_TGID 0
 #endif
+#ifndef PID_MAX
+#define PID_MAX 32768
+#endif
+#ifndef SC_ENTER_PAGES
+#define SC_ENTER_PAGES RINGBUF_PAGES
+#endif
+#ifndef SC_EXIT_PAGES
+#define SC_EXIT_PAGES RINGBUF_PAGES
+#endif
+#ifndef SCHED_PAGES
+#define SCHED_PAGES RINGBUF_PAGES
+#endif
+#ifndef BPF_F_MMAPABLE
+#define BPF_F_MMAPABLE (1U << 10)
+#endif
 
-#define STR_HALF 256
 #define SOCKADDR_MAX 127  // sockaddr_un is 110 bytes, sockaddr_in6 28
-#define STR_LEN 512
 #define ARGV_MAX 20
 #define CLONE_THREAD_FLAG 0x00010000ULL
 
-// Record kinds. Keep in step with probes/records.py (KINDS).
-enum kind {
-    K_FORK = 1,       // a0 parent tid, a1 child pid, a2 clone flags (-1 unknown)
-    K_EXEC = 2,       // a0 old pid (tid that called exec); str filename
-    K_EXEC_ARGS = 3,  // a0 argc captured, a1 1 if argv was truncated; str NUL-separated argv
-    K_EXEC_FAIL = 4,  // ret errno; str filename
-    K_EXIT_CALL = 5,  // a0 exit code, a1 1 for exit_group, 0 for exit
-    K_TASK_EXIT = 6,  // a0 group_dead; tid = exiting task
-    K_WAIT = 7,       // ret reaped pid, a0 wait status (-1 if unreadable)
-    K_LOST = 8,       // (user space only) a gap: a0 records lost
-    K_OPEN = 10,      // a0 dfd, a2 flags, a3 mode; str path; ret fd
-    K_CLOSE = 11,     // a0 fd
-    K_CLOSE_RANGE = 12, // a0 first, a1 last, a2 flags
-    K_DUP = 13,       // a0 oldfd, a1 newfd (dup2/dup3/fcntl; -1 for dup), a2 flags (O_CLOEXEC); ret newfd
-    K_SETFD = 14,     // fcntl(F_SETFD) or ioctl(FIOCLEX/FIONCLEX): a0 fd, a2 fd flags (FD_CLOEXEC)
-    K_PIPE = 15,      // a0 read fd, a1 write fd, a2 flags
-    K_CHDIR = 16,     // str path
-    K_FCHDIR = 17,    // a0 fd
-    K_RENAME = 18,    // a0 olddfd, a1 newdfd, a2 flags; str old (first half), new (second half)
-    K_UNLINK = 19,    // a0 dfd, a2 flags (AT_REMOVEDIR for rmdir); str path
-    K_MKDIR = 20,     // a0 dfd, a3 mode; str path
-    K_SOCKET = 21,    // a0 family, a1 type (with SOCK_CLOEXEC), a2 protocol; ret fd
-    K_SOCKETPAIR = 22,// a0 fd0, a1 fd1, a2 type, a3 family
-    K_ACCEPT = 23,    // a0 listening fd, a2 flags; ret fd
-    K_ANONFD = 24,    // a1 subtype (see ANON_*), a2 flags; str name (memfd); ret fd
-    K_BIND = 25,      // a0 fd, a1 addrlen; str the sockaddr as passed (len1 bytes)
-    K_CONNECT = 26,   // a0 fd, a1 addrlen; str the sockaddr
-    K_LISTEN = 27,    // a0 fd, a1 backlog
-    K_SHUTDOWN = 28,  // a0 fd, a1 how
-    K_IO = 34,        // (user space, --aggregate-io) bytes moved on an fd since the last flush:
-                      // a0 fd, a1 bytes written/sent, a2 bytes read/received, a3 calls
-    K_SOCKNAME = 33,  // getsockname: a0 fd; str the local sockaddr the kernel returned
-    K_SOCK_STATE = 29,// TCP state change: a0 old, a1 new, a2 sport, a3 dport, a4 family, a5 sock address;
-                      // str: source address (16 bytes), destination address (16 bytes)
-    K_SIGNAL_GENERATE = 30, // sender's context: a0 sig, a1 target pid, a2 si_code, a3 group; ret result;
-                            // str target comm
-    K_SIGNAL_DELIVER = 31,  // receiver's context: a0 sig, a2 si_code, a3 handler (0 default, 1 ignore)
-    K_OOM_VICTIM = 32,      // a0 victim pid, a1 uid, a2 total_vm pages, a3 oom_score_adj; str comm
-    K_SYSCALL = 40,         // every syscall: nr, a0..a5 args, ret, dur; ts is the entry time
-    K_SCHED_SWITCH = 41,    // on cpu: tgid/tid prev (0 if untracked), a0 prev_state, a1 next tid,
-                            // a2 next tgid (-1 untracked), a3 prev tid; dur next's run-queue wait;
-                            // comm prev comm, str next comm
-    K_SCHED_WAKEUP = 42,    // tid woken: a0 target cpu, a1 1 for a new task
-    K_SCHED_MIGRATE = 43,   // tid moved: a0 from cpu, a1 to cpu
-};
+// Record kinds (K_* constants and struct layouts are generated from probes/records.py and
+// prepended by the loader). What each state-lane kind carries in struct event:
+//   K_FORK: a0 parent tid, a1 child pid, a2 clone flags (-1 unknown)
+//   K_EXEC: a0 old pid (tid that called exec); str filename
+//   K_EXEC_ARGS: a0 argc captured, a1 1 if argv was truncated; str NUL-separated argv
+//   K_EXEC_FAIL: ret errno; str filename
+//   K_EXIT_CALL: a0 exit code, a1 1 for exit_group, 0 for exit
+//   K_TASK_EXIT: a0 group_dead; tid = exiting task
+//   K_WAIT: ret reaped pid, a0 wait status (-1 if unreadable)
+//   K_LOST: (user space only) a gap: a0 records lost
+//   K_OPEN: a0 dfd, a2 flags, a3 mode; str path; ret fd
+//   K_CLOSE: a0 fd
+//   K_CLOSE_RANGE: a0 first, a1 last, a2 flags
+//   K_DUP: a0 oldfd, a1 newfd (dup2/dup3/fcntl; -1 for dup), a2 flags (O_CLOEXEC); ret newfd
+//   K_SETFD: fcntl(F_SETFD) or ioctl(FIOCLEX/FIONCLEX): a0 fd, a2 fd flags (FD_CLOEXEC)
+//   K_PIPE: a0 read fd, a1 write fd, a2 flags
+//   K_CHDIR: str path
+//   K_FCHDIR: a0 fd
+//   K_RENAME: a0 olddfd, a1 newdfd, a2 flags; str old (first half), new (second half)
+//   K_UNLINK: a0 dfd, a2 flags (AT_REMOVEDIR for rmdir); str path
+//   K_MKDIR: a0 dfd, a3 mode; str path
+//   K_SOCKET: a0 family, a1 type (with SOCK_CLOEXEC), a2 protocol; ret fd
+//   K_SOCKETPAIR: a0 fd0, a1 fd1, a2 type, a3 family
+//   K_ACCEPT: a0 listening fd, a2 flags; ret fd
+//   K_ANONFD: a1 subtype (see ANON_*), a2 flags; str name (memfd); ret fd
+//   K_BIND: a0 fd, a1 addrlen; str the sockaddr as passed (len1 bytes)
+//   K_CONNECT: a0 fd, a1 addrlen; str the sockaddr
+//   K_LISTEN: a0 fd, a1 backlog
+//   K_SHUTDOWN: a0 fd, a1 how
+//   K_IO: (user space, --aggregate-io) bytes moved on an fd since the last flush:
+//       a0 fd, a1 bytes written/sent, a2 bytes read/received, a3 calls
+//   K_SOCKNAME: getsockname: a0 fd; str the local sockaddr the kernel returned
+//   K_SOCK_STATE: TCP state change: a0 old, a1 new, a2 sport, a3 dport, a4 family, a5 sock address;
+//       str: source address (16 bytes), destination address (16 bytes)
+//   K_SIGNAL_GENERATE: sender's context: a0 sig, a1 target pid, a2 si_code, a3 group; ret result;
+//       str target comm
+//   K_SIGNAL_DELIVER: receiver's context: a0 sig, a2 si_code, a3 handler (0 default, 1 ignore)
+//   K_OOM_VICTIM: a0 victim pid, a1 uid, a2 total_vm pages, a3 oom_score_adj; str comm
+//   K_SYSCALL: every syscall: nr, a0..a5 args, ret, dur; ts is the entry time
+//   K_SCHED_SWITCH: on cpu: tgid/tid prev (0 if untracked), a0 prev_state, a1 next tid,
+//       a2 next tgid (-1 untracked), a3 prev tid; dur next's run-queue wait;
+//       comm prev comm, str next comm
+//   K_SCHED_WAKEUP: tid woken: a0 target cpu, a1 1 for a new task
+//   K_SCHED_MIGRATE: tid moved: a0 from cpu, a1 to cpu
 
 enum anon { ANON_EVENTFD = 1, ANON_EPOLL = 2, ANON_MEMFD = 3, ANON_TIMERFD = 4, ANON_SIGNALFD = 5,
             ANON_INOTIFY = 6, ANON_PIDFD = 7 };
 
-struct event {
-    u64 ts;         // bpf_ktime_get_ns(): CLOCK_MONOTONIC
-    s64 ret;        // syscall return value (negative errno on failure)
-    s64 a0;
-    s64 a1;
-    s64 a2;
-    s64 a3;
-    s64 a4;
-    s64 a5;
-    u64 dur;        // syscall: enter -> exit ns; sched_switch: run-queue wait of the next task
-    u32 tgid;
-    u32 tid;
-    u16 kind;
-    u16 len1;       // bytes of str (or of its first half) without the NUL; 0 if unread
-    u16 len2;       // bytes of the second half (rename target)
-    u16 nr;         // syscall number (K_SYSCALL)
-    u32 cpu;
-    u32 flags;
-    char comm[16];
-    char str[STR_LEN];
-};
-
-// The generic syscall stream: arguments and entry time, saved at raw sys_enter.
-struct sc_args {
-    u64 ts;
-    u64 a[6];
-    u64 nr;
-};
+// struct event, struct sc_enter, struct sc_exit, struct sched_rec: see probes/records.py (LAYOUTS).
 
 // Syscall arguments saved at sys_enter, completed at sys_exit (keyed by pid_tgid).
 struct inflight {
@@ -124,14 +120,28 @@ struct inflight {
 };
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
-BPF_PERCPU_ARRAY(lost, u64, 1);
-BPF_HASH(tracked, u32, u8, 65536);
+#ifndef NO_SYSCALLS
+BPF_RINGBUF_OUTPUT(rb_sc_enter, SC_ENTER_PAGES);
+BPF_RINGBUF_OUTPUT(rb_sc_exit, SC_EXIT_PAGES);
+#endif
+#ifndef NO_SCHED
+BPF_RINGBUF_OUTPUT(rb_sched, SCHED_PAGES);
+#endif
+BPF_PERCPU_ARRAY(drops, u64, N_DROPS);    // records dropped, per cause (DROP_*)
+// scope: tgid -> 1 when recorded; tid -> its tgid (for scheduler events about other tasks).
+// Arrays, not hashes: a load instead of a hash lookup, and they cannot fill. User space maps them.
+BPF_F_TABLE("array", u32, u32, tracked, PID_MAX, BPF_F_MMAPABLE);
+BPF_F_TABLE("array", u32, u32, tids, PID_MAX, BPF_F_MMAPABLE);
 BPF_HASH(pending, u64, struct inflight, 16384);
 BPF_HASH(cloneflags, u32, u64, 16384);
-BPF_HASH(tids, u32, u32, 65536);          // tid -> tgid of tracked tasks (for scheduler events)
-BPF_HASH(sc_start, u64, struct sc_args, 16384);
 BPF_HASH(woken, u32, u64, 65536);         // tid -> when it was woken (run-queue latency)
 BPF_HASH(tports, u16, u8, 4096);          // local TCP ports of tracked sockets (host order)
+
+static __always_inline void dropped(u32 cause) {
+    u64 *n = drops.lookup(&cause);
+    if (n)
+        (*n)++;
+}
 
 // --aggregate-io: byte counts of read/write/send/recv-family syscalls summed per (process, fd)
 // instead of one record per call. A sum is sent as one `io` record when it is 100 ms old or 64
@@ -151,14 +161,29 @@ struct io_total {
 };
 BPF_HASH(io, struct io_key, struct io_total, 65536);
 BPF_ARRAY(ionr, u8, 1024);                // syscall nr -> 1 sends bytes, 2 receives bytes
-// Never written by the kernel: its value type lets user space check the record layout.
-BPF_ARRAY(layout_check, struct event, 1);
+#ifdef AGGREGATE_IO
+// --aggregate-io: read/write-family calls are held here from enter to exit instead of being sent;
+// a failed one is sent at exit as an enter + exit pair like any other syscall.
+struct iocall_t {
+    u64 ts;
+    u32 nr;
+    u32 cpu;
+    u64 regs[8];
+};
+BPF_HASH(iocall, u64, struct iocall_t, 16384);
+#endif
+// Never written by the kernel: their value types let user space check the record layouts.
+BPF_ARRAY(layout_event, struct event, 1);
+BPF_ARRAY(layout_sc_enter, struct sc_enter, 1);
+BPF_ARRAY(layout_sc_exit, struct sc_exit, 1);
+BPF_ARRAY(layout_sched_rec, struct sched_rec, 1);
 
 static __always_inline int is_tracked_tgid(u32 tgid) {
 #ifdef SYSTEM_WIDE
     return tgid != SELF_TGID;
 #else
-    return tracked.lookup(&tgid) != NULL;
+    u32 *t = tracked.lookup(&tgid);
+    return t && *t;
 #endif
 }
 
@@ -166,13 +191,17 @@ static __always_inline int is_tracked(void) {
     return is_tracked_tgid(bpf_get_current_pid_tgid() >> 32);
 }
 
+static __always_inline void set_tracked(u32 tgid, u32 on) {
+#ifndef SYSTEM_WIDE
+    if (tracked.update(&tgid, &on))
+        dropped(DROP_SCOPE_RANGE);
+#endif
+}
+
 static __always_inline struct event *new_event(u16 kind) {
     struct event *e = events.ringbuf_reserve(sizeof(struct event));
     if (!e) {
-        int zero = 0;
-        u64 *n = lost.lookup(&zero);
-        if (n)
-            (*n)++;
+        dropped(DROP_RING_EVENTS);
         return NULL;
     }
     u64 id = bpf_get_current_pid_tgid();
@@ -222,13 +251,11 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     u32 child = args->child_pid;
     u32 child_tgid = tgid;
     if (flags == -1 || !(flags & CLONE_THREAD_FLAG)) {
-#ifndef SYSTEM_WIDE
-        u8 one = 1;
-        tracked.update(&child, &one);
-#endif
+        set_tracked(child, 1);
         child_tgid = child;
     }
-    tids.update(&child, &child_tgid);
+    if (tids.update(&child, &child_tgid))
+        dropped(DROP_SCOPE_RANGE);
     struct event *e = new_event(K_FORK);
     if (!e)
         return 0;
@@ -243,7 +270,8 @@ static __always_inline int stash_clone(u64 flags) {
     if (!is_tracked())
         return 0;
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    cloneflags.update(&tid, &flags);
+    if (cloneflags.update(&tid, &flags))
+        dropped(DROP_MAP_CLONEFLAGS);
     return 0;
 }
 
@@ -281,7 +309,8 @@ static __always_inline int exec_enter(const char *filename, const char *const *a
     f.kind = K_EXEC_FAIL;
     f.p1 = (u64)filename;
     u64 id = bpf_get_current_pid_tgid();
-    pending.update(&id, &f);
+    if (pending.update(&id, &f))
+        dropped(DROP_MAP_PENDING);
 
     struct event *e = new_event(K_EXEC_ARGS);
     if (!e)
@@ -347,20 +376,21 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     if (!is_tracked_tgid(tgid))
         return 0;
     u32 tid = (u32)id;
+    u32 none = 0;
     pending.delete(&id);
     cloneflags.delete(&tid);
-    sc_start.delete(&id);
-    tids.delete(&tid);
+    tids.update(&tid, &none);
     woken.delete(&tid);
+#ifdef AGGREGATE_IO
+    iocall.delete(&id);
+#endif
     struct event *e = new_event(K_TASK_EXIT);
     if (e) {
         e->a0 = args->group_dead;
         send(e);
     }
-#ifndef SYSTEM_WIDE
     if (args->group_dead)
-        tracked.delete(&tgid);
-#endif
+        set_tracked(tgid, 0);
     return 0;
 }
 
@@ -371,7 +401,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_wait4) {
     f.kind = K_WAIT;
     f.p1 = (u64)args->stat_addr;
     u64 id = bpf_get_current_pid_tgid();
-    pending.update(&id, &f);
+    if (pending.update(&id, &f))
+        dropped(DROP_MAP_PENDING);
     return 0;
 }
 
@@ -391,7 +422,8 @@ static __always_inline int stash(u16 kind, u16 sub, u64 a0, u64 a1, u64 a2, u64 
     f.p1 = (u64)p1;
     f.p2 = (u64)p2;
     u64 id = bpf_get_current_pid_tgid();
-    pending.update(&id, &f);
+    if (pending.update(&id, &f))
+        dropped(DROP_MAP_PENDING);
     return 0;
 }
 
@@ -467,7 +499,8 @@ static __always_inline int complete(long ret) {
             if (family == 2 || family == 10) {
                 u16 port = ((u8)e->str[2] << 8) | (u8)e->str[3];
                 u8 one = 1;
-                tports.update(&port, &one);
+                if (tports.update(&port, &one))
+                    dropped(DROP_MAP_TPORTS);
             }
         }
         if (kind == K_ACCEPT)
@@ -724,7 +757,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
 #endif
     if (mine) {
         u8 one = 1;
-        tports.update(&sport, &one);
+        if (tports.update(&sport, &one))
+            dropped(DROP_MAP_TPORTS);
     }
     struct event *e = new_event(K_SOCK_STATE);
     if (!e)
@@ -837,101 +871,138 @@ TRACEPOINT_PROBE(oom, mark_victim) {
 }
 
 // ---------------------------------------------------------------- every syscall (raw tracepoints)
-// One program for all syscalls: an untracked task pays one map lookup. Arguments come from the
-// saved user registers (struct pt_regs is the architecture's syscall ABI, stable across kernels).
+// One enter and one exit record per syscall, no map traffic: user space pairs them by thread (a
+// thread's enter and exit alternate). An out-of-scope task pays one array load. The arguments are
+// the saved user registers (struct pt_regs is the architecture's syscall ABI, stable across
+// kernels), copied as one window with one read.
 
 #ifndef NO_SYSCALLS
+
 RAW_TRACEPOINT_PROBE(sys_enter) {
-    if (!is_tracked())
+    u64 id = bpf_get_current_pid_tgid();
+    if (!is_tracked_tgid(id >> 32))
         return 0;
-    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-    struct sc_args s = {};
-    s.ts = bpf_ktime_get_ns();
-    s.nr = ctx->args[1];
-#if defined(OSREWIND_X86_64)
-    bpf_probe_read_kernel(&s.a[0], 8, &regs->di);
-    bpf_probe_read_kernel(&s.a[1], 8, &regs->si);
-    bpf_probe_read_kernel(&s.a[2], 8, &regs->dx);
-    bpf_probe_read_kernel(&s.a[3], 8, &regs->r10);
-    bpf_probe_read_kernel(&s.a[4], 8, &regs->r8);
-    bpf_probe_read_kernel(&s.a[5], 8, &regs->r9);
-#elif defined(OSREWIND_ARM64)
-    bpf_probe_read_kernel(&s.a, sizeof(s.a), &regs->regs[0]);
-#endif
-    if (s.nr == NR_EXIT || s.nr == NR_EXIT_GROUP) {  // they never return: record them now
-        struct event *e = new_event(K_SYSCALL);
-        if (!e)
-            return 0;
-        e->ts = s.ts;
-        e->nr = s.nr;
-        e->a0 = s.a[0];
-        send(e);
+#ifdef AGGREGATE_IO
+    u32 inr = ctx->args[1];
+    u8 *dir = ionr.lookup(&inr);
+    if (dir && *dir) {
+        struct iocall_t c = {};
+        c.ts = bpf_ktime_get_ns();
+        c.nr = inr;
+        c.cpu = bpf_get_smp_processor_id();
+        bpf_probe_read_kernel(&c.regs, sizeof(c.regs), (void *)ctx->args[0] + REGS_WINDOW);
+        if (iocall.update(&id, &c))
+            dropped(DROP_MAP_IOCALL);
         return 0;
     }
-    u64 id = bpf_get_current_pid_tgid();
-    sc_start.update(&id, &s);
+#endif
+    struct sc_enter *e = rb_sc_enter.ringbuf_reserve(sizeof(struct sc_enter));
+    if (!e) {
+        dropped(DROP_RING_SC_ENTER);
+        return 0;
+    }
+    e->ts = bpf_ktime_get_ns();
+    e->tid = (u32)id;
+    e->tgid = id >> 32;
+    e->nr = ctx->args[1];
+    e->cpu = bpf_get_smp_processor_id();
+    bpf_probe_read_kernel(&e->regs, sizeof(e->regs), (void *)ctx->args[0] + REGS_WINDOW);
+    rb_sc_enter.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
     return 0;
 }
 
+static __always_inline void sc_exit_record(u64 id, long ret) {
+    struct sc_exit *x = rb_sc_exit.ringbuf_reserve(sizeof(struct sc_exit));
+    if (!x) {
+        dropped(DROP_RING_SC_EXIT);
+        return;
+    }
+    x->ts = bpf_ktime_get_ns();
+    x->tid = (u32)id;
+    x->tgid = id >> 32;
+    x->ret = ret;
+    bpf_get_current_comm(&x->comm, sizeof(x->comm));
+    rb_sc_exit.ringbuf_submit(x, BPF_RB_NO_WAKEUP);
+}
+
 RAW_TRACEPOINT_PROBE(sys_exit) {
-    if (!is_tracked())
-        return 0;
     u64 id = bpf_get_current_pid_tgid();
-    struct sc_args *s = sc_start.lookup(&id);
-    if (!s)
+    if (!is_tracked_tgid(id >> 32))
         return 0;
+    long ret = ctx->args[1];
 #ifdef AGGREGATE_IO
-    long r = ctx->args[1];
-    u32 nr = s->nr;
-    u8 *dir = ionr.lookup(&nr);
-    if (dir && *dir && r > 0) {
-        struct io_key k = {.tgid = id >> 32, .fd = (s32)s->a[0]};
-        u64 now = bpf_ktime_get_ns();
-        struct io_total zero = {.first = now};
-        struct io_total *t = io.lookup_or_try_init(&k, &zero);
-        if (t) {
-            if (*dir == 1)
-                __sync_fetch_and_add(&t->out, r);
-            else
-                __sync_fetch_and_add(&t->in, r);
-            __sync_fetch_and_add(&t->calls, 1);
-            if (t->calls >= IO_FLUSH_CALLS || now - t->first >= IO_FLUSH_NS)
-                io_flush(&k, t, now);
+    struct iocall_t *c = iocall.lookup(&id);
+    if (c) {
+        if (ret > 0) {
+            u32 nr = c->nr;
+            u8 *dir = ionr.lookup(&nr);
+            struct io_key k = {.tgid = id >> 32, .fd = (s32)c->regs[REGS_ARG0]};
+            u64 now = bpf_ktime_get_ns();
+            struct io_total zero = {.first = now};
+            struct io_total *t = io.lookup_or_try_init(&k, &zero);
+            if (!t) {
+                dropped(DROP_MAP_IO);
+            } else if (dir) {
+                if (*dir == 1)
+                    __sync_fetch_and_add(&t->out, ret);
+                else
+                    __sync_fetch_and_add(&t->in, ret);
+                __sync_fetch_and_add(&t->calls, 1);
+                if (t->calls >= IO_FLUSH_CALLS || now - t->first >= IO_FLUSH_NS)
+                    io_flush(&k, t, now);
+            }
+            iocall.delete(&id);
+            return 0;
         }
-        sc_start.delete(&id);
-        return 0;
+        struct sc_enter *e = rb_sc_enter.ringbuf_reserve(sizeof(struct sc_enter));
+        if (e) {
+            e->ts = c->ts;
+            e->tid = (u32)id;
+            e->tgid = id >> 32;
+            e->nr = c->nr;
+            e->cpu = c->cpu;
+            __builtin_memcpy(&e->regs, &c->regs, sizeof(e->regs));
+            rb_sc_enter.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+        } else {
+            dropped(DROP_RING_SC_ENTER);
+        }
+        iocall.delete(&id);
     }
 #endif
-    struct event *e = new_event(K_SYSCALL);
-    if (e) {
-        e->dur = e->ts - s->ts;
-        e->ts = s->ts;
-        e->nr = s->nr;
-        e->ret = ctx->args[1];
-        e->a0 = s->a[0];
-        e->a1 = s->a[1];
-        e->a2 = s->a[2];
-        e->a3 = s->a[3];
-        e->a4 = s->a[4];
-        e->a5 = s->a[5];
-        send(e);
-    }
-    sc_start.delete(&id);
+    sc_exit_record(id, ret);
     return 0;
 }
 #endif
 
 // ---------------------------------------------------------------- the scheduler
+// Compact records in their own ring. The scope test comes first: the current task's tgid, then the
+// other task's through `tids` (tid -> tgid, an array).
 
 #ifndef NO_SCHED
-static __always_inline s64 tgid_of(u32 tid) {
-#ifdef SYSTEM_WIDE
+static __always_inline u32 tgid_of(u32 tid) {
     u32 *t = tids.lookup(&tid);
-    return t ? *t : -1;
-#else
-    u32 *t = tids.lookup(&tid);
-    return t ? (s64)*t : -2;  // -2: not in scope
-#endif
+    return t ? *t : 0;  // 0: not known (not in scope)
+}
+
+static __always_inline struct sched_rec *new_sched(u16 kind) {
+    struct sched_rec *e = rb_sched.ringbuf_reserve(sizeof(struct sched_rec));
+    if (!e) {
+        dropped(DROP_RING_SCHED);
+        return NULL;
+    }
+    u64 id = bpf_get_current_pid_tgid();
+    e->ts = bpf_ktime_get_ns();
+    e->tgid = id >> 32;
+    e->tid = (u32)id;
+    e->kind = kind;
+    e->len1 = 0;
+    e->cpu = bpf_get_smp_processor_id();
+    e->a0 = 0;
+    e->a1 = 0;
+    e->a2 = 0;
+    e->a3 = 0;
+    e->dur = 0;
+    return e;
 }
 
 TRACEPOINT_PROBE(sched, sched_switch) {
@@ -940,17 +1011,20 @@ TRACEPOINT_PROBE(sched, sched_switch) {
     u32 prev = args->prev_pid;
     u32 next = args->next_pid;
     int prev_in = prev != 0 && is_tracked_tgid(prev_tgid);
+    u32 next_tgid = next == 0 ? 0 : tgid_of(next);
+    int next_in = next_tgid != 0 && is_tracked_tgid(next_tgid);
+    if (!prev_in && !next_in) {
+#ifdef SYSTEM_WIDE
+        if (prev != 0)
+            tids.update(&prev, &prev_tgid);
+#endif
+        return 0;
+    }
 #ifdef SYSTEM_WIDE
     if (prev != 0)
         tids.update(&prev, &prev_tgid);
 #endif
-    s64 next_tgid = next == 0 ? -1 : tgid_of(next);
-    if (next_tgid == -2)
-        next_tgid = -1;
-    int next_in = next != 0 && next_tgid >= 0 && is_tracked_tgid(next_tgid);
-    if (!prev_in && !next_in)
-        return 0;
-    struct event *e = new_event(K_SCHED_SWITCH);
+    struct sched_rec *e = new_sched(K_SCHED_SWITCH);
     if (!e)
         return 0;
     if (!prev_in) {
@@ -959,7 +1033,7 @@ TRACEPOINT_PROBE(sched, sched_switch) {
     }
     e->a0 = args->prev_state;
     e->a1 = next;
-    e->a2 = next_in ? next_tgid : -1;
+    e->a2 = next_in ? (s64)next_tgid : -1;
     e->a3 = prev;
     if (next_in) {
         u64 *w = woken.lookup(&next);
@@ -968,26 +1042,29 @@ TRACEPOINT_PROBE(sched, sched_switch) {
             woken.delete(&next);
         }
     }
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
     long n = bpf_probe_read_kernel_str(&e->str, 16, args->next_comm);
     e->len1 = str_len(n);
-    send(e);
+    rb_sched.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
     return 0;
 }
 
 static __always_inline int on_wakeup(u32 tid, int cpu, int is_new) {
-    s64 tgid = tgid_of(tid);
-    if (tgid < 0 || !is_tracked_tgid(tgid))
+    u32 tgid = tgid_of(tid);
+    if (!tgid || !is_tracked_tgid(tgid))
         return 0;
     u64 now = bpf_ktime_get_ns();
-    woken.update(&tid, &now);
-    struct event *e = new_event(K_SCHED_WAKEUP);
+    if (woken.update(&tid, &now))
+        dropped(DROP_MAP_WOKEN);
+    struct sched_rec *e = new_sched(K_SCHED_WAKEUP);
     if (!e)
         return 0;
     e->tgid = tgid;
     e->tid = tid;
     e->a0 = cpu;
     e->a1 = is_new;
-    send(e);
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    rb_sched.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
     return 0;
 }
 
@@ -996,17 +1073,18 @@ TRACEPOINT_PROBE(sched, sched_wakeup_new) { return on_wakeup(args->pid, args->ta
 
 TRACEPOINT_PROBE(sched, sched_migrate_task) {
     u32 tid = args->pid;
-    s64 tgid = tgid_of(tid);
-    if (tgid < 0 || !is_tracked_tgid(tgid))
+    u32 tgid = tgid_of(tid);
+    if (!tgid || !is_tracked_tgid(tgid))
         return 0;
-    struct event *e = new_event(K_SCHED_MIGRATE);
+    struct sched_rec *e = new_sched(K_SCHED_MIGRATE);
     if (!e)
         return 0;
     e->tgid = tgid;
     e->tid = tid;
     e->a0 = args->orig_cpu;
     e->a1 = args->dest_cpu;
-    send(e);
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    rb_sched.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
     return 0;
 }
 #endif

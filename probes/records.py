@@ -1,12 +1,22 @@
-"""The recorder's kernel record, described once for Python.
+"""The recorder's kernel records, declared once for C and Python.
 
-``record.bpf.c`` writes one fixed-size ``struct event`` per fact into a BPF ring buffer; this module
-holds the same layout as a numpy structured dtype so a whole drain decodes with one view and no
-per-record Python. A kernel test compares this layout with the compiled program's (BCC's ctypes view of
-``struct event``), so the two sides cannot drift apart silently.
+``record.bpf.c`` writes its facts into BPF ring buffers, one ring per *lane*:
+
+- ``events`` (the state lane): process lifecycle and fd/file/socket facts, everything rewinding
+  needs, as one fixed-size ``struct event``. Low volume; never shares space with the floods below.
+- ``rb_sc_enter`` / ``rb_sc_exit`` (the syscall lane): every syscall of the scoped processes as two small
+  records, written by the raw ``sys_enter`` and ``sys_exit`` tracepoints with no map traffic, and
+  paired in user space (``osrewind.ingest.decode.SyscallPairer``).
+- ``rb_sched`` (the scheduler lane): context switches, wakeups and migrations, one compact record each.
+
+Each layout is declared here once (``LAYOUTS``); :func:`c_header` generates the C structs, the kind
+codes and the drop causes that the loader prepends to ``record.bpf.c``, and :data:`DTYPES` holds the
+numpy dtypes the decoder views whole drains with. A kernel test compares both with the compiled
+program (``layout_<name>`` arrays), so the two sides cannot drift apart.
 
 Ring-buffer framing (kernel/bpf/ringbuf.c): every record is preceded by an 8-byte header
 ``u32 len`` (with BUSY and DISCARD flag bits) + ``u32 page offset``, and records are 8-byte aligned.
+All records of one ring have the same size, so a drain is one strided view.
 """
 
 from __future__ import annotations
@@ -16,29 +26,84 @@ import numpy as np
 STR_HALF = 256
 STR_LEN = 512
 
-EVENT_DTYPE = np.dtype(
-    [
-        ("ts", "<u8"),
-        ("ret", "<i8"),
-        ("a0", "<i8"),
-        ("a1", "<i8"),
-        ("a2", "<i8"),
-        ("a3", "<i8"),
-        ("a4", "<i8"),
-        ("a5", "<i8"),
-        ("dur", "<u8"),
-        ("tgid", "<u4"),
-        ("tid", "<u4"),
-        ("kind", "<u2"),
-        ("len1", "<u2"),
-        ("len2", "<u2"),
-        ("nr", "<u2"),
-        ("cpu", "<u4"),
-        ("flags", "<u4"),
-        ("comm", "S16"),
-        ("str", f"V{STR_LEN}"),
-    ]
-)
+# C type -> numpy type
+_NP = {"u64": "<u8", "s64": "<i8", "u32": "<u4", "s32": "<i4", "u16": "<u2", "s16": "<i2", "u8": "u1"}
+
+# name -> fields (name, C type, count, numpy override). The C struct is laid out in this order, with
+# the compiler's natural alignment; every declaration here is already naturally aligned (checked below).
+LAYOUTS: dict[str, list[tuple]] = {
+    # the state lane: one record per fact, strings inline
+    "event": [
+        ("ts", "u64", 1),      # bpf_ktime_get_ns(): CLOCK_MONOTONIC
+        ("ret", "s64", 1),     # syscall return value (negative errno on failure)
+        ("a0", "s64", 1), ("a1", "s64", 1), ("a2", "s64", 1),
+        ("a3", "s64", 1), ("a4", "s64", 1), ("a5", "s64", 1),
+        ("dur", "u64", 1),
+        ("tgid", "u32", 1), ("tid", "u32", 1),
+        ("kind", "u16", 1),
+        ("len1", "u16", 1),    # bytes of str (or of its first half) without the NUL; 0 if unread
+        ("len2", "u16", 1),    # bytes of the second half (rename target)
+        ("nr", "u16", 1),
+        ("cpu", "u32", 1), ("flags", "u32", 1),
+        ("comm", "char", 16, "S16"),
+        ("str", "char", STR_LEN, f"V{STR_LEN}"),
+    ],
+    # the syscall lane, raw sys_enter: the argument registers as one window of struct pt_regs
+    # (REGS_ARGS below says which word is which argument on this architecture)
+    "sc_enter": [
+        ("ts", "u64", 1),
+        ("tid", "u32", 1), ("tgid", "u32", 1),
+        ("nr", "u32", 1), ("cpu", "u32", 1),
+        ("regs", "u64", 8, "(8,)<u8"),
+    ],
+    # the syscall lane, raw sys_exit
+    "sc_exit": [
+        ("ts", "u64", 1),
+        ("tid", "u32", 1), ("tgid", "u32", 1),
+        ("ret", "s64", 1),
+        ("comm", "char", 16, "S16"),
+    ],
+    # the scheduler lane
+    "sched_rec": [
+        ("ts", "u64", 1),
+        ("tgid", "u32", 1), ("tid", "u32", 1),
+        ("kind", "u16", 1), ("len1", "u16", 1), ("cpu", "u32", 1),
+        ("a0", "s64", 1), ("a1", "s64", 1), ("a2", "s64", 1), ("a3", "s64", 1),
+        ("dur", "u64", 1),
+        ("comm", "char", 16, "S16"),
+        ("str", "char", 16, "V16"),
+    ],
+}
+
+# Which ring each layout travels in, and the lane it belongs to (losses are counted per ring).
+RINGS = {"events": "event", "rb_sc_enter": "sc_enter", "rb_sc_exit": "sc_exit", "rb_sched": "sched_rec"}
+LANES = {"events": "state", "rb_sc_enter": "syscall", "rb_sc_exit": "syscall", "rb_sched": "sched"}
+
+# The syscall argument registers inside the sc_enter `regs` window, per architecture: the window
+# starts at REGS_WINDOW_C (a C expression) and args[i] is regs[REGS_ARGS[arch][i]].
+# x86_64 struct pt_regs (uapi, stable): ... r10 r9 r8 ax cx dx si di ...
+REGS_WINDOW_C = {"x86_64": "offsetof(struct pt_regs, r10)", "aarch64": "offsetof(struct pt_regs, regs[0])"}
+REGS_ARGS = {"x86_64": (7, 6, 5, 0, 2, 1), "aarch64": (0, 1, 2, 3, 4, 5)}
+
+
+def _dtype(fields: list[tuple]) -> np.dtype:
+    out = []
+    for f in fields:
+        name, ctype, count = f[:3]
+        np_type = f[3] if len(f) > 3 else _NP[ctype]
+        out.append((name, np_type))
+    return np.dtype(out)
+
+
+DTYPES: dict[str, np.dtype] = {name: _dtype(fields) for name, fields in LAYOUTS.items()}
+for _name, _dt in DTYPES.items():  # natural alignment, so the C compiler adds no padding we do not know of
+    for _f in _dt.names:
+        _t, _off = _dt.fields[_f][:2]
+        _align = min(_t.base.itemsize if _t.base.kind != "V" and _t.base.kind != "S" else 1, 8)
+        assert _off % _align == 0, (_name, _f)
+    assert _dt.itemsize % 8 == 0, _name
+
+EVENT_DTYPE = DTYPES["event"]
 assert EVENT_DTYPE.itemsize == 624
 STR_OFFSET = EVENT_DTYPE.fields["str"][1]
 COMM_OFFSET = EVENT_DTYPE.fields["comm"][1]
@@ -46,18 +111,22 @@ COMM_OFFSET = EVENT_DTYPE.fields["comm"][1]
 RB_HEADER = 8
 RB_BUSY = 1 << 31
 RB_DISCARD = 1 << 30
-RECORD_SIZE = (RB_HEADER + EVENT_DTYPE.itemsize + 7) // 8 * 8  # one ring-buffer slot
 
-SLOT_DTYPE = np.dtype(
-    {
-        "names": ["hlen", "hpgoff", "ev"],
-        "formats": ["<u4", "<u4", EVENT_DTYPE],
-        "offsets": [0, 4, RB_HEADER],
-        "itemsize": RECORD_SIZE,
-    }
-)
 
-# Kind codes, as in record.bpf.c `enum kind`. Names are what the store and users see.
+def slot_size(layout: str) -> int:
+    """Bytes one record of ``layout`` takes in its ring: header + record, 8-byte aligned."""
+    return (RB_HEADER + DTYPES[layout].itemsize + 7) // 8 * 8
+
+
+def slot_dtype(layout: str) -> np.dtype:
+    return np.dtype({"names": ["hlen", "hpgoff", "ev"], "formats": ["<u4", "<u4", DTYPES[layout]],
+                     "offsets": [0, 4, RB_HEADER], "itemsize": slot_size(layout)})
+
+
+RECORD_SIZE = slot_size("event")  # one state-lane ring-buffer slot
+SLOT_DTYPE = slot_dtype("event")
+
+# Kind codes: the store's Enum8 and the C side's K_* constants (generated, see c_header).
 KINDS: dict[int, str] = {
     1: "fork",
     2: "exec",
@@ -99,6 +168,50 @@ KINDS: dict[int, str] = {
 }
 KIND_CODES: dict[str, int] = {v: k for k, v in KINDS.items()}
 
+# Where records are dropped, counted by the kernel per cause (the per-CPU `drops` array) and stored
+# as `lost` facts: a0 = how many, a1 = the cause code. Code 0 is also what older runs' single ring was.
+DROPS: dict[int, tuple[str, str]] = {
+    0: ("ring_events", "state ring full"),
+    1: ("ring_sc_enter", "syscall ring full (enter)"),
+    2: ("ring_sc_exit", "syscall ring full (exit)"),
+    3: ("ring_sched", "scheduler ring full"),
+    4: ("map_pending", "in-flight syscall map full: an fd/file fact lost"),
+    5: ("map_cloneflags", "clone flags map full: a fork without its flags"),
+    6: ("map_woken", "wakeup map full: a run-queue wait unknown"),
+    7: ("map_tports", "TCP port map full: softirq TCP state changes may be missed"),
+    8: ("map_io", "--aggregate-io sums map full: byte counts lost"),
+    9: ("map_iocall", "--aggregate-io in-flight map full: a read/write lost"),
+    10: ("scope_range", "a pid beyond the scope array (pid_max raised while recording)"),
+}
+DROP_CODES: dict[str, int] = {v[0]: k for k, v in DROPS.items()}
+RING_DROP = {"events": 0, "rb_sc_enter": 1, "rb_sc_exit": 2, "rb_sched": 3}
+
+
+def drop_text(code: int) -> str:
+    return DROPS.get(code, (f"cause {code}", f"cause {code}"))[1]
+
+
+_C_TYPES = {"u64": "u64", "s64": "s64", "u32": "u32", "s32": "s32", "u16": "u16", "s16": "s16", "u8": "u8",
+            "char": "char"}
+
+
+def c_header() -> str:
+    """The C declarations record.bpf.c is compiled with: kind codes, drop causes, record structs."""
+    lines = ["// generated by osrewind/probes/records.py: do not edit"]
+    lines += [f"#define K_{name.upper()} {code}" for code, name in sorted(KINDS.items())]
+    lines += [f"#define DROP_{name.upper()} {code}" for code, (name, _) in sorted(DROPS.items())]
+    lines.append(f"#define N_DROPS {max(DROPS) + 1}")
+    lines.append(f"#define STR_HALF {STR_HALF}")
+    lines.append(f"#define STR_LEN {STR_LEN}")
+    for name, fields in LAYOUTS.items():
+        lines.append(f"struct {name} {{")
+        for f in fields:
+            fname, ctype, count = f[:3]
+            lines.append(f"    {_C_TYPES[ctype]} {fname}{f'[{count}]' if count > 1 else ''};")
+        lines.append("};")
+    return "\n".join(lines) + "\n"
+
+
 ANON_NAMES = {1: "eventfd", 2: "eventpoll", 3: "memfd", 4: "timerfd", 5: "signalfd", 6: "inotify", 7: "pidfd"}
 
 # Syscalls that move bytes on an fd (their result is the byte count): out, then in.
@@ -116,10 +229,30 @@ CLONE_THREAD = 0x00010000
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
 
-def slots_from_buffer(buf: np.ndarray) -> np.ndarray:
+def slots_from_buffer(buf: np.ndarray, layout: str = "event") -> np.ndarray:
     """View raw ring-buffer bytes (whole slots) as slots. ``buf`` is a uint8 array."""
-    n = len(buf) // RECORD_SIZE
-    return buf[: n * RECORD_SIZE].view(SLOT_DTYPE)
+    size = slot_size(layout)
+    n = len(buf) // size
+    return buf[: n * size].view(slot_dtype(layout))
+
+
+def committed_count(buf: np.ndarray, layout: str) -> int:
+    """How many whole slots at the start of ``buf`` are committed: those before the first still-busy
+    one (the consumer position can only advance in order). Reads only the headers (a strided view)."""
+    size = slot_size(layout)
+    n = len(buf) // size
+    if n == 0:
+        return 0
+    hlen = np.lib.stride_tricks.as_strided(buf[: n * size].view(np.uint32), shape=(n,), strides=(size,))
+    busy = np.flatnonzero(hlen & RB_BUSY)
+    return int(busy[0]) if len(busy) else n
+
+
+def records_of(buf: np.ndarray, layout: str) -> np.ndarray:
+    """The records in ``buf`` (whole committed slots), discarded ones left out: a view when none were."""
+    slots = slots_from_buffer(buf, layout)
+    keep = (slots["hlen"] & RB_DISCARD) == 0
+    return slots["ev"] if keep.all() else slots["ev"][keep]
 
 
 def committed_prefix(slots: np.ndarray) -> tuple[np.ndarray, int]:
@@ -148,3 +281,22 @@ def argv_of(raw: bytes, length: int) -> list[str]:
     """The same as text, losslessly: a byte that is not UTF-8 is kept as a lone surrogate
     (surrogateescape, see ``osrewind.text``)."""
     return [p.decode("utf-8", "surrogateescape") for p in argv_bytes(raw, length)]
+
+
+class Drained:
+    """One drain of the rings: each ring's committed slots as raw bytes (uint8, whole slots, copied
+    once out of the ring), plus ``state``: state-lane records made in user space (EVENT_DTYPE)."""
+
+    __slots__ = ("raw", "state")
+
+    def __init__(self, raw: dict[str, np.ndarray] | None = None, state: np.ndarray | None = None) -> None:
+        self.raw = raw or {}
+        self.state = state
+
+    def __len__(self) -> int:
+        n = sum(len(b) // slot_size(RINGS[ring]) for ring, b in self.raw.items())
+        return n + (len(self.state) if self.state is not None else 0)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for b in self.raw.values()) + (self.state.nbytes if self.state is not None else 0)

@@ -15,7 +15,7 @@ from typing import Any
 
 from osrewind.errors import UsageError
 from osrewind.probes import syscall_table
-from osrewind.probes.records import AT_FDCWD, KIND_CODES, O_CLOEXEC
+from osrewind.probes.records import AT_FDCWD, KIND_CODES, O_CLOEXEC, drop_text
 from osrewind.queries import named
 from osrewind.queries.runs import RunInfo
 
@@ -219,7 +219,7 @@ def describe(e: dict) -> str:
         how = f"killed by {signame(st)}" if st else f"exited {(a0 >> 8) & 0xFF}"
         return f"wait -> {ret} {how}"
     if k == "lost":
-        return f"LOST {a0} records (kernel ring buffer full)"
+        return f"LOST {a0} records ({drop_text(a1)})"  # a1: where (records.DROPS)
     if k == "open":
         where = path if path.startswith("/") or a0 == AT_FDCWD else f"{path} (dirfd {a0})"
         cloexec = " O_CLOEXEC" if a2 & O_CLOEXEC else ""

@@ -7,6 +7,7 @@ printf 'pear\napple\nfig\n' > input.txt
 exec 7>build/job.log                      # the shell keeps a log open on fd 7
 echo "job started" >&7
 sleep 1 | cat > build/piped.txt &         # a background pipeline, alive at the checkpoint
+sleep 0.1                                 # (give it time to start on a busy machine)
 sort input.txt > build/sorted.txt
 cd build
 exec 8<sorted.txt                         # and reads the sorted file on fd 8

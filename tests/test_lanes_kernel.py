@@ -1,0 +1,143 @@
+"""The recording engine against the running kernel: record layouts, lanes, scope, drops, detach."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from osrewind.probes import records
+
+pytestmark = pytest.mark.kernel
+
+
+def _probe(**kw):
+    from osrewind.probes.loader import Probe, ProbeOptions
+
+    return Probe(ProbeOptions(**kw))
+
+
+def _gated(argv: list[str]) -> tuple[int, int]:
+    """A child that waits on a pipe before it execs argv: (pid, write end)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(w)
+            os.read(r, 1)
+            fd = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    os.close(r)
+    return pid, w
+
+
+def test_every_layout_of_the_compiled_program_matches_the_decoder(kernel):
+    probe = _probe(ringbuf_pages=16)
+    try:
+        for name, dt in records.DTYPES.items():
+            layout = probe.layout(name)
+            assert layout["size"] == dt.itemsize, name
+            for field in dt.names:
+                assert layout[field] == dt.fields[field][1], (name, field)
+    finally:
+        probe.close(background=False)
+
+
+def test_options_attach_only_the_hooks_they_need(kernel):
+    probe = _probe(ringbuf_pages=16, syscalls=False, sched=False)
+    try:
+        assert not probe.bpf.raw_tracepoint_fds  # no every-syscall hook for anybody
+        tps = {k.decode() for k in probe.bpf.tracepoint_fds}
+        assert not {t for t in tps if t.startswith("sched:sched_switch") or "wakeup" in t or "migrate" in t}
+        assert "sched:sched_process_fork" in tps and "syscalls:sys_enter_openat" in tps
+        assert set(probe.readers) == {"events"}
+    finally:
+        probe.close(background=False)
+    probe = _probe(ringbuf_pages=16)
+    try:
+        assert {k.decode() for k in probe.bpf.raw_tracepoint_fds} == {"sys_enter", "sys_exit"}
+        assert set(probe.readers) == {"events", "rb_sc_enter", "rb_sc_exit", "rb_sched"}
+    finally:
+        probe.close(background=False)
+
+
+def test_out_of_scope_processes_leave_no_record_and_the_stream_pairs(kernel):
+    probe = _probe(ringbuf_pages=256)
+    try:
+        outsider = subprocess.run(["/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=2000"],
+                                  capture_output=True)
+        assert outsider.returncode == 0
+        pid, w = _gated(["/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=5000"])
+        probe.track([pid])
+        assert pid in probe.tracked_pids()
+        os.write(w, b"g")
+        os.close(w)
+        batches = []
+        while not os.waitpid(pid, os.WNOHANG)[0]:
+            batches.append(probe.drain())
+            time.sleep(0.005)
+        time.sleep(0.02)
+        batches.append(probe.drain())
+        assert probe.drops() == {}
+    finally:
+        probe.close(background=False)
+    from osrewind.ingest import decode
+    from osrewind.probes import syscall_table
+
+    pairer = decode.SyscallPairer()
+    tables, n, _ = decode.lane_tables(batches, pairer, "3f2a0000-0000-0000-0000-000000000001", 0, final=True)
+    import pyarrow as pa
+
+    t = pa.concat_tables(tables).to_pydict()
+    assert set(t["tgid"]) <= {pid, 0}  # 0: the other side of a context switch
+    nrs = np.array([nr for nr, k in zip(t["nr"], t["kind"]) if k == records.KIND_CODES["syscall"]])
+    assert (nrs == syscall_table.number("read")).sum() >= 5000
+    assert (nrs == syscall_table.number("write")).sum() >= 5000
+    kinds = {records.KINDS[k] for k in t["kind"]}
+    assert {"exec", "exit_call", "task_exit", "syscall", "sched_switch"} <= kinds
+
+
+def test_a_full_stream_ring_is_counted_and_costs_the_state_lane_nothing(kernel):
+    """The enter ring is one page and nobody drains it while dd runs: the stream lane drops (and
+    counts) nearly everything, the state lane keeps every fact."""
+    probe = _probe(ringbuf_pages=1, sched=False)
+    try:
+        pid, w = _gated(["/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=20000"])
+        probe.track([pid])
+        os.write(w, b"g")
+        os.close(w)
+        os.waitpid(pid, 0)
+        time.sleep(0.02)
+        drops = probe.drops()
+        d = probe.drain()
+    finally:
+        probe.close(background=False)
+    assert drops.get(records.DROP_CODES["ring_sc_enter"], 0) > 30_000
+    assert drops.get(records.DROP_CODES["ring_sc_exit"], 0) > 30_000
+    assert records.DROP_CODES["ring_events"] not in drops
+    state = records.records_of(d.raw["events"], "event")
+    kinds = {records.KINDS[k] for k in state["kind"]}
+    assert {"exec", "exit_call", "task_exit", "open", "close"} <= kinds
+
+
+def test_close_detaches_the_every_syscall_hooks_at_once(kernel):
+    def links() -> int:
+        out = subprocess.run(["bpftool", "link", "show"], capture_output=True, text=True).stdout
+        return out.count("tp 'sys_enter'")
+
+    if subprocess.run(["which", "bpftool"], capture_output=True).returncode:
+        pytest.skip("bpftool is not installed")
+    before = links()
+    probe = _probe(ringbuf_pages=16)
+    assert links() == before + 1
+    t = time.monotonic()
+    probe.close()  # the default: what `record` does
+    assert time.monotonic() - t < 2.0
+    assert links() == before  # gone when close returns, not when a helper finishes
