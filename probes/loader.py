@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-import threading
-from concurrent.futures import ThreadPoolExecutor
 import os
 import platform
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 

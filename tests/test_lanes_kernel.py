@@ -97,7 +97,7 @@ def test_out_of_scope_processes_leave_no_record_and_the_stream_pairs(kernel):
 
     t = pa.concat_tables(tables).to_pydict()
     assert set(t["tgid"]) <= {pid, 0}  # 0: the other side of a context switch
-    nrs = np.array([nr for nr, k in zip(t["nr"], t["kind"]) if k == records.KIND_CODES["syscall"]])
+    nrs = np.array([nr for nr, k in zip(t["nr"], t["kind"], strict=True) if k == records.KIND_CODES["syscall"]])
     assert (nrs == syscall_table.number("read")).sum() >= 5000
     assert (nrs == syscall_table.number("write")).sum() >= 5000
     kinds = {records.KINDS[k] for k in t["kind"]}
