@@ -29,7 +29,8 @@ in an order rotated per round; min and median over rounds, because this VM is no
   untraced and with the floor of the same options at the same count.
 
 Before each step the bench waits (--quiet-timeout) until no BPF tracepoint is attached anywhere
-on the machine (ours detach after each row; another user's tracer would tax every row, untraced
+on the machine and no tracepoint program is still loaded (hooks are unregistered one RCU grace
+period at a time after their process has gone: `bpftool perf show` alone says 'gone' too early) (ours detach after each row; another user's tracer would tax every row, untraced
 included); steps that had to start anyway are counted in the output, with the load average.
 --rev REV benches osrewind as committed at REV (exported to the scratch dir), e.g. while probes/
 is being edited. Ctrl-C reports the rounds measured so far; --from-json re-prints a saved report.
@@ -142,6 +143,25 @@ def n_attached() -> int:
     return len(a) if a is not None else 0
 
 
+def n_tracing_progs() -> int:
+    """Tracepoint and raw tracepoint BPF programs still loaded in the kernel. `bpftool perf show`
+    walks process fd tables, so it stops seeing a process's hooks as soon as its exit has dropped
+    its files, while the kernel is still unregistering them one RCU grace period at a time
+    (measured here: ~100 hooks take 4-10 s, and dd pays them meanwhile). A program stays loaded
+    until its last attachment is freed, so this count is the one that says 'gone'."""
+    if not shutil.which("bpftool"):
+        return 0
+    p = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True)
+    try:
+        return sum(1 for x in json.loads(p.stdout or "[]") if x.get("type") in ("tracepoint", "raw_tracepoint"))
+    except ValueError:
+        return 0
+
+
+def hooks_present() -> int:
+    return n_attached() + n_tracing_progs()
+
+
 def descendants(root: int) -> set[int]:
     kids: dict[int, list[int]] = {}
     for stat in glob.glob("/proc/[0-9]*/stat"):
@@ -167,7 +187,7 @@ class Quiet:
     hooks still attached are counted and reported."""
 
     def __init__(self, timeout: float) -> None:
-        self.baseline = n_attached()
+        self.baseline = hooks_present()
         self.timeout = timeout
         self.timeouts = 0
         self.steps = 0
@@ -176,7 +196,7 @@ class Quiet:
         t0 = time.monotonic()
         self.steps += 1
         while time.monotonic() - t0 < self.timeout:
-            if n_attached() == 0:
+            if hooks_present() == 0:
                 return time.monotonic() - t0
             time.sleep(0.25)
         self.timeouts += 1
@@ -484,7 +504,7 @@ def main() -> int:
     def step_untraced() -> None:
         for n in sorted(counts_needed):
             for _ in range(reps(n)):
-                add("untraced", n, run_dd(n), {"attached": n_attached()})
+                add("untraced", n, run_dd(n), {"attached": hooks_present()})
 
     def step_floor(mode: str, counts: set[int]) -> None:
         if not hooks.get(mode):
@@ -524,7 +544,7 @@ def main() -> int:
         while time.monotonic() < t_exit + args.linger:
             t_start = time.monotonic() - t_exit
             after.append((round(t_start, 3), run_dd(args.oos_count)))
-            if gone_at is None and n_attached() == 0:
+            if gone_at is None and hooks_present() == 0:
                 gone_at = round(time.monotonic() - t_exit, 3)
         for _, t in after:
             add(row + " (after record)", args.oos_count, t)
@@ -729,7 +749,8 @@ def print_table(r: dict) -> None:
                   f"{statistics.median(det):.1f}) to detach its {infos[0].get('ready')} empty programs"
                   + (f"; not attachable: {', '.join(skipped)}" if skipped else ""))
     for mode, l in r["linger"].items():
-        print(f"after record ({mode}) returns: recorder hooks gone after {l['hooks_gone_after_s']} s; "
+        print(f"after record ({mode}) returns: no tracepoint hook or program left after {l['hooks_gone_after_s']} s "
+              "(checked between dds; None: not within the window, or a foreign tracer); "
               f"first dd {[fmt(x) for x in l['first_dd_s']]} s")
     print(f"the strace/perf/bpftrace rows run dd with count={r['slow_count']} (--slow-count): each costs "
           "50-500x per syscall, so the full count would take many minutes per round; their ratios are "
