@@ -78,7 +78,7 @@ _EMPTY_BINARY = pa.array([], type=pa.binary())
 def table(cols: dict, run_id: uuid.UUID | str, seq_start: int) -> pa.Table:
     """The ``events`` Arrow table of one set of columns (from any lane); absent columns are zero/empty."""
     n = len(cols["ts"])
-    out = {"run_id": pa.array([str(run_id)] * n, type=pa.string()),
+    out = {"run_id": pa.repeat(pa.scalar(str(run_id), type=pa.string()), n),
            "ts": None, "seq": pa.array(np.arange(seq_start, seq_start + n, dtype=np.uint64))}
     for name, typ in _INT_COLUMNS.items():
         v = cols.get(name)

@@ -321,7 +321,7 @@ class Recorder:
             self._writer.put(ev, taken)
         if probe.opts.aggregate_io and (flush_io or time.monotonic() - self._io_flushed >= IO_FLUSH_SECONDS):
             self._io_flushed = time.monotonic()
-            quiet = probe.io_sweep(None if flush_io else 150_000_000)
+            quiet = probe.io_sweep(None if flush_io else 100_000_000)  # sums quiet for 100 ms: at most 0.2 s late
             if quiet:
                 self._writer.put(decode.io_records(quiet, time.monotonic_ns()), taken)
         # every drop at its cause (a lane's ring full, a map full): one `lost` fact per cause and drain
