@@ -752,9 +752,10 @@ def print_table(r: dict) -> None:
         print(f"after record ({mode}) returns: no tracepoint hook or program left after {l['hooks_gone_after_s']} s "
               "(checked between dds; None: not within the window, or a foreign tracer); "
               f"first dd {[fmt(x) for x in l['first_dd_s']]} s")
-    print(f"the strace/perf/bpftrace rows run dd with count={r['slow_count']} (--slow-count): each costs "
-          "50-500x per syscall, so the full count would take many minutes per round; their ratios are "
-          "against untraced and the floor measured at the same count in the same rounds, i.e. per-syscall cost ratios")
+    if any(row.get("row", "").startswith(("strace", "perf trace", "bpftrace")) for row in r["rows"]):
+        print(f"the strace/perf/bpftrace rows run dd with count={r['slow_count']} (--slow-count): each costs "
+              "50-500x per syscall, so the full count would take many minutes per round; their ratios are "
+              "against untraced and the floor measured at the same count in the same rounds, i.e. per-syscall cost ratios")
     for n in r["notes"]:
         print("note:", n)
     la = r["loadavg_1min_at_steps"]
