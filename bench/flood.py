@@ -247,8 +247,8 @@ class Recording:
                 except ValueError:
                     pass
                 break
-        stderr = "\n".join(l for _, l in self.lines)
-        copied = [t for t, l in self.lines if COPIED.search(l)]
+        stderr = "\n".join(text for _, text in self.lines)
+        copied = [t for t, text in self.lines if COPIED.search(text)]
         res = {
             "rc": self.proc.returncode,
             "dd_s": dd_seconds(stderr),
@@ -642,7 +642,7 @@ def main() -> int:
         section(f"other tracers: dd count={args.slow_count:,} (--slow-count), against untraced and floor at that count")
     if tools and any(w is None for w in tools.values()):
         rows.append(make_row("untraced", "untraced", args.slow_count, None))
-        rows.append(make_row(f"hook floor (default)", "floor default", args.slow_count, None))
+        rows.append(make_row("hook floor (default)", "floor default", args.slow_count, None))
     labels = {"strace": "strace -f -o /dev/null", "perf": "perf trace -o /dev/null",
               "bpftrace": "bpftrace, printf per syscall of dd"}
     for t, why in tools.items():
@@ -727,7 +727,7 @@ def print_table(r: dict) -> None:
         if "dd_s" not in row:
             print(f"{row['row']:<44} {row['count']:>8}  not measured: {row.get('error')}")
             continue
-        med = lambda k: (row.get(k) or {}).get("median")  # noqa: E731
+        med = lambda k, row=row: (row.get(k) or {}).get("median")  # noqa: E731
         line = (f"{row['row']:<44} {row['count']:>8} {pair(row['dd_s'], '.3f'):>15} "
                 f"{fmt(row['ns_per_syscall'].get('median'), '.0f'):>7} {pair(row['x_untraced'], '.2f'):>11} "
                 f"{pair(row['x_floor'], '.2f'):>11} {fmt(med('lost'), ',.0f'):>11} {fmt(med('events'), ',.0f'):>13} "
@@ -748,10 +748,10 @@ def print_table(r: dict) -> None:
             print(f"floor {mode}: the kernel took {min(det):.1f}-{max(det):.1f} s (median "
                   f"{statistics.median(det):.1f}) to detach its {infos[0].get('ready')} empty programs"
                   + (f"; not attachable: {', '.join(skipped)}" if skipped else ""))
-    for mode, l in r["linger"].items():
-        print(f"after record ({mode}) returns: no tracepoint hook or program left after {l['hooks_gone_after_s']} s "
+    for mode, gone in r["linger"].items():
+        print(f"after record ({mode}) returns: no tracepoint hook or program left after {gone['hooks_gone_after_s']} s "
               "(checked between dds; None: not within the window, or a foreign tracer); "
-              f"first dd {[fmt(x) for x in l['first_dd_s']]} s")
+              f"first dd {[fmt(x) for x in gone['first_dd_s']]} s")
     if any(row.get("row", "").startswith(("strace", "perf trace", "bpftrace")) for row in r["rows"]):
         print(f"the strace/perf/bpftrace rows run dd with count={r['slow_count']} (--slow-count): each costs "
               "50-500x per syscall, so the full count would take many minutes per round; their ratios are "
