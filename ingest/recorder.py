@@ -326,9 +326,13 @@ class Recorder:
                 self._writer.put(decode.io_records(quiet, time.monotonic_ns()), taken)
         # every drop at its cause (a lane's ring full, a map full): one `lost` fact per cause and drain
         seen = self.__dict__.setdefault("_drops_seen", {})
-        for cause, n in probe.drops().items():
+        drops = probe.drops()
+        if self._writer.shed:  # shed by the writer (already stored as `lost` facts): counted here
+            drops[-1] = self._writer.shed
+        for cause, n in drops.items():
             if n > seen.get(cause, 0):
-                self._writer.lost(time.monotonic_ns(), n - seen.get(cause, 0), cause)
+                if cause >= 0:
+                    self._writer.lost(time.monotonic_ns(), n - seen.get(cause, 0), cause)
                 self._lost_seen += n - seen.get(cause, 0)
                 seen[cause] = n
 

@@ -78,6 +78,7 @@ class EventWriter:
         self.failed_ns: int | None = None   # CLOCK_MONOTONIC when the store failed, None while it works
         self._seq = 0
         self._pairer = decode.SyscallPairer()   # the syscall lane's enters and exits, paired across batches
+        self.shed = 0               # stream records dropped because the queue was full (counted as lost)
         self._queue: queue.Queue = queue.Queue()
         self._space = threading.Semaphore(MAX_QUEUED_ROWS // 1000)
         self._error: BaseException | None = None
@@ -93,7 +94,19 @@ class EventWriter:
             ev = records.Drained(state=ev)
         if len(ev):
             units = min(MAX_QUEUED_ROWS // 1000, max(1, ev.nbytes // QUEUE_UNIT_BYTES))
-            for _ in range(units):
+            got = 0
+            while got < units and self._space.acquire(blocking=False):
+                got += 1
+            if got < units and ev.raw.keys() - {"events"}:
+                # the queue is full: the stream lanes are shed here (counted), the state lane is kept
+                self._release(got)
+                kept = records.Drained({r: b for r, b in ev.raw.items() if r == "events"}, ev.state)
+                self.shed += len(ev) - len(kept)
+                self.lost(time.monotonic_ns(), len(ev) - len(kept), records.DROP_CODES["queue_full"])
+                if not len(kept):
+                    return
+                ev, got, units = kept, 0, 1
+            for _ in range(units - got):
                 self._space.acquire()
             self._queue.put(("events", (ev, taken_ns), units))
 
