@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import time
 
@@ -128,14 +130,31 @@ def test_a_full_stream_ring_is_counted_and_costs_the_state_lane_nothing(kernel):
 
 
 def test_close_detaches_the_every_syscall_hooks_at_once(kernel):
+    def our_prog_ids() -> set[int]:
+        """The BPF programs this process holds (fdinfo of its fds), so other tracers on the machine
+        (a parallel recording, a benchmark) never count."""
+        ids = set()
+        for fd in os.listdir("/proc/self/fdinfo"):
+            try:
+                text = open(f"/proc/self/fdinfo/{fd}").read()
+            except OSError:
+                continue
+            m = re.search(r"^prog_id:\s*(\d+)", text, re.M)
+            if m:
+                ids.add(int(m.group(1)))
+        return ids
+
+    mine: set[int] = set()
+
     def links() -> int:
-        out = subprocess.run(["bpftool", "link", "show"], capture_output=True, text=True).stdout
-        return out.count("tp 'sys_enter'")
+        out = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True, text=True).stdout)
+        return sum(1 for link in out if link.get("tp_name") == "sys_enter" and link.get("prog_id") in mine)
 
     if subprocess.run(["which", "bpftool"], capture_output=True).returncode:
         pytest.skip("bpftool is not installed")
     before = links()
     probe = _probe(ringbuf_pages=16)
+    mine |= our_prog_ids()
     assert links() == before + 1
     t = time.monotonic()
     probe.close()  # the default: what `record` does
