@@ -2,7 +2,7 @@
 # osrewind host setup: everything a Debian/Ubuntu machine needs to record, idempotent.
 #
 #   sudo scripts/setup.sh          # packages, kernel headers links, tracefs, the venv in .venv
-#   sudo scripts/setup.sh --dev    # the same, plus vagrant (for the Vagrantfile test)
+#   sudo scripts/setup.sh --dev    # the same, plus vagrant (for the Vagrantfile test) and bpftool
 #
 # - BCC comes from the distribution (python3-bpfcc, bpfcc-tools): the PyPI package named "bcc" is
 #   unrelated. The venv reaches Debian's bcc module through a .pth file that exposes only `bcc`,
@@ -42,6 +42,8 @@ else
     HEADERS=(linux-headers-"$ARCH")
 fi
 [ "$DEV" -eq 1 ] && PKGS+=(vagrant)
+# bpftool: the tests check which hooks a probe attaches and that closing it detaches them
+[ "$DEV" -eq 1 ] && apt-cache show bpftool >/dev/null 2>&1 && PKGS+=(bpftool)
 
 missing=()
 for p in "${PKGS[@]}" "${HEADERS[@]}"; do
