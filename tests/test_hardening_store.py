@@ -398,17 +398,22 @@ def test_aborted_run_ends_at_its_last_fact(tmp_path):
     osrewind("state", "died", "--at", "end", db=db, check=True)
 
 
-def test_aborted_run_with_no_events_opens_at_its_start(tmp_path):
+def _died_before_its_first_fact(db, name: str) -> None:
+    """A run row as a recorder killed before its first fact leaves it: 'recording', end 0, no events."""
     from osrewind.ingest.store import Store
 
-    db = tmp_path / "db"
     with Store(str(db), purpose="test") as store:
         store.ensure_schema()
-        store.insert_rows("runs", [[uuid.uuid4(), "empty", "h", "", "6.18", ["true"], "/", "command", 1,
+        store.insert_rows("runs", [[uuid.uuid4(), name, "h", "", "6.18", ["true"], "/", "command", 1,
                                     20_000_000_000, 0, 0, 0, 0, None, "recording", "test", time.time_ns()]],
                           ["run_id", "name", "host", "boot_id", "kernel", "command", "cwd", "scope", "root_pid",
                            "start_ns", "end_ns", "wall_offset_ns", "events", "lost", "exit_code", "status",
                            "version", "updated_ns"])
+
+
+def test_aborted_run_with_no_events_opens_at_its_start(tmp_path):
+    db = tmp_path / "db"
+    _died_before_its_first_fact(db, "empty")
     run = json.loads(osrewind("runs", "--json", db=db, check=True).stdout)[0]
     assert run["status"] == "aborted" and run["end_ns"] == run["start_ns"] == 20_000_000_000
     st = json.loads(osrewind("state", "empty", "--at", "+0s", "--json", db=db, check=True).stdout)
@@ -452,16 +457,8 @@ def test_top_has_no_escaped_blank_lines(synth):
 
 
 def test_aborted_run_with_no_events_reindexes_to_an_empty_tree(tmp_path):
-    from osrewind.ingest.store import Store
-
     db = tmp_path / "db"
-    with Store(str(db), purpose="test") as store:
-        store.ensure_schema()
-        store.insert_rows("runs", [[uuid.uuid4(), "nothing", "h", "", "6.18", ["true"], "/", "command", 1,
-                                    20_000_000_000, 0, 0, 0, 0, None, "recording", "test", time.time_ns()]],
-                          ["run_id", "name", "host", "boot_id", "kernel", "command", "cwd", "scope", "root_pid",
-                           "start_ns", "end_ns", "wall_offset_ns", "events", "lost", "exit_code", "status",
-                           "version", "updated_ns"])
+    _died_before_its_first_fact(db, "nothing")
     assert "reindex" in one_line_error(osrewind("tree", "nothing", db=db), 2)
     osrewind("reindex", "nothing", db=db, check=True)
     tree = json.loads(osrewind("tree", "nothing", "--json", db=db, check=True).stdout)
