@@ -425,7 +425,8 @@ def test_another_users_private_store_is_one_line(synth):
     if os.geteuid() != 0:
         pytest.skip("needs root to become nobody")
     db, _ = synth
-    code = ("import os, sys, pickle, numpy, pyarrow, clickhouse_connect, chdb, osrewind.queries.runs; "
+    code = ("import os, sys, pickle, numpy, pyarrow, clickhouse_connect, chdb, osrewind.queries.runs, "
+            "osrewind.ingest.store; "
             "from osrewind.cli import main; "
             "os.setgroups([]); os.setegid(65534); os.seteuid(65534); "
             f"sys.argv = ['osrewind', '--db', {str(db)!r}, 'runs']; main()")
