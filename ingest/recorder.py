@@ -241,6 +241,7 @@ class Recorder:
         self._hangup = False
         self._not_run: CommandNotRun | None = None
         self._lost_seen = 0
+        self._drops_seen: dict[str, int] = {}   # per drop cause: how many the kernel had counted at the last drain
         self._io_flushed = 0.0
         self._writer: EventWriter | None = None
         self._child_pid: int | None = None
@@ -325,7 +326,7 @@ class Recorder:
             if quiet:
                 self._writer.put(decode.io_records(quiet, time.monotonic_ns()), taken)
         # every drop at its cause (a lane's ring full, a map full): one `lost` fact per cause and drain
-        seen = self.__dict__.setdefault("_drops_seen", {})
+        seen = self._drops_seen
         drops = probe.drops()
         if self._writer.shed:  # shed by the writer (already stored as `lost` facts): counted here
             drops[-1] = self._writer.shed
