@@ -18,6 +18,7 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,24 +186,33 @@ class RingReader:
         cons, prod = self._positions()
         return prod - cons
 
-    def drain_bytes(self, max_bytes: int | None = None) -> np.ndarray:
-        """Copy out every committed record, once, as raw slot bytes, and release their space.
+    def committed(self, max_bytes: int | None = None) -> tuple[np.ndarray, int]:
+        """Every committed record as raw slot bytes *inside the ring* (a view, no copy), and the
+        consumer position that releases them: copy the view out, then :meth:`release` it.
 
         Only the headers are read to find the committed prefix (the first still-busy record ends it);
-        the data is copied once (the ring's pages are mapped twice, so a record never wraps)."""
+        the ring's pages are mapped twice, so a record never wraps."""
         cons, prod = self._positions()
         avail = prod - cons
         if max_bytes is not None:
             avail = min(avail, max_bytes)
         n = avail // self.slot
         if n <= 0:
-            return np.zeros(0, dtype=np.uint8)
+            return np.zeros(0, dtype=np.uint8), cons
         start = self._page + (cons & self.mask)
         raw = self._bytes[start : start + n * self.slot]
         k = records.committed_count(raw, self.layout)
-        out = raw[: k * self.slot].copy()
-        if k:
-            self._cons_pos[0] = cons + k * self.slot
+        return raw[: k * self.slot], cons + k * self.slot
+
+    def release(self, pos: int) -> None:
+        """Give the kernel back the ring's space up to ``pos`` (from :meth:`committed`)."""
+        self._cons_pos[0] = pos
+
+    def drain_bytes(self, max_bytes: int | None = None) -> np.ndarray:
+        """Copy out every committed record, once, as raw slot bytes, and release their space."""
+        view, pos = self.committed(max_bytes)
+        out = view.copy()
+        self.release(pos)
         return out
 
     def drain(self, max_records: int = 200_000) -> np.ndarray:
@@ -286,6 +296,25 @@ class Probe:
         before its enter ring, so every exit read has its enter written already."""
         order = ("rb_sc_exit", "rb_sc_enter", "events", "rb_sched")
         return records.Drained({ring: self.readers[ring].drain_bytes() for ring in order if ring in self.readers})
+
+    def drain_into(self, sink: Callable[[dict[str, np.ndarray]], None]) -> int:
+        """Hand ``sink`` every ring's committed records as views into the rings (no copy: the sink
+        copies them, e.g. into the run's spool), then release their space. Ring order as
+        :meth:`drain`. Returns the bytes handed over."""
+        views, ends = {}, []
+        for ring in ("rb_sc_exit", "rb_sc_enter", "events", "rb_sched"):
+            reader = self.readers.get(ring)
+            if reader is None:
+                continue
+            view, pos = reader.committed()
+            if len(view):
+                views[ring] = view
+                ends.append((reader, pos))
+        if views:
+            sink(views)
+        for reader, pos in ends:
+            reader.release(pos)
+        return sum(len(v) for v in views.values())
 
     def io_sweep(self, older_than_ns: int | None) -> list[tuple[int, int, int, int, int]]:
         """--aggregate-io sums the kernel has not sent because their fd went quiet: taken out of
