@@ -152,6 +152,15 @@ class SyscallPairer:
         self._exits = np.zeros(0, dtype=records.DTYPES["sc_exit"])
         self.unpaired_exits = 0
 
+    def held(self) -> dict[str, np.ndarray]:
+        """The records carried to the next batch (a spool checkpoint saves them)."""
+        return {"sc_enter": self._enters, "sc_exit": self._exits}
+
+    def restore(self, held: dict[str, np.ndarray]) -> None:
+        """Carry on from :meth:`held` of an earlier pairer (recovering a spool)."""
+        self._enters = held.get("sc_enter", self._enters)
+        self._exits = held.get("sc_exit", self._exits)
+
     @property
     def held_since(self) -> int | None:
         """The earliest exit still waiting for its enter (rows before it may still come)."""

@@ -61,7 +61,7 @@ from osrewind import (
     __version__,
 )
 from osrewind.errors import CommandNotRun, StoreError, UsageError
-from osrewind.ingest import decode
+from osrewind.ingest import decode, spool
 from osrewind.ingest.redact import Redactor
 from osrewind.ingest.store import MARKER_NAME, Store
 from osrewind.ingest.writer import EventWriter
@@ -98,6 +98,7 @@ class RecordOptions:
     handle_signals: bool = True         # False when run off the main thread (the live TUI): use stop()
     output: str | None = None           # the command's stdout+stderr to this file, stdin from /dev/null
     redact: Sequence[str] = ()          # regexes: matches in argv, paths, cwd become *** before storing
+    max_spool: int = spool.DEFAULT_MAX_BYTES   # bytes spooled ahead of the store before the stream lanes are shed
 
 
 class Indexer(Protocol):
@@ -251,6 +252,8 @@ class Recorder:
         self._status_detail = ""
         self._start_ns = 0
         self._reserve: str | None = None
+        self._spool: spool.Spool | None = None
+        self._shed_told = False
 
     def _default_name(self) -> str:
         if self.opts.scope == "command" and self.opts.command:
@@ -317,9 +320,7 @@ class Recorder:
     def _drain(self, probe: Probe, flush_io: bool = False) -> None:
         assert self._writer is not None
         taken = time.monotonic_ns()
-        ev = probe.drain()
-        if len(ev):
-            self._writer.put(ev, taken)
+        probe.drain_into(lambda views: self._writer.put_rings(views, taken))   # ring -> spool, one copy
         if probe.opts.aggregate_io and (flush_io or time.monotonic() - self._io_flushed >= IO_FLUSH_SECONDS):
             self._io_flushed = time.monotonic()
             quiet = probe.io_sweep(None if flush_io else 100_000_000)  # sums quiet for 100 ms: at most 0.2 s late
@@ -509,7 +510,7 @@ class Recorder:
         if self._writer is not None and self._writer.error is not None:
             self._failed(probe, self._writer.error)
 
-    def _failed(self, probe: Probe, exc: BaseException) -> None:
+    def _failed(self, probe: Probe | None, exc: BaseException) -> None:
         """Note the first failure, take the recorded processes out of the kernel's scope (nothing more
         is produced for a store that cannot take it: the command pays only the bare hooks) and stop
         the live indexer when the store is the trouble."""
@@ -524,7 +525,7 @@ class Recorder:
         self._failure = RecordingFailure(reason, max(0, when - self._start_ns), in_store=in_store,
                                          store_gone=isinstance(exc, StoreGone), noticed=time.monotonic())
         try:
-            for _ in range(2):   # again: a fork may have added a child during the first pass
+            for _ in range(2 if probe is not None else 0):   # again: a fork may have added a child
                 for pid in probe.tracked_pids():
                     probe.untrack(pid)
         except Exception:  # noqa: BLE001, S110 - best effort: the records are not drained either way
@@ -535,7 +536,29 @@ class Recorder:
             except Exception:  # noqa: BLE001, S110 - derived data
                 pass
 
-    def _close_writer(self, probe: Probe) -> None:
+    def _open_writer(self, start_ns: int) -> EventWriter:
+        """The run's spool and the writer behind it (before the command starts: a spool that cannot
+        be made stops the recording there)."""
+        root = spool.spool_root(self.store.location, getattr(self.store, "embedded", False))
+        meta = {"run_id": str(self.run_id), "name": self.name, "start_ns": start_ns, "pid": os.getpid(),
+                "redact": list(self.opts.redact), "version": __version__}
+        try:
+            self._spool = spool.Spool(root, str(self.run_id), meta, max_bytes=self.opts.max_spool)
+        except OSError as exc:
+            reason = failure_reason(exc)
+            self._status_detail = f"{reason} before the start"
+            what = "the command was not started" if self.opts.scope == "command" else "nothing was recorded"
+            raise StoreError(f"cannot make the run's spool in {root}: {reason}; {what}") from exc
+        return EventWriter(self.store, self.run_id, self._spool, self._ingest_progress,
+                           on_insert=self.indexer.inserted if self.indexer is not None else None,
+                           redact=self.redact, guard=self._store_guard())
+
+    def _ingest_progress(self, written: int) -> None:
+        behind = self._writer.backlog if self._writer is not None else 0
+        tail = f", {behind / 1e6:.0f} MB spooled to insert" if behind >= 1_000_000 else ""
+        self.progress(f"{written} events, {self._lost_seen} lost{tail}")
+
+    def _close_writer(self, probe: Probe | None) -> None:
         """Everything drained reaches the store (before the run row); the store failing on the last
         batches fails the recording like any other insert."""
         assert self._writer is not None
@@ -595,10 +618,6 @@ class Recorder:
         wall_offset = time.time_ns() - time.monotonic_ns()
         status = "failed"
         gate_w = err_r = None
-        self._writer = EventWriter(self.store, self.run_id,
-                                   lambda n: self.progress(f"{n} events, {self._lost_seen} lost"),
-                                   on_insert=self.indexer.inserted if self.indexer is not None else None,
-                                   redact=self.redact, guard=self._store_guard())
         self._start_ns = start_ns
         try:
             self._take_reserve()
@@ -609,6 +628,7 @@ class Recorder:
                 self._status_detail = f"{reason} before the start"
                 what = "the command was not started" if opts.scope == "command" else "nothing was recorded"
                 raise StoreError(f"cannot record into store {self.store.location}: {reason}; {what}") from exc
+            self._writer = self._open_writer(start_ns)
             if self.indexer is not None:
                 try:
                     self.indexer.start(self.run_id)
@@ -620,6 +640,7 @@ class Recorder:
             wall_offset = time.time_ns() - time.monotonic_ns()
             if opts.scope == "command":
                 self._child_pid, gate_w, err_r = self._spawn_gated()
+                self._spool.note(root_pid=self._child_pid)
                 probe.track([self._child_pid])
                 self._baseline({self._child_pid})
                 os.write(gate_w, b"g")
@@ -693,6 +714,11 @@ class Recorder:
                     self._failure_told = True
                     self.notice(f"recording failed at +{self._failure.at_ns / 1e9:.1f}s: {self._failure.reason}; "
                                 f"waiting for {self.waiting_for()} to exit (no longer recorded)")
+                if self._writer.shed and not self._shed_told:
+                    self._shed_told = True
+                    self.notice(f"the spool reached --max-spool ({self.opts.max_spool / 2**30:.1f} GiB) ahead of the "
+                                "store: syscall and scheduler records are dropped (counted) until it catches up; "
+                                "state facts are kept")
                 if deadline and time.monotonic() >= deadline:
                     break
                 time.sleep(POLL_SECONDS)
@@ -710,24 +736,31 @@ class Recorder:
                     os.close(fd)
             try:
                 try:
-                    if self._failure is None:
+                    if self._failure is None and self._writer is not None:
                         self._drain_or_fail(probe)
                 finally:
-                    try:
-                        self._close_writer(probe)  # everything drained reaches the store before the run row
-                    finally:
-                        if self.indexer is not None:
-                            self.indexer.stop()
-                end_ns = time.monotonic_ns()
+                    end_ns = time.monotonic_ns()
+                    probe.close()   # hooks off now: nobody pays for them while the store catches up
+                    probe = None
+                try:
+                    if self._writer is not None:
+                        self._close_writer(None)  # everything spooled reaches the store before the run row
+                finally:
+                    if self.indexer is not None:
+                        self.indexer.stop()
                 status = self._finish_row(status, start_ns, end_ns, wall_offset)
+                if self._spool is not None:
+                    self._spool.remove()   # in the store now (or the run says it failed)
             finally:
-                probe.close()
+                if probe is not None:
+                    probe.close()
                 self._release_reserve()
                 try:
                     self.store.set_purpose("idle")
                 except OSError:
                     pass
-        kept = 0 if self._failure is not None and self._failure.store_gone else self._writer.written
+        kept = 0 if self._failure is not None and self._failure.store_gone or self._writer is None \
+            else self._writer.written
         result = RunResult(self.run_id, self.name, status, self._exit_code, kept, self._lost_seen,
                            start_ns, end_ns, extra={"scope": opts.scope, "stop_reason": self._stop_reason,
                                                    "stop_signal": self._stop_signal},

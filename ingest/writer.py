@@ -1,72 +1,74 @@
-"""The insert side of a recording, on its own thread.
+"""The insert side of a recording: the run's spool first, then decode and insert on their own thread.
 
-The recorder's loop only copies records out of the kernel's ring buffer (a memcpy per drain) and
-hands them here; decoding and the columnar insert run on this thread, so a slow insert never stops
-the ring from being drained. Batches are up to ``batch_rows`` records or ``batch_seconds`` old.
-If the store falls far behind, ``put`` blocks (bounded memory) and the kernel counts what it drops.
+Everything a recording keeps goes through here, in order: drains of the rings (``put_rings``, the
+ring's bytes copied once, straight into the spool), state records made in user space (``put``),
+``lost`` markers and whole tables (``insert``, e.g. the /proc baseline). Each is appended to the
+run's spool (``osrewind.ingest.spool``) on the caller's thread, which does nothing else with it; the
+writer thread reads the frames back behind it, decodes them and inserts columnar batches of up to
+``batch_rows`` records or ``batch_seconds`` old. A slow store never holds up the drain: the spool
+absorbs the difference, up to its ``max_bytes``; past that the stream lanes (every syscall, the
+scheduler) are shed and counted as lost (``spool_full``) while state facts are always kept.
 
-``on_insert(upto_ns)`` is told, after each insert, that every record taken from the ring before
+While records arrive faster than ``FLOOD_RECORDS_PER_S`` the writer waits (a small machine's CPUs
+go to the recorded workload; the spool holds the records) and catches up when the flood ends.
+
+After each insert the writer checkpoints the spool (how far the store is complete) and the spool
+deletes what is behind it: a recorder killed mid-run leaves exactly the frames not yet inserted,
+which ``osrewind.ingest.spool.recover`` ingests later. ``replay`` is that recovery's entry point.
+
+``on_insert(upto_ns)`` is told, after each insert, that every record taken from the rings before
 ``upto_ns`` is in the store (a live indexer reads behind the writer from there).
 
 Every table goes through ``redact`` (``record --redact``) on its way to the store.
 
-A store error stops the writer for good: it writes nothing more, notes when (``failed_ns``) and
-keeps the error (``error``; ``put``, ``check`` and ``close`` raise it in the caller's thread), and
-never blocks a producer again. ``guard`` is called before every write and at least every
-``IDLE_CHECK_SECONDS`` while idle; it raises when the store can no longer be written (e.g. its
-directory was removed, which the engine would not notice: it recreates paths as it writes).
+A store error stops the writer for good: it inserts nothing more, notes when (``failed_ns``) and
+keeps the error (``error``; ``put``, ``check`` and ``close`` raise it in the caller's thread).
+``guard`` is called before every insert and at least every ``IDLE_CHECK_SECONDS`` while idle; it
+raises when the store can no longer be written (e.g. its directory was removed, which the engine
+would not notice: it recreates paths as it writes).
 """
 
 from __future__ import annotations
 
 import collections
+import errno
+import io
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
 
-from osrewind.ingest import decode
+from osrewind.ingest import decode, spool
 from osrewind.ingest.redact import Redactor
+from osrewind.ingest.schema import TABLES
+from osrewind.ingest.spool import Frame, Pos, Spool
 from osrewind.ingest.store import Store
 from osrewind.probes import records
 
-MAX_QUEUED_ROWS = 1_000_000
-
-
-def _unit_bytes() -> int:
-    """Drained bytes per queue unit: MAX_QUEUED_ROWS // 1000 units hold up to a quarter of the
-    memory available (at most 4 GiB, at least 1000 MiB): the ~860 MB of compact records of a
-    3M-block `dd bs=1` are held while the store catches up."""
-    try:
-        with open("/proc/meminfo") as f:
-            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        avail = 0
-    return min(4 << 20, max(1 << 20, avail // 4 // (MAX_QUEUED_ROWS // 1000)))
-
-
-QUEUE_UNIT_BYTES = _unit_bytes()
 # While records arrive faster than this (per second, over the last FLOOD_WINDOW seconds), decoding and
-# inserting wait, up to FLOOD_MAX_UNITS units held: on a small machine the recorded workload keeps the
+# inserting wait, as long as the spool has room: on a small machine the recorded workload keeps the
 # CPUs, the store catches up when the flood ends (or when the recording does).
 FLOOD_RECORDS_PER_S = 400_000
 FLOOD_WINDOW = 0.3
-FLOOD_MAX_UNITS = (MAX_QUEUED_ROWS // 1000) * 3 // 4
-# records decoded and inserted at once when catching up (one insert, one part)
+# records decoded and inserted at once (one insert, one part)
 CATCH_UP_RECORDS = 1_000_000
 IDLE_CHECK_SECONDS = 0.25
 
+_STREAM_RINGS = ("rb_sc_enter", "rb_sc_exit", "rb_sched")
+
 
 class EventWriter:
-    def __init__(self, store: Store, run_id: uuid.UUID, progress: Callable[[int], None] | None = None,
+    def __init__(self, store: Store, run_id: uuid.UUID, spool_: Spool,
+                 progress: Callable[[int], None] | None = None,
                  batch_rows: int = 50_000, batch_seconds: float = 0.5,
                  on_insert: Callable[[int], None] | None = None, redact: Redactor | None = None,
-                 guard: Callable[[], None] | None = None) -> None:
+                 guard: Callable[[], None] | None = None, thread: bool = True) -> None:
         self.store = store
+        self.spool = spool_
         self.redact = redact if redact else None
         self.run_id = run_id
         self.progress = progress or (lambda n: None)
@@ -76,48 +78,66 @@ class EventWriter:
         self.written = 0            # records inserted (lost markers not counted)
         self.guard = guard
         self.failed_ns: int | None = None   # CLOCK_MONOTONIC when the store failed, None while it works
-        self._seq = 0
-        self._pairer = decode.SyscallPairer()   # the syscall lane's enters and exits, paired across batches
-        self.shed = 0               # stream records dropped because the queue was full (counted as lost)
+        self.seq = 0
+        self.pairer = decode.SyscallPairer()   # the syscall lane's enters and exits, paired across batches
+        # recovering a dead recorder's spool: ring bytes the disk lost are cut, and a whole table's rows
+        # of this run (the baseline) replace any its first insert left
+        self.recovering = False
+        self.shed = 0               # stream records not spooled because the spool was full (counted as lost)
+        self._consumed = 0          # payload bytes of the frames inserted so far
         self._queue: queue.Queue = queue.Queue()
-        self._space = threading.Semaphore(MAX_QUEUED_ROWS // 1000)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="osrewind-writer", daemon=True)
-        self._thread.start()
+        self._thread = None
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="osrewind-writer", daemon=True)
+            self._thread.start()
+
+    # ------------------------------------------------------------------ producer side (the drain)
+
+    def put_rings(self, views: dict[str, np.ndarray], taken_ns: int = 0) -> None:
+        """A drain of the rings (``Probe.drain_into``'s views): copied into the spool at once.
+        ``taken_ns``: when the drain began (every record stamped before then that had reached a
+        ring is in this drain or an earlier one)."""
+        self.check()
+        if self.spool.full and any(r in views for r in _STREAM_RINGS):
+            # the store is too far behind: the stream lanes are shed here (counted), state facts kept
+            shed = sum(len(views[r]) // records.slot_size(records.RINGS[r]) for r in _STREAM_RINGS if r in views)
+            views = {r: v for r, v in views.items() if r not in _STREAM_RINGS}
+            self.shed += shed
+            self.lost(time.monotonic_ns(), shed, records.DROP_CODES["queue_full"])
+            if not views:
+                return
+        parts = [(spool.RING_PARTS[r], v) for r, v in views.items() if len(v)]
+        if parts:
+            self._queue.put(self.spool.append(spool.DRAIN, taken_ns, parts))
 
     def put(self, ev: records.Drained | np.ndarray, taken_ns: int = 0) -> None:
-        """Records to insert: a drain of the rings, or state-lane records made in user space;
-        ``taken_ns``: when the drain that read them began (every record stamped before then that had
-        reached the ring is in this batch or an earlier one)."""
+        """Records to keep: state-lane records made in user space (``records.EVENT_DTYPE``), or a
+        copied drain (``records.Drained``)."""
         self.check()
         if isinstance(ev, np.ndarray):
             ev = records.Drained(state=ev)
-        if len(ev):
-            units = min(MAX_QUEUED_ROWS // 1000, max(1, ev.nbytes // QUEUE_UNIT_BYTES))
-            got = 0
-            while got < units and self._space.acquire(blocking=False):
-                got += 1
-            if got < units and ev.raw.keys() - {"events"}:
-                # the queue is full: the stream lanes are shed here (counted), the state lane is kept
-                self._release(got)
-                kept = records.Drained({r: b for r, b in ev.raw.items() if r == "events"}, ev.state)
-                self.shed += len(ev) - len(kept)
-                self.lost(time.monotonic_ns(), len(ev) - len(kept), records.DROP_CODES["queue_full"])
-                if not len(kept):
-                    return
-                ev, got, units = kept, 0, 1
-            for _ in range(units - got):
-                self._space.acquire()
-            self._queue.put(("events", (ev, taken_ns), units))
+        if ev.raw:
+            self.put_rings(ev.raw, taken_ns)
+        if ev.state is not None and len(ev.state):
+            self._queue.put(self.spool.append(spool.DRAIN, taken_ns, [(spool.PART_STATE, ev.state)]))
 
-    def insert(self, table: str, data) -> None:
-        """Any other Arrow table (e.g. the baseline), written in order with the events: one thread
-        uses the store client."""
-        self._queue.put(("table", (table, data), 0))
+    def insert(self, table: str, data: pa.Table) -> None:
+        """Any other Arrow table (e.g. the baseline), kept in order with the events (nothing, once
+        the writer has failed)."""
+        if self._error is not None:
+            return
+        sink = io.BytesIO()
+        with pa.ipc.new_stream(sink, data.schema) as w:
+            w.write_table(data)
+        self._queue.put(self.spool.append(spool.TABLE, 0, [(spool.PART_NAME, table.encode()),
+                                                           (spool.PART_ARROW, sink.getvalue())]))
 
     def lost(self, ts: int, count: int, cause: int = 0) -> None:
         """``count`` records dropped before ``ts`` at ``cause`` (``records.DROPS``)."""
-        self._queue.put(("lost", (ts, count, cause), 0))
+        if self._error is not None:
+            return
+        self._queue.put(self.spool.append(spool.LOST, ts, [(spool.PART_LOST, spool.LOST_ROW.pack(ts, count, cause))]))
 
     @property
     def error(self) -> BaseException | None:
@@ -130,25 +150,56 @@ class EventWriter:
             raise self._error
 
     def close(self) -> None:
-        """Write everything queued, then stop the thread."""
+        """Insert everything spooled, then stop the thread."""
         self._queue.put(None)
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         self.check()
+
+    @property
+    def backlog(self) -> int:
+        """Spooled bytes not in the store yet."""
+        return self.spool.backlog
+
+    # ------------------------------------------------------------------ recovery
+
+    def resume(self, checkpoint: dict | None) -> None:
+        """Carry on from a checkpoint of an earlier writer of this run (recovery)."""
+        if checkpoint:
+            self.seq = int(checkpoint["seq"])
+            self.written = int(checkpoint["written"])
+            self.pairer.restore(checkpoint["held"])
+
+    def replay(self, frames: Iterable[Frame]) -> None:
+        """Insert ``frames`` (read back from a dead recorder's spool) on this thread, then the end."""
+        pending: list[Frame] = []
+        rows = 0
+        for f in frames:
+            if f.type == spool.DRAIN:
+                pending.append(f)
+                rows += f.records()
+                if rows >= CATCH_UP_RECORDS:
+                    self._insert(pending)
+                    pending, rows = [], 0
+            else:
+                self._insert(pending)
+                pending, rows = [], 0
+                self._one(f)
+        self._insert(pending, final=True)
 
     # ------------------------------------------------------------------ thread
 
     def _run(self) -> None:
-        pending: list[np.ndarray] = []
+        pending: list[Frame] = []
         rows = 0
         taken = 0
         oldest = 0.0
-        held_units = 0           # queue units of the records in `pending`, released once inserted
-        arrivals: collections.deque = collections.deque()   # (when, records) of recent batches
+        arrivals: collections.deque = collections.deque()   # (when, records) of recent drains
         try:
             while True:
                 timeout = (IDLE_CHECK_SECONDS if self.guard else None) if not pending else \
                     max(0.0, self.batch_seconds - (time.monotonic() - oldest))
-                if pending and self._flooding(arrivals, held_units):
+                if pending and self._flooding(arrivals):
                     timeout = FLOOD_WINDOW / 3
                 try:
                     item = self._queue.get(timeout=timeout)
@@ -156,85 +207,98 @@ class EventWriter:
                     item = "flush"
                 if self.guard is not None:
                     self.guard()
-                if item == "flush" and self._flooding(arrivals, held_units):
+                if item == "flush" and self._flooding(arrivals):
                     continue
                 if item is None or item == "flush":
                     self._insert(pending, taken, final=item is None)
                     pending, rows = [], 0
-                    self._release(held_units)
-                    held_units = 0
                     if item is None:
                         return
                     continue
-                what, payload, units = item
-                if what == "table":
-                    table, data = payload
-                    self.store.insert_arrow(table, self.redact.table(table, data) if self.redact else data)
-                    continue
-                if what == "lost":
+                if item.type != spool.DRAIN:
                     self._insert(pending, taken)
                     pending, rows = [], 0
-                    self._release(held_units)
-                    held_units = 0
-                    ts, count, cause = payload
-                    self.store.insert_arrow("events", decode.lost_row(self.run_id, ts, self._seq, count, cause))
-                    self._seq += 1
+                    self._one(item)
                     continue
                 if not pending:
                     oldest = time.monotonic()
-                ev, taken_ns = payload
-                pending.append(ev)
-                rows += len(ev)
-                taken = max(taken, taken_ns)
-                held_units += units
+                pending.append(item)
+                n = item.records()
+                rows += n
+                taken = max(taken, item.taken_ns)
                 now = time.monotonic()
-                arrivals.append((now, len(ev)))
+                arrivals.append((now, n))
                 while arrivals and arrivals[0][0] < now - FLOOD_WINDOW:
                     arrivals.popleft()
-                if rows >= self.batch_rows and not self._flooding(arrivals, held_units):
+                if rows >= self.batch_rows and not self._flooding(arrivals):
                     self._insert(pending, taken)
                     pending, rows = [], 0
-                    self._release(held_units)
-                    held_units = 0
         except BaseException as exc:  # noqa: BLE001 - handed to the recorder thread by check()
             self.failed_ns = time.monotonic_ns()
             self._error = exc
-            # keep releasing producers so the recorder never blocks on a dead writer
-            for _ in range(MAX_QUEUED_ROWS // 1000):
-                self._space.release()
 
-    def _release(self, units: int) -> None:
-        for _ in range(units):
-            self._space.release()
-
-    @staticmethod
-    def _flooding(arrivals: collections.deque, held_units: int) -> bool:
-        """Records are arriving faster than FLOOD_RECORDS_PER_S and there is room to hold them."""
-        if not arrivals or held_units >= FLOOD_MAX_UNITS:
+    def _flooding(self, arrivals: collections.deque) -> bool:
+        """Records are arriving faster than FLOOD_RECORDS_PER_S and the spool has room to hold them."""
+        if not arrivals or self.spool.backlog >= self.spool.max_bytes * 3 // 4:
             return False
         if time.monotonic() - arrivals[-1][0] > FLOOD_WINDOW:
             return False
         return sum(n for _, n in arrivals) > FLOOD_RECORDS_PER_S * FLOOD_WINDOW
 
-    def _insert(self, pending: list[records.Drained], taken_ns: int = 0, final: bool = False) -> None:
-        """Decode and insert ``pending`` (in parts of about CATCH_UP_RECORDS records)."""
+    def _one(self, f: Frame) -> None:
+        """A LOST or TABLE frame: inserted on its own, then checkpointed."""
+        data = spool.read_payload(self.spool.path, f)
+        if f.type == spool.LOST:
+            ts, count, cause = spool.LOST_ROW.unpack(data[spool.PART_LOST].tobytes())
+            self.store.insert_arrow("events", decode.lost_row(self.run_id, ts, self.seq, count, cause))
+            self.seq += 1
+        elif f.type == spool.TABLE:
+            name = data[spool.PART_NAME].tobytes().decode()
+            if name not in TABLES:
+                raise spool.SpoolError(errno.EINVAL, f"spool frame for unknown table {name!r}")
+            table = pa.ipc.open_stream(pa.py_buffer(data[spool.PART_ARROW])).read_all()
+            if self.recovering:
+                self.store.client.command(f"DELETE FROM {name} WHERE run_id = {{run:UUID}}",
+                                          parameters={"run": str(self.run_id)})
+            self.store.insert_arrow(name, self.redact.table(name, table) if self.redact else table)
+        self._consumed += f.nbytes
+        self._checkpoint(f.end)
+
+    def _checkpoint(self, pos: Pos) -> None:
+        self.spool.checkpoint(pos, self.seq, self.written, self.pairer.held(), self._consumed)
+
+    def _insert(self, pending: list[Frame], taken_ns: int = 0, final: bool = False) -> None:
+        """Read back, decode and insert ``pending`` (in parts of about CATCH_UP_RECORDS records)."""
         if not pending and not final:
             return
         start, count = 0, 0
-        for i, d in enumerate(pending):
-            count += len(d)
+        for i, f in enumerate(pending):
+            count += f.records()
             if count >= CATCH_UP_RECORDS and i + 1 < len(pending):
                 self._insert_part(pending[start : i + 1], 0, False)  # the store is complete only at the end
                 start, count = i + 1, 0
         self._insert_part(pending[start:], taken_ns, final)
 
-    def _insert_part(self, pending: list[records.Drained], taken_ns: int, final: bool) -> None:
-        tables, n, held_since = decode.lane_tables(pending, self._pairer, self.run_id, self._seq, final=final)
+    def _insert_part(self, frames: list[Frame], taken_ns: int, final: bool) -> None:
+        if self.guard is not None:
+            self.guard()
+        drains = []
+        for f in frames:
+            data = spool.read_payload(self.spool.path, f)
+            raw = {spool.PART_RINGS[c]: b for c, b in data.items() if c in spool.PART_RINGS}
+            if self.recovering:
+                raw = {r: spool.valid_prefix(b, records.RINGS[r]) for r, b in raw.items()}
+            state = data.get(spool.PART_STATE)
+            drains.append(records.Drained(raw, None if state is None else state.view(records.EVENT_DTYPE)))
+        tables, n, held_since = decode.lane_tables(drains, self.pairer, self.run_id, self.seq, final=final)
         if n:
             batch = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
             self.store.insert_arrow("events", self.redact.table("events", batch) if self.redact else batch)
-        self._seq += n
+        self.seq += n
         self.written += n
+        if frames:
+            self._consumed += sum(f.nbytes for f in frames)
+            self._checkpoint(frames[-1].end)
         self.progress(self.written)
         if held_since is not None:  # a syscall whose enter is still to come may be older than the drain
             taken_ns = min(taken_ns, held_since)

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from osrewind import __version__
-from osrewind.errors import OsrewindError, UsageError
+from osrewind.errors import OsrewindError, StoreError, UsageError
 from osrewind.queries.timespec import format_duration, format_wall
 from osrewind.text import safe, safe_argv
 
@@ -32,14 +32,57 @@ def _finite(value: float, name: str) -> float:
     return value
 
 
-def _store(db: str | None, purpose: str, write: bool = False):
+def _store(db: str | None, purpose: str, write: bool = False, recover_spools: bool = True):
     """The store, as each command needs it: reading never creates or writes one."""
     from osrewind.ingest.store import Store
 
     ctx = click.get_current_context(silent=True)
     root = ctx.find_root().obj if ctx is not None else None
     timeout = (root or {}).get("timeout")
-    return Store(db, purpose=purpose, mode="write" if write else "read", timeout=timeout)
+    store = Store(db, purpose=purpose, mode="write" if write else "read", timeout=timeout)
+    try:
+        if recover_spools:
+            _recover_spools(store)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _recover_spools(store, strict: bool = False) -> list:
+    """Runs whose recorder died (SIGKILL, power loss) left their spool: ingest it now, whenever a store
+    is opened that this process may write (``osrewind.ingest.recover``). A store that cannot take it
+    is warned about and read as it is (``strict``: the error is raised instead)."""
+    from osrewind.ingest import recover
+
+    orphans = recover.pending(store)
+    if not orphans:
+        return []
+    if not recover.may_recover(store):
+        if not strict:
+            click.echo(f"osrewind: warning: {len(orphans)} run(s) in this store have records spooled by a "
+                       "recorder that died; open it as its owner to recover them", err=True)
+            return []
+        raise StoreError(f"store {store.location} is read-only here: cannot recover its spooled runs")
+    done = []
+    for o in orphans:
+        try:
+            r = recover.recover(store, o, lambda msg: click.echo(f"osrewind: {safe(msg)}", err=True))
+        except OsrewindError as exc:
+            if strict:
+                raise
+            click.echo(f"osrewind: warning: {exc}; 'osrewind recover' retries", err=True)
+            continue
+        if r is None:
+            continue
+        try:
+            _index(store, r.run_id, True)
+        except OsrewindError:
+            pass   # derived data: 'osrewind reindex' builds it
+        click.echo(f"osrewind: run {r.run_id[:8]} '{safe(r.name)}' recovered: {r.from_spool} events from its "
+                   f"spool, {r.events} in all, {r.lost} lost", err=True)
+        done.append(r)
+    return done
 
 
 def echo(text: str = "", err: bool = False, nl: bool = True) -> None:
@@ -88,6 +131,10 @@ def cli(ctx: click.Context, db: str | None, timeout: float) -> None:
                    "stored.")
 @click.option("--ring-mb", default=64, show_default=True, type=click.IntRange(1, 2048),
               help="Kernel ring buffer size (rounded up to a power of two).")
+@click.option("--max-spool", default="4G", show_default=True, metavar="SIZE",
+              help="Records are written to the run's spool (beside the store) before the store takes them; "
+                   "past this many bytes not yet in the store, syscall and scheduler records are dropped "
+                   "(counted) until it catches up, state facts never (e.g. 512M, 20G).")
 @click.option("--no-sched", is_flag=True, help="Leave out the scheduler (context switches, wakeups): for long runs.")
 @click.option("--no-syscalls", is_flag=True, help="Leave out the every-syscall stream (fd and process facts stay).")
 @click.option("--aggregate-io", is_flag=True,
@@ -101,8 +148,8 @@ def cli(ctx: click.Context, db: str | None, timeout: float) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.pass_obj
 def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: tuple[int, ...],
-           duration: str | None, redact: tuple[str, ...], ring_mb: int, no_sched: bool, no_syscalls: bool,
-           aggregate_io: bool, print_bpf: bool, as_json: bool, quiet: bool) -> None:
+           duration: str | None, redact: tuple[str, ...], ring_mb: int, max_spool: str, no_sched: bool,
+           no_syscalls: bool, aggregate_io: bool, print_bpf: bool, as_json: bool, quiet: bool) -> None:
     """Record COMMAND and all its descendants (or --pid / --system) into the store.
 
     Exits with the command's exit code (126 or 127, as a shell, when it cannot be run). Ctrl-C stops
@@ -124,7 +171,7 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
       sudo osrewind record --redact 'pass(word)?=\\S+' -- ./deploy.sh password=hunter2
       osrewind record --print-bpf -- true
     """
-    from osrewind.errors import CommandNotRun, StoreError
+    from osrewind.errors import CommandNotRun
     from osrewind.ingest.recorder import Recorder, RecordOptions, failure_line
     from osrewind.ingest.redact import Redactor
     from osrewind.probes.loader import ProbeOptions, check_environment, final_source
@@ -149,7 +196,7 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
     scope = "system" if system else "pid" if pids else "command"
     opts = RecordOptions(scope=scope, command=list(command), pids=list(pids), name=name, duration=dur,
                          ringbuf_pages=pages, sched=not no_sched, syscalls=not no_syscalls,
-                         aggregate_io=aggregate_io, redact=list(redact))
+                         aggregate_io=aggregate_io, redact=list(redact), max_spool=_parse_size(max_spool, "--max-spool"))
 
     def progress(msg: str) -> None:
         if not quiet and (msg.startswith("recording") or sys.stderr.isatty()):
@@ -237,6 +284,19 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
     if result.status == "interrupted" and result.exit_code is None:
         sys.exit(_stopped_code(result))
     sys.exit(result.exit_code or 0)
+
+
+def _parse_size(text: str, option: str) -> int:
+    """'512M', '4G', '1.5GiB', '1000000' -> bytes (K/M/G/T are powers of 1024)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise UsageError(f"{option} {text!r}: give a size such as 512M, 4G or 1073741824")
+    value = float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " ")
+    if not 1 << 20 <= value < 1 << 60:
+        raise UsageError(f"{option} {text!r}: give at least 1M")
+    return int(value)
 
 
 def _stopped_code(result) -> int:
@@ -417,6 +477,30 @@ def _index(store, run_id: str, quiet: bool, live=None) -> int:
         live.progress = progress
         return live.finish(info)
     return keyframes.build(store, info, progress=progress)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the recovered runs as JSON.")
+@click.pass_obj
+def recover(obj: dict, as_json: bool) -> None:
+    """Ingest what recorders that died left in their spools.
+
+    A recording's records reach its spool (a directory beside the store) before the store. When a
+    recorder is killed (SIGKILL, power loss), the records it had not inserted stay there; every
+    command that opens the store recovers them, and this command does it on its own. A recovered run
+    has status 'recovered' and says how many events came from the spool.
+
+    \b
+    Examples:
+      sudo osrewind recover
+      osrewind recover --json
+    """
+    with _store(obj["db"], "recovering", write=True, recover_spools=False) as store:
+        done = _recover_spools(store, strict=True)
+    if as_json:
+        _emit_json([r.to_json() for r in done])
+    elif not done:
+        echo("osrewind: nothing to recover", err=True)
 
 
 @cli.command()

@@ -220,9 +220,16 @@ class RingReader:
         return records.records_of(self.drain_bytes(max_records * self.slot), self.layout)
 
     def close(self) -> None:
-        del self._bytes, self._cons_pos, self._prod_pos
-        self._cons.close()
-        self._data.close()
+        """Unmap the ring (once). A view still held elsewhere (an exception's traceback) keeps its
+        mapping alive until it goes: the ring itself is released with the program either way."""
+        if self._bytes is None:
+            return
+        self._bytes = self._cons_pos = self._prod_pos = None
+        for m in (self._cons, self._data):
+            try:
+                m.close()
+            except BufferError:
+                pass
 
 
 class _PidArray:

@@ -24,6 +24,7 @@ from conftest import osrewind
 from osrewind.errors import StoreError
 from osrewind.ingest.recorder import RecordingFailure, RunResult, StoreGone, failure_line, failure_reason
 from osrewind.ingest.store import Store
+from osrewind.ingest.spool import Spool
 from osrewind.ingest.writer import EventWriter
 
 pytestmark = pytest.mark.kernel
@@ -264,9 +265,14 @@ def _small_table():
     return pa.table({"x": pa.array([1, 2, 3])})
 
 
-def test_writer_stops_for_good_on_a_store_error():
+def _spool(tmp_path) -> Spool:
+    run = uuid.uuid4()
+    return Spool(tmp_path / "spool", str(run), {"run_id": str(run)})
+
+
+def test_writer_stops_for_good_on_a_store_error(tmp_path):
     store = FlakyStore()
-    w = EventWriter(store, uuid.uuid4(), batch_seconds=0.05)
+    w = EventWriter(store, uuid.uuid4(), _spool(tmp_path), batch_seconds=0.05)
     w.insert("snapshot_procs", _small_table())
     time.sleep(0.2)
     assert store.tables == ["snapshot_procs"] and w.error is None and w.failed_ns is None
@@ -286,7 +292,7 @@ def test_writer_stops_for_good_on_a_store_error():
     assert raised.value is w.error and store.tables == ["snapshot_procs"]
 
 
-def test_writer_guard_is_checked_while_idle():
+def test_writer_guard_is_checked_while_idle(tmp_path):
     """A store deleted while nothing is being written is noticed within IDLE_CHECK_SECONDS."""
     gone = threading.Event()
 
@@ -294,7 +300,7 @@ def test_writer_guard_is_checked_while_idle():
         if gone.is_set():
             raise StoreGone("store /x was deleted")
 
-    w = EventWriter(FlakyStore(), uuid.uuid4(), guard=guard)
+    w = EventWriter(FlakyStore(), uuid.uuid4(), _spool(tmp_path), guard=guard)
     time.sleep(0.3)
     assert w.error is None
     gone.set()

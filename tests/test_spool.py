@@ -1,0 +1,163 @@
+"""The run's spool, without root: frames round-trip, a torn tail is cut, a full spool sheds the
+stream lanes and keeps the state lane, and a writer that died mid-run is recovered from its spool
+with every fact exactly once. Records are byte fixtures laid out as the kernel's rings lay them out."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import numpy as np
+import pyarrow as pa
+from test_decode_fixtures import buf, enter, event, leave, slot
+
+from osrewind.ingest import recover, spool
+from osrewind.ingest.store import Store
+from osrewind.ingest.writer import EventWriter
+from osrewind.probes import records
+
+K = records.KIND_CODES
+
+
+def _spool(tmp_path, run, **kw) -> spool.Spool:
+    return spool.Spool(tmp_path / "spool", str(run), {"run_id": str(run), "name": "t", "start_ns": 1}, **kw)
+
+
+def _die(sp: spool.Spool) -> None:
+    """What SIGKILL does to a recorder's spool: its files stay, its lock goes."""
+    sp.close()
+    os.close(sp._lock_fd)
+
+
+def test_frames_round_trip_and_a_torn_tail_ends_the_segment(tmp_path):
+    run = uuid.uuid4()
+    sp = _spool(tmp_path, run)
+    a = buf(slot(event(10, K["open"], s1=b"/a", ret=3)))
+    f1 = sp.append(spool.DRAIN, 5, [(spool.RING_PARTS["events"], a)])
+    f2 = sp.append(spool.LOST, 6, [(spool.PART_LOST, spool.LOST_ROW.pack(6, 3, 1))])
+    assert spool.read_payload(sp.path, f1)[spool.RING_PARTS["events"]].tobytes() == a.tobytes()
+    seg = sp.path / spool.segment_name(1)
+    with open(seg, "ab") as f:   # a frame the recorder was killed in the middle of writing
+        f.write(spool._frame_bytes(spool.DRAIN, 7, [(0, 1000)]) + b"\1" * 10)
+    got = list(spool.frames(sp.path))
+    assert [(g.type, g.taken_ns, g.end) for g in got] == [(spool.DRAIN, 5, f1.end), (spool.LOST, 6, f2.end)]
+    # a damaged header ends the segment there too
+    data = bytearray(seg.read_bytes())
+    data[f1.end.off + 4] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    assert [g.end for g in spool.frames(sp.path)] == [f1.end]
+    sp.remove()
+    assert not (tmp_path / "spool").exists()
+
+
+def test_ring_slots_lost_by_the_disk_are_cut_on_recovery():
+    good = slot(event(10, K["close"], a=(3,)))
+    raw = buf(good, good, b"\0" * len(good))
+    assert len(spool.valid_prefix(raw, "event")) == 2 * len(good)
+
+
+def test_a_full_spool_sheds_the_stream_and_keeps_the_state(tmp_path):
+    run = uuid.uuid4()
+    with Store(str(tmp_path / "db"), purpose="test") as store:
+        store.ensure_schema()
+        sp = _spool(tmp_path, run, max_bytes=1 << 20)
+        w = EventWriter(store, run, sp)
+        sp.appended = 1 << 20      # as if a megabyte were waiting for the store
+        n = 1000
+        flood = buf(*[slot(enter(200 + i, 9, 39, [0] * 6)) for i in range(n)])
+        state = buf(slot(event(100, K["open"], s1=b"/kept", ret=3)))
+        w.put_rings({"events": state, "rb_sc_enter": flood}, 50)
+        sp.appended = sp.consumed = 0
+        w.close()
+        assert w.shed == n
+        rows = store.query("SELECT toString(kind), a0, a1, path FROM events WHERE run_id = {r:UUID} ORDER BY seq",
+                           {"r": run})
+    kinds = [(k, p if isinstance(p, bytes) else p.encode()) for k, _, _, p in rows]
+    assert ("open", b"/kept") in kinds
+    assert [(a0, a1) for k, a0, a1, _ in rows if k == "lost"] == [(n, records.DROP_CODES["queue_full"])]
+
+
+def _fill(w: EventWriter, base: int) -> tuple[int, int]:
+    """A drain of every lane's kind of record: 2 state facts, 3 syscalls (one still running)."""
+    state = buf(slot(event(base, K["open"], s1=b"/f%d" % base, ret=3)), slot(event(base + 1, K["close"], a=(3,))))
+    ent = buf(slot(enter(base + 2, 9, 39, [0] * 6)), slot(enter(base + 4, 9, 39, [0] * 6)),
+              slot(enter(base + 6, 9, 0, [3, 0, 1, 0, 0, 0])))
+    ext = buf(slot(leave(base + 3, 9, 9)), slot(leave(base + 5, 9, 9)))
+    w.put_rings({"rb_sc_exit": ext, "rb_sc_enter": ent, "events": state}, base + 7)
+    return 2, 3
+
+
+def _facts(store, run) -> list[tuple]:
+    return store.query("SELECT seq, ts, toString(kind), ret FROM events WHERE run_id = {r:UUID} ORDER BY seq",
+                       {"r": run})
+
+
+def test_a_writer_killed_mid_run_is_recovered_exactly_once(tmp_path):
+    """Some frames inserted and checkpointed, one inserted after the last checkpoint (the kill came
+    between), the rest only spooled: recovery deletes the unchecked rows, ingests the rest, and the
+    run reads exactly as an uninterrupted one."""
+    run = uuid.uuid4()
+    db = str(tmp_path / "db")
+    with Store(db, purpose="test") as store:
+        store.ensure_schema()
+        store.insert_rows("runs", [[run, "t", 1, 0, "recording"]], ["run_id", "name", "start_ns", "end_ns", "status"])
+        sp = spool.Spool(spool.spool_root(db, True), str(run), {"run_id": str(run), "name": "t", "start_ns": 1})
+        w = EventWriter(store, run, sp, thread=False)
+        w.insert("snapshot_procs", pa.table({"run_id": pa.array([str(run)]), "ts": pa.array([1], pa.int64()),
+                                             "pid": pa.array([9], pa.uint32())}))
+        _fill(w, 100)
+        w.lost(150, 4, 1)
+        _fill(w, 200)
+        # the writer's thread would have inserted this much and checkpointed:
+        frames = list(spool.frames(sp.path))
+        for f in frames[:1]:
+            w._one(f)
+        w._insert(frames[1:2])
+        w._one(frames[2])
+        inserted_past_checkpoint = frames[3]
+        saved = spool.load_checkpoint(sp.path)
+        w._insert([inserted_past_checkpoint])
+        spool.save_checkpoint(sp.path, saved["pos"], saved["seq"], saved["written"], saved["held"])  # the kill
+        _die(sp)
+        assert [o.run_id for o in recover.pending(store)] == [str(run)]
+        done = recover.recover_all(store)
+        assert [(r.run_id, r.from_spool) for r in done] == [(str(run), 3 + 1)]   # frame 3: 2 state + 2 paired
+        assert recover.pending(store) == []
+        got = _facts(store, run)
+        status, detail, events, lost = store.query(
+            "SELECT status, status_detail, events, lost FROM runs FINAL WHERE run_id = {r:UUID}", {"r": run})[0]
+        procs = store.query("SELECT count() FROM snapshot_procs WHERE run_id = {r:UUID}", {"r": run})[0][0]
+
+    # the same records through a writer that was never interrupted
+    run2 = uuid.uuid4()
+    with Store(str(tmp_path / "db2"), purpose="test") as store2:
+        store2.ensure_schema()
+        w2 = EventWriter(store2, run2, _spool(tmp_path, run2), thread=False)
+        _fill(w2, 100)
+        w2.lost(150, 4, 1)
+        _fill(w2, 200)
+        w2.replay(spool.frames(w2.spool.path))
+        want = _facts(store2, run2)
+    assert got == want
+    assert [s for s, *_ in got] == list(range(len(got)))
+    assert (status, events, lost, procs) == ("recovered", len(got) - 1, 4, 1)
+    assert "recovered from its spool" in detail
+
+
+def test_a_live_recorders_spool_is_not_recovered(tmp_path):
+    run = uuid.uuid4()
+    db = str(tmp_path / "db")
+    with Store(db, purpose="test") as store:
+        store.ensure_schema()
+        sp = spool.Spool(spool.spool_root(db, True), str(run), {"run_id": str(run)})
+        assert recover.pending(store) == []
+        sp.remove()
+
+
+def test_checkpoint_keeps_the_pairers_held_records(tmp_path):
+    held = {"sc_enter": np.frombuffer(enter(5, 9, 0, [1, 2, 3, 4, 5, 6]), dtype=records.DTYPES["sc_enter"]),
+            "sc_exit": np.zeros(0, dtype=records.DTYPES["sc_exit"])}
+    spool.save_checkpoint(tmp_path, spool.Pos(2, 40), 17, 12, held)
+    cp = spool.load_checkpoint(tmp_path)
+    assert (cp["pos"], cp["seq"], cp["written"]) == (spool.Pos(2, 40), 17, 12)
+    assert cp["held"]["sc_enter"].tobytes() == held["sc_enter"].tobytes()
