@@ -319,7 +319,8 @@ def runs(obj: dict, limit: int, as_json: bool) -> None:
     Columns: id, name, start (local time), duration, events, lost events, exit code, status, command.
     Status: complete; interrupted (Ctrl-C or SIGTERM, data kept); failed (an error stopped it,
     data kept; why and when on the line below it, e.g. 'failed: disk full (ENOSPC) at +12.3s');
-    aborted (the recorder was killed: data up to its last batch kept); recording.
+    recovered (the recorder was killed; what its spool held was ingested afterwards, see 'recover');
+    aborted (the recorder died and left no spool: data up to its last batch kept); recording.
     Example:
       osrewind runs --limit 5
     """

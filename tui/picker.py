@@ -41,7 +41,8 @@ class PickerScreen(Screen):
         table.focus()
 
     def _cells(self, r, marked: bool) -> list:
-        status_style = {"complete": "green", "interrupted": "yellow", "aborted": "red", "failed": "red"}
+        status_style = {"complete": "green", "interrupted": "yellow", "aborted": "red", "failed": "red",
+                        "recovered": "yellow"}
         return [Text("A" if marked else " ", style="bold yellow"), r.run_id[:8], Text(safe(r.name)),
                 format_wall(r.start_wall_ns), format_duration(r.duration_ns), str(r.events),
                 Text(str(r.lost), style="bold red" if r.lost else ""), "" if r.exit_code is None else str(r.exit_code),
