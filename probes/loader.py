@@ -121,6 +121,11 @@ def cflags(opts: ProbeOptions) -> list[str]:
         flags.append("-DNO_SYSCALLS")
     else:
         flags += [f"-DSC_ENTER_PAGES={rings['rb_sc_enter']}", f"-DSC_EXIT_PAGES={rings['rb_sc_exit']}"]
+        # the stream degrades to aggregates when a ring of the syscall lane is 3/4 full
+        flags += [f"-DSC_ENTER_HIGH={rings['rb_sc_enter'] * mmap.PAGESIZE * 3 // 4}",
+                  f"-DSC_EXIT_HIGH={rings['rb_sc_exit'] * mmap.PAGESIZE * 3 // 4}"]
+        flags += [f"-DNR_{name.upper()}={nr}" for name in ("exit", "exit_group")
+                  if (nr := syscall_table.number(name)) is not None]
     if not opts.sched:
         flags.append("-DNO_SCHED")
     else:
@@ -140,8 +145,9 @@ def header() -> str:
     if window:
         lines.append(f"#define REGS_WINDOW {window}")
         lines.append(f"#define REGS_ARG0 {records.REGS_ARGS[machine][0]}")
+        lines.append(f"#define REGS_NR {records.REGS_NR_C[machine]}")
     else:  # unknown architecture: the syscall lane is off (cflags), nothing reads registers
-        lines.append("#define REGS_WINDOW 0\n#define REGS_ARG0 0")
+        lines.append("#define REGS_WINDOW 0\n#define REGS_ARG0 0\n#define REGS_NR 0")
     return "\n".join(lines) + "\n"
 
 
@@ -339,6 +345,46 @@ class Probe:
                 except KeyError:
                     pass
         return out
+
+    # how long after an epoch flip the final sweep waits before reading that epoch: a BPF program
+    # runs to its end in microseconds, so none still adds to the previous epoch by then
+    AGG_SETTLE_S = 0.002
+
+    def agg_sweep(self, final: bool = False) -> np.ndarray:
+        """Syscalls the kernel counted instead of recording them while the syscall lane was degraded,
+        taken out of the ``sc_agg`` map: one row (``records.DTYPES['sc_agg']``) per thread and
+        syscall number, empty when there are none or the syscall lane is off. Turn them into facts
+        with ``osrewind.ingest.decode.agg_records``.
+
+        The map is read by epoch, without racing the kernel's adds: each call takes (reads and
+        deletes) the previous epoch's entries, then flips the epoch if the current one has any, so
+        those are taken one call later (call every ~0.1 s: at most ~0.2 s late). ``final`` (at the
+        end) also flips, waits AGG_SETTLE_S and takes the rest."""
+        dt = records.DTYPES["sc_agg"]
+        if "rb_sc_enter" not in self.readers:
+            return np.zeros(0, dtype=dt)
+        table, ctl = self.bpf[b"sc_agg"], self.bpf[b"sc_ctl"]
+        epoch = int(ctl[ctypes.c_int(0)].value)
+        keys = list(table.keys())
+        raw = self._agg_take(table, [k for k in keys if k.epoch != epoch])
+        if final or any(k.epoch == epoch for k in keys):
+            ctl[ctypes.c_int(0)] = ctypes.c_uint32(epoch ^ 1)
+            if final:
+                time.sleep(self.AGG_SETTLE_S)
+                raw += self._agg_take(table, [k for k in table.keys() if k.epoch == epoch])
+        return np.frombuffer(raw, dtype=dt).copy() if raw else np.zeros(0, dtype=dt)
+
+    @staticmethod
+    def _agg_take(table, keys: list) -> bytes:
+        """The raw values of these entries, deleted from the map."""
+        out = []
+        for k in keys:
+            try:
+                out.append(bytes(table[k]))
+                del table[k]
+            except KeyError:
+                pass
+        return b"".join(out)
 
     def untrack(self, pid: int) -> None:
         self._tracked.set(pid, 0)

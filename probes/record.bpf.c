@@ -9,7 +9,8 @@
 //   - the state lane (`events`): process lifecycle and fd/file/socket facts, one `struct event` each;
 //   - the syscall lane (`rb_sc_enter`, `rb_sc_exit`): every syscall of the scoped processes as a small
 //     enter record (time, ids, number, the argument registers) and a small exit record (time, ids,
-//     result), written with no map traffic and paired in user space;
+//     result), paired in user space; when its rings are 3/4 full it degrades to in-kernel counts
+//     per (thread, syscall) instead of dropping (see "degraded syscalls");
 //   - the scheduler lane (`rb_sched`): one compact `struct sched_rec` per switch/wakeup/migration.
 // Every record of a ring has the same size, so user space decodes a whole drain with one numpy view.
 // The record structs and the K_* / DROP_* codes are generated from probes/records.py and prepended
@@ -30,6 +31,10 @@
 //   NO_SYSCALLS     leave out the generic every-syscall stream (no raw syscall hook is attached)
 //   NO_SCHED        leave out the scheduler (no sched_switch/wakeup/migrate hook is attached)
 //   AGGREGATE_IO    sum successful read/write-family syscalls per (process, fd) instead of a record each
+//   SC_ENTER_HIGH, SC_EXIT_HIGH   bytes waiting in rb_sc_enter / rb_sc_exit above which the syscall
+//                   lane degrades to per-(thread, syscall) aggregates (see "degraded syscalls" below)
+//   REGS_NR=expr    where the syscall number is in struct pt_regs (read at sys_exit, degraded calls only)
+//   NR_EXIT, NR_EXIT_GROUP   the numbers of exit and exit_group (they never reach sys_exit)
 
 #include <uapi/linux/ptrace.h>
 #include <linux/signal.h>
@@ -99,6 +104,8 @@
 //   K_SIGNAL_DELIVER: receiver's context: a0 sig, a2 si_code, a3 handler (0 default, 1 ignore)
 //   K_OOM_VICTIM: a0 victim pid, a1 uid, a2 total_vm pages, a3 oom_score_adj; str comm
 //   K_SYSCALL: every syscall: nr, a0..a5 args, ret, dur; ts is the entry time
+//   K_SYSCALL_AGG: (user space, from the sc_agg map) syscalls of one thread and number counted while
+//       the syscall lane was degraded: ts first entry, dur summed, a0 count, a1 failed, a2 last exit
 //   K_SCHED_SWITCH: on cpu: tgid/tid prev (0 if untracked), a0 prev_state, a1 next tid,
 //       a2 next tgid (-1 untracked), a3 prev tid; dur next's run-queue wait;
 //       comm prev comm, str next comm
@@ -172,7 +179,39 @@ struct iocall_t {
 };
 BPF_HASH(iocall, u64, struct iocall_t, 16384);
 #endif
+#ifndef NO_SYSCALLS
+// Degraded syscalls. When the syscall lane's rings are filling up (more than SC_*_HIGH bytes waiting,
+// or a reserve fails), sys_enter writes no record: it notes the entry time in `sc_deg[tid]`, and
+// sys_exit, finding it there, adds the call to `sc_agg` (epoch, tgid, tid, nr) -> count, failures,
+// time spent, first entry, last exit, instead of writing an exit record. A call whose enter record
+// was written always gets its exit record (or a counted ring_sc_exit drop). User space takes the
+// aggregates out by epoch: it flips `sc_ctl[0]` and reads and deletes the previous epoch's entries
+// one sweep later, when no program can still be adding to them.
+#ifndef SC_ENTER_HIGH
+#define SC_ENTER_HIGH (SC_ENTER_PAGES * 4096 / 4 * 3)
+#endif
+#ifndef SC_EXIT_HIGH
+#define SC_EXIT_HIGH (SC_EXIT_PAGES * 4096 / 4 * 3)
+#endif
+#ifndef NR_EXIT
+#define NR_EXIT 0xffffffff
+#endif
+#ifndef NR_EXIT_GROUP
+#define NR_EXIT_GROUP 0xffffffff
+#endif
+// Bytes waiting in a ring (written, not yet consumed) are bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA).
+// BCC 0.26 has no map.ringbuf_query() and a helper cannot be given `&map` directly, so
+// `ring.ringbuf_output(NULL, 0, BPF_RB_AVAIL_DATA)` stands for it: BCC rewrites that call into
+// bpf_ringbuf_output(<the map>, NULL, 0, flags), which this macro makes the query (nothing in this
+// program calls ringbuf_output for real).
+#define bpf_ringbuf_output(map, data, size, flags) bpf_ringbuf_query(map, flags)
+BPF_F_TABLE("array", u32, u64, sc_deg, PID_MAX, 0);   // tid -> entry time of its degraded syscall, 0: none
+BPF_ARRAY(sc_ctl, u32, 1);                            // [0]: the aggregates' current epoch
+BPF_HASH(sc_agg, struct sc_agg_key, struct sc_agg, 65536);
+#endif
 // Never written by the kernel: their value types let user space check the record layouts.
+BPF_ARRAY(layout_sc_agg_key, struct sc_agg_key, 1);
+BPF_ARRAY(layout_sc_agg, struct sc_agg, 1);
 BPF_ARRAY(layout_event, struct event, 1);
 BPF_ARRAY(layout_sc_enter, struct sc_enter, 1);
 BPF_ARRAY(layout_sc_exit, struct sc_exit, 1);
@@ -381,6 +420,10 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     cloneflags.delete(&tid);
     tids.update(&tid, &none);
     woken.delete(&tid);
+#ifndef NO_SYSCALLS
+    u64 never = 0;
+    sc_deg.update(&tid, &never);
+#endif
 #ifdef AGGREGATE_IO
     iocall.delete(&id);
 #endif
@@ -871,12 +914,41 @@ TRACEPOINT_PROBE(oom, mark_victim) {
 }
 
 // ---------------------------------------------------------------- every syscall (raw tracepoints)
-// One enter and one exit record per syscall, no map traffic: user space pairs them by thread (a
-// thread's enter and exit alternate). An out-of-scope task pays one array load. The arguments are
+// One enter and one exit record per syscall: user space pairs them by thread (a thread's enter and
+// exit alternate). Besides the ring, the normal path reads how full the two rings are and loads the
+// thread's `sc_deg` slot (an array: no hash lookup); a degraded call writes no record at all. An out-of-scope task pays one array load. The arguments are
 // the saved user registers (struct pt_regs is the architecture's syscall ABI, stable across
 // kernels), copied as one window with one read.
 
 #ifndef NO_SYSCALLS
+
+// A degraded syscall of the current thread: entered at t0, returned `ret` at `now`.
+static __always_inline void sc_aggregate(u64 id, u32 nr, u64 t0, long ret, u64 now) {
+    u32 zero = 0;
+    u32 *epoch = sc_ctl.lookup(&zero);
+    struct sc_agg_key k = {.tgid = id >> 32, .tid = (u32)id, .nr = nr, .epoch = epoch ? *epoch : 0};
+    u64 failed = ret < 0 && ret >= -4095;
+    struct sc_agg *a = sc_agg.lookup(&k);
+    if (a) {  // only this thread writes this entry: plain adds
+        a->count += 1;
+        a->errors += failed;
+        a->dur += now - t0;
+        a->last = now;
+        return;
+    }
+    struct sc_agg n = {};
+    n.count = 1;
+    n.errors = failed;
+    n.dur = now - t0;
+    n.first = t0;
+    n.last = now;
+    n.tgid = k.tgid;
+    n.tid = k.tid;
+    n.nr = nr;
+    bpf_get_current_comm(&n.comm, sizeof(n.comm));
+    if (sc_agg.update(&k, &n))
+        dropped(DROP_MAP_SC_AGG);
+}
 
 RAW_TRACEPOINT_PROBE(sys_enter) {
     u64 id = bpf_get_current_pid_tgid();
@@ -896,11 +968,25 @@ RAW_TRACEPOINT_PROBE(sys_enter) {
         return 0;
     }
 #endif
-    struct sc_enter *e = rb_sc_enter.ringbuf_reserve(sizeof(struct sc_enter));
-    if (!e) {
-        dropped(DROP_RING_SC_ENTER);
+    u32 tid = (u32)id;
+    u64 *deg = sc_deg.lookup(&tid);
+    if (!deg)
+        return 0;  // a tid beyond PID_MAX: cannot happen (the scope test would have failed)
+    struct sc_enter *e = NULL;
+    if ((u64)rb_sc_enter.ringbuf_output(NULL, 0, BPF_RB_AVAIL_DATA) <= SC_ENTER_HIGH &&
+        (u64)rb_sc_exit.ringbuf_output(NULL, 0, BPF_RB_AVAIL_DATA) <= SC_EXIT_HIGH)  // bytes waiting
+        e = rb_sc_enter.ringbuf_reserve(sizeof(struct sc_enter));
+    if (!e) {  // degraded: counted at sys_exit (exit and exit_group never get there: counted now)
+        u64 now = bpf_ktime_get_ns();
+        u32 nr = ctx->args[1];
+        if (nr == NR_EXIT || nr == NR_EXIT_GROUP)
+            sc_aggregate(id, nr, now, 0, now);
+        else
+            *deg = now;
         return 0;
     }
+    if (*deg)
+        *deg = 0;  // a degraded call that never returned (the thread was taken out of scope meanwhile)
     e->ts = bpf_ktime_get_ns();
     e->tid = (u32)id;
     e->tgid = id >> 32;
@@ -969,6 +1055,15 @@ RAW_TRACEPOINT_PROBE(sys_exit) {
         iocall.delete(&id);
     }
 #endif
+    u32 tid = (u32)id;
+    u64 *deg = sc_deg.lookup(&tid);
+    if (deg && *deg) {
+        u64 nr = 0;
+        bpf_probe_read_kernel(&nr, sizeof(nr), (void *)ctx->args[0] + REGS_NR);
+        sc_aggregate(id, (u32)nr, *deg, ret, bpf_ktime_get_ns());
+        *deg = 0;
+        return 0;
+    }
     sc_exit_record(id, ret);
     return 0;
 }

@@ -5,8 +5,11 @@
 - ``events`` (the state lane): process lifecycle and fd/file/socket facts, everything rewinding
   needs, as one fixed-size ``struct event``. Low volume; never shares space with the floods below.
 - ``rb_sc_enter`` / ``rb_sc_exit`` (the syscall lane): every syscall of the scoped processes as two small
-  records, written by the raw ``sys_enter`` and ``sys_exit`` tracepoints with no map traffic, and
-  paired in user space (``osrewind.ingest.decode.SyscallPairer``).
+  records, written by the raw ``sys_enter`` and ``sys_exit`` tracepoints (one array load besides the
+  ring), and paired in user space (``osrewind.ingest.decode.SyscallPairer``). When these rings fill
+  up faster than they are read, the lane degrades instead of dropping: the kernel counts each
+  thread's syscalls per number (``sc_agg``: calls, failures, time, window) until there is room again,
+  and user space stores those as ``syscall_agg`` facts.
 - ``rb_sched`` (the scheduler lane): context switches, wakeups and migrations, one compact record each.
 
 Each layout is declared here once (``LAYOUTS``); :func:`c_header` generates the C structs, the kind
@@ -63,6 +66,20 @@ LAYOUTS: dict[str, list[tuple]] = {
         ("ret", "s64", 1),
         ("comm", "char", 16, "S16"),
     ],
+    # the syscall lane degraded (see record.bpf.c, "degraded syscalls"): the `sc_agg` map's key and
+    # value, one entry per (epoch, thread, syscall number) whose syscalls were counted, not recorded
+    "sc_agg_key": [
+        ("tgid", "u32", 1), ("tid", "u32", 1), ("nr", "u32", 1), ("epoch", "u32", 1),
+    ],
+    "sc_agg": [
+        ("count", "u64", 1),   # syscalls completed
+        ("errors", "u64", 1),  # of them failed (-4095 <= ret < 0)
+        ("dur", "u64", 1),     # time spent in them, summed
+        ("first", "u64", 1),   # entry time of the first one
+        ("last", "u64", 1),    # exit time of the last one
+        ("tgid", "u32", 1), ("tid", "u32", 1), ("nr", "u32", 1), ("pad", "u32", 1),
+        ("comm", "char", 16, "S16"),
+    ],
     # the scheduler lane
     "sched_rec": [
         ("ts", "u64", 1),
@@ -84,6 +101,8 @@ LANES = {"events": "state", "rb_sc_enter": "syscall", "rb_sc_exit": "syscall", "
 # x86_64 struct pt_regs (uapi, stable): ... r10 r9 r8 ax cx dx si di ...
 REGS_WINDOW_C = {"x86_64": "offsetof(struct pt_regs, r10)", "aarch64": "offsetof(struct pt_regs, regs[0])"}
 REGS_ARGS = {"x86_64": (7, 6, 5, 0, 2, 1), "aarch64": (0, 1, 2, 3, 4, 5)}
+# Where the syscall number is in struct pt_regs at sys_exit (what the kernel's own sys_exit event reads).
+REGS_NR_C = {"x86_64": "offsetof(struct pt_regs, orig_ax)", "aarch64": "offsetof(struct pt_regs, syscallno)"}
 
 
 def _dtype(fields: list[tuple]) -> np.dtype:
@@ -165,6 +184,7 @@ KINDS: dict[int, str] = {
     41: "sched_switch",
     42: "sched_wakeup",
     43: "sched_migrate",
+    44: "syscall_agg",
 }
 KIND_CODES: dict[str, int] = {v: k for k, v in KINDS.items()}
 
@@ -183,6 +203,7 @@ DROPS: dict[int, tuple[str, str]] = {
     9: ("map_iocall", "--aggregate-io in-flight map full: a read/write lost"),
     10: ("scope_range", "a pid beyond the scope array (pid_max raised while recording)"),
     11: ("queue_full", "the store fell too far behind: stream records shed in user space, state facts kept"),
+    12: ("map_sc_agg", "syscall aggregate map full: syscalls of a degraded stream lost"),
 }
 DROP_CODES: dict[str, int] = {v[0]: k for k, v in DROPS.items()}
 RING_DROP = {"events": 0, "rb_sc_enter": 1, "rb_sc_exit": 2, "rb_sched": 3}
