@@ -106,6 +106,24 @@ def comm_column(mat: np.ndarray, offset: int) -> pa.Array:
     return binary_column(mat, comm_len, offset, 16)
 
 
+def comm_runs(comm16: np.ndarray) -> pa.Array:
+    """``comm_column`` of an (n, 16) byte matrix whose rows come in runs of one task name (a
+    syscall stream: one thread's calls follow each other): each run's name is cut once and
+    repeated, so the cost is one comparison pass plus the output. Many short runs: ``comm_column``."""
+    n = len(comm16)
+    words = np.ascontiguousarray(comm16).view("<u8").reshape(n, 2)
+    change = np.flatnonzero((words[1:] != words[:-1]).any(axis=1)) + 1
+    if len(change) > n // 16:
+        return comm_column(comm16, 0)
+    starts = np.concatenate([[0], change])
+    counts = np.diff(np.append(starts, n))
+    heads = [comm16[i].tobytes().split(b"\0", 1)[0] for i in starts]
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.repeat(np.array([len(h) for h in heads], dtype=np.int64), counts), out=offsets[1:])
+    values = b"".join(h * int(c) for h, c in zip(heads, counts, strict=True))
+    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(values)])
+
+
 def _matrix(recs: np.ndarray) -> np.ndarray:
     recs = np.ascontiguousarray(recs)
     return recs.view(np.uint8).reshape(len(recs), recs.dtype.itemsize)
@@ -214,20 +232,20 @@ class SyscallPairer:
             self._exits = X[lone_x[first_time]]
         if not len(ei) and not len(alone):
             return None
-        e_rows = np.concatenate([E[ei], E[alone]]) if len(alone) else E[ei]
-        x_rows = X[xi]
+        # field by field: only the bytes each column needs are gathered, never whole records
+        e_idx = np.concatenate([ei, alone]) if len(alone) else ei
         m, k = len(ei), len(alone)
-        regs = e_rows["regs"].view(np.int64).reshape(m + k, 8)
-        cols = {"ts": e_rows["ts"], "kind": np.full(m + k, _SYSCALL, dtype=np.int8),
-                "tgid": np.concatenate([x_rows["tgid"], e_rows["tgid"][m:]]),
-                "tid": np.concatenate([x_rows["tid"], e_rows["tid"][m:]]),
-                "ret": np.concatenate([x_rows["ret"], np.zeros(k, dtype=np.int64)]),
-                "dur": np.concatenate([(x_rows["ts"] - e_rows["ts"][:m]).astype(np.int64),
-                                       np.zeros(k, dtype=np.int64)]),
-                "nr": e_rows["nr"], "cpu": e_rows["cpu"]}
+        e_ts = E["ts"][e_idx]
+        regs = E["regs"].view(np.int64)
+        cols = {"ts": e_ts, "kind": np.full(m + k, _SYSCALL, dtype=np.int8),
+                "tgid": np.concatenate([X["tgid"][xi], E["tgid"][alone]]),
+                "tid": np.concatenate([X["tid"][xi], E["tid"][alone]]),
+                "ret": np.concatenate([X["ret"][xi], np.zeros(k, dtype=np.int64)]),
+                "dur": np.concatenate([(X["ts"][xi] - e_ts[:m]).astype(np.int64), np.zeros(k, dtype=np.int64)]),
+                "nr": E["nr"][e_idx], "cpu": E["cpu"][e_idx]}
         for i, w in enumerate(self.arg_words):
-            cols[f"a{i}"] = regs[:, w]
-        comm_x = comm_column(_matrix(x_rows), records.DTYPES["sc_exit"].fields["comm"][1]) if m else None
+            cols[f"a{i}"] = regs[:, w][e_idx]
+        comm_x = comm_runs(X["comm"][xi].view(np.uint8).reshape(m, 16)) if m else None
         cols["comm"] = comm_x if not k else (pa.concat_arrays([comm_x, empty_binary(k)]) if m else empty_binary(k))
         return cols
 
