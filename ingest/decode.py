@@ -398,3 +398,24 @@ def io_records(deltas: list[tuple[int, int, int, int, int]], ts: int) -> np.ndar
         ev["tgid"][i] = ev["tid"][i] = tgid
         ev["a0"][i], ev["a1"][i], ev["a2"][i], ev["a3"][i] = fd, out, inn, calls
     return ev
+
+
+def agg_records(agg: np.ndarray) -> np.ndarray:
+    """``syscall_agg`` facts as kernel-layout records (``records.EVENT_DTYPE``) from what
+    ``Probe.agg_sweep`` took out of the kernel (``records.DTYPES['sc_agg']``), one per thread and
+    syscall number: ts = first entry, dur = time spent summed, nr, a0 = calls, a1 = failed ones,
+    a2 = last exit (the window is [ts, a2])."""
+    ev = np.zeros(len(agg), dtype=records.EVENT_DTYPE)
+    if not len(agg):
+        return ev
+    ev["ts"] = agg["first"]
+    ev["kind"] = records.KIND_CODES["syscall_agg"]
+    ev["tgid"] = agg["tgid"]
+    ev["tid"] = agg["tid"]
+    ev["nr"] = agg["nr"]
+    ev["dur"] = agg["dur"]
+    ev["a0"] = agg["count"]
+    ev["a1"] = agg["errors"]
+    ev["a2"] = agg["last"]
+    ev["comm"] = agg["comm"]
+    return ev
