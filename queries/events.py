@@ -143,7 +143,7 @@ def _text(v: Any) -> str:
 
 def _clean(row: dict) -> dict:
     row["comm"], row["path"], row["path2"] = _text(row["comm"]), _text(row["path"]), _text(row["path2"])
-    if row["kind"] == "syscall":
+    if row["kind"] in ("syscall", "syscall_agg"):
         row["syscall"] = syscall_table.name(row["nr"])
     row["argv"] = [_text(a) for a in row["argv"]]
     return row
@@ -275,6 +275,12 @@ def describe(e: dict) -> str:
         args = ", ".join(_arg(v) for v in (a0, a1, a2, a3, e.get("a4", 0), e.get("a5", 0))[:_ARGC.get(name, 6)])
         res = f"{errname(ret)} ({ret})" if -4096 < ret < 0 else (hex(ret) if ret > 0xFFFFFF else str(ret))
         return f"{name}({args}) = {res}  <{e.get('dur', 0) / 1e3:.1f}us>"
+    if k == "syscall_agg":  # counted by the kernel while the syscall stream was degraded
+        name = syscall_table.name(e["nr"])
+        window = (a2 - e["ts"]) / 1e6
+        failed = f", {a1} failed" if a1 else ""
+        return (f"{name} x{a0}{failed}  <{e.get('dur', 0) / 1e3:.1f}us total> "
+                f"(aggregated over {window:.3f} ms: stream degraded)")
     if k == "sched_switch":
         prev = f"{e['tid']}" if e["tid"] else f"untracked {a3}"
         why = "preempted" if is_preempted(a0) else f"sleeps ({task_state(a0)})"

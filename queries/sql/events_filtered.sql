@@ -2,8 +2,8 @@
 -- Parameters: run (UUID); t_from, t_to (Int64, CLOCK_MONOTONIC ns, inclusive);
 -- pids (Array(UInt32), empty = all; matched against tgid or tid, and a context switch's next process); kinds (Array(String), empty = all);
 -- path_re (String, RE2 on path or rename target, empty = all; bytes that are not UTF-8 are matched as
--- U+FFFD, one per run); failed (UInt8: only syscalls that returned an error);
--- nrs (Array(UInt16), syscall numbers: the syscall stream, these only, empty = all);
+-- U+FFFD, one per run); failed (UInt8: only syscalls that returned an error, and aggregates with failures);
+-- nrs (Array(UInt16), syscall numbers: the syscall stream and its aggregates, these only, empty = all);
 -- backwards (UInt8); c_ts, c_seq (Int64, UInt64: a cursor, rows strictly after it,
 -- or before it when backwards); lim (UInt64).
 SELECT
@@ -16,10 +16,10 @@ WHERE run_id = {run:UUID}
   AND (empty({pids:Array(UInt32)}) OR has({pids:Array(UInt32)}, tgid) OR has({pids:Array(UInt32)}, tid)
        OR (kind = 'sched_switch' AND a2 >= 0 AND has({pids:Array(UInt32)}, toUInt32(a2))))
   AND (empty({kinds:Array(String)}) OR has({kinds:Array(String)}, toString(kind)))
-  AND (empty({nrs:Array(UInt16)}) OR (kind = 'syscall' AND has({nrs:Array(UInt16)}, nr)))
+  AND (empty({nrs:Array(UInt16)}) OR (kind IN ('syscall', 'syscall_agg') AND has({nrs:Array(UInt16)}, nr)))
   AND ({path_re:String} = '' OR match(toValidUTF8(path), {path_re:String})
        OR match(toValidUTF8(path2), {path_re:String}))
-  AND (NOT {failed:UInt8} OR (ret < 0 AND ret >= -4095
+  AND (NOT {failed:UInt8} OR (kind = 'syscall_agg' AND a1 > 0) OR (ret < 0 AND ret >= -4095
        AND kind NOT IN ('fork', 'exec', 'exec_args', 'exit_call', 'task_exit', 'lost', 'signal_generate',
                         'signal_deliver', 'oom_victim', 'sched_switch', 'sched_wakeup', 'sched_migrate', 'io', 'sock_state')))
 ORDER BY

@@ -1,6 +1,7 @@
 -- top_processes: the busiest processes of a run in a time window: on-CPU time (from context
 -- switches: how long each switched-in task ran until the next switch on that CPU), syscalls, time
--- spent in syscalls, failed syscalls and events of any kind.
+-- spent in syscalls, failed syscalls (recorded ones, and those the kernel counted in `syscall_agg`
+-- facts while the stream was degraded: a0 calls, a1 failed, dur their time) and facts of any kind.
 -- Parameters: run (UUID), t_from, t_to (Int64, CLOCK_MONOTONIC ns), lim (UInt32).
 WITH
     oncpu AS (
@@ -16,9 +17,9 @@ WITH
     ),
     activity AS (
         SELECT tgid AS pid, any(comm) AS comm, count() AS events,
-               countIf(kind = 'syscall') AS syscalls,
-               sumIf(dur, kind = 'syscall') AS syscall_ns,
-               countIf(kind = 'syscall' AND ret < 0 AND ret >= -4095) AS failed
+               countIf(kind = 'syscall') + sumIf(a0, kind = 'syscall_agg') AS syscalls,
+               sumIf(dur, kind IN ('syscall', 'syscall_agg')) AS syscall_ns,
+               countIf(kind = 'syscall' AND ret < 0 AND ret >= -4095) + sumIf(a1, kind = 'syscall_agg') AS failed
         FROM events
         WHERE run_id = {run:UUID} AND ts BETWEEN {t_from:Int64} AND {t_to:Int64} AND tgid != 0
         GROUP BY tgid
