@@ -11,6 +11,7 @@ the spool) and removes the spool. The CLI calls it whenever it opens a store it 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from osrewind.errors import StoreError
 from osrewind.ingest import spool
+from osrewind.ingest.recorder import RESERVE_NAME
 from osrewind.ingest.redact import Redactor
 from osrewind.ingest.spool import Orphan, Spool
 from osrewind.ingest.writer import EventWriter
@@ -106,6 +108,9 @@ def recover(store, orphan: Orphan, progress: Callable[[str], None] | None = None
             "root_pid": int(orphan.meta.get("root_pid", 0)),
             "detail": detail, "now": time.time_ns()})
         Spool.reopen(orphan.path).remove()
+        if getattr(store, "embedded", False):   # the dead recorder's reserve (we hold the store's lock)
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(os.path.abspath(store.location), RESERVE_NAME))
         return Recovered(str(run_id), name, int(events), writer.written - before, int(lost or 0), orphan.bytes)
     except spool.SpoolError as exc:
         raise StoreError(f"cannot recover run {orphan.run_id[:8]} from {orphan.path}: {exc.strerror}") from exc

@@ -84,7 +84,7 @@ def test_sigkill_mid_run_recovers_the_spool(kernel, tmp_path):
     assert run["lost"] == 0 and run["events"] > 2 * BLOCKS
     recovered = int(run["status_detail"].split("; ")[1].split()[0])
     assert 0 < recovered <= run["events"]   # the kill came while the store was still catching up
-    assert not (db / "osrewind-spool").exists()
+    assert not (db / "osrewind-spool").exists() and not (db / "osrewind-reserve").exists()
     again = osrewind("runs", db=db)
     assert again.returncode == 0 and "recover" not in again.stderr
 
