@@ -321,11 +321,16 @@ class Recorder:
         assert self._writer is not None
         taken = time.monotonic_ns()
         probe.drain_into(lambda views: self._writer.put_rings(views, taken))   # ring -> spool, one copy
-        if probe.opts.aggregate_io and (flush_io or time.monotonic() - self._io_flushed >= IO_FLUSH_SECONDS):
+        if flush_io or time.monotonic() - self._io_flushed >= IO_FLUSH_SECONDS:
             self._io_flushed = time.monotonic()
-            quiet = probe.io_sweep(None if flush_io else 100_000_000)  # sums quiet for 100 ms: at most 0.2 s late
-            if quiet:
-                self._writer.put(decode.io_records(quiet, time.monotonic_ns()), taken)
+            if probe.opts.aggregate_io:
+                quiet = probe.io_sweep(None if flush_io else 100_000_000)  # quiet for 100 ms: at most 0.2 s late
+                if quiet:
+                    self._writer.put(decode.io_records(quiet, time.monotonic_ns()), taken)
+            # syscalls the kernel counted instead of recording while the stream lane was degraded
+            agg = decode.agg_records(probe.agg_sweep(final=flush_io))
+            if len(agg):
+                self._writer.put(agg, taken)
         # every drop at its cause (a lane's ring full, a map full): one `lost` fact per cause and drain
         seen = self._drops_seen
         drops = probe.drops()

@@ -23,8 +23,8 @@ import pytest
 from conftest import osrewind
 from osrewind.errors import StoreError
 from osrewind.ingest.recorder import RecordingFailure, RunResult, StoreGone, failure_line, failure_reason
-from osrewind.ingest.store import Store
 from osrewind.ingest.spool import Spool
+from osrewind.ingest.store import Store
 from osrewind.ingest.writer import EventWriter
 
 pytestmark = pytest.mark.kernel
