@@ -104,7 +104,7 @@ class EventWriter:
             shed = sum(len(views[r]) // records.slot_size(records.RINGS[r]) for r in _STREAM_RINGS if r in views)
             views = {r: v for r, v in views.items() if r not in _STREAM_RINGS}
             self.shed += shed
-            self.lost(time.monotonic_ns(), shed, records.DROP_CODES["queue_full"])
+            self.lost(time.monotonic_ns(), shed, records.DROP_CODES["spool_full"])
             if not views:
                 return
         parts = [(spool.RING_PARTS[r], v) for r, v in views.items() if len(v)]

@@ -202,7 +202,7 @@ DROPS: dict[int, tuple[str, str]] = {
     8: ("map_io", "--aggregate-io sums map full: byte counts lost"),
     9: ("map_iocall", "--aggregate-io in-flight map full: a read/write lost"),
     10: ("scope_range", "a pid beyond the scope array (pid_max raised while recording)"),
-    11: ("queue_full", "the store fell too far behind: stream records shed in user space, state facts kept"),
+    11: ("spool_full", "the spool reached --max-spool ahead of the store: stream records shed, state facts kept"),
     12: ("map_sc_agg", "syscall aggregate map full: syscalls of a degraded stream lost"),
 }
 DROP_CODES: dict[str, int] = {v[0]: k for k, v in DROPS.items()}

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.kernel
 
 STEPS = 30          # fd changes, each sampled
 CALLS = 60_000      # getppid() per burst: a burst alone is ~6x what the 1 MiB enter ring holds
-STREAM_DROPS = ("ring_sc_enter", "ring_sc_exit", "map_sc_agg", "queue_full")
+STREAM_DROPS = ("ring_sc_enter", "ring_sc_exit", "map_sc_agg", "spool_full")
 
 
 def parse(line: str) -> tuple[int, dict[int, str]]:

@@ -74,7 +74,7 @@ def test_a_full_spool_sheds_the_stream_and_keeps_the_state(tmp_path):
                            {"r": run})
     kinds = [(k, p if isinstance(p, bytes) else p.encode()) for k, _, _, p in rows]
     assert ("open", b"/kept") in kinds
-    assert [(a0, a1) for k, a0, a1, _ in rows if k == "lost"] == [(n, records.DROP_CODES["queue_full"])]
+    assert [(a0, a1) for k, a0, a1, _ in rows if k == "lost"] == [(n, records.DROP_CODES["spool_full"])]
 
 
 def _fill(w: EventWriter, base: int) -> tuple[int, int]:
