@@ -59,6 +59,9 @@ import threading
 import time
 from pathlib import Path
 
+import benchlib
+from benchlib import fmt, pair, progress, ratio, summarize
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 TRACEFS = "/sys/kernel/tracing"
@@ -73,17 +76,6 @@ MODES = {
     "no-sched": ["--no-sched"],
     "fd-only": ["--no-syscalls", "--no-sched"],
 }
-
-_tty = sys.stderr.isatty()
-
-
-def progress(msg: str) -> None:
-    if _tty:
-        sys.stderr.write("\r\033[K" + msg[:200])
-    else:
-        sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
-
 
 def dd_cmd(n: int) -> list[str]:
     return [DD, "if=/dev/zero", "of=/dev/null", "bs=1", f"count={n}"]
@@ -239,14 +231,7 @@ class Recording:
         self.proc.wait(timeout)
         t_exit = time.monotonic()
         self._reader.join(5)
-        summary = {}
-        for line in reversed(out.splitlines()):
-            if line.startswith("{"):
-                try:
-                    summary = json.loads(line)
-                except ValueError:
-                    pass
-                break
+        summary = benchlib.last_json_line(out)
         stderr = "\n".join(text for _, text in self.lines)
         copied = [t for t, text in self.lines if COPIED.search(text)]
         res = {
@@ -391,19 +376,6 @@ def run_tool(name: str, n: int, scratch: str) -> dict:
 
 # ---------------------------------------------------------------- the run
 
-def summarize(xs: list[float]) -> dict:
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return {"n": 0, "min": None, "median": None}
-    return {"n": len(xs), "min": min(xs), "median": statistics.median(xs)}
-
-
-def ratio(a: dict, b: dict | None) -> dict:
-    if not b or not a.get("n") or not b.get("n"):
-        return {"min": None, "median": None}
-    return {k: (a[k] / b[k] if a[k] and b[k] else None) for k in ("min", "median")}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -447,24 +419,8 @@ def main() -> int:
     global OSREWIND_TREE
     if args.rev:
         OSREWIND_TREE = os.path.join(scratch, "tree")
-        os.mkdir(OSREWIND_TREE)
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.rev], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", OSREWIND_TREE], input=archive.stdout, check=True)
-        # the package maps its stages from top-level folders (pyproject's package-dir): link them in
-        import tomllib  # noqa: PLC0415
-        with open(os.path.join(OSREWIND_TREE, "pyproject.toml"), "rb") as f:
-            pkg_dirs = tomllib.load(f).get("tool", {}).get("setuptools", {}).get("package-dir", {})
-        for pkg, folder in pkg_dirs.items():
-            parts = pkg.split(".")
-            if len(parts) == 2 and parts[0] == "osrewind":
-                link = os.path.join(OSREWIND_TREE, "osrewind", parts[1])
-                if not os.path.exists(link):
-                    os.symlink(os.path.join(OSREWIND_TREE, folder), link)
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.rev or "HEAD"],
-                         capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "probes", "ingest", "osrewind"],
-                           capture_output=True, text=True).stdout.strip()
-    osrewind_what = f"git {rev}" if args.rev else f"working tree at {rev}" + (" (with uncommitted changes)" if dirty else "")
+        benchlib.export_rev(args.rev, Path(OSREWIND_TREE))
+    osrewind_what = benchlib.describe_tree(args.rev, ["probes", "ingest", "osrewind"])
     notes: list[str] = []
     quiet = Quiet(args.quiet_timeout)
     if quiet.baseline:
@@ -590,8 +546,7 @@ def main() -> int:
         notes.append(f"interrupted during round {rounds_done + 1}: {rounds_done} complete rounds, "
                      "plus the steps of the interrupted round that had finished")
     progress(f"flood: done in {time.monotonic() - t_run:.0f}s")
-    if _tty:
-        sys.stderr.write("\n")
+    benchlib.progress_end()
     if quiet.timeouts:
         notes.append(f"{quiet.timeouts} of {quiet.steps} steps started with BPF tracepoints still attached after "
                      f"waiting {args.quiet_timeout:g} s (another user's tracer, or a slow detach): those rows paid them")
@@ -699,16 +654,6 @@ def main() -> int:
     return 0
 
 
-def fmt(v, spec: str = ".3f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def pair(d: dict | None, spec: str) -> str:
-    if not d:
-        return "-"
-    return f"{fmt(d.get('min'), spec)}/{fmt(d.get('median'), spec)}"
-
-
 def print_table(r: dict) -> None:
     print(f"flood: {r['workload']} on {r['kernel']} ({r['cpus']} CPUs), {r['rounds_done']} interleaved rounds; "
           f"osrewind: {r['osrewind']}")
@@ -751,7 +696,7 @@ def print_table(r: dict) -> None:
     for mode, gone in r["linger"].items():
         print(f"after record ({mode}) returns: no tracepoint hook or program left after {gone['hooks_gone_after_s']} s "
               "(checked between dds; None: not within the window, or a foreign tracer); "
-              f"first dd {[fmt(x) for x in gone['first_dd_s']]} s")
+              f"first dd {[fmt(x, '.3f') for x in gone['first_dd_s']]} s")
     if any(row.get("row", "").startswith(("strace", "perf trace", "bpftrace")) for row in r["rows"]):
         print(f"the strace/perf/bpftrace rows run dd with count={r['slow_count']} (--slow-count): each costs "
               "50-500x per syscall, so the full count would take many minutes per round; their ratios are "

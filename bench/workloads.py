@@ -47,12 +47,14 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import benchlib
+from benchlib import fmt, pair, progress, ratio, summarize
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -86,14 +88,6 @@ int main(int argc, char **argv) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 """
-
-_tty = sys.stderr.isatty()
-
-
-def progress(msg: str) -> None:
-    sys.stderr.write(("\r\033[K" + msg[:200]) if _tty else msg + "\n")
-    sys.stderr.flush()
-
 
 # ---------------------------------------------------------------- the make workload
 
@@ -212,26 +206,9 @@ class Tree:
         self.env = dict(ENV)
         if rev:
             self.root = scratch / "tree"
-            self.root.mkdir()
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True)
-            subprocess.run(["tar", "-x", "-C", str(self.root)], input=archive.stdout, check=True)
-            # the package maps its stages from top-level folders (pyproject's package-dir): link them in
-            import tomllib
-
-            with open(self.root / "pyproject.toml", "rb") as f:
-                pkg_dirs = tomllib.load(f).get("tool", {}).get("setuptools", {}).get("package-dir", {})
-            for pkg, folder in pkg_dirs.items():
-                parts = pkg.split(".")
-                link = self.root / "osrewind" / parts[-1]
-                if len(parts) == 2 and parts[0] == "osrewind" and not link.exists():
-                    link.symlink_to(self.root / folder)
+            benchlib.export_rev(rev, self.root)
             self.env["PYTHONPATH"] = str(self.root)
-        short = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", rev or "HEAD"],
-                               capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "probes", "ingest",
-                                "osrewind", "queries", "tests"], capture_output=True, text=True).stdout.strip()
-        self.what = f"git {short}" if rev else f"working tree at {short}" + (
-            " (with uncommitted changes)" if dirty else "")
+        self.what = benchlib.describe_tree(rev, ["probes", "ingest", "osrewind", "queries", "tests"])
 
     def osrewind(self) -> list[str]:
         return [sys.executable, "-m", "osrewind"]
@@ -329,14 +306,7 @@ def run_recorded(tree: Tree, elapsed: Path, scratch: Path, cmd: list[str], cwd: 
                        cwd=cwd, env={**env, **tree.env} if tree.rev else env, stdin=subprocess.DEVNULL,
                        capture_output=True, text=True)
     t1 = time.monotonic_ns()
-    summary: dict = {}
-    for line in reversed(p.stdout.splitlines()):
-        if line.startswith("{"):
-            try:
-                summary = json.loads(line)
-            except ValueError:
-                pass
-            break
+    summary = benchlib.last_json_line(p.stdout)
     res = {"rc": p.returncode, "record_s": (t1 - t0) / 1e9, "events": summary.get("events"),
            "lost": summary.get("lost"), "status": summary.get("status"), "run_id": summary.get("run_id"),
            "tail": [x for x in p.stdout.strip().splitlines() if x.strip() and not x.startswith("{")][-1:]}
@@ -353,26 +323,10 @@ def run_recorded(tree: Tree, elapsed: Path, scratch: Path, cmd: list[str], cwd: 
 
 # ---------------------------------------------------------------- report
 
-def summarize(xs: list[float]) -> dict:
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return {"n": 0, "min": None, "median": None}
-    return {"n": len(xs), "min": min(xs), "median": statistics.median(xs)}
-
-
-def fmt(v, spec: str = ".2f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def pair(d: dict | None, spec: str = ".2f") -> str:
-    return "-" if not d else f"{fmt(d.get('min'), spec)}/{fmt(d.get('median'), spec)}"
-
-
 def build_report(name: str, what: str, untraced: list[dict], recorded: list[dict]) -> dict:
     u = summarize([r.get("workload_s") for r in untraced])
     w = summarize([r.get("workload_s") for r in recorded])
-    ratio = {k: (w[k] / u[k] if w[k] and u[k] else None) for k in ("min", "median")}
-    return {"workload": name, "what": what, "untraced_s": u, "recorded_s": w, "x_untraced": ratio,
+    return {"workload": name, "what": what, "untraced_s": u, "recorded_s": w, "x_untraced": ratio(w, u),
             "record_total_s": summarize([r.get("record_s") for r in recorded]),
             "startup_s": summarize([r.get("startup_s") for r in recorded]),
             "tail_s": summarize([r.get("tail_s") for r in recorded]),
@@ -394,17 +348,17 @@ def print_table(r: dict) -> None:
         rounds = w["rounds"]
         ev = "/".join(fmt(x["recorded"].get("events"), ",.0f") for x in rounds)
         lost = "/".join(fmt(x["recorded"].get("lost"), ",.0f") for x in rounds)
-        print(f"{w['workload']:<10} {pair(w['untraced_s']):>13} {pair(w['recorded_s']):>13} "
-              f"{pair(w['x_untraced']):>11} {pair(w['record_total_s']):>13} "
-              f"{fmt(w['startup_s']['median']):>10} {fmt(w['tail_s']['median']):>7}  {ev:<32} {lost:<16}")
+        print(f"{w['workload']:<10} {pair(w['untraced_s'], '.2f'):>13} {pair(w['recorded_s'], '.2f'):>13} "
+              f"{pair(w['x_untraced'], '.2f'):>11} {pair(w['record_total_s'], '.2f'):>13} "
+              f"{fmt(w['startup_s']['median'], '.2f'):>10} {fmt(w['tail_s']['median'], '.2f'):>7}  {ev:<32} {lost:<16}")
     print()
     for w in r["workloads"]:
         print(f"{w['workload']}: {w['what']}")
         for i, x in enumerate(w["rounds"], 1):
             u, rec = x["untraced"], x["recorded"]
-            line = (f"  round {i}: untraced {fmt(u.get('workload_s'))} s (exit {u.get('rc')}), recorded "
-                    f"{fmt(rec.get('workload_s'))} s (exit {rec.get('rc')}, {rec.get('status')}), record "
-                    f"{fmt(rec.get('record_s'))} s, {fmt(rec.get('events'), ',.0f')} events, "
+            line = (f"  round {i}: untraced {fmt(u.get('workload_s'), '.2f')} s (exit {u.get('rc')}), recorded "
+                    f"{fmt(rec.get('workload_s'), '.2f')} s (exit {rec.get('rc')}, {rec.get('status')}), record "
+                    f"{fmt(rec.get('record_s'), '.2f')} s, {fmt(rec.get('events'), ',.0f')} events, "
                     f"{fmt(rec.get('lost'), ',.0f')} lost")
             if rec.get("lost_causes"):
                 line += " (" + ", ".join(f"{k} {v:,}" for k, v in rec["lost_causes"].items()) + ")"
@@ -417,8 +371,8 @@ def print_table(r: dict) -> None:
     for n in r["notes"]:
         print("note:", n)
     la = r["loadavg_1min_at_steps"]
-    print(f"wall time {r['wall_s']:.0f} s; 1-min load average at the steps: median {fmt(la['median'])}, "
-          f"max {fmt(la['max'])} (2 CPUs; the bench itself adds 1-2)")
+    print(f"wall time {r['wall_s']:.0f} s; 1-min load average at the steps: median {fmt(la['median'], '.2f')}, "
+          f"max {fmt(la['max'], '.2f')} (2 CPUs; the bench itself adds 1-2)")
     print(f"every recorded round lost 0: {'yes' if r['all_zero_lost'] else 'NO'}")
 
 
@@ -512,8 +466,7 @@ def main() -> int:
                 rounds_done += 1
         except KeyboardInterrupt:
             notes.append(f"interrupted during round {rounds_done + 1}: only complete rounds are reported")
-        if _tty:
-            sys.stderr.write("\n")
+        benchlib.progress_end()
         if settle.timeouts:
             notes.append(f"{settle.timeouts} recordings still had programs loaded {args.quiet_timeout:g} s after "
                          "they returned (a slow detach, or a tracer started meanwhile): the next step paid them")
