@@ -286,6 +286,8 @@ class Store:
         if writable and not foreign:
             self._make_private(path, st)
             self._lock(path / LOCK_NAME)
+            for stale in path.glob(".insert-*.arrow"):   # an insert's file left by a process that died
+                stale.unlink(missing_ok=True)
             self._connect_chdb(str(path), path)
             _private_umask()  # the engine sets its own umask as it starts: narrow it again
             if not (path / MARKER_NAME).exists():  # new: what the engine made as it started, private too
@@ -433,9 +435,34 @@ class Store:
 
     def insert_arrow(self, table: str, data: Any) -> None:
         try:
-            self.client.insert_arrow(table, data)
+            if self.embedded and not self.read_only_view:
+                self._insert_arrow_file(table, data)
+            else:
+                self.client.insert_arrow(table, data)
         except Exception as exc:
             raise StoreError(f"writing {table} to store {self.location} failed: {_one_line(exc)}") from exc
+
+    def _insert_arrow_file(self, table: str, data: Any) -> None:
+        """The embedded engine reads an insert from a file: the Arrow stream is written straight into
+        one, private, in the store's directory (the driver would serialise it to memory, copy it and
+        write it to /tmp: ~30% slower for a million events)."""
+        import tempfile
+
+        import pyarrow as pa
+
+        fd, path = tempfile.mkstemp(prefix=".insert-", suffix=".arrow", dir=os.path.abspath(self.location))
+        try:
+            with pa.OSFile(path, "wb") as f, pa.ipc.new_stream(f, data.schema) as w:
+                w.write_table(data)
+            cols = ", ".join("`" + c.replace("`", "``") + "`" for c in data.column_names)
+            where = path.replace("\\", "\\\\").replace("'", "\\'")
+            self.client.command(f"INSERT INTO `{table}` ({cols}) FROM INFILE '{where}' FORMAT ArrowStream")
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     # Text in the store is bytes: a ClickHouse String holds whatever a program gave the kernel, and a
     # path or argv need not be UTF-8. Recorded strings go in as their original bytes and come back as

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -295,7 +296,10 @@ def test_system_wide_recording_sees_other_processes_not_itself(kernel, tmp_path)
     assert 1 in pids and len(pids) > 5  # the whole machine's baseline
 
 
-def test_killed_recorder_keeps_its_data_and_run_shows_aborted(kernel, tmp_path):
+@pytest.mark.parametrize("spool", ["kept", "lost"])
+def test_killed_recorder_keeps_its_data(kernel, tmp_path, spool):
+    """SIGKILL: the next command recovers the run's spool (``recovered``); a recorder whose spool is
+    gone too (a lost disk) leaves the run ``aborted`` with every batch it had inserted."""
     db = tmp_path / "killed"
     rec = subprocess.Popen([sys.executable, "-m", "osrewind", "--db", str(db), "record", "--quiet", "--name",
                             "killed", "--", "/bin/sh", "-c", f"touch {tmp_path}/early; sleep 20"],
@@ -304,8 +308,11 @@ def test_killed_recorder_keeps_its_data_and_run_shows_aborted(kernel, tmp_path):
     time.sleep(1.5)  # past one insert batch
     rec.kill()
     rec.wait(timeout=30)
+    if spool == "lost":
+        shutil.rmtree(db / "osrewind-spool")
     runs = json.loads(osrewind("runs", "--json", db=db, check=True).stdout)
-    assert [r["status"] for r in runs] == ["aborted"] and runs[0]["events"] > 0
+    want = "recovered" if spool == "kept" else "aborted"
+    assert [r["status"] for r in runs] == [want] and runs[0]["events"] > 0
     with Store(str(db)) as store:
         n = store.query("SELECT count() FROM events WHERE kind = 'open' AND path = {p:String}",
                         {"p": f"{tmp_path}/early"})
