@@ -70,6 +70,9 @@ from osrewind.probes.loader import Probe, ProbeOptions
 from osrewind.text import safe
 
 POLL_SECONDS = 0.01
+# a drain that took this much: the rings are filling fast, the next comes after BUSY_POLL_SECONDS
+BUSY_BYTES = 1 << 20
+BUSY_POLL_SECONDS = 0.002
 IO_FLUSH_SECONDS = 0.1
 # after a first Ctrl-C, a command that has not exited within this long is told about (notice)
 STILL_RUNNING_SECONDS = 0.3
@@ -253,6 +256,8 @@ class Recorder:
         self._start_ns = 0
         self._reserve: str | None = None
         self._spool: spool.Spool | None = None
+        self._busy = False                  # the last drain was a big one: drain again soon
+        self._sched: tuple | None = None    # this thread's scheduling policy before recording (restored)
         self._shed_told = False
 
     def _default_name(self) -> str:
@@ -320,7 +325,8 @@ class Recorder:
     def _drain(self, probe: Probe, flush_io: bool = False) -> None:
         assert self._writer is not None
         taken = time.monotonic_ns()
-        probe.drain_into(lambda views: self._writer.put_rings(views, taken))   # ring -> spool, one copy
+        got = probe.drain_into(lambda views: self._writer.put_rings(views, taken))   # ring -> spool, one copy
+        self._busy = got >= BUSY_BYTES
         if flush_io or time.monotonic() - self._io_flushed >= IO_FLUSH_SECONDS:
             self._io_flushed = time.monotonic()
             if probe.opts.aggregate_io:
@@ -541,6 +547,27 @@ class Recorder:
             except Exception:  # noqa: BLE001, S110 - derived data
                 pass
 
+    def _drain_first(self) -> None:
+        """While recording, the draining thread (this one) runs before the recorded workload: the
+        lowest real-time priority (SCHED_FIFO 1). A workload that keeps every CPU busy would otherwise
+        starve it, and the state lane's ring, which never degrades, would overflow. Each drain is a
+        short copy and the thread sleeps POLL_SECONDS between drains, so the workload loses little.
+        The recorded command was forked before (it keeps its own policy); without the privilege the
+        thread keeps its policy."""
+        try:
+            self._sched = (os.sched_getscheduler(0), os.sched_getparam(0))
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        except (OSError, AttributeError):
+            self._sched = None
+
+    def _drain_normal(self) -> None:
+        if self._sched is not None:
+            try:
+                os.sched_setscheduler(0, self._sched[0], self._sched[1])
+            except OSError:
+                pass
+            self._sched = None
+
     def _open_writer(self, start_ns: int) -> EventWriter:
         """The run's spool and the writer behind it (before the command starts: a spool that cannot
         be made stops the recording there)."""
@@ -622,6 +649,7 @@ class Recorder:
         start_ns = time.monotonic_ns()
         wall_offset = time.time_ns() - time.monotonic_ns()
         status = "failed"
+        caught_up_ns = 0
         gate_w = err_r = None
         self._start_ns = start_ns
         try:
@@ -676,6 +704,7 @@ class Recorder:
             except OSError:  # the lock file's note for other processes (a full disk refuses it)
                 pass
             self.progress(f"recording run {self.run_id} ({self.name})")
+            self._drain_first()
 
             deadline = time.monotonic() + opts.duration if opts.duration else None
             last_alive_check = 0.0
@@ -726,7 +755,7 @@ class Recorder:
                                 "state facts are kept")
                 if deadline and time.monotonic() >= deadline:
                     break
-                time.sleep(POLL_SECONDS)
+                time.sleep(BUSY_POLL_SECONDS if self._busy else POLL_SECONDS)
             # the last records of the exiting tree are already in the ring: take them all
             if self._failure is None:
                 time.sleep(0.02)
@@ -745,6 +774,7 @@ class Recorder:
                         self._drain_or_fail(probe)
                 finally:
                     end_ns = time.monotonic_ns()
+                    self._drain_normal()   # before close: its helper process must not inherit the priority
                     probe.close()   # hooks off now: nobody pays for them while the store catches up
                     probe = None
                 try:
@@ -753,6 +783,7 @@ class Recorder:
                 finally:
                     if self.indexer is not None:
                         self.indexer.stop()
+                caught_up_ns = time.monotonic_ns() - end_ns
                 status = self._finish_row(status, start_ns, end_ns, wall_offset)
                 if self._spool is not None:
                     self._spool.remove()   # in the store now (or the run says it failed)
@@ -768,7 +799,7 @@ class Recorder:
             else self._writer.written
         result = RunResult(self.run_id, self.name, status, self._exit_code, kept, self._lost_seen,
                            start_ns, end_ns, extra={"scope": opts.scope, "stop_reason": self._stop_reason,
-                                                   "stop_signal": self._stop_signal},
+                                                   "stop_signal": self._stop_signal, "caught_up_ns": caught_up_ns},
                            status_detail=self._status_detail,
                            failure=self._failure)
         if self._not_run is not None:

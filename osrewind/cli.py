@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -241,10 +242,13 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
         summary = {"run_id": str(result.run_id), "name": result.name, "status": result.status,
                    "status_detail": result.status_detail,
                    "exit_code": result.exit_code, "events": result.events, "lost": result.lost,
-                   "duration_s": (result.end_ns - result.start_ns) / 1e9}
+                   "duration_s": (result.end_ns - result.start_ns) / 1e9,
+                   # after the recording ended: until every event was in the store, then indexing it
+                   "caught_up_s": result.extra.get("caught_up_ns", 0) / 1e9, "indexed_s": indexed_s}
         # one line, last on stdout: the command's own output comes before it
         click.echo(("" if at_line_start() else "\n") + json.dumps(summary))
 
+    indexed_s = 0.0
     check_environment()  # before touching the store: not root, no BCC, no headers -> one line
     with _store(obj["db"], "recording", write=True) as store:
         indexer = _live_indexer(store)
@@ -259,7 +263,9 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
             pass   # a store that failed takes no keyframes: 'osrewind reindex' builds them once it works
         else:
             try:
+                t0 = time.monotonic()
                 _index(store, str(result.run_id), quiet, indexer)
+                indexed_s = time.monotonic() - t0
             except OsrewindError as exc:  # the recording is saved either way: say so, keep its exit code
                 click.echo(f"osrewind: warning: run saved, but indexing it failed ({exc}); "
                            f"'osrewind reindex {str(result.run_id)[:8]}' retries", err=True)

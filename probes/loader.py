@@ -99,10 +99,11 @@ def _pages(n: int) -> int:
 
 def ring_pages(opts: ProbeOptions) -> dict[str, int]:
     """Pages of each ring. ``ringbuf_pages`` sizes the syscall lane's enter ring (the busiest); the
-    others are sized by their records' share (an exit record is half an enter's; the state and
-    scheduler lanes carry far fewer records)."""
+    exit and scheduler rings by their records' share (an exit record is half an enter's; the
+    scheduler lane carries far fewer records). The state lane never degrades and its records are
+    the largest (an fd-heavy flood fills it first), so it gets as much room as the enter ring."""
     base = _pages(opts.ringbuf_pages)
-    rings = {"events": max(_pages(base // 4), STATE_RING_MIN_PAGES)}
+    rings = {"events": max(base, STATE_RING_MIN_PAGES)}
     if opts.syscalls and platform.machine() in syscall_table.TABLES:
         rings["rb_sc_enter"] = base
         rings["rb_sc_exit"] = _pages(base // 2)
