@@ -258,11 +258,12 @@ def lane_tables(batches: list, pairer: SyscallPairer, run_id, seq_start: int, fi
     Returns (tables, rows, held_since): ``held_since`` is the time of the earliest record held back
     for pairing, so the caller knows how far the store is complete."""
     def lane(ring: str) -> np.ndarray:
-        parts = [records.records_of(b.raw[ring], records.RINGS[ring]) for b in batches if ring in b.raw]
-        parts = [p for p in parts if len(p)]
-        if not parts:
+        # the drains' bytes joined first (one memcpy), then viewed as records once: concatenating the
+        # strided record views instead copies field by field, several times slower
+        raw = [b.raw[ring] for b in batches if ring in b.raw and len(b.raw[ring])]
+        if not raw:
             return np.zeros(0, dtype=records.DTYPES[records.RINGS[ring]])
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return records.records_of(raw[0] if len(raw) == 1 else np.concatenate(raw), records.RINGS[ring])
 
     state = lane("events")
     extra = [b.state for b in batches if b.state is not None and len(b.state)]
