@@ -153,6 +153,11 @@ class SyscallPairer:
     An enter followed by another enter of its thread lost its exit (counted where the ring dropped
     it); an exit still without an enter after its second batch is counted in ``unpaired_exits``
     (its enter was dropped, or the call began before the thread was in scope).
+
+    Task names: an exit record carries its thread's name only when the kernel sends it (the first
+    syscall of a thread, and the first after its name changed: ``records.SC_EXIT_COMM``); every other
+    syscall takes the last name sent for its thread, in this batch or carried from an earlier one
+    (``names``, a per-thread map, saved with the spool's checkpoints like the held records).
     """
 
     def __init__(self, arch: str | None = None, no_return: tuple[int, ...] | None = None) -> None:
@@ -168,16 +173,47 @@ class SyscallPairer:
         self.no_return = np.array(no_return, dtype=np.uint32)
         self._enters = np.zeros(0, dtype=records.DTYPES["sc_enter"])
         self._exits = np.zeros(0, dtype=records.DTYPES["sc_exit"])
+        self.names: dict[int, bytes] = {}      # tid -> its task name, as last sent by the kernel
         self.unpaired_exits = 0
 
     def held(self) -> dict[str, np.ndarray]:
-        """The records carried to the next batch (a spool checkpoint saves them)."""
-        return {"sc_enter": self._enters, "sc_exit": self._exits}
+        """What is carried to the next batch (a spool checkpoint saves it): records and task names."""
+        names = np.array(list(self.names.items()), dtype=records.TID_COMM_DTYPE) if self.names else \
+            np.zeros(0, dtype=records.TID_COMM_DTYPE)
+        return {"sc_enter": self._enters, "sc_exit": self._exits, "tid_comm": names}
 
     def restore(self, held: dict[str, np.ndarray]) -> None:
         """Carry on from :meth:`held` of an earlier pairer (recovering a spool)."""
         self._enters = held.get("sc_enter", self._enters)
         self._exits = held.get("sc_exit", self._exits)
+        if "tid_comm" in held:
+            self.names = {int(t): bytes(c) for t, c in held["tid_comm"]}
+
+    def _names(self, X: np.ndarray, xs: np.ndarray, n_held: int) -> np.ndarray:
+        """The task name (S16) of each exit ``X[xs]`` (``xs``: every exit, in (tid, ts) order): the
+        last one sent for its thread up to it; ``names`` then holds each thread's latest. The first
+        ``n_held`` exits of ``X`` were held from the last batch, where their names were taken into
+        account already: they keep their own and pass nothing on (their thread may have been
+        renamed since)."""
+        n = len(xs)
+        tids = X["tid"][xs]
+        own = (X["flags"][xs] & records.SC_EXIT_COMM) != 0
+        sent = own & (xs >= n_held)
+        src = np.maximum.accumulate(np.where(sent, np.arange(n), -1))
+        first = np.ones(n, dtype=bool)
+        first[1:] = tids[1:] != tids[:-1]
+        group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+        here = src >= group_start                 # a name sent earlier in this batch, same thread
+        out = np.zeros(n, dtype="S16")
+        out[here] = X["comm"][xs[src[here]]]
+        if not here.all():                        # before the thread's first name in this batch
+            for t in np.unique(tids[~here]):
+                out[~here & (tids == t)] = self.names.get(int(t), b"")
+        last = np.flatnonzero(np.append(first[1:], True) & here)   # each thread's last exit, if named
+        self.names.update(zip(tids[last].tolist(), out[last].tolist(), strict=True))
+        held = own & ~sent
+        out[held] = X["comm"][xs[held]]
+        return out
 
     @property
     def held_since(self) -> int | None:
@@ -221,6 +257,9 @@ class SyscallPairer:
         keep_e = order[pending]                                 # still running: wait for the exit
         keep_e = keep_e[~np.isin(E["nr"][keep_e], self.no_return)]
         lone_x = order[(sx == 1) & ~paired_x] - ne
+        name_of = np.zeros(nx, dtype="S16")
+        all_x = order[sx == 1] - ne               # every exit, in (tid, ts) order
+        name_of[all_x] = self._names(X, all_x, n_held_x)
         first_time = lone_x >= n_held_x
         if final:
             self.unpaired_exits += len(lone_x)
@@ -238,15 +277,18 @@ class SyscallPairer:
         e_ts = E["ts"][e_idx]
         regs = E["regs"].view(np.int64)
         cols = {"ts": e_ts, "kind": np.full(m + k, _SYSCALL, dtype=np.int8),
-                "tgid": np.concatenate([X["tgid"][xi], E["tgid"][alone]]),
+                "tgid": E["tgid"][e_idx],
                 "tid": np.concatenate([X["tid"][xi], E["tid"][alone]]),
                 "ret": np.concatenate([X["ret"][xi], np.zeros(k, dtype=np.int64)]),
                 "dur": np.concatenate([(X["ts"][xi] - e_ts[:m]).astype(np.int64), np.zeros(k, dtype=np.int64)]),
                 "nr": E["nr"][e_idx], "cpu": E["cpu"][e_idx]}
         for i, w in enumerate(self.arg_words):
             cols[f"a{i}"] = regs[:, w][e_idx]
-        comm_x = comm_runs(X["comm"][xi].view(np.uint8).reshape(m, 16)) if m else None
-        cols["comm"] = comm_x if not k else (pa.concat_arrays([comm_x, empty_binary(k)]) if m else empty_binary(k))
+        names = name_of[xi]
+        if k:   # exit and exit_group: the name last sent for their thread
+            names = np.concatenate([names, np.array([self.names.get(int(t), b"") for t in E["tid"][alone]],
+                                                    dtype="S16")])
+        cols["comm"] = comm_runs(np.ascontiguousarray(names).view(np.uint8).reshape(m + k, 16))
         return cols
 
 

@@ -298,7 +298,8 @@ def load_checkpoint(path: Path) -> dict | None:
         with open(path / CHECKPOINT_NAME, "rb") as f:
             doc = json.loads(f.read(1 << 24))
         doc["pos"] = Pos(int(doc["seg"]), int(doc["off"]))
-        doc["held"] = {k: np.frombuffer(base64.b64decode(v), dtype=records.DTYPES[k]).copy()
+        doc["held"] = {k: np.frombuffer(base64.b64decode(v), dtype=records.TID_COMM_DTYPE if k == "tid_comm"
+                                        else records.DTYPES[k]).copy()
                        for k, v in doc.get("held", {}).items()}
         return doc
     except FileNotFoundError:

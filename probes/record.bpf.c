@@ -205,6 +205,7 @@ BPF_HASH(iocall, u64, struct iocall_t, 16384);
 // bpf_ringbuf_output(<the map>, NULL, 0, flags), which this macro makes the query (nothing in this
 // program calls ringbuf_output for real).
 #define bpf_ringbuf_output(map, data, size, flags) bpf_ringbuf_query(map, flags)
+BPF_F_TABLE("array", u32, u32, sc_comm, PID_MAX, 0);  // tid -> 1 once its task name went out in an exit record
 BPF_F_TABLE("array", u32, u64, sc_deg, PID_MAX, 0);   // tid -> entry time of its degraded syscall, 0: none
 BPF_ARRAY(sc_ctl, u32, 1);                            // [0]: the aggregates' current epoch
 BPF_HASH(sc_agg, struct sc_agg_key, struct sc_agg, 65536);
@@ -295,6 +296,10 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     }
     if (tids.update(&child, &child_tgid))
         dropped(DROP_SCOPE_RANGE);
+#ifndef NO_SYSCALLS
+    u32 unsent = 0;
+    sc_comm.update(&child, &unsent);  // the new thread's first exit record names it
+#endif
     struct event *e = new_event(K_FORK);
     if (!e)
         return 0;
@@ -423,6 +428,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
 #ifndef NO_SYSCALLS
     u64 never = 0;
     sc_deg.update(&tid, &never);
+    u32 unsent = 0;
+    sc_comm.update(&tid, &unsent);  // a thread that reuses this tid sends its own name
 #endif
 #ifdef AGGREGATE_IO
     iocall.delete(&id);
@@ -997,6 +1004,15 @@ RAW_TRACEPOINT_PROBE(sys_enter) {
     return 0;
 }
 
+// A thread's task name changed (exec, prctl(PR_SET_NAME), a write to /proc/PID/comm): its next exit
+// record sends the new one. Rare, so no scope test.
+TRACEPOINT_PROBE(task, task_rename) {
+    u32 tid = args->pid;
+    u32 unsent = 0;
+    sc_comm.update(&tid, &unsent);
+    return 0;
+}
+
 static __always_inline void sc_exit_record(u64 id, long ret) {
     struct sc_exit *x = rb_sc_exit.ringbuf_reserve(sizeof(struct sc_exit));
     if (!x) {
@@ -1004,10 +1020,17 @@ static __always_inline void sc_exit_record(u64 id, long ret) {
         return;
     }
     x->ts = bpf_ktime_get_ns();
-    x->tid = (u32)id;
-    x->tgid = id >> 32;
+    u32 tid = (u32)id;
+    x->tid = tid;
     x->ret = ret;
-    bpf_get_current_comm(&x->comm, sizeof(x->comm));
+    u32 *sent = sc_comm.lookup(&tid);
+    if (sent && !*sent) {  // the thread's first syscall, or its name changed since: send it once
+        bpf_get_current_comm(&x->comm, sizeof(x->comm));
+        x->flags = SC_EXIT_COMM;
+        *sent = 1;
+    } else {
+        x->flags = 0;
+    }
     rb_sc_exit.ringbuf_submit(x, BPF_RB_NO_WAKEUP);
 }
 

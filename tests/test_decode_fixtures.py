@@ -52,8 +52,10 @@ def enter(ts, tid, nr, args, tgid=None, cpu=0) -> bytes:
     return struct.pack(SC_ENTER, ts, tid, tgid or tid, nr, cpu, *regs)
 
 
-def leave(ts, tid, ret, comm=b"dd", tgid=None) -> bytes:
-    return struct.pack(SC_EXIT, ts, tid, tgid or tid, ret, (comm + b"\0" * 16)[:16])
+def leave(ts, tid, ret, comm=b"dd", sent=True) -> bytes:
+    """An exit record; ``sent``: it carries the thread's task name (else the ring's junk is there)."""
+    name = (comm + b"\0" * 16)[:16] if sent else b"\x5a" * 16
+    return struct.pack(SC_EXIT, ts, tid, records.SC_EXIT_COMM if sent else 0, ret, name)
 
 
 def sched(ts, kind, tgid, tid, a=(0, 0, 0, 0), dur=0, comm=b"hog", s=b"", cpu=0) -> bytes:
@@ -188,3 +190,33 @@ def test_lanes_become_one_table_in_lane_order():
     assert t["kind"] == [K["open"], K["io"], K["syscall"], K["sched_switch"]]
     lost = decode.lost_row(RUN, 700, 104, 12, records.DROP_CODES["ring_sc_enter"]).to_pydict()
     assert (lost["kind"], lost["a0"], lost["a1"]) == ([K["lost"]], [12], [1])
+
+
+def test_task_names_are_carried_per_thread_across_batches():
+    """The kernel sends a thread's name on its first syscall and after a rename only: every other
+    syscall of that thread takes the last name sent, in the batch or an earlier one; a rename in the
+    middle applies from that call on; the names survive a checkpoint (held/restore)."""
+    p = decode.SyscallPairer()
+    e1 = buf(*(slot(enter(100 + 10 * i, t, 39, [0] * 6)) for i in range(3) for t in (5, 6)))
+    x1 = buf(slot(leave(101, 5, 1, b"first")), slot(leave(102, 6, 1, b"other")),
+             slot(leave(111, 5, 1, sent=False)), slot(leave(112, 6, 1, sent=False)),
+             slot(leave(121, 5, 1, b"renamed")), slot(leave(122, 6, 1, sent=False)))
+    cols = p.feed(records.records_of(e1, "sc_enter"), records.records_of(x1, "sc_exit"))
+    got = sorted(zip(cols["ts"].tolist(), cols["comm"].to_pylist(), strict=True))
+    assert got == [(100, b"first"), (100, b"other"), (110, b"first"), (110, b"other"), (120, b"other"),
+                   (120, b"renamed")]
+    q = decode.SyscallPairer()
+    q.restore(p.held())
+    cols = q.feed(records.records_of(buf(slot(enter(200, 5, 39, [0] * 6))), "sc_enter"),
+                  records.records_of(buf(slot(leave(201, 5, 1, sent=False))), "sc_exit"))
+    assert cols["comm"].to_pylist() == [b"renamed"]
+    # an exit held one batch (its enter was not read yet) passes its old name on to nobody: here the
+    # thread ran exec meanwhile, and its later calls are named by exec's exit
+    r = decode.SyscallPairer()
+    r.feed(records.records_of(buf(slot(enter(305, 8, 59, [0] * 6))), "sc_enter"),
+           records.records_of(buf(slot(leave(301, 8, 1, b"python")), slot(leave(306, 8, 0, b"dd"))), "sc_exit"))
+    cols = r.feed(records.records_of(buf(slot(enter(300, 8, 0, [0] * 6)), slot(enter(310, 8, 0, [0] * 6))),
+                                     "sc_enter"),
+                  records.records_of(buf(slot(leave(311, 8, 1, sent=False))), "sc_exit"))
+    assert sorted(zip(cols["ts"].tolist(), cols["comm"].to_pylist(), strict=True)) == [(300, b"python"),
+                                                                                          (310, b"dd")]
