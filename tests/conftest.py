@@ -15,6 +15,17 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = Path(__file__).resolve().parent / "workloads"
 
 
+def as_at_a_terminal() -> None:
+    """preexec_fn for a command a test stops with signals, as a user at a terminal would: Ctrl-C,
+    SIGTERM and the hang-up at their defaults and nothing blocked, however the suite itself was
+    started (a background job ignores SIGINT, `nohup` ignores SIGHUP, and children inherit both)."""
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def kernel_problem() -> str | None:
     from osrewind.errors import EnvironmentProblem
     from osrewind.probes.loader import check_environment

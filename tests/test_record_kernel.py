@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WORKLOADS, osrewind, record_json
+from conftest import WORKLOADS, as_at_a_terminal, osrewind, record_json
 from osrewind.ingest.store import Store
 from osrewind.queries.runs import resolve_run
 from osrewind.queries.state import state_at
@@ -147,7 +147,8 @@ def test_ctrl_c_keeps_what_was_recorded(kernel, store_dir, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "osrewind", "--db", str(store_dir), "record", "--quiet",
                              "--json", "--name", "interrupted", "--", "/bin/sh", "-c",
                              f"touch {tmp_path}/before; sleep 30"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=as_at_a_terminal)
     deadline = time.time() + 30
     while not (tmp_path / "before").exists() and time.time() < deadline:
         time.sleep(0.05)

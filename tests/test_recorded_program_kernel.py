@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import osrewind, record_json
+from conftest import as_at_a_terminal, osrewind, record_json
 from osrewind.ingest.store import Store
 
 pytestmark = pytest.mark.kernel
@@ -113,7 +113,7 @@ def test_stop_twice_leaves_a_command_that_ignores_it_running(kernel, tmp_path, s
     with open(out, "w") as o, open(err, "w") as e:
         rec = subprocess.Popen(OSREWIND + ["--db", str(db), "record", "--quiet", "--json", "--name", "stubborn", "--",
                                            "/bin/sh", "-c", f'trap "" {trap}; echo $$ > {pidfile}; sleep 60'],
-                               stdout=o, stderr=e, start_new_session=True)
+                               stdout=o, stderr=e, start_new_session=True, preexec_fn=as_at_a_terminal)
     try:
         pid = int(_wait_for_file(pidfile))
         time.sleep(0.3)
@@ -143,7 +143,8 @@ def test_sighup_ends_the_recording_as_sigterm_does(kernel, tmp_path):
     db, mark = tmp_path / "db", tmp_path / "started"
     rec = subprocess.Popen(OSREWIND + ["--db", str(db), "record", "--quiet", "--name", "hup", "--", "/bin/sh", "-c",
                                        f"touch {mark}; exec sleep 60"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                           preexec_fn=as_at_a_terminal)
     try:
         deadline = time.monotonic() + 60
         while not mark.exists() and time.monotonic() < deadline:
