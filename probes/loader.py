@@ -99,14 +99,14 @@ def _pages(n: int) -> int:
 
 def ring_pages(opts: ProbeOptions) -> dict[str, int]:
     """Pages of each ring. ``ringbuf_pages`` sizes the syscall lane's enter ring (the busiest); the
-    exit and scheduler rings by their records' share (an exit record is half an enter's; the
-    scheduler lane carries far fewer records). The state lane never degrades and its records are
+    exit ring as much (its records are half the size: room for every exit of a recorded enter), the
+    scheduler ring by its share (far fewer records). The state lane never degrades and its records are
     the largest (an fd-heavy flood fills it first), so it gets as much room as the enter ring."""
     base = _pages(opts.ringbuf_pages)
     rings = {"events": max(base, STATE_RING_MIN_PAGES)}
     if opts.syscalls and platform.machine() in syscall_table.TABLES:
         rings["rb_sc_enter"] = base
-        rings["rb_sc_exit"] = _pages(base // 2)
+        rings["rb_sc_exit"] = base   # twice the enter ring's records: an exit finds room (see record.bpf.c)
     if opts.sched:
         rings["rb_sched"] = _pages(base // 4)
     return rings
@@ -122,9 +122,6 @@ def cflags(opts: ProbeOptions) -> list[str]:
         flags.append("-DNO_SYSCALLS")
     else:
         flags += [f"-DSC_ENTER_PAGES={rings['rb_sc_enter']}", f"-DSC_EXIT_PAGES={rings['rb_sc_exit']}"]
-        # the stream degrades to aggregates when a ring of the syscall lane is 3/4 full
-        flags += [f"-DSC_ENTER_HIGH={rings['rb_sc_enter'] * mmap.PAGESIZE * 3 // 4}",
-                  f"-DSC_EXIT_HIGH={rings['rb_sc_exit'] * mmap.PAGESIZE * 3 // 4}"]
         flags += [f"-DNR_{name.upper()}={nr}" for name in ("exit", "exit_group")
                   if (nr := syscall_table.number(name)) is not None]
     if not opts.sched:

@@ -9,7 +9,8 @@
 //   - the state lane (`events`): process lifecycle and fd/file/socket facts, one `struct event` each;
 //   - the syscall lane (`rb_sc_enter`, `rb_sc_exit`): every syscall of the scoped processes as a small
 //     enter record (time, ids, number, the argument registers) and a small exit record (time, ids,
-//     result), paired in user space; when its rings are 3/4 full it degrades to in-kernel counts
+//     result; the task name only when it is new), paired in user space; when the enter ring is
+//     full it degrades to in-kernel counts
 //     per (thread, syscall) instead of dropping (see "degraded syscalls");
 //   - the scheduler lane (`rb_sched`): one compact `struct sched_rec` per switch/wakeup/migration.
 // Every record of a ring has the same size, so user space decodes a whole drain with one numpy view.
@@ -31,8 +32,6 @@
 //   NO_SYSCALLS     leave out the generic every-syscall stream (no raw syscall hook is attached)
 //   NO_SCHED        leave out the scheduler (no sched_switch/wakeup/migrate hook is attached)
 //   AGGREGATE_IO    sum successful read/write-family syscalls per (process, fd) instead of a record each
-//   SC_ENTER_HIGH, SC_EXIT_HIGH   bytes waiting in rb_sc_enter / rb_sc_exit above which the syscall
-//                   lane degrades to per-(thread, syscall) aggregates (see "degraded syscalls" below)
 //   REGS_NR=expr    where the syscall number is in struct pt_regs (read at sys_exit, degraded calls only)
 //   NR_EXIT, NR_EXIT_GROUP   the numbers of exit and exit_group (they never reach sys_exit)
 
@@ -180,31 +179,21 @@ struct iocall_t {
 BPF_HASH(iocall, u64, struct iocall_t, 16384);
 #endif
 #ifndef NO_SYSCALLS
-// Degraded syscalls. When the syscall lane's rings are filling up (more than SC_*_HIGH bytes waiting,
-// or a reserve fails), sys_enter writes no record: it notes the entry time in `sc_deg[tid]`, and
+// Degraded syscalls. When the enter ring is full (its reserve fails), sys_enter writes no record: it
+// notes the entry time in `sc_deg[tid]`, and
 // sys_exit, finding it there, adds the call to `sc_agg` (epoch, tgid, tid, nr) -> count, failures,
 // time spent, first entry, last exit, instead of writing an exit record. A call whose enter record
 // was written always gets its exit record (or a counted ring_sc_exit drop). User space takes the
 // aggregates out by epoch: it flips `sc_ctl[0]` and reads and deletes the previous epoch's entries
-// one sweep later, when no program can still be adding to them.
-#ifndef SC_ENTER_HIGH
-#define SC_ENTER_HIGH (SC_ENTER_PAGES * 4096 / 4 * 3)
-#endif
-#ifndef SC_EXIT_HIGH
-#define SC_EXIT_HIGH (SC_EXIT_PAGES * 4096 / 4 * 3)
-#endif
+// one sweep later, when no program can still be adding to them. The exit ring holds twice as many
+// records as the enter ring (same bytes, half-size records), so an exit's reserve does not fail
+// while its enter could be written: no fill check is needed on the hot path (one cost ~20 ns a call).
 #ifndef NR_EXIT
 #define NR_EXIT 0xffffffff
 #endif
 #ifndef NR_EXIT_GROUP
 #define NR_EXIT_GROUP 0xffffffff
 #endif
-// Bytes waiting in a ring (written, not yet consumed) are bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA).
-// BCC 0.26 has no map.ringbuf_query() and a helper cannot be given `&map` directly, so
-// `ring.ringbuf_output(NULL, 0, BPF_RB_AVAIL_DATA)` stands for it: BCC rewrites that call into
-// bpf_ringbuf_output(<the map>, NULL, 0, flags), which this macro makes the query (nothing in this
-// program calls ringbuf_output for real).
-#define bpf_ringbuf_output(map, data, size, flags) bpf_ringbuf_query(map, flags)
 BPF_F_TABLE("array", u32, u32, sc_comm, PID_MAX, 0);  // tid -> 1 once its task name went out in an exit record
 BPF_F_TABLE("array", u32, u64, sc_deg, PID_MAX, 0);   // tid -> entry time of its degraded syscall, 0: none
 BPF_ARRAY(sc_ctl, u32, 1);                            // [0]: the aggregates' current epoch
@@ -979,10 +968,7 @@ RAW_TRACEPOINT_PROBE(sys_enter) {
     u64 *deg = sc_deg.lookup(&tid);
     if (!deg)
         return 0;  // a tid beyond PID_MAX: cannot happen (the scope test would have failed)
-    struct sc_enter *e = NULL;
-    if ((u64)rb_sc_enter.ringbuf_output(NULL, 0, BPF_RB_AVAIL_DATA) <= SC_ENTER_HIGH &&
-        (u64)rb_sc_exit.ringbuf_output(NULL, 0, BPF_RB_AVAIL_DATA) <= SC_EXIT_HIGH)  // bytes waiting
-        e = rb_sc_enter.ringbuf_reserve(sizeof(struct sc_enter));
+    struct sc_enter *e = rb_sc_enter.ringbuf_reserve(sizeof(struct sc_enter));
     if (!e) {  // degraded: counted at sys_exit (exit and exit_group never get there: counted now)
         u64 now = bpf_ktime_get_ns();
         u32 nr = ctx->args[1];
