@@ -156,11 +156,22 @@ def test_disk_full_mid_run(small_fs, tmp_path):
     assert st.returncode == 0, st.stderr
 
 
+def remove_while_written(path: Path) -> None:
+    """`rm -rf` of a directory the engine is still writing into: again while files appear in it."""
+    for _ in range(100):
+        try:
+            shutil.rmtree(path)
+            return
+        except OSError:
+            time.sleep(0.05)
+    shutil.rmtree(path)
+
+
 def test_store_deleted_mid_run(kernel, tmp_path):
     db, work = tmp_path / "db", tmp_path / "work"
     proc = start_record(db, work, "deleted")
     wait_started(db, work, proc)
-    shutil.rmtree(db)
+    remove_while_written(db)
     time.sleep(1.0)
     (work / "go").touch()
     out, err = proc.communicate(timeout=120)
@@ -192,7 +203,7 @@ def test_live_tui_session_store_deleted(kernel, tmp_path):
         while not (work / "before").exists() and time.time() < deadline:
             time.sleep(0.05)
         time.sleep(1.0)
-        shutil.rmtree(db)
+        remove_while_written(db)
         time.sleep(1.0)
         (work / "go").touch()
         live.join(120)
@@ -334,7 +345,7 @@ def test_pid_scope_store_deleted_ends_the_recording(kernel, tmp_path):
             assert rec.poll() is None, rec.communicate()
             time.sleep(0.05)
         time.sleep(0.5)
-        shutil.rmtree(db)
+        remove_while_written(db)
         out, err = rec.communicate(timeout=60)
         assert rec.returncode == 4, err
         assert f"store {db} was deleted; nothing kept" in err and "ran to the end" not in err, err
