@@ -227,17 +227,26 @@ static __always_inline void set_tracked(u32 tgid, u32 on) {
 #endif
 }
 
+// The fields a state-lane or scheduler-lane record starts with: when, who, what, where (both
+// structs have them; the rest of each is zeroed by its own constructor).
+#define FILL_HEAD(e, kind_)                          \
+    do {                                             \
+        u64 id_ = bpf_get_current_pid_tgid();        \
+        (e)->ts = bpf_ktime_get_ns();                \
+        (e)->tgid = id_ >> 32;                       \
+        (e)->tid = (u32)id_;                         \
+        (e)->kind = (kind_);                         \
+        (e)->len1 = 0;                               \
+        (e)->cpu = bpf_get_smp_processor_id();       \
+    } while (0)
+
 static __always_inline struct event *new_event(u16 kind) {
     struct event *e = events.ringbuf_reserve(sizeof(struct event));
     if (!e) {
         dropped(DROP_RING_EVENTS);
         return NULL;
     }
-    u64 id = bpf_get_current_pid_tgid();
-    e->ts = bpf_ktime_get_ns();
-    e->tgid = id >> 32;
-    e->tid = (u32)id;
-    e->kind = kind;
+    FILL_HEAD(e, kind);
     e->ret = 0;
     e->a0 = 0;
     e->a1 = 0;
@@ -246,10 +255,8 @@ static __always_inline struct event *new_event(u16 kind) {
     e->a4 = 0;
     e->a5 = 0;
     e->dur = 0;
-    e->len1 = 0;
     e->len2 = 0;
     e->nr = 0;
-    e->cpu = bpf_get_smp_processor_id();
     e->flags = 0;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     return e;
@@ -1094,13 +1101,7 @@ static __always_inline struct sched_rec *new_sched(u16 kind) {
         dropped(DROP_RING_SCHED);
         return NULL;
     }
-    u64 id = bpf_get_current_pid_tgid();
-    e->ts = bpf_ktime_get_ns();
-    e->tgid = id >> 32;
-    e->tid = (u32)id;
-    e->kind = kind;
-    e->len1 = 0;
-    e->cpu = bpf_get_smp_processor_id();
+    FILL_HEAD(e, kind);
     e->a0 = 0;
     e->a1 = 0;
     e->a2 = 0;
