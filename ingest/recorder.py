@@ -245,7 +245,7 @@ class Recorder:
         self._hangup = False
         self._not_run: CommandNotRun | None = None
         self._lost_seen = 0
-        self._drops_seen: dict[str, int] = {}   # per drop cause: how many the kernel had counted at the last drain
+        self._drops_seen: dict[int, int] = {}   # per drop cause: how many the kernel had counted at the last drain
         self._io_flushed = 0.0
         self._writer: EventWriter | None = None
         self._child_pid: int | None = None
@@ -339,15 +339,12 @@ class Recorder:
                 self._writer.put(agg, taken)
         # every drop at its cause (a lane's ring full, a map full): one `lost` fact per cause and drain
         seen = self._drops_seen
-        drops = probe.drops()
-        if self._writer.shed:  # shed by the writer (already stored as `lost` facts): counted here
-            drops[-1] = self._writer.shed
-        for cause, n in drops.items():
+        for cause, n in probe.drops().items():
             if n > seen.get(cause, 0):
-                if cause >= 0:
-                    self._writer.lost(time.monotonic_ns(), n - seen.get(cause, 0), cause)
-                self._lost_seen += n - seen.get(cause, 0)
+                self._writer.lost(time.monotonic_ns(), n - seen.get(cause, 0), cause)
                 seen[cause] = n
+        # plus what the writer shed past --max-spool (it stores those `lost` facts itself)
+        self._lost_seen = sum(seen.values()) + self._writer.shed
 
     # ------------------------------------------------------------------ scope
 
@@ -568,6 +565,13 @@ class Recorder:
                 pass
             self._sched = None
 
+    def _not_started(self, what_failed: str, exc: BaseException) -> StoreError:
+        """The error for a recording that could not start: why, in a few words, and that nothing ran."""
+        reason = failure_reason(exc)
+        self._status_detail = f"{reason} before the start"
+        what = "the command was not started" if self.opts.scope == "command" else "nothing was recorded"
+        return StoreError(f"{what_failed}: {reason}; {what}")
+
     def _open_writer(self, start_ns: int) -> EventWriter:
         """The run's spool and the writer behind it (before the command starts: a spool that cannot
         be made stops the recording there)."""
@@ -577,10 +581,7 @@ class Recorder:
         try:
             self._spool = spool.Spool(root, str(self.run_id), meta, max_bytes=self.opts.max_spool)
         except OSError as exc:
-            reason = failure_reason(exc)
-            self._status_detail = f"{reason} before the start"
-            what = "the command was not started" if self.opts.scope == "command" else "nothing was recorded"
-            raise StoreError(f"cannot make the run's spool in {root}: {reason}; {what}") from exc
+            raise self._not_started(f"cannot make the run's spool in {root}", exc) from exc
         return EventWriter(self.store, self.run_id, self._spool, self._ingest_progress,
                            on_insert=self.indexer.inserted if self.indexer is not None else None,
                            redact=self.redact, guard=self._store_guard())
@@ -657,10 +658,7 @@ class Recorder:
             try:
                 self._run_row("recording", start_ns, 0, wall_offset)
             except StoreError as exc:   # nothing has started yet: say why in a few words
-                reason = failure_reason(exc)
-                self._status_detail = f"{reason} before the start"
-                what = "the command was not started" if opts.scope == "command" else "nothing was recorded"
-                raise StoreError(f"cannot record into store {self.store.location}: {reason}; {what}") from exc
+                raise self._not_started(f"cannot record into store {self.store.location}", exc) from exc
             self._writer = self._open_writer(start_ns)
             if self.indexer is not None:
                 try:
