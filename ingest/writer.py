@@ -111,16 +111,12 @@ class EventWriter:
         if parts:
             self._queue.put(self.spool.append(spool.DRAIN, taken_ns, parts))
 
-    def put(self, ev: records.Drained | np.ndarray, taken_ns: int = 0) -> None:
-        """Records to keep: state-lane records made in user space (``records.EVENT_DTYPE``), or a
-        copied drain (``records.Drained``)."""
+    def put(self, state: np.ndarray, taken_ns: int = 0) -> None:
+        """State-lane records made in user space (``records.EVENT_DTYPE``: --aggregate-io sums,
+        degraded syscalls' counts), kept like a drain's."""
         self.check()
-        if isinstance(ev, np.ndarray):
-            ev = records.Drained(state=ev)
-        if ev.raw:
-            self.put_rings(ev.raw, taken_ns)
-        if ev.state is not None and len(ev.state):
-            self._queue.put(self.spool.append(spool.DRAIN, taken_ns, [(spool.PART_STATE, ev.state)]))
+        if len(state):
+            self._queue.put(self.spool.append(spool.DRAIN, taken_ns, [(spool.PART_STATE, state)]))
 
     def insert(self, table: str, data: pa.Table) -> None:
         """Any other Arrow table (e.g. the baseline), kept in order with the events (nothing, once
