@@ -231,7 +231,18 @@ class EventWriter:
                     pending, rows = [], 0
         except BaseException as exc:  # noqa: BLE001 - handed to the recorder thread by check()
             self.failed_ns = time.monotonic_ns()
-            self._error = exc
+            self._error = self._why(exc)
+
+    def _why(self, exc: BaseException) -> BaseException:
+        """What stopped the writer, in the user's terms: an insert that failed because the store's
+        directory was just removed (the engine's "file not found") is the store being gone, which
+        the guard says plainly; any other error is itself."""
+        if self.guard is not None and isinstance(exc, Exception):
+            try:
+                self.guard()
+            except Exception as gone:  # noqa: BLE001 - the guard's own error is the better reason
+                return gone
+        return exc
 
     def _flooding(self, arrivals: collections.deque) -> bool:
         """Records are arriving faster than FLOOD_RECORDS_PER_S and the spool has room to hold them."""

@@ -354,3 +354,28 @@ def test_pid_scope_store_deleted_ends_the_recording(kernel, tmp_path):
     finally:
         target.kill()
         target.wait()
+
+
+def test_an_insert_failing_because_the_store_went_is_the_store_gone(tmp_path):
+    """The engine's "file not found" from an insert racing `rm -rf` of the store: the writer reports
+    the store as deleted (what the user did), not the engine's message."""
+    gone = threading.Event()
+
+    def guard() -> None:
+        if gone.is_set():
+            raise StoreGone("store /x was deleted")
+
+    store = FlakyStore()
+    w = EventWriter(store, uuid.uuid4(), _spool(tmp_path), guard=guard)
+    w.insert("snapshot_procs", _small_table())
+    time.sleep(0.2)
+
+    def insert_after_removal(table, data):
+        gone.set()   # the directory goes between the guard's check and the engine's write
+        raise StoreError("writing events to store /x failed: Code: 107. DB::Exception: File /x/store not found")
+
+    store.insert_arrow = insert_after_removal
+    w.insert("snapshot_fds", _small_table())
+    with pytest.raises(StoreGone):
+        w.close()
+    assert isinstance(w.error, StoreGone)
