@@ -69,6 +69,15 @@ def state_columns(ev: np.ndarray) -> dict:
             "argv": argv}
 
 
+def fact_columns(facts: np.ndarray) -> dict:
+    """Columns of the state lane's compact records (``records.FACT_DTYPE``): no string to cut."""
+    mat = _matrix(facts)
+    return {"ts": facts["ts"], "kind": facts["kind"].astype(np.uint16), "tgid": facts["tgid"], "tid": facts["tid"],
+            "ret": facts["ret"], "a0": facts["a0"], "a1": facts["a1"], "a2": facts["a2"], "a3": facts["a3"],
+            "a4": facts["a4"], "a5": facts["a5"], "dur": facts["dur"], "nr": facts["nr"], "cpu": facts["cpu"],
+            "comm": comm_column(mat, records.COMM_OFFSET)}
+
+
 _INT_COLUMNS = {"ts": np.int64, "kind": np.int8, "tgid": np.uint32, "tid": np.uint32, "ret": np.int64,
                 "a0": np.int64, "a1": np.int64, "a2": np.int64, "a3": np.int64, "a4": np.int64, "a5": np.int64,
                 "dur": np.int64, "nr": np.uint16, "cpu": np.uint16}
@@ -294,8 +303,9 @@ class SyscallPairer:
 
 def lane_tables(batches: list, pairer: SyscallPairer, run_id, seq_start: int, final: bool = False
                 ) -> tuple[list[pa.Table], int, int | None]:
-    """Decode drained batches (``records.Drained``) into ``events`` tables: the state lane's facts,
-    then the paired syscalls, then the scheduler's, numbered from ``seq_start``.
+    """Decode drained batches (``records.Drained``) into ``events`` tables: the state lane's facts
+    (with strings, then the compact ones), then the paired syscalls, then the scheduler's, numbered
+    from ``seq_start``.
 
     Returns (tables, rows, held_since): ``held_since`` is the time of the earliest record held back
     for pairing, so the caller knows how far the store is complete."""
@@ -317,6 +327,10 @@ def lane_tables(batches: list, pairer: SyscallPairer, run_id, seq_start: int, fi
     if len(state):
         tables.append(to_arrow(state, run_id, seq))
         seq += len(state)
+    facts = lane("rb_facts")
+    if len(facts):
+        tables.append(table(fact_columns(facts), run_id, seq))
+        seq += len(facts)
     cols = pairer.feed(lane("rb_sc_enter"), lane("rb_sc_exit"), final=final)
     if cols is not None:
         t = table(cols, run_id, seq)

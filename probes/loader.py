@@ -101,9 +101,11 @@ def ring_pages(opts: ProbeOptions) -> dict[str, int]:
     """Pages of each ring. ``ringbuf_pages`` sizes the syscall lane's enter ring (the busiest); the
     exit ring as much (its records are half the size: room for every exit of a recorded enter), the
     scheduler ring by its share (far fewer records). The state lane never degrades and its records are
-    the largest (an fd-heavy flood fills it first), so it gets as much room as the enter ring."""
+    the largest (an fd-heavy flood fills it first), so its string ring gets as much room as the enter
+    ring, and its compact ring (records a fifth the size) a quarter of that."""
     base = _pages(opts.ringbuf_pages)
-    rings = {"events": max(base, STATE_RING_MIN_PAGES)}
+    state = max(base, STATE_RING_MIN_PAGES)
+    rings = {"events": state, "rb_facts": max(state // 4, STATE_RING_MIN_PAGES)}
     if opts.syscalls and platform.machine() in syscall_table.TABLES:
         rings["rb_sc_enter"] = base
         rings["rb_sc_exit"] = base   # twice the enter ring's records: an exit finds room (see record.bpf.c)
@@ -114,7 +116,7 @@ def ring_pages(opts: ProbeOptions) -> dict[str, int]:
 
 def cflags(opts: ProbeOptions) -> list[str]:
     rings = ring_pages(opts)
-    flags = [f"-DRINGBUF_PAGES={rings['events']}", f"-DSELF_TGID={opts.self_tgid}", f"-DPID_MAX={pid_max()}"]
+    flags = [f"-DRINGBUF_PAGES={rings['events']}", f"-DFACTS_PAGES={rings['rb_facts']}", f"-DSELF_TGID={opts.self_tgid}", f"-DPID_MAX={pid_max()}"]
     if opts.system_wide:
         flags.append("-DSYSTEM_WIDE")
     machine = platform.machine()
@@ -275,7 +277,6 @@ class Probe:
         for ring, pages in ring_pages(opts).items():
             self.readers[ring] = RingReader(self.bpf[ring.encode()].map_fd, pages * mmap.PAGESIZE,
                                             records.RINGS[ring])
-        self.reader = self.readers["events"]
         entries = pid_max()
         self._tracked = _PidArray(self.bpf[b"tracked"], entries)
         self._tids = _PidArray(self.bpf[b"tids"], entries)
@@ -305,7 +306,7 @@ class Probe:
     def drain(self) -> records.Drained:
         """Every ring's committed records, copied once each. The syscall lane's exit ring is read
         before its enter ring, so every exit read has its enter written already."""
-        order = ("rb_sc_exit", "rb_sc_enter", "events", "rb_sched")
+        order = ("rb_sc_exit", "rb_sc_enter", "events", "rb_facts", "rb_sched")
         return records.Drained({ring: self.readers[ring].drain_bytes() for ring in order if ring in self.readers})
 
     def drain_into(self, sink: Callable[[dict[str, np.ndarray]], None]) -> int:
@@ -313,7 +314,7 @@ class Probe:
         copies them, e.g. into the run's spool), then release their space. Ring order as
         :meth:`drain`. Returns the bytes handed over."""
         views, ends = {}, []
-        for ring in ("rb_sc_exit", "rb_sc_enter", "events", "rb_sched"):
+        for ring in ("rb_sc_exit", "rb_sc_enter", "events", "rb_facts", "rb_sched"):
             reader = self.readers.get(ring)
             if reader is None:
                 continue

@@ -6,14 +6,17 @@
 // helpers, and syscall pointer arguments from user memory. Never a kernel struct field.
 //
 // Three lanes, each in rings of its own, so a flood in one never costs another its records:
-//   - the state lane (`events`): process lifecycle and fd/file/socket facts, one `struct event` each;
+//   - the state lane: process lifecycle and fd/file/socket facts. A fact with a string (path, argv,
+//     socket address, name) is a `struct event` in `events`; one without is the same record minus the
+//     string, a `struct fact` in `rb_facts` (112 bytes instead of 624: close, fork, exit, dup, ...);
 //   - the syscall lane (`rb_sc_enter`, `rb_sc_exit`): every syscall of the scoped processes as a small
 //     enter record (time, ids, number, the argument registers) and a small exit record (time, ids,
 //     result; the task name only when it is new), paired in user space; when the enter ring is
 //     full it degrades to in-kernel counts
 //     per (thread, syscall) instead of dropping (see "degraded syscalls");
 //   - the scheduler lane (`rb_sched`): one compact `struct sched_rec` per switch/wakeup/migration.
-// Every record of a ring has the same size, so user space decodes a whole drain with one numpy view.
+// Every record of a ring has the same size, so user space decodes a whole drain with one numpy view:
+// records are sized per class of fact (a ring each), not one by one.
 // The record structs and the K_* / DROP_* codes are generated from probes/records.py and prepended
 // by the loader (a kernel test compares the compiled layouts with the decoder's). Records are
 // submitted with BPF_RB_NO_WAKEUP: the reader polls on a short timer.
@@ -26,7 +29,8 @@
 //   SYSTEM_WIDE     record every process (minus SELF_TGID, the recorder itself)
 //   SELF_TGID=n     the recorder's own tgid
 //   PID_MAX=n       entries of the arrays indexed by pid (the kernel's pid_max)
-//   RINGBUF_PAGES=n, SC_ENTER_PAGES, SC_EXIT_PAGES, SCHED_PAGES   ring sizes in pages (powers of two)
+//   RINGBUF_PAGES=n, FACTS_PAGES, SC_ENTER_PAGES, SC_EXIT_PAGES, SCHED_PAGES   ring sizes in pages
+//                   (powers of two)
 //   HAVE_<name>     the tracepoint syscalls:sys_enter_<name> exists on this kernel/arch
 //   REGS_WINDOW=expr   where the syscall argument registers start in struct pt_regs
 //   NO_SYSCALLS     leave out the generic every-syscall stream (no raw syscall hook is attached)
@@ -47,6 +51,9 @@
 #ifndef PID_MAX
 #define PID_MAX 32768
 #endif
+#ifndef FACTS_PAGES
+#define FACTS_PAGES RINGBUF_PAGES
+#endif
 #ifndef SC_ENTER_PAGES
 #define SC_ENTER_PAGES RINGBUF_PAGES
 #endif
@@ -65,7 +72,8 @@
 #define CLONE_THREAD_FLAG 0x00010000ULL
 
 // Record kinds (K_* constants and struct layouts are generated from probes/records.py and
-// prepended by the loader). What each state-lane kind carries in struct event:
+// prepended by the loader). What each state-lane kind carries in struct event (struct fact: the kinds
+// that carry no str):
 //   K_FORK: a0 parent tid, a1 child pid, a2 clone flags (-1 unknown)
 //   K_EXEC: a0 old pid (tid that called exec); str filename
 //   K_EXEC_ARGS: a0 argc captured, a1 1 if argv was truncated; str NUL-separated argv
@@ -126,6 +134,7 @@ struct inflight {
 };
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+BPF_RINGBUF_OUTPUT(rb_facts, FACTS_PAGES);
 #ifndef NO_SYSCALLS
 BPF_RINGBUF_OUTPUT(rb_sc_enter, SC_ENTER_PAGES);
 BPF_RINGBUF_OUTPUT(rb_sc_exit, SC_EXIT_PAGES);
@@ -203,6 +212,7 @@ BPF_HASH(sc_agg, struct sc_agg_key, struct sc_agg, 65536);
 BPF_ARRAY(layout_sc_agg_key, struct sc_agg_key, 1);
 BPF_ARRAY(layout_sc_agg, struct sc_agg, 1);
 BPF_ARRAY(layout_event, struct event, 1);
+BPF_ARRAY(layout_fact, struct fact, 1);
 BPF_ARRAY(layout_sc_enter, struct sc_enter, 1);
 BPF_ARRAY(layout_sc_exit, struct sc_exit, 1);
 BPF_ARRAY(layout_sched_rec, struct sched_rec, 1);
@@ -240,6 +250,24 @@ static __always_inline void set_tracked(u32 tgid, u32 on) {
         (e)->cpu = bpf_get_smp_processor_id();       \
     } while (0)
 
+// The rest of a state-lane record's fixed fields (struct event and struct fact share them).
+#define FILL_STATE(e)                                      \
+    do {                                                   \
+        (e)->ret = 0;                                      \
+        (e)->a0 = 0;                                       \
+        (e)->a1 = 0;                                       \
+        (e)->a2 = 0;                                       \
+        (e)->a3 = 0;                                       \
+        (e)->a4 = 0;                                       \
+        (e)->a5 = 0;                                       \
+        (e)->dur = 0;                                      \
+        (e)->len2 = 0;                                     \
+        (e)->nr = 0;                                       \
+        (e)->flags = 0;                                    \
+        bpf_get_current_comm(&(e)->comm, sizeof((e)->comm)); \
+    } while (0)
+
+// A state fact that carries a string (its str is filled by the caller).
 static __always_inline struct event *new_event(u16 kind) {
     struct event *e = events.ringbuf_reserve(sizeof(struct event));
     if (!e) {
@@ -247,23 +275,28 @@ static __always_inline struct event *new_event(u16 kind) {
         return NULL;
     }
     FILL_HEAD(e, kind);
-    e->ret = 0;
-    e->a0 = 0;
-    e->a1 = 0;
-    e->a2 = 0;
-    e->a3 = 0;
-    e->a4 = 0;
-    e->a5 = 0;
-    e->dur = 0;
-    e->len2 = 0;
-    e->nr = 0;
-    e->flags = 0;
-    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    FILL_STATE(e);
     return e;
 }
 
 static __always_inline void send(struct event *e) {
     events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
+// A state fact without a string: the compact ring.
+static __always_inline struct fact *new_fact(u16 kind) {
+    struct fact *e = rb_facts.ringbuf_reserve(sizeof(struct fact));
+    if (!e) {
+        dropped(DROP_RING_FACTS);
+        return NULL;
+    }
+    FILL_HEAD(e, kind);
+    FILL_STATE(e);
+    return e;
+}
+
+static __always_inline void send_fact(struct fact *e) {
+    rb_facts.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline u16 str_len(long n) {
@@ -296,13 +329,13 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     u32 unsent = 0;
     sc_comm.update(&child, &unsent);  // the new thread's first exit record names it
 #endif
-    struct event *e = new_event(K_FORK);
+    struct fact *e = new_fact(K_FORK);
     if (!e)
         return 0;
     e->a0 = args->parent_pid;
     e->a1 = child;
     e->a2 = flags;
-    send(e);
+    send_fact(e);
     return 0;
 }
 
@@ -389,24 +422,24 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execveat) {
 TRACEPOINT_PROBE(syscalls, sys_enter_exit_group) {
     if (!is_tracked())
         return 0;
-    struct event *e = new_event(K_EXIT_CALL);
+    struct fact *e = new_fact(K_EXIT_CALL);
     if (!e)
         return 0;
     e->a0 = args->error_code;
     e->a1 = 1;
-    send(e);
+    send_fact(e);
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_exit) {
     if (!is_tracked())
         return 0;
-    struct event *e = new_event(K_EXIT_CALL);
+    struct fact *e = new_fact(K_EXIT_CALL);
     if (!e)
         return 0;
     e->a0 = args->error_code;
     e->a1 = 0;
-    send(e);
+    send_fact(e);
     return 0;
 }
 
@@ -430,10 +463,10 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
 #ifdef AGGREGATE_IO
     iocall.delete(&id);
 #endif
-    struct event *e = new_event(K_TASK_EXIT);
+    struct fact *e = new_fact(K_TASK_EXIT);
     if (e) {
         e->a0 = args->group_dead;
-        send(e);
+        send_fact(e);
     }
     if (args->group_dead)
         set_tracked(tgid, 0);
@@ -476,18 +509,49 @@ static __always_inline int stash(u16 kind, u16 sub, u64 a0, u64 a1, u64 a2, u64 
 static __always_inline void io_flush(struct io_key *k, struct io_total *t, u64 now) {
     if (!t->calls)
         return;
-    struct event *e = new_event(K_IO);
+    struct fact *e = new_fact(K_IO);
     if (e) {
         e->a0 = k->fd;
         e->a1 = t->out;
         e->a2 = t->in;
         e->a3 = t->calls;
-        send(e);
+        send_fact(e);
     }
     t->out = 0;
     t->in = 0;
     t->calls = 0;
     t->first = now;
+}
+
+// A completed syscall with no string to read: a compact record, the pointers read as numbers.
+static __always_inline int complete_fact(struct inflight *f, u16 kind, long ret, u64 id) {
+    struct fact *e = new_fact(kind);
+    if (!e) {
+        pending.delete(&id);
+        return 0;
+    }
+    e->ret = ret;
+    e->a0 = f->a[0];
+    e->a1 = f->a[1];
+    e->a2 = f->a[2];
+    e->a3 = f->a[3];
+    if (kind == K_ANONFD)
+        e->a1 = f->sub;
+    if (kind == K_PIPE || kind == K_SOCKETPAIR) {
+        int fds[2] = {-1, -1};
+        if (ret == 0)
+            bpf_probe_read_user(&fds, sizeof(fds), (void *)f->p1);
+        e->a0 = fds[0];
+        e->a1 = fds[1];
+    } else if (kind == K_WAIT) {
+        int status = -1;
+        if (ret > 0 && f->p1)
+            bpf_probe_read_user(&status, sizeof(status), (void *)f->p1);
+        e->a0 = status;
+    }
+    pending.delete(&id);
+    send_fact(e);
+    return 0;
 }
 
 // Completes the syscall saved at enter: one record with its result, strings read from user memory
@@ -512,6 +576,9 @@ static __always_inline int complete(long ret) {
         }
     }
 #endif
+    int sockaddr = kind == K_BIND || kind == K_CONNECT || kind == K_ACCEPT || kind == K_SOCKNAME;
+    if (!sockaddr && (!f->p1 || kind == K_PIPE || kind == K_SOCKETPAIR || kind == K_WAIT))
+        return complete_fact(f, kind, ret, id);
     struct event *e = new_event(kind);
     if (!e) {
         pending.delete(&id);
@@ -524,7 +591,7 @@ static __always_inline int complete(long ret) {
     e->a3 = f->a[3];
     if (kind == K_ANONFD)
         e->a1 = f->sub;
-    if (kind == K_BIND || kind == K_CONNECT || kind == K_ACCEPT || kind == K_SOCKNAME) {
+    if (sockaddr) {
         int out = kind == K_ACCEPT || kind == K_SOCKNAME;  // the kernel fills the address in
         u32 n = out ? 0 : (u32)f->a[1];
         if (out && ret >= 0 && f->p2) {
@@ -555,18 +622,7 @@ static __always_inline int complete(long ret) {
         send(e);
         return 0;
     }
-    if (kind == K_PIPE || kind == K_SOCKETPAIR) {
-        int fds[2] = {-1, -1};
-        if (ret == 0)
-            bpf_probe_read_user(&fds, sizeof(fds), (void *)f->p1);
-        e->a0 = fds[0];
-        e->a1 = fds[1];
-    } else if (kind == K_WAIT) {
-        int status = -1;
-        if (ret > 0 && f->p1)
-            bpf_probe_read_user(&status, sizeof(status), (void *)f->p1);
-        e->a0 = status;
-    } else if (f->p1) {
+    {  // a path (two for rename)
         long n = bpf_probe_read_user_str(&e->str, STR_HALF, (void *)f->p1);
         e->len1 = str_len(n);
         if (f->p2) {
@@ -889,13 +945,13 @@ TRACEPOINT_PROBE(signal, signal_generate) {
 TRACEPOINT_PROBE(signal, signal_deliver) {
     if (!is_tracked())
         return 0;
-    struct event *e = new_event(K_SIGNAL_DELIVER);
+    struct fact *e = new_fact(K_SIGNAL_DELIVER);
     if (!e)
         return 0;
     e->a0 = args->sig;
     e->a2 = args->code;
     e->a3 = args->sa_handler;
-    send(e);
+    send_fact(e);
     return 0;
 }
 
@@ -918,8 +974,8 @@ TRACEPOINT_PROBE(oom, mark_victim) {
 
 // ---------------------------------------------------------------- every syscall (raw tracepoints)
 // One enter and one exit record per syscall: user space pairs them by thread (a thread's enter and
-// exit alternate). Besides the ring, the normal path reads how full the two rings are and loads the
-// thread's `sc_deg` slot (an array: no hash lookup); a degraded call writes no record at all. An out-of-scope task pays one array load. The arguments are
+// exit alternate). Besides the ring, the normal path loads the thread's `sc_deg` slot (an array: no
+// hash lookup); a degraded call writes no record at all. An out-of-scope task pays one array load. The arguments are
 // the saved user registers (struct pt_regs is the architecture's syscall ABI, stable across
 // kernels), copied as one window with one read.
 

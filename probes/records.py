@@ -2,8 +2,11 @@
 
 ``record.bpf.c`` writes its facts into BPF ring buffers, one ring per *lane*:
 
-- ``events`` (the state lane): process lifecycle and fd/file/socket facts, everything rewinding
-  needs, as one fixed-size ``struct event``. Low volume; never shares space with the floods below.
+- ``events`` and ``rb_facts`` (the state lane): process lifecycle and fd/file/socket facts, everything
+  rewinding needs. A fact with a string (a path, argv, a socket address) is a ``struct event`` in
+  ``events`` (624 bytes); one without (fork, exit, close, dup, pipe, wait, ...) is a ``struct fact``
+  in ``rb_facts``: the same fields without the string, 112 bytes. Low volume; never shares space
+  with the floods below.
 - ``rb_sc_enter`` / ``rb_sc_exit`` (the syscall lane): every syscall of the scoped processes as two small
   records, written by the raw ``sys_enter`` and ``sys_exit`` tracepoints (one array load besides the
   ring), and paired in user space (``osrewind.ingest.decode.SyscallPairer``). When these rings fill
@@ -19,7 +22,8 @@ program (``layout_<name>`` arrays), so the two sides cannot drift apart.
 
 Ring-buffer framing (kernel/bpf/ringbuf.c): every record is preceded by an 8-byte header
 ``u32 len`` (with BUSY and DISCARD flag bits) + ``u32 page offset``, and records are 8-byte aligned.
-All records of one ring have the same size, so a drain is one strided view.
+All records of one ring have the same size, so a drain is one strided view: records are sized by
+class (a ring per size), not one by one.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ LAYOUTS: dict[str, list[tuple]] = {
         ("comm", "char", 16, "S16"),
         ("str", "char", STR_LEN, f"V{STR_LEN}"),
     ],
+    # the state lane's facts without a string: `event` without `str` (filled in below)
+    "fact": [],
     # the syscall lane, raw sys_enter: the argument registers as one window of struct pt_regs
     # (REGS_ARGS below says which word is which argument on this architecture)
     "sc_enter": [
@@ -95,9 +101,12 @@ LAYOUTS: dict[str, list[tuple]] = {
     ],
 }
 
+assert LAYOUTS["event"][-1][0] == "str"
+LAYOUTS["fact"] = LAYOUTS["event"][:-1]
+
 # Which ring each layout travels in, and the lane it belongs to (losses are counted per ring).
-RINGS = {"events": "event", "rb_sc_enter": "sc_enter", "rb_sc_exit": "sc_exit", "rb_sched": "sched_rec"}
-LANES = {"events": "state", "rb_sc_enter": "syscall", "rb_sc_exit": "syscall", "rb_sched": "sched"}
+RINGS = {"events": "event", "rb_facts": "fact", "rb_sc_enter": "sc_enter", "rb_sc_exit": "sc_exit", "rb_sched": "sched_rec"}
+LANES = {"events": "state", "rb_facts": "state", "rb_sc_enter": "syscall", "rb_sc_exit": "syscall", "rb_sched": "sched"}
 
 # The syscall argument registers inside the sc_enter `regs` window, per architecture: the window
 # starts at REGS_WINDOW_C (a C expression) and args[i] is regs[REGS_ARGS[arch][i]].
@@ -129,6 +138,8 @@ EVENT_DTYPE = DTYPES["event"]
 assert EVENT_DTYPE.itemsize == 624
 STR_OFFSET = EVENT_DTYPE.fields["str"][1]
 COMM_OFFSET = EVENT_DTYPE.fields["comm"][1]
+FACT_DTYPE = DTYPES["fact"]
+assert FACT_DTYPE.itemsize == STR_OFFSET == 112 and FACT_DTYPE.fields["comm"][1] == COMM_OFFSET
 
 SC_EXIT_COMM = 1   # sc_exit.flags: `comm` holds the thread's task name
 
@@ -212,9 +223,10 @@ DROPS: dict[int, tuple[str, str]] = {
     10: ("scope_range", "a pid beyond the scope array (pid_max raised while recording)"),
     11: ("spool_full", "the spool reached --max-spool ahead of the store: stream records shed, state facts kept"),
     12: ("map_sc_agg", "syscall aggregate map full: syscalls of a degraded stream lost"),
+    13: ("ring_facts", "state ring full (facts without a string)"),
 }
 DROP_CODES: dict[str, int] = {v[0]: k for k, v in DROPS.items()}
-RING_DROP = {"events": 0, "rb_sc_enter": 1, "rb_sc_exit": 2, "rb_sched": 3}
+RING_DROP = {"events": 0, "rb_facts": 13, "rb_sc_enter": 1, "rb_sc_exit": 2, "rb_sched": 3}
 
 
 def drop_text(code: int) -> str:
