@@ -28,20 +28,20 @@ _TWO_PATH_KINDS = np.array([records.KIND_CODES["rename"]], dtype=np.uint16)
 _ARGV_KIND = records.KIND_CODES["exec_args"]
 
 
-def to_arrow(ev: np.ndarray, run_id: uuid.UUID | str, seq_start: int) -> pa.Table:
+def to_arrow(ev: np.ndarray, run_id: uuid.UUID | str, seq_start: int, mat: np.ndarray | None = None) -> pa.Table:
     """One Arrow table (schema.EVENT_COLUMNS) for a drain of state-lane records, in the order given."""
-    return table(state_columns(ev), run_id, seq_start)
+    return table(state_columns(ev, mat), run_id, seq_start)
 
 
-def state_columns(ev: np.ndarray) -> dict:
-    """Columns of state-lane records (``records.EVENT_DTYPE``): strings cut to their lengths, argv split."""
+def state_columns(ev: np.ndarray, mat: np.ndarray | None = None) -> dict:
+    """Columns of state-lane records (``records.EVENT_DTYPE``): strings cut to their lengths, argv split.
+    ``mat``: the same records as a byte matrix, if the caller has one (``records.records_and_matrix``)."""
     n = len(ev)
     kind = ev["kind"].astype(np.uint16)
     two = np.isin(kind, _TWO_PATH_KINDS)
     argv_rows = np.flatnonzero(kind == _ARGV_KIND)
-
-    ev = np.ascontiguousarray(ev)
-    mat = ev.view(np.uint8).reshape(n, records.EVENT_DTYPE.itemsize)
+    if mat is None:
+        mat = _matrix(ev)
     # first half holds the path; for exec_args the whole 512 bytes are argv and `path` stays empty
     len1 = ev["len1"].astype(np.int64)
     len1_path = np.where(kind == _ARGV_KIND, 0, len1)
@@ -309,23 +309,25 @@ def lane_tables(batches: list, pairer: SyscallPairer, run_id, seq_start: int, fi
 
     Returns (tables, rows, held_since): ``held_since`` is the time of the earliest record held back
     for pairing, so the caller knows how far the store is complete."""
-    def lane(ring: str) -> np.ndarray:
+    def joined(ring: str) -> np.ndarray:
         # the drains' bytes joined first (one memcpy), then viewed as records once: concatenating the
         # strided record views instead copies field by field, several times slower
         raw = [b.raw[ring] for b in batches if ring in b.raw and len(b.raw[ring])]
-        if not raw:
-            return np.zeros(0, dtype=records.DTYPES[records.RINGS[ring]])
-        return records.records_of(raw[0] if len(raw) == 1 else np.concatenate(raw), records.RINGS[ring])
+        return np.zeros(0, dtype=np.uint8) if not raw else raw[0] if len(raw) == 1 else np.concatenate(raw)
 
-    state = lane("events")
+    def lane(ring: str) -> np.ndarray:
+        return records.records_of(joined(ring), records.RINGS[ring])
+
+    state, mat = records.records_and_matrix(joined("events"), "event")
     extra = [b.state for b in batches if b.state is not None and len(b.state)]
     if extra:
         state = np.concatenate([state, *extra]) if len(state) else (
             extra[0] if len(extra) == 1 else np.concatenate(extra))
+        mat = None
     tables = []
     seq = seq_start
     if len(state):
-        tables.append(to_arrow(state, run_id, seq))
+        tables.append(to_arrow(state, run_id, seq, mat))
         seq += len(state)
     facts = lane("rb_facts")
     if len(facts):

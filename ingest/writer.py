@@ -17,7 +17,8 @@ deletes what is behind it: a recorder killed mid-run leaves exactly the frames n
 which ``osrewind.ingest.spool.recover`` ingests later. ``replay`` is that recovery's entry point.
 
 ``on_insert(upto_ns)`` is told, after each insert, that every record taken from the rings before
-``upto_ns`` is in the store (a live indexer reads behind the writer from there).
+``upto_ns`` is in the store (a live indexer reads behind the writer from there); not while the
+writer is more than ``CATCH_UP_BYTES`` behind, so a catch-up has the interpreter to itself.
 
 Every table goes through ``redact`` (``record --redact``) on its way to the store.
 
@@ -56,6 +57,9 @@ FLOOD_RECORDS_PER_S = 400_000
 FLOOD_WINDOW = 0.3
 # records decoded and inserted at once (one insert, one part)
 CATCH_UP_RECORDS = 1_000_000
+# Behind by more than this (spool bytes not yet in the store), the writer is catching up: the live
+# indexer is not woken (about a quarter of a second of the writer's work at flood rates)
+CATCH_UP_BYTES = 32 << 20
 IDLE_CHECK_SECONDS = 0.25
 
 _STREAM_RINGS = ("rb_sc_enter", "rb_sc_exit", "rb_sched")
@@ -309,7 +313,9 @@ class EventWriter:
         self.progress(self.written)
         if held_since is not None:  # a syscall whose enter is still to come may be older than the drain
             taken_ns = min(taken_ns, held_since)
-        if self.on_insert is not None and taken_ns:
+        # not told while the writer is far behind (catching up after a flood): an indexer working
+        # then would take turns with it (one interpreter) and only make the store complete later
+        if self.on_insert is not None and taken_ns and self.spool.backlog < CATCH_UP_BYTES:
             try:
                 self.on_insert(taken_ns)
             except Exception:  # noqa: BLE001 - indexing is derived data: never stops the recording

@@ -298,6 +298,19 @@ def records_of(buf: np.ndarray, layout: str) -> np.ndarray:
     return slots["ev"] if keep.all() else slots["ev"][keep]
 
 
+def records_and_matrix(buf: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`records_of`, plus the same records as an (n, record size) byte matrix: both views of
+    ``buf`` when no record was discarded (the decoder cuts strings out of the matrix without copying
+    every record first)."""
+    slots = slots_from_buffer(buf, layout)
+    size, rec = slot_size(layout), DTYPES[layout].itemsize
+    mat = buf[: len(slots) * size].reshape(len(slots), size)[:, RB_HEADER : RB_HEADER + rec]
+    keep = (slots["hlen"] & RB_DISCARD) == 0
+    if keep.all():
+        return slots["ev"], mat
+    return slots["ev"][keep], mat[keep]
+
+
 def committed_prefix(slots: np.ndarray) -> tuple[np.ndarray, int]:
     """Records ready to read: those before the first still-busy slot, minus discarded ones.
 
