@@ -244,3 +244,15 @@ def test_task_names_are_carried_per_thread_across_batches():
                   records.records_of(buf(slot(leave(311, 8, 1, sent=False))), "sc_exit"))
     assert sorted(zip(cols["ts"].tolist(), cols["comm"].to_pylist(), strict=True)) == [(300, b"python"),
                                                                                           (310, b"dd")]
+
+
+def test_state_strings_are_cut_from_the_drained_bytes_with_or_without_discards():
+    slots = [slot(event(10, K["open"], s1=b"/etc/passwd", ret=3)),
+             slot(event(11, K["open"], s1=b"/gone"), discard=True),
+             slot(event(12, K["rename"], s1=b"a", s2=b"b\xff"))]
+    for raw, discards in ((buf(slots[0], slots[2]), False), (buf(*slots), True)):
+        ev, mat = records.records_and_matrix(raw, "event")
+        assert np.shares_memory(mat, raw) is not discards   # a view of the bytes unless some were discarded
+        via_matrix = decode.to_arrow(ev, RUN, 0, mat).to_pydict()
+        assert via_matrix == decode.to_arrow(np.ascontiguousarray(ev), RUN, 0).to_pydict()
+        assert via_matrix["path"] == [b"/etc/passwd", b"a"] and via_matrix["path2"] == [b"", b"b\xff"]
