@@ -69,9 +69,11 @@ def state_columns(ev: np.ndarray, mat: np.ndarray | None = None) -> dict:
             "argv": argv}
 
 
-def fact_columns(facts: np.ndarray) -> dict:
-    """Columns of the state lane's compact records (``records.FACT_DTYPE``): no string to cut."""
-    mat = _matrix(facts)
+def fact_columns(facts: np.ndarray, mat: np.ndarray | None = None) -> dict:
+    """Columns of the state lane's compact records (``records.FACT_DTYPE``): no string to cut.
+    ``mat``: the same records as a byte matrix, if the caller has one (``records.records_and_matrix``)."""
+    if mat is None:
+        mat = _matrix(facts)
     return {"ts": facts["ts"], "kind": facts["kind"].astype(np.uint16), "tgid": facts["tgid"], "tid": facts["tid"],
             "ret": facts["ret"], "a0": facts["a0"], "a1": facts["a1"], "a2": facts["a2"], "a3": facts["a3"],
             "a4": facts["a4"], "a5": facts["a5"], "dur": facts["dur"], "nr": facts["nr"], "cpu": facts["cpu"],
@@ -329,9 +331,9 @@ def lane_tables(batches: list, pairer: SyscallPairer, run_id, seq_start: int, fi
     if len(state):
         tables.append(to_arrow(state, run_id, seq, mat))
         seq += len(state)
-    facts = lane("rb_facts")
+    facts, fmat = records.records_and_matrix(joined("rb_facts"), "fact")
     if len(facts):
-        tables.append(table(fact_columns(facts), run_id, seq))
+        tables.append(table(fact_columns(facts, fmat), run_id, seq))
         seq += len(facts)
     cols = pairer.feed(lane("rb_sc_enter"), lane("rb_sc_exit"), final=final)
     if cols is not None:

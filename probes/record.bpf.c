@@ -72,8 +72,8 @@
 #define CLONE_THREAD_FLAG 0x00010000ULL
 
 // Record kinds (K_* constants and struct layouts are generated from probes/records.py and
-// prepended by the loader). What each state-lane kind carries in struct event (struct fact: the kinds
-// that carry no str):
+// prepended by the loader). What each state-lane kind carries in struct event (a record with no str to
+// carry goes out as a struct fact, the same fields without str, in its own ring):
 //   K_FORK: a0 parent tid, a1 child pid, a2 clone flags (-1 unknown)
 //   K_EXEC: a0 old pid (tid that called exec); str filename
 //   K_EXEC_ARGS: a0 argc captured, a1 1 if argv was truncated; str NUL-separated argv

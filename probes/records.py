@@ -1,11 +1,12 @@
 """The recorder's kernel records, declared once for C and Python.
 
-``record.bpf.c`` writes its facts into BPF ring buffers, one ring per *lane*:
+``record.bpf.c`` writes its facts into BPF ring buffers, one or two rings per *lane*:
 
 - ``events`` and ``rb_facts`` (the state lane): process lifecycle and fd/file/socket facts, everything
   rewinding needs. A fact with a string (a path, argv, a socket address) is a ``struct event`` in
-  ``events`` (624 bytes); one without (fork, exit, close, dup, pipe, wait, ...) is a ``struct fact``
-  in ``rb_facts``: the same fields without the string, 112 bytes. Low volume; never shares space
+  ``events`` (624 bytes); one without (fork, exit, close, dup, pipe, wait, ...; also an open whose
+  path pointer was NULL) is a ``struct fact`` in ``rb_facts``: the same fields without the string,
+  112 bytes. The kernel picks the ring per record, by whether it has a string to carry. Low volume; never shares space
   with the floods below.
 - ``rb_sc_enter`` / ``rb_sc_exit`` (the syscall lane): every syscall of the scoped processes as two small
   records, written by the raw ``sys_enter`` and ``sys_exit`` tracepoints (one array load besides the
@@ -161,7 +162,7 @@ def slot_dtype(layout: str) -> np.dtype:
                      "offsets": [0, 4, RB_HEADER], "itemsize": slot_size(layout)})
 
 
-RECORD_SIZE = slot_size("event")  # one state-lane ring-buffer slot
+RECORD_SIZE = slot_size("event")  # one slot of the state lane's string ring (`events`)
 SLOT_DTYPE = slot_dtype("event")
 
 # Kind codes: the store's Enum8 and the C side's K_* constants (generated, see c_header).
@@ -210,7 +211,7 @@ KIND_CODES: dict[str, int] = {v: k for k, v in KINDS.items()}
 # Where records are dropped, counted by the kernel per cause (the per-CPU `drops` array) and stored
 # as `lost` facts: a0 = how many, a1 = the cause code. Code 0 is also what older runs' single ring was.
 DROPS: dict[int, tuple[str, str]] = {
-    0: ("ring_events", "state ring full"),
+    0: ("ring_events", "state ring full"),   # facts with a string (older runs: every state fact)
     1: ("ring_sc_enter", "syscall ring full (enter)"),
     2: ("ring_sc_exit", "syscall ring full (exit)"),
     3: ("ring_sched", "scheduler ring full"),

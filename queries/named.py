@@ -48,8 +48,16 @@ def column(col: Any) -> list:
     """One Arrow column as a Python list; binary (String) values as lossless text: ``str``, with a
     byte that is not UTF-8 as a lone surrogate (surrogateescape, ``osrewind.text``)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     t = col.type
+    if pa.types.is_dictionary(t):  # a LowCardinality column: each distinct value converted once
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        values = column(col.dictionary)
+        return [values[i] if i is not None else None for i in col.indices.to_pylist()]
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and len(col) and \
+            col.null_count == 0 and pc.sum(pc.list_value_length(col)).as_py() == 0:
+        return [[] for _ in range(len(col))]   # argv of facts other than exec: all empty
     depth = 0
     while pa.types.is_list(t) or pa.types.is_large_list(t):
         t, depth = t.value_type, depth + 1

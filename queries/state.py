@@ -25,7 +25,6 @@ import errno
 import posixpath
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 from osrewind.probes import syscall_table
 from osrewind.probes.records import (
@@ -569,12 +568,6 @@ class StateAt:
         }
 
 
-def _text(v: Any) -> str:
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "surrogateescape")
-    return "" if v is None else str(v)
-
-
 def baseline_machine(store, run_id: str) -> Machine:
     """The state when recording started: the /proc baseline."""
     m = Machine()
@@ -593,13 +586,14 @@ def _io_numbers(m: Machine) -> None:
 
 
 def apply_rows(m: Machine, cols: dict[str, list], start: int, end: int) -> None:
-    """Feed rows [start, end) of a state_events_after result (as column lists) to the machine."""
+    """Feed rows [start, end) of a state_events_after result (as column lists: ``named.columns``, whose
+    text is ``str`` already) to the machine."""
     ts, kind, tgid, tid, ret = cols["ts"], cols["kind_code"], cols["tgid"], cols["tid"], cols["ret"]
     a0, a1, a2, a3, a5, nr, cpu = cols["a0"], cols["a1"], cols["a2"], cols["a3"], cols["a5"], cols["nr"], cols["cpu"]
     comm, path, path2, argv = cols["comm"], cols["path"], cols["path2"], cols["argv"]
     for i in range(start, end):
-        m.apply(ts[i], kind[i], tgid[i], tid[i], ret[i], a0[i], a1[i], a2[i], a3[i], _text(comm[i]), _text(path[i]),
-                _text(path2[i]), [_text(a) for a in argv[i]] if argv[i] else [], cpu[i], a5[i], nr[i])
+        m.apply(ts[i], kind[i], tgid[i], tid[i], ret[i], a0[i], a1[i], a2[i], a3[i], comm[i], path[i], path2[i],
+                argv[i], cpu[i], a5[i], nr[i])
 
 
 def load_machine(store, run: RunInfo, at_ns: int, use_keyframes: bool = True) -> Machine:
