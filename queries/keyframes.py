@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from osrewind.errors import OsrewindError, StoreError
+from osrewind.probes.records import KIND_CODES
 from osrewind.queries import named
 from osrewind.queries.runs import RunInfo
 from osrewind.queries.state import (
@@ -54,6 +55,7 @@ SPAN = 4                # and a keyframe at least every SPAN * EVERY facts of an
 PAGE = 200_000
 LIVE_PAGE = 50_000      # while recording: short reads, the recorder's inserts share the client
 DOCS_KEPT = 16          # decoded keyframes kept per open store
+_SYSCALL = KIND_CODES["syscall"]   # in state_events_after: a successful read or write, nothing else
 SHORT_STRETCH = 16      # reads and writes in a row below which they are applied one by one
 
 HISTORY_DDL = ["""
@@ -368,7 +370,7 @@ class Indexer:
     is recorded. Its rows are generation ``gen`` (see the module's header).
 
     Only facts that change the rewound state count towards a keyframe. A successful read or write
-    (the syscall facts ``io_facts_after`` returns, read beside the others: ``_Page``) changes it only on a socket, whose byte
+    (the syscall facts ``state_events_after`` returns) changes it only on a socket, whose byte
     counts it adds to; on a file, pipe or anything else it changes nothing (it only names, once per
     process, path and direction, who read or wrote a file: the history). So a run that moves bytes
     through files and never changes its fds gets keyframes by the other bound alone: one at least
@@ -411,35 +413,33 @@ class Indexer:
         m = self._machine()
         done = 0
         while True:
-            where = {"run": self.run_id, "c_ts": self.c_ts, "c_seq": self.c_seq, "lim": self.page}
-            io = named.run_arrow(self.store, "io_facts_after", **where, at=upto_ns, io_nrs=sorted(m.sends | m.recvs))
-            # a full page of reads and writes ends the page at its last one: the state facts (every
-            # column) are read only that far, not a page of them mostly to be read again next time
-            until = int(io.column("ts")[io.num_rows - 1].as_py()) if io.num_rows == self.page else upto_ns
-            state = named.run_arrow(self.store, "state_events_after", **where, at=until, io_nrs=[])
-            page = _Page(state, io, self.page, m)
-            n = len(page.ts)
+            table = named.run_arrow(self.store, "state_events_after", run=self.run_id, at=upto_ns, c_ts=self.c_ts,
+                                    c_seq=self.c_seq, lim=self.page, io_nrs=sorted(m.sends | m.recvs))
+            n = table.num_rows
             if n == 0:
                 break
-            frames = self._apply(m, page)
-            self.c_ts, self.c_seq = int(page.ts[n - 1]), int(page.seq[n - 1])
+            frames = self._apply(m, table)
+            self.c_ts, self.c_seq = int(table.column("ts")[n - 1].as_py()), int(table.column("seq")[n - 1].as_py())
             done += n
             self._insert(frames)
             if progress:
                 progress(self.facts)
-            if not page.full or (stop is not None and stop.is_set()):
+            if n < self.page or (stop is not None and stop.is_set()):
                 break
         return done
 
-    def _apply(self, m: Machine, page: _Page) -> list[tuple[int, int, int, bytes]]:
+    def _apply(self, m: Machine, table) -> list[tuple[int, int, int, bytes]]:
         """One page of facts, in order: the keyframes that fell due in it."""
         import numpy as np
 
-        n = len(page.ts)
-        ts, seq, io = page.ts, page.seq, page.io                 # io: the reads and writes
+        n = table.num_rows
+        ts = table.column("ts").to_numpy()
+        seq = table.column("seq").to_numpy()
+        io = table.column("kind_code").to_numpy() == _SYSCALL   # the reads and writes
         bounds = np.flatnonzero(io[1:] != io[:-1]) + 1           # where a stretch of one sort ends
-        cols = named.columns(page.state) if page.state.num_rows else {}
-        rw = page.rw
+        other = np.flatnonzero(~io)
+        cols = named.columns(table.take(other)) if len(other) else {}
+        rw = _ReadsWrites(table, m) if len(other) < n else None
         frames: list[tuple[int, int, int, bytes]] = []
         j = 0                                                    # next row of ``cols``
         for s, e in zip([0, *bounds.tolist()], [*bounds.tolist(), n], strict=True):
@@ -519,51 +519,18 @@ class Indexer:
         return self.frames
 
 
-class _Page:
-    """One page of facts in order: the state facts (``state_events_after`` with no io numbers: every
-    column) and the reads and writes (``io_facts_after``: a few columns) of the same cursor, each
-    at most ``lim`` rows, merged by (ts, seq). When an answer was full, facts after its last row
-    may be missing from it: the page ends there (``full``: read on from the page's last fact)."""
-
-    def __init__(self, state, io, lim: int, m: Machine) -> None:
-        import numpy as np
-
-        ns, ni = state.num_rows, io.num_rows
-        ts = np.concatenate([state.column("ts").to_numpy(), io.column("ts").to_numpy()])
-        seq = np.concatenate([state.column("seq").to_numpy(), io.column("seq").to_numpy()])
-        order = np.lexsort((seq, ts))
-        n = len(order)
-        ends = [int(np.flatnonzero(order == last)[0]) + 1 for last, count in ((ns - 1, ns), (ns + ni - 1, ni))
-                if count == lim and count > 0]
-        self.full = bool(ends)
-        if ends:
-            n = min(ends)
-            order = order[:n]
-        self.ts, self.seq = ts[order], seq[order]
-        self.io = order >= ns
-        k_io = int(np.count_nonzero(self.io))
-        self.state = state.slice(0, n - k_io)
-        self.rw = _ReadsWrites(io.slice(0, k_io), self.io, m) if k_io else None
-
-
 class _ReadsWrites:
-    """The read and write facts of one page (``io_facts_after``: successful ones, ret > 0) as arrays
-    over the page's rows (``at``: where they are in it), and what ``Machine.apply`` does with them,
-    for a stretch at a time."""
+    """The read and write facts of one page (``state_events_after`` returns only successful ones
+    with ret > 0) as arrays, and what ``Machine.apply`` does with them, for a stretch at a time."""
 
-    def __init__(self, table, at, m: Machine) -> None:
+    def __init__(self, table, m: Machine) -> None:
         import numpy as np
 
-        def spread(name: str):
-            out = np.zeros(len(at), dtype=np.int64)
-            out[at] = table.column(name).to_numpy()
-            return out
-
-        self.tgid = spread("tgid")
-        self.fd = spread("a0")
-        self.ret = spread("ret")
-        self.sends = np.isin(spread("nr"), np.array(sorted(m.sends), dtype=np.int64))
-        self.ts = spread("ts")
+        self.tgid = table.column("tgid").to_numpy()
+        self.fd = table.column("a0").to_numpy()
+        self.ret = table.column("ret").to_numpy()
+        self.sends = np.isin(table.column("nr").to_numpy(), np.array(sorted(m.sends), dtype=np.int64))
+        self.ts = table.column("ts").to_numpy()
 
     def targets(self, m: Machine, s: int, e: int) -> tuple[list[tuple[Proc | None, Fd | None]], object]:
         """The (process, fd) each row of [s, e) goes through, once per distinct (tgid, fd), and each

@@ -39,8 +39,6 @@ def fixtures(run_id: str) -> dict[str, tuple[dict, object]]:
         "state_events_after": ({"run": run_id, "at": end, "c_ts": START + 1_000_000_000, "c_seq": 1, "lim": 10,
                                 "io_nrs": []},
                                lambda rows: [r[2] for r in rows] == [6, 5, 6] and rows[0][3] == PID + 1),
-        # this run has no reads or writes: tests/test_kf_io.py indexes runs full of them through it
-        "io_facts_after": ({"run": run_id, "at": end, "c_ts": -1, "c_seq": 0, "lim": 10, "io_nrs": [0, 1]}, []),
         "events_filtered": ({"run": run_id, "t_from": START, "t_to": end, "pids": [], "kinds": ["open"],
                              "path_re": "", "failed": 0, "nrs": [], "backwards": 0, "c_ts": 0, "c_seq": 0,
                              "lim": 10}, lambda rows: [(r[2], r[5], r[-3]) for r in rows] == [("open", 3, b"/tmp/a")]),
