@@ -473,17 +473,21 @@ class Indexer:
                     m.log.io(int(rw.ts[i]), q, "wrote" if rw.sends[i] else "read", f.target)
                 self._advanced(m, change, 1, ts[i], seq[i], frames)
             return
+        # the fd tables do not change in the stretch: which (process, fd) each row goes through is
+        # worked out once for all of it, then applied a keyframe's worth at a time
+        target, inverse = rw.targets(m, s, e)
+        on_sock = np.array([f is not None and f.sock is not None for _q, f in target], dtype=bool)[inverse]
+        base = s
         while s < e:
-            target, inverse = rw.targets(m, s, e)
-            on_sock = np.array([f is not None and f.sock is not None for _q, f in target], dtype=bool)[inverse]
             take = min(e - s, self.max_rows - self.rows_since)
-            if on_sock.any():  # a keyframe falls due at the every-th change
-                changes = np.cumsum(on_sock[:take])
-                due = int(np.searchsorted(changes, self.every - self.since_last))
+            here = on_sock[s - base : s - base + take]
+            if here.any():  # a keyframe falls due at the every-th change
+                due = int(np.searchsorted(np.cumsum(here), self.every - self.since_last))
                 take = min(take, due + 1)
-            rw.apply(m, s, s + take, target, inverse[:take], on_sock[:take])
+                here = here[:take]
+            rw.apply(m, s, s + take, target, inverse[s - base : s - base + take], here)
             s += take
-            self._advanced(m, int(np.count_nonzero(on_sock[:take])), take, ts[s - 1], seq[s - 1], frames)
+            self._advanced(m, int(np.count_nonzero(here)), take, ts[s - 1], seq[s - 1], frames)
 
     def _advanced(self, m: Machine, changes: int, rows: int, ts, seq, frames: list) -> None:
         self.since_last += changes
