@@ -282,8 +282,10 @@ class SyscallPairer:
             self._exits = X[lone_x[first_time]]
         if not len(ei) and not len(alone):
             return None
-        # field by field: only the bytes each column needs are gathered, never whole records
-        e_idx = np.concatenate([ei, alone]) if len(alone) else ei
+        # field by field: only the bytes each column needs are gathered, never whole records; a
+        # single thread's calls, paired in the order they were read, are taken as slices instead
+        e_idx = _run_or_index(np.concatenate([ei, alone]) if len(alone) else ei)
+        xi = _run_or_index(xi)
         m, k = len(ei), len(alone)
         e_ts = E["ts"][e_idx]
         regs = E["regs"].view(np.int64)
@@ -301,6 +303,14 @@ class SyscallPairer:
                                                     dtype="S16")])
         cols["comm"] = comm_runs(np.ascontiguousarray(names).view(np.uint8).reshape(m + k, 16))
         return cols
+
+
+def _run_or_index(idx: np.ndarray):
+    """``idx`` as a slice when it is a run of consecutive indexes (a view instead of a gather)."""
+    n = len(idx)
+    if n and int(idx[-1]) - int(idx[0]) == n - 1 and (n == 1 or bool((np.diff(idx) == 1).all())):
+        return slice(int(idx[0]), int(idx[0]) + n)
+    return idx
 
 
 def lane_tables(batches: list, pairer: SyscallPairer, run_id, seq_start: int, final: bool = False
