@@ -38,16 +38,17 @@ def state_columns(ev: np.ndarray, mat: np.ndarray | None = None) -> dict:
     ``mat``: the same records as a byte matrix, if the caller has one (``records.records_and_matrix``)."""
     n = len(ev)
     kind = ev["kind"].astype(np.uint16)
-    two = np.isin(kind, _TWO_PATH_KINDS)
+    width = ev.dtype["str"].itemsize   # STR_LEN, or STR_SHORT (``records.DTYPES["event_short"]``: one path)
+    two = np.isin(kind, _TWO_PATH_KINDS) if width > records.STR_HALF else np.zeros(n, dtype=bool)
     argv_rows = np.flatnonzero(kind == _ARGV_KIND)
     if mat is None:
         mat = _matrix(ev)
     # first half holds the path; for exec_args the whole 512 bytes are argv and `path` stays empty
     len1 = ev["len1"].astype(np.int64)
     len1_path = np.where(kind == _ARGV_KIND, 0, len1)
-    path = binary_column(mat, len1_path, records.STR_OFFSET, records.STR_HALF)
+    path = binary_column(mat, len1_path, records.STR_OFFSET, min(records.STR_HALF, width))
     path2 = binary_column(mat, np.where(two, ev["len2"], 0), records.STR_OFFSET + records.STR_HALF,
-                          records.STR_HALF)
+                          records.STR_HALF) if two.any() else empty_binary(n)
     comm = comm_column(mat, records.COMM_OFFSET)
 
     path, path2 = _network_paths(ev, mat, kind, path, path2)
@@ -341,6 +342,10 @@ def lane_tables(batches: list, pairer: SyscallPairer, run_id, seq_start: int, fi
     if len(state):
         tables.append(to_arrow(state, run_id, seq, mat))
         seq += len(state)
+    short, smat = records.records_and_matrix(joined("rb_short"), "event_short")
+    if len(short):
+        tables.append(to_arrow(short, run_id, seq, smat))
+        seq += len(short)
     facts, fmat = records.records_and_matrix(joined("rb_facts"), "fact")
     if len(facts):
         tables.append(table(fact_columns(facts, fmat), run_id, seq))

@@ -65,7 +65,7 @@ MAGIC = b"OSF1"
 # frame types
 DRAIN, LOST, TABLE = 1, 2, 3
 # what a part holds: the rings' raw slot bytes, state-lane records made in user space, the rest
-RING_PARTS = {"events": 0, "rb_sc_enter": 1, "rb_sc_exit": 2, "rb_sched": 3, "rb_facts": 8}
+RING_PARTS = {"events": 0, "rb_sc_enter": 1, "rb_sc_exit": 2, "rb_sched": 3, "rb_facts": 8, "rb_short": 9}
 PART_RINGS = {v: k for k, v in RING_PARTS.items()}
 PART_STATE, PART_LOST, PART_NAME, PART_ARROW = 4, 5, 6, 7
 LOST_ROW = struct.Struct("<qqq")   # ts, count, cause

@@ -102,10 +102,11 @@ def ring_pages(opts: ProbeOptions) -> dict[str, int]:
     exit ring as much (its records are half the size: room for every exit of a recorded enter), the
     scheduler ring by its share (far fewer records). The state lane never degrades and its records are
     the largest (an fd-heavy flood fills it first), so its string ring gets as much room as the enter
-    ring, and its compact ring (records a fifth the size) a quarter of that."""
+    ring, its short-path ring (records 40% the size) half of that, its compact ring (a fifth) a quarter."""
     base = _pages(opts.ringbuf_pages)
     state = max(base, STATE_RING_MIN_PAGES)
-    rings = {"events": state, "rb_facts": max(state // 4, STATE_RING_MIN_PAGES)}
+    rings = {"events": state, "rb_short": max(state // 2, STATE_RING_MIN_PAGES),
+             "rb_facts": max(state // 4, STATE_RING_MIN_PAGES)}
     if opts.syscalls and platform.machine() in syscall_table.TABLES:
         rings["rb_sc_enter"] = base
         rings["rb_sc_exit"] = base   # twice the enter ring's records: an exit finds room (see record.bpf.c)
@@ -116,7 +117,8 @@ def ring_pages(opts: ProbeOptions) -> dict[str, int]:
 
 def cflags(opts: ProbeOptions) -> list[str]:
     rings = ring_pages(opts)
-    flags = [f"-DRINGBUF_PAGES={rings['events']}", f"-DFACTS_PAGES={rings['rb_facts']}", f"-DSELF_TGID={opts.self_tgid}", f"-DPID_MAX={pid_max()}"]
+    flags = [f"-DRINGBUF_PAGES={rings['events']}", f"-DFACTS_PAGES={rings['rb_facts']}",
+             f"-DSHORT_PAGES={rings['rb_short']}", f"-DSELF_TGID={opts.self_tgid}", f"-DPID_MAX={pid_max()}"]
     if opts.system_wide:
         flags.append("-DSYSTEM_WIDE")
     machine = platform.machine()
@@ -306,7 +308,7 @@ class Probe:
     def drain(self) -> records.Drained:
         """Every ring's committed records, copied once each. The syscall lane's exit ring is read
         before its enter ring, so every exit read has its enter written already."""
-        order = ("rb_sc_exit", "rb_sc_enter", "events", "rb_facts", "rb_sched")
+        order = ("rb_sc_exit", "rb_sc_enter", "events", "rb_short", "rb_facts", "rb_sched")
         return records.Drained({ring: self.readers[ring].drain_bytes() for ring in order if ring in self.readers})
 
     def drain_into(self, sink: Callable[[dict[str, np.ndarray]], None]) -> int:
@@ -314,7 +316,7 @@ class Probe:
         copies them, e.g. into the run's spool), then release their space. Ring order as
         :meth:`drain`. Returns the bytes handed over."""
         views, ends = {}, []
-        for ring in ("rb_sc_exit", "rb_sc_enter", "events", "rb_facts", "rb_sched"):
+        for ring in ("rb_sc_exit", "rb_sc_enter", "events", "rb_short", "rb_facts", "rb_sched"):
             reader = self.readers.get(ring)
             if reader is None:
                 continue

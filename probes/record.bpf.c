@@ -8,7 +8,8 @@
 // Three lanes, each in rings of its own, so a flood in one never costs another its records:
 //   - the state lane: process lifecycle and fd/file/socket facts. A fact with a string (path, argv,
 //     socket address, name) is a `struct event` in `events`; one without is the same record minus the
-//     string, a `struct fact` in `rb_facts` (112 bytes instead of 624: close, fork, exit, dup, ...);
+//     string, a `struct fact` in `rb_facts` (112 bytes instead of 624: close, fork, exit, dup, ...),
+//     and one whose only string is a short path a `struct event_short` in `rb_short` (240 bytes);
 //   - the syscall lane (`rb_sc_enter`, `rb_sc_exit`): every syscall of the scoped processes as a small
 //     enter record (time, ids, number, the argument registers) and a small exit record (time, ids,
 //     result; the task name only when it is new), paired in user space; when the enter ring is
@@ -29,7 +30,7 @@
 //   SYSTEM_WIDE     record every process (minus SELF_TGID, the recorder itself)
 //   SELF_TGID=n     the recorder's own tgid
 //   PID_MAX=n       entries of the arrays indexed by pid (the kernel's pid_max)
-//   RINGBUF_PAGES=n, FACTS_PAGES, SC_ENTER_PAGES, SC_EXIT_PAGES, SCHED_PAGES   ring sizes in pages
+//   RINGBUF_PAGES=n, FACTS_PAGES, SHORT_PAGES, SC_ENTER_PAGES, SC_EXIT_PAGES, SCHED_PAGES   ring sizes in pages
 //                   (powers of two)
 //   HAVE_<name>     the tracepoint syscalls:sys_enter_<name> exists on this kernel/arch
 //   REGS_WINDOW=expr   where the syscall argument registers start in struct pt_regs
@@ -53,6 +54,9 @@
 #endif
 #ifndef FACTS_PAGES
 #define FACTS_PAGES RINGBUF_PAGES
+#endif
+#ifndef SHORT_PAGES
+#define SHORT_PAGES RINGBUF_PAGES
 #endif
 #ifndef SC_ENTER_PAGES
 #define SC_ENTER_PAGES RINGBUF_PAGES
@@ -135,6 +139,7 @@ struct inflight {
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_RINGBUF_OUTPUT(rb_facts, FACTS_PAGES);
+BPF_RINGBUF_OUTPUT(rb_short, SHORT_PAGES);
 #ifndef NO_SYSCALLS
 BPF_RINGBUF_OUTPUT(rb_sc_enter, SC_ENTER_PAGES);
 BPF_RINGBUF_OUTPUT(rb_sc_exit, SC_EXIT_PAGES);
@@ -213,6 +218,7 @@ BPF_ARRAY(layout_sc_agg_key, struct sc_agg_key, 1);
 BPF_ARRAY(layout_sc_agg, struct sc_agg, 1);
 BPF_ARRAY(layout_event, struct event, 1);
 BPF_ARRAY(layout_fact, struct fact, 1);
+BPF_ARRAY(layout_event_short, struct event_short, 1);
 BPF_ARRAY(layout_sc_enter, struct sc_enter, 1);
 BPF_ARRAY(layout_sc_exit, struct sc_exit, 1);
 BPF_ARRAY(layout_sched_rec, struct sched_rec, 1);
@@ -554,6 +560,31 @@ static __always_inline int complete_fact(struct inflight *f, u16 kind, long ret,
     return 0;
 }
 
+// A completed syscall whose one string is a path: read straight into a short record, which goes out
+// if the path fit (most do). Returns 0 then; 1 if it did not fit (the record is discarded: the caller
+// sends a full one) or no short record could be had.
+static __always_inline int complete_short(struct inflight *f, u16 kind, long ret, u64 id) {
+    struct event_short *e = rb_short.ringbuf_reserve(sizeof(struct event_short));
+    if (!e)
+        return 1;  // not a loss: the full ring takes it
+    long n = bpf_probe_read_user_str(&e->str, STR_SHORT, (void *)f->p1);
+    if (n >= STR_SHORT) {  // STR_SHORT - 1 bytes and no NUL yet: may be longer
+        rb_short.ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+        return 1;
+    }
+    FILL_HEAD(e, kind);
+    FILL_STATE(e);
+    e->len1 = str_len(n);
+    e->ret = ret;
+    e->a0 = f->a[0];
+    e->a1 = kind == K_ANONFD ? f->sub : f->a[1];
+    e->a2 = f->a[2];
+    e->a3 = f->a[3];
+    pending.delete(&id);
+    rb_short.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 0;
+}
+
 // Completes the syscall saved at enter: one record with its result, strings read from user memory
 // (the kernel has already copied them in, so they are paged in).
 static __always_inline int complete(long ret) {
@@ -579,6 +610,8 @@ static __always_inline int complete(long ret) {
     int sockaddr = kind == K_BIND || kind == K_CONNECT || kind == K_ACCEPT || kind == K_SOCKNAME;
     if (!sockaddr && (!f->p1 || kind == K_PIPE || kind == K_SOCKETPAIR || kind == K_WAIT))
         return complete_fact(f, kind, ret, id);
+    if (!sockaddr && !f->p2 && !complete_short(f, kind, ret, id))
+        return 0;
     struct event *e = new_event(kind);
     if (!e) {
         pending.delete(&id);

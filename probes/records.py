@@ -6,7 +6,9 @@
   rewinding needs. A fact with a string (a path, argv, a socket address) is a ``struct event`` in
   ``events`` (624 bytes); one without (fork, exit, close, dup, pipe, wait, ...; also an open whose
   path pointer was NULL) is a ``struct fact`` in ``rb_facts``: the same fields without the string,
-  112 bytes. The kernel picks the ring per record, by whether it has a string to carry. Low volume; never shares space
+  112 bytes; and one with a single short string (a path of under ``STR_SHORT`` bytes, as most are) is
+  a ``struct event_short`` in ``rb_short``: the same fields and a 128-byte string, 240 bytes. The
+  kernel picks the ring per record, by the string it has to carry. Low volume; never shares space
   with the floods below.
 - ``rb_sc_enter`` / ``rb_sc_exit`` (the syscall lane): every syscall of the scoped processes as two small
   records, written by the raw ``sys_enter`` and ``sys_exit`` tracepoints (one array load besides the
@@ -33,6 +35,7 @@ import numpy as np
 
 STR_HALF = 256
 STR_LEN = 512
+STR_SHORT = 128   # the string of an `event_short`
 
 # C type -> numpy type
 _NP = {"u64": "<u8", "s64": "<i8", "u32": "<u4", "s32": "<i4", "u16": "<u2", "s16": "<i2", "u8": "u1"}
@@ -56,8 +59,10 @@ LAYOUTS: dict[str, list[tuple]] = {
         ("comm", "char", 16, "S16"),
         ("str", "char", STR_LEN, f"V{STR_LEN}"),
     ],
-    # the state lane's facts without a string: `event` without `str` (filled in below)
+    # the state lane's facts without a string: `event` without `str`; with one short string: `event`
+    # with a shorter `str` (both filled in below)
     "fact": [],
+    "event_short": [],
     # the syscall lane, raw sys_enter: the argument registers as one window of struct pt_regs
     # (REGS_ARGS below says which word is which argument on this architecture)
     "sc_enter": [
@@ -104,10 +109,11 @@ LAYOUTS: dict[str, list[tuple]] = {
 
 assert LAYOUTS["event"][-1][0] == "str"
 LAYOUTS["fact"] = LAYOUTS["event"][:-1]
+LAYOUTS["event_short"] = [*LAYOUTS["fact"], ("str", "char", STR_SHORT, f"V{STR_SHORT}")]
 
 # Which ring each layout travels in, and the lane it belongs to (losses are counted per ring).
-RINGS = {"events": "event", "rb_facts": "fact", "rb_sc_enter": "sc_enter", "rb_sc_exit": "sc_exit", "rb_sched": "sched_rec"}
-LANES = {"events": "state", "rb_facts": "state", "rb_sc_enter": "syscall", "rb_sc_exit": "syscall", "rb_sched": "sched"}
+RINGS = {"events": "event", "rb_short": "event_short", "rb_facts": "fact", "rb_sc_enter": "sc_enter", "rb_sc_exit": "sc_exit", "rb_sched": "sched_rec"}
+LANES = {"events": "state", "rb_short": "state", "rb_facts": "state", "rb_sc_enter": "syscall", "rb_sc_exit": "syscall", "rb_sched": "sched"}
 
 # The syscall argument registers inside the sc_enter `regs` window, per architecture: the window
 # starts at REGS_WINDOW_C (a C expression) and args[i] is regs[REGS_ARGS[arch][i]].
@@ -227,7 +233,8 @@ DROPS: dict[int, tuple[str, str]] = {
     13: ("ring_facts", "state ring full (facts without a string)"),
 }
 DROP_CODES: dict[str, int] = {v[0]: k for k, v in DROPS.items()}
-RING_DROP = {"events": 0, "rb_facts": 13, "rb_sc_enter": 1, "rb_sc_exit": 2, "rb_sched": 3}
+# (a fact that finds the short-path ring full goes to the string ring: a loss only if that is full too)
+RING_DROP = {"events": 0, "rb_short": 0, "rb_facts": 13, "rb_sc_enter": 1, "rb_sc_exit": 2, "rb_sched": 3}
 
 
 def drop_text(code: int) -> str:
@@ -246,6 +253,7 @@ def c_header() -> str:
     lines.append(f"#define N_DROPS {max(DROPS) + 1}")
     lines.append(f"#define STR_HALF {STR_HALF}")
     lines.append(f"#define STR_LEN {STR_LEN}")
+    lines.append(f"#define STR_SHORT {STR_SHORT}")
     lines.append(f"#define SC_EXIT_COMM {SC_EXIT_COMM}")
     for name, fields in LAYOUTS.items():
         lines.append(f"struct {name} {{")

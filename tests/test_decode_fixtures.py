@@ -2,7 +2,8 @@
 
 The bytes are laid out as the kernel's rings lay them out (an 8-byte header with the BUSY/DISCARD
 bits, then the record), packed here with ``struct`` field by field from the C declarations, not from
-the numpy dtypes under test: the state lane's ``struct event`` and compact ``struct fact``, the syscall lane's enter and exit
+the numpy dtypes under test: the state lane's ``struct event``, ``struct event_short`` and compact
+``struct fact``, the syscall lane's enter and exit
 records (paired by ``decode.SyscallPairer``), the scheduler lane's ``struct sched_rec``."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ RUN = "3f2a0000-0000-0000-0000-000000000001"
 K = records.KIND_CODES
 EVENT = "<QqqqqqqqQIIHHHHII16s512s"
 FACT = "<QqqqqqqqQIIHHHHII16s"      # struct event without its string
+EVENT_SHORT = FACT + "128s"          # and with a short one
 SC_ENTER = "<QIIII8Q"
 SC_EXIT = "<QIIq16s"
 SCHED = "<QIIHHIqqqqQ16s16s"
@@ -51,6 +53,14 @@ def fact(ts, kind, tgid=7, tid=7, ret=0, a=(), comm=b"sh", cpu=1) -> bytes:
     return struct.pack(FACT, ts, ret, *args, 0, tgid, tid, kind, 0, 0, 0, cpu, 0, (comm + b"\0" + b"\x55" * 16)[:16])
 
 
+def short_event(ts, kind, tgid=7, tid=7, ret=0, a=(), s1=b"", comm=b"sh", cpu=1) -> bytes:
+    body = bytearray(b"\xaa" * 128)
+    body[: len(s1) + 1] = s1 + b"\0"
+    args = (list(a) + [0] * 6)[:6]
+    return struct.pack(EVENT_SHORT, ts, ret, *args, 0, tgid, tid, kind, len(s1), 0, 0, cpu, 0,
+                       (comm + b"\0" + b"\x55" * 16)[:16], bytes(body))
+
+
 def enter(ts, tid, nr, args, tgid=None, cpu=0) -> bytes:
     regs = [0] * 8
     for i, w in enumerate(X86_WINDOW):
@@ -70,9 +80,10 @@ def sched(ts, kind, tgid, tid, a=(0, 0, 0, 0), dur=0, comm=b"hog", s=b"", cpu=0)
 
 
 def test_struct_formats_are_the_declared_layouts():
-    for fmt, layout in ((EVENT, "event"), (FACT, "fact"), (SC_ENTER, "sc_enter"), (SC_EXIT, "sc_exit"), (SCHED, "sched_rec")):
+    for fmt, layout in ((EVENT, "event"), (FACT, "fact"), (EVENT_SHORT, "event_short"), (SC_ENTER, "sc_enter"), (SC_EXIT, "sc_exit"), (SCHED, "sched_rec")):
         assert struct.calcsize(fmt) == records.DTYPES[layout].itemsize, layout
     assert records.slot_size("event") == 632 and records.slot_size("fact") == 120
+    assert records.slot_size("event_short") == 248
     assert records.slot_size("sc_enter") == 96
     assert records.slot_size("sc_exit") == 48 and records.slot_size("sched_rec") == 104
 
@@ -116,6 +127,22 @@ def test_every_state_kind_decodes_from_a_compact_record_as_from_a_full_one(kind)
                            RUN, 5).to_pydict()
     assert compact == full
     assert compact["comm"] == [b"sh"] and compact["path"] == [b""] and compact["argv"] == [[]]
+
+
+# the kinds the kernel may send with a short path (one path, read at the syscall's exit)
+SHORT_KINDS = ["open", "chdir", "unlink", "mkdir", "exec_fail", "anonfd"]
+
+
+@pytest.mark.parametrize("kind", SHORT_KINDS)
+@pytest.mark.parametrize("path", [b"/tmp/x", b"/" + b"\xfe" * 126, b""])
+def test_a_short_path_record_decodes_as_the_full_one(kind, path):
+    a = (-100, 2, 0o2000000, 0o644)
+    short = decode.lane_tables(
+        [records.Drained({"rb_short": buf(slot(short_event(100, K[kind], 7, 8, ret=3, a=a, s1=path)))})],
+        decode.SyscallPairer(arch="x86_64"), RUN, 5)[0][0].to_pydict()
+    full = decode.to_arrow(records.records_of(buf(slot(event(100, K[kind], 7, 8, ret=3, a=a, s1=path))), "event"),
+                           RUN, 5).to_pydict()
+    assert short == full and short["path"] == [path] and short["path2"] == [b""]
 
 
 def test_state_strings_argv_and_committed_prefix():
@@ -200,18 +227,20 @@ def test_every_scheduler_kind_decodes_from_bytes(kind):
 def test_lanes_become_one_table_in_lane_order():
     d = records.Drained({
         "events": buf(slot(event(500, K["open"], s1=b"/a", ret=3))),
+        "rb_short": buf(slot(short_event(505, K["chdir"], s1=b"/tmp"))),
         "rb_facts": buf(slot(fact(510, K["close"], a=(3,)))),
         "rb_sc_enter": buf(slot(enter(400, 7, 0, (3, 0, 1, 0, 0, 0)))),
         "rb_sc_exit": buf(slot(leave(450, 7, 1))),
         "rb_sched": buf(slot(sched(420, K["sched_switch"], 7, 7))),
     }, state=decode.io_records([(7, 3, 10, 20, 2)], 600))
-    assert len(d) == 6
+    assert len(d) == 7
     tables, n, held = decode.lane_tables([d], decode.SyscallPairer(arch="x86_64"), RUN, 100)
     import pyarrow as pa
 
     t = pa.concat_tables(tables).to_pydict()
-    assert n == 5 and held is None and t["seq"] == [100, 101, 102, 103, 104]
-    assert t["kind"] == [K["open"], K["io"], K["close"], K["syscall"], K["sched_switch"]]
+    assert n == 6 and held is None and t["seq"] == [100, 101, 102, 103, 104, 105]
+    assert t["kind"] == [K["open"], K["io"], K["chdir"], K["close"], K["syscall"], K["sched_switch"]]
+    assert t["path"][:3] == [b"/a", b"", b"/tmp"]
     lost = decode.lost_row(RUN, 700, 104, 12, records.DROP_CODES["ring_sc_enter"]).to_pydict()
     assert (lost["kind"], lost["a0"], lost["a1"]) == ([K["lost"]], [12], [1])
 

@@ -59,13 +59,13 @@ def test_options_attach_only_the_hooks_they_need(kernel):
         tps = {k.decode() for k in probe.bpf.tracepoint_fds}
         assert not {t for t in tps if t.startswith("sched:sched_switch") or "wakeup" in t or "migrate" in t}
         assert "sched:sched_process_fork" in tps and "syscalls:sys_enter_openat" in tps
-        assert set(probe.readers) == {"events", "rb_facts"}
+        assert set(probe.readers) == {"events", "rb_short", "rb_facts"}
     finally:
         probe.close(background=False)
     probe = _probe(ringbuf_pages=16)
     try:
         assert {k.decode() for k in probe.bpf.raw_tracepoint_fds} == {"sys_enter", "sys_exit"}
-        assert set(probe.readers) == {"events", "rb_facts", "rb_sc_enter", "rb_sc_exit", "rb_sched"}
+        assert set(probe.readers) == {"events", "rb_short", "rb_facts", "rb_sc_enter", "rb_sc_exit", "rb_sched"}
     finally:
         probe.close(background=False)
 
@@ -139,11 +139,14 @@ def test_a_full_stream_ring_degrades_to_aggregates_and_costs_the_state_lane_noth
         nr = syscall_table.number(name)
         assert calls.get(nr, 0) + int((enters["nr"] == nr).sum()) >= 20_000, name
         assert calls.get(nr, 0) > 19_000, name
-    # the state lane kept every fact, each in the ring of its size class: with a string, and without
+    # the state lane kept every fact, each in the ring of its size class: with a string, with a short
+    # path, without a string
     with_str = {records.KINDS[k] for k in records.records_of(d.raw["events"], "event")["kind"]}
+    short = records.records_of(d.raw["rb_short"], "event_short")
     compact = {records.KINDS[k] for k in records.records_of(d.raw["rb_facts"], "fact")["kind"]}
-    assert {"exec", "open"} <= with_str and {"exit_call", "task_exit", "close"} <= compact
-    assert not with_str & compact
+    assert "exec" in with_str and {"exit_call", "task_exit", "close"} <= compact
+    assert {records.KINDS[k] for k in short["kind"]} == {"open"} and not with_str & compact
+    assert (short["len1"] < records.STR_SHORT).all()
 
 
 def test_close_detaches_the_every_syscall_hooks_at_once(kernel):
