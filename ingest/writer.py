@@ -12,6 +12,10 @@ scheduler) are shed and counted as lost (``spool_full``) while state facts are a
 While records arrive faster than ``FLOOD_RECORDS_PER_S`` the writer waits (a small machine's CPUs
 go to the recorded workload; the spool holds the records) and catches up when the flood ends.
 
+Decoding and inserting overlap: the writer thread decodes a batch while an inserter thread puts the
+one before into the store (the engine works outside the interpreter lock, so after a flood the
+two use both CPUs). Inserts, and the checkpoints after them, stay in spool order.
+
 After each insert the writer checkpoints the spool (how far the store is complete) and the spool
 deletes what is behind it: a recorder killed mid-run leaves exactly the frames not yet inserted,
 which ``osrewind.ingest.spool.recover`` ingests later. ``replay`` is that recovery's entry point.
@@ -80,6 +84,7 @@ class EventWriter:
         self.batch_seconds = batch_seconds
         self.on_insert = on_insert
         self.written = 0            # records inserted (lost markers not counted)
+        self._decoded = 0           # records decoded (inserted, or on their way to the inserter)
         self.guard = guard
         self.failed_ns: int | None = None   # CLOCK_MONOTONIC when the store failed, None while it works
         self.seq = 0
@@ -92,7 +97,14 @@ class EventWriter:
         self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
         self._thread = None
+        # decoded batches waiting for the inserter thread (one at most: decode runs one batch ahead)
+        self._jobs: queue.Queue | None = None
+        self._inserter = None
+        self._insert_error: BaseException | None = None
         if thread:
+            self._jobs = queue.Queue(maxsize=1)
+            self._inserter = threading.Thread(target=self._insert_jobs, name="osrewind-inserter", daemon=True)
+            self._inserter.start()
             self._thread = threading.Thread(target=self._run, name="osrewind-writer", daemon=True)
             self._thread.start()
 
@@ -167,7 +179,7 @@ class EventWriter:
         """Carry on from a checkpoint of an earlier writer of this run (recovery)."""
         if checkpoint:
             self.seq = int(checkpoint["seq"])
-            self.written = int(checkpoint["written"])
+            self.written = self._decoded = int(checkpoint["written"])
             self.pairer.restore(checkpoint["held"])
 
     def replay(self, frames: Iterable[Frame]) -> None:
@@ -205,6 +217,8 @@ class EventWriter:
                     item = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     item = "flush"
+                if self._insert_error is not None:   # the inserter stopped: so does the writer
+                    raise self._insert_error
                 if self.guard is not None:
                     self.guard()
                 if item == "flush" and self._flooding(arrivals):
@@ -213,6 +227,7 @@ class EventWriter:
                     self._insert(pending, taken, final=item is None)
                     pending, rows = [], 0
                     if item is None:
+                        self._settle()
                         return
                     continue
                 if item.type != spool.DRAIN:
@@ -234,8 +249,12 @@ class EventWriter:
                     self._insert(pending, taken)
                     pending, rows = [], 0
         except BaseException as exc:  # noqa: BLE001 - handed to the recorder thread by check()
-            self.failed_ns = time.monotonic_ns()
+            self.failed_ns = self.failed_ns or time.monotonic_ns()
             self._error = self._why(exc)
+        finally:
+            if self._jobs is not None:
+                self._jobs.put(None)   # the inserter stops after what it has
+                self._inserter.join()
 
     def _why(self, exc: BaseException) -> BaseException:
         """What stopped the writer, in the user's terms: an insert that failed because the store's
@@ -257,7 +276,9 @@ class EventWriter:
         return sum(n for _, n in arrivals) > FLOOD_RECORDS_PER_S * FLOOD_WINDOW
 
     def _one(self, f: Frame) -> None:
-        """A LOST or TABLE frame: inserted on its own, then checkpointed."""
+        """A LOST or TABLE frame: inserted on its own (once the batches before it are in), then
+        checkpointed."""
+        self._settle()
         data = spool.read_payload(self.spool.path, f)
         if f.type == spool.LOST:
             ts, count, cause = spool.LOST_ROW.unpack(data[spool.PART_LOST].tobytes())
@@ -277,6 +298,30 @@ class EventWriter:
 
     def _checkpoint(self, pos: Pos) -> None:
         self.spool.checkpoint(pos, self.seq, self.written, self.pairer.held(), self._consumed)
+
+    def _settle(self) -> None:
+        """Wait until every decoded batch is in the store; raise what stopped the inserter."""
+        if self._jobs is not None:
+            self._jobs.join()
+        if self._insert_error is not None:
+            raise self._insert_error
+
+    def _insert_jobs(self) -> None:
+        """The inserter thread: each decoded batch into the store, then its checkpoint, in order.
+        After an error it only acknowledges what comes (the writer thread raises the error)."""
+        assert self._jobs is not None
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                if self._insert_error is None:
+                    job()
+            except BaseException as exc:  # noqa: BLE001 - raised on the writer thread by _settle
+                self._insert_error = exc
+                self.failed_ns = self.failed_ns or time.monotonic_ns()
+            finally:
+                self._jobs.task_done()
 
     def _insert(self, pending: list[Frame], taken_ns: int = 0, final: bool = False) -> None:
         """Read back, decode and insert ``pending`` (in parts of about CATCH_UP_RECORDS records)."""
@@ -302,21 +347,39 @@ class EventWriter:
             state = data.get(spool.PART_STATE)
             drains.append(records.Drained(raw, None if state is None else state.view(records.EVENT_DTYPE)))
         tables, n, held_since = decode.lane_tables(drains, self.pairer, self.run_id, self.seq, final=final)
+        batch = None
         if n:
             batch = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-            self.store.insert_arrow("events", self.redact.table("events", batch) if self.redact else batch)
+            batch = self.redact.table("events", batch) if self.redact else batch
         self.seq += n
-        self.written += n
-        if frames:
-            self._consumed += sum(f.nbytes for f in frames)
-            self._checkpoint(frames[-1].end)
-        self.progress(self.written)
+        self._decoded += n
         if held_since is not None:  # a syscall whose enter is still to come may be older than the drain
             taken_ns = min(taken_ns, held_since)
-        # not told while the writer is far behind (catching up after a flood): an indexer working
-        # then would take turns with it (one interpreter) and only make the store complete later
-        if self.on_insert is not None and taken_ns and self.spool.backlog < CATCH_UP_BYTES:
-            try:
-                self.on_insert(taken_ns)
-            except Exception:  # noqa: BLE001 - indexing is derived data: never stops the recording
-                self.on_insert = None
+        # what the checkpoint after this batch's insert says: as things stand now, decoded
+        end = frames[-1].end if frames else None
+        self._consumed += sum(f.nbytes for f in frames)
+        mark = (self.seq, self._decoded, self.pairer.held(), self._consumed)
+
+        def job() -> None:
+            if self.guard is not None:
+                self.guard()
+            if batch is not None:
+                self.store.insert_arrow("events", batch)
+            self.written = mark[1]
+            if end is not None:
+                self.spool.checkpoint(end, *mark)
+            self.progress(mark[1])
+            # not told while the writer is far behind (catching up after a flood): an indexer working
+            # then would take turns with it (one interpreter) and only make the store complete later
+            if self.on_insert is not None and taken_ns and self.spool.backlog < CATCH_UP_BYTES:
+                try:
+                    self.on_insert(taken_ns)
+                except Exception:  # noqa: BLE001 - indexing is derived data: never stops the recording
+                    self.on_insert = None
+
+        if self._jobs is None:
+            job()
+            return
+        if self._insert_error is not None:
+            raise self._insert_error
+        self._jobs.put(job)
