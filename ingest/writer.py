@@ -320,6 +320,7 @@ class EventWriter:
             except BaseException as exc:  # noqa: BLE001 - raised on the writer thread by _settle
                 self._insert_error = exc
                 self.failed_ns = self.failed_ns or time.monotonic_ns()
+                self._queue.put("flush")   # wakes the writer thread, which stops with the error
             finally:
                 self._jobs.task_done()
 

@@ -303,6 +303,39 @@ def test_writer_stops_for_good_on_a_store_error(tmp_path):
     assert raised.value is w.error and store.tables == ["snapshot_procs"]
 
 
+def test_decoded_batches_go_in_in_order_and_the_checkpoint_stops_at_the_first_that_failed(tmp_path):
+    """Decoding runs a batch ahead of the inserter thread: the store still gets the batches in spool
+    order, each checkpoint follows its own insert, and a failed insert stops the writer with the
+    checkpoint at the last batch that went in (what a recovery would replay from)."""
+    from osrewind.ingest import decode
+    from osrewind.ingest.spool import load_checkpoint
+
+    class Keeping(FlakyStore):
+        def insert_arrow(self, table: str, data) -> None:
+            super().insert_arrow(table, data)
+            self.rows = [*getattr(self, "rows", []), *zip(data.column("seq").to_pylist(), data.column("a1").to_pylist(),
+                                                          strict=True)]
+
+    store = Keeping()
+    sp = _spool(tmp_path)
+    w = EventWriter(store, uuid.uuid4(), sp, batch_rows=1, batch_seconds=0.01)
+    for i in range(20):
+        w.put(decode.io_records([(7, 3, i, 0, 1)], 1000 + i))
+    deadline = time.time() + 10
+    while len(store.tables) < 20 and time.time() < deadline:
+        time.sleep(0.01)
+    assert store.rows == [(i, i) for i in range(20)]        # every batch once, in order
+    assert load_checkpoint(sp.path)["seq"] == 20 and w.written == 20 and sp.backlog == 0
+    store.full = True
+    w.put(decode.io_records([(7, 3, 99, 0, 1)], 2000))
+    while w.error is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert isinstance(w.error, StoreError) and w.failed_ns is not None
+    assert load_checkpoint(sp.path)["seq"] == 20 and w.written == 20 and sp.backlog > 0
+    with pytest.raises(StoreError):
+        w.close()
+
+
 def test_writer_guard_is_checked_while_idle(tmp_path):
     """A store deleted while nothing is being written is noticed within IDLE_CHECK_SECONDS."""
     gone = threading.Event()
