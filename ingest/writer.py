@@ -97,7 +97,8 @@ class EventWriter:
         self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
         self._thread = None
-        # decoded batches waiting for the inserter thread (one at most: decode runs one batch ahead)
+        # decoded batches waiting for the inserter thread: one queued, so besides the batch being
+        # inserted at most two more are decoded (one queued, one waiting to be)
         self._jobs: queue.Queue | None = None
         self._inserter = None
         self._insert_error: BaseException | None = None
@@ -318,8 +319,8 @@ class EventWriter:
                 if self._insert_error is None:
                     job()
             except BaseException as exc:  # noqa: BLE001 - raised on the writer thread by _settle
-                self._insert_error = exc
                 self.failed_ns = self.failed_ns or time.monotonic_ns()
+                self._insert_error = exc
                 self._queue.put("flush")   # wakes the writer thread, which stops with the error
             finally:
                 self._jobs.task_done()

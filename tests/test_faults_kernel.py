@@ -304,28 +304,47 @@ def test_writer_stops_for_good_on_a_store_error(tmp_path):
 
 
 def test_decoded_batches_go_in_in_order_and_the_checkpoint_stops_at_the_first_that_failed(tmp_path):
-    """Decoding runs a batch ahead of the inserter thread: the store still gets the batches in spool
-    order, each checkpoint follows its own insert, and a failed insert stops the writer with the
-    checkpoint at the last batch that went in (what a recovery would replay from)."""
+    """Decoding runs ahead of the inserter thread: the store still gets the batches once each, in
+    spool order; no checkpoint ever says more is stored than is (what a recovery replays from); a
+    failed insert stops the writer with the checkpoint at the last batch that went in."""
     from osrewind.ingest import decode
     from osrewind.ingest.spool import load_checkpoint
 
     class Keeping(FlakyStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[tuple[int, int]] = []
+            self.go = threading.Event()
+
         def insert_arrow(self, table: str, data) -> None:
-            super().insert_arrow(table, data)
-            self.rows = [*getattr(self, "rows", []), *zip(data.column("seq").to_pylist(), data.column("a1").to_pylist(),
-                                                          strict=True)]
+            self.go.wait(10)
+            if self.full:
+                raise StoreError(CHDB_FULL)
+            self.rows += zip(data.column("seq").to_pylist(), data.column("a1").to_pylist(), strict=True)
 
     store = Keeping()
     sp = _spool(tmp_path)
+    stored_at_checkpoints: list[tuple[int, int]] = []
+    real_checkpoint = sp.checkpoint
+
+    def checkpoint(pos, seq, written, held, consumed) -> None:
+        stored_at_checkpoints.append((seq, len(store.rows)))
+        real_checkpoint(pos, seq, written, held, consumed)
+
+    sp.checkpoint = checkpoint
     w = EventWriter(store, uuid.uuid4(), sp, batch_rows=1, batch_seconds=0.01)
     for i in range(20):
         w.put(decode.io_records([(7, 3, i, 0, 1)], 1000 + i))
     deadline = time.time() + 10
-    while len(store.tables) < 20 and time.time() < deadline:
+    while w._decoded < 2 and time.time() < deadline:   # the first insert waits: decoding goes on
+        time.sleep(0.01)
+    assert w._decoded >= 2 and store.rows == [] and w.written == 0
+    store.go.set()
+    while not (sp.backlog == 0 and w.written == 20) and time.time() < deadline:
         time.sleep(0.01)
     assert store.rows == [(i, i) for i in range(20)]        # every batch once, in order
-    assert load_checkpoint(sp.path)["seq"] == 20 and w.written == 20 and sp.backlog == 0
+    assert load_checkpoint(sp.path)["seq"] == 20 and sp.backlog == 0
+    assert stored_at_checkpoints and all(seq <= stored for seq, stored in stored_at_checkpoints)
     store.full = True
     w.put(decode.io_records([(7, 3, 99, 0, 1)], 2000))
     while w.error is None and time.time() < deadline:
