@@ -529,6 +529,17 @@ static __always_inline void io_flush(struct io_key *k, struct io_total *t, u64 n
     t->first = now;
 }
 
+// A completed syscall's result and saved arguments into any state-lane record (event, event_short,
+// fact): what the three record classes share.
+#define FILL_RESULT(e, f, kind, ret_)                      \
+    do {                                                   \
+        (e)->ret = (ret_);                                 \
+        (e)->a0 = (f)->a[0];                               \
+        (e)->a1 = (kind) == K_ANONFD ? (f)->sub : (f)->a[1]; \
+        (e)->a2 = (f)->a[2];                               \
+        (e)->a3 = (f)->a[3];                               \
+    } while (0)
+
 // A completed syscall with no string to read: a compact record, the pointers read as numbers.
 static __always_inline int complete_fact(struct inflight *f, u16 kind, long ret, u64 id) {
     struct fact *e = new_fact(kind);
@@ -536,13 +547,7 @@ static __always_inline int complete_fact(struct inflight *f, u16 kind, long ret,
         pending.delete(&id);
         return 0;
     }
-    e->ret = ret;
-    e->a0 = f->a[0];
-    e->a1 = f->a[1];
-    e->a2 = f->a[2];
-    e->a3 = f->a[3];
-    if (kind == K_ANONFD)
-        e->a1 = f->sub;
+    FILL_RESULT(e, f, kind, ret);
     if (kind == K_PIPE || kind == K_SOCKETPAIR) {
         int fds[2] = {-1, -1};
         if (ret == 0)
@@ -575,11 +580,7 @@ static __always_inline int complete_short(struct inflight *f, u16 kind, long ret
     FILL_HEAD(e, kind);
     FILL_STATE(e);
     e->len1 = str_len(n);
-    e->ret = ret;
-    e->a0 = f->a[0];
-    e->a1 = kind == K_ANONFD ? f->sub : f->a[1];
-    e->a2 = f->a[2];
-    e->a3 = f->a[3];
+    FILL_RESULT(e, f, kind, ret);
     pending.delete(&id);
     rb_short.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
     return 0;
@@ -617,13 +618,7 @@ static __always_inline int complete(long ret) {
         pending.delete(&id);
         return 0;
     }
-    e->ret = ret;
-    e->a0 = f->a[0];
-    e->a1 = f->a[1];
-    e->a2 = f->a[2];
-    e->a3 = f->a[3];
-    if (kind == K_ANONFD)
-        e->a1 = f->sub;
+    FILL_RESULT(e, f, kind, ret);
     if (sockaddr) {
         int out = kind == K_ACCEPT || kind == K_SOCKNAME;  // the kernel fills the address in
         u32 n = out ? 0 : (u32)f->a[1];

@@ -233,8 +233,6 @@ DROPS: dict[int, tuple[str, str]] = {
     13: ("ring_facts", "state ring full (facts without a string)"),
 }
 DROP_CODES: dict[str, int] = {v[0]: k for k, v in DROPS.items()}
-# (a fact that finds the short-path ring full goes to the string ring: a loss only if that is full too)
-RING_DROP = {"events": 0, "rb_short": 0, "rb_facts": 13, "rb_sc_enter": 1, "rb_sc_exit": 2, "rb_sched": 3}
 
 
 def drop_text(code: int) -> str:
