@@ -23,7 +23,8 @@ def _probe(**kw):
 
 
 def _gated(argv: list[str]) -> tuple[int, int]:
-    """A child that waits on a pipe before it execs argv: (pid, write end)."""
+    """A child that waits on a pipe before it execs argv: (pid, write end). Returns once the child
+    sleeps in that read, so the write wakes it (the scheduler sees it switched in)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -37,7 +38,25 @@ def _gated(argv: list[str]) -> tuple[int, int]:
         finally:
             os._exit(127)
     os.close(r)
+    deadline = time.monotonic() + 10
+    while not _asleep_in_read(pid):
+        assert time.monotonic() < deadline, "the gated child never blocked on its pipe"
+        time.sleep(0.001)
     return pid, w
+
+
+def _asleep_in_read(pid: int) -> bool:
+    """The kernel's word: the task sleeps (state S) inside read(2)."""
+    from osrewind.probes import syscall_table
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/syscall") as f:
+            nr = f.read().split()[0]
+    except (OSError, IndexError):
+        return False
+    return state == "S" and nr == str(syscall_table.number("read"))
 
 
 def test_every_layout_of_the_compiled_program_matches_the_decoder(kernel):
