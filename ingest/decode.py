@@ -39,7 +39,11 @@ def state_columns(ev: np.ndarray, mat: np.ndarray | None = None) -> dict:
     n = len(ev)
     kind = ev["kind"].astype(np.uint16)
     width = ev.dtype["str"].itemsize   # STR_LEN, or STR_SHORT (``records.DTYPES["event_short"]``: one path)
-    two = np.isin(kind, _TWO_PATH_KINDS) if width > records.STR_HALF else np.zeros(n, dtype=bool)
+    if width > records.STR_HALF:
+        kpath = (ev["flags"] & records.EV_KPATH).astype(bool)
+        two = np.isin(kind, _TWO_PATH_KINDS) | kpath
+    else:
+        kpath = two = np.zeros(n, dtype=bool)
     argv_rows = np.flatnonzero(kind == _ARGV_KIND)
     if mat is None:
         mat = _matrix(ev)
@@ -49,6 +53,8 @@ def state_columns(ev: np.ndarray, mat: np.ndarray | None = None) -> dict:
     path = binary_column(mat, len1_path, records.STR_OFFSET, min(records.STR_HALF, width))
     path2 = binary_column(mat, np.where(two, ev["len2"], 0), records.STR_OFFSET + records.STR_HALF,
                           records.STR_HALF) if two.any() else empty_binary(n)
+    if kpath.any():
+        path2 = _root_first(path2, kpath)
     comm = comm_column(mat, records.COMM_OFFSET)
 
     path, path2 = _network_paths(ev, mat, kind, path, path2)
@@ -102,6 +108,29 @@ def table(cols: dict, run_id: uuid.UUID | str, seq_start: int) -> pa.Table:
     out["argv"] = argv if argv is not None else pa.ListArray.from_arrays(
         pa.array(np.zeros(n + 1, dtype=np.int32)), _EMPTY_BINARY.cast(pa.binary()))
     return pa.table(out)
+
+
+def _root_first(paths: pa.Array, rows: np.ndarray) -> pa.Array:
+    """The kernel's paths (``records.EV_KPATH``: components leaf first, "f/dir/tmp") at ``rows`` as
+    absolute paths ("/tmp/dir/f"); the other rows as they are. Vectorised: split, reverse each list
+    by index arithmetic, join."""
+    import pyarrow.compute as pc
+
+    idx = np.flatnonzero(rows)
+    parts = pc.split_pattern(paths.take(pa.array(idx)), pattern="/")
+    offsets = parts.offsets.to_numpy()
+    values = parts.flatten()
+    lens = np.diff(offsets)
+    row_of = np.repeat(np.arange(len(idx)), lens)
+    pos = np.arange(len(values)) - offsets[:-1][row_of]
+    order = offsets[:-1][row_of] + (lens[row_of] - 1 - pos)
+    flipped = pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values.take(pa.array(order)))
+    sep = pa.scalar(b"/", pa.binary())
+    joined = pc.binary_join(flipped, sep)
+    absolute = pc.binary_join_element_wise(pa.scalar(b"", pa.binary()), joined, sep)
+    where = np.zeros(len(paths), dtype=np.int64)
+    where[idx] = np.arange(len(idx))
+    return pc.if_else(pa.array(rows), absolute.take(pa.array(where)), paths)
 
 
 def empty_binary(n: int) -> pa.Array:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from osrewind.errors import EnvironmentProblem
-from osrewind.probes import records, syscall_table
+from osrewind.probes import btf, records, syscall_table
 
 SOURCE = Path(__file__).with_name("record.bpf.c")
 TRACEFS = Path("/sys/kernel/tracing")
@@ -45,6 +45,7 @@ class ProbeOptions:
     aggregate_io: bool = False  # byte counts per (process, fd) instead of a record per read/write
     ringbuf_pages: int = 16384  # the syscall enter ring: 64 MiB, ~700k syscalls of headroom between drains
     self_tgid: int = field(default_factory=os.getpid)
+    kernel_identity: bool = True  # read what the kernel opened (inode, resolved path) where it has BTF
 
 
 def ensure_tracefs() -> None:
@@ -135,8 +136,22 @@ def cflags(opts: ProbeOptions) -> list[str]:
     if opts.aggregate_io and "-DNO_SYSCALLS" not in flags:
         flags.append("-DAGGREGATE_IO")
     flags += [f"-DHAVE_{name}" for name in OPTIONAL_SYSCALLS if syscall_exists(name)]
+    offsets = kernel_offsets(opts)
+    if offsets is not None:
+        flags += offsets.cflags()
     del machine
     return flags
+
+
+def kernel_offsets(opts: ProbeOptions) -> btf.Offsets | None:
+    """The running kernel's struct offsets (probes/btf.py), or None: no BTF (or not asked for), and
+    files are then identified by the path a program passed."""
+    if not opts.kernel_identity:
+        return None
+    try:
+        return btf.offsets()
+    except btf.BtfError:
+        return None
 
 
 def header() -> str:
@@ -270,6 +285,8 @@ class Probe:
         import bcc
 
         self.opts = opts
+        # "kernel": fd facts carry what the kernel opened; "path": the path passed (no BTF)
+        self.identity = "kernel" if kernel_offsets(opts) is not None else "path"
         try:
             self.bpf = bcc.BPF(text=program_text().encode(), cflags=cflags(opts))
         except Exception as exc:  # BCC raises bare Exception on compile/attach failure

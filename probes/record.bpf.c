@@ -529,6 +529,159 @@ static __always_inline void io_flush(struct io_key *k, struct io_total *t, u64 n
     t->first = now;
 }
 
+// ---------------------------------------------------------------- what the kernel opened (BTF)
+// With KERNEL_IDENTITY (the loader found the running kernel's BTF: probes/btf.py), an fd-creating
+// fact carries what the kernel opened, not only the string the program passed: the file's inode and
+// device, and its path as the kernel resolved it (a dentry walk up to the global root, crossing
+// mounts, as d_path does: what readlink /proc/PID/fd/N shows). Every struct is read at the offsets
+// the kernel's own BTF gives (OFF_*), never through the compile-time headers.
+//   K_OPEN:        a4 inode, a5 device (the kernel's dev_t); second string: the resolved path
+//   K_CHDIR/FCHDIR: second string: the new cwd as the kernel holds it
+//   K_PIPE:        a4 the pipe's inode (both ends share it)
+//   K_SOCKET/ACCEPT: a4 the socket's inode; K_SOCKETPAIR: a4, a5 the two sockets' inodes
+#ifdef KERNEL_IDENTITY
+#define KPATH_SLOTS 40     // path components plus mount points crossed; a deeper path goes without
+#define RD(dst, base, off) bpf_probe_read_kernel(&(dst), sizeof(dst), (void *)(base) + (off))
+
+struct kpath_scratch {
+    char buf[512];          // the path being assembled (at most STR_HALF - 1 bytes; slack for the verifier)
+};
+BPF_PERCPU_ARRAY(kpath_scratch, struct kpath_scratch, 1);
+
+// The struct file behind the current task's fd `fd`, or 0.
+static __always_inline void *fd_file(long fd) {
+    void *task = (void *)bpf_get_current_task();
+    void *files = 0, *fdt = 0, *fds = 0, *file = 0;
+    u32 max = 0;
+    RD(files, task, OFF_TASK_FILES);
+    if (!files)
+        return 0;
+    RD(fdt, files, OFF_FILES_FDT);
+    if (!fdt)
+        return 0;
+    RD(max, fdt, OFF_FDT_MAX_FDS);
+    if (fd < 0 || fd >= max)
+        return 0;
+    RD(fds, fdt, OFF_FDT_FD);
+    if (!fds)
+        return 0;
+    bpf_probe_read_kernel(&file, sizeof(file), fds + fd * sizeof(void *));
+    return file;
+}
+
+static __always_inline u64 file_ino(void *file) {
+    void *inode = 0;
+    u64 ino = 0;
+    if (!file)
+        return 0;
+    RD(inode, file, OFF_FILE_INODE);
+    if (inode)
+        RD(ino, inode, OFF_INODE_INO);
+    return ino;
+}
+
+// The path of (vfsmount, dentry) into s->buf, its components leaf first ("f/dir/tmp" for
+// /tmp/dir/f; "" for /): user space puts them root first. Returns its length + 1 (0: unknown, or
+// longer than STR_HALF - 1 bytes). One fixed loop; the bound is checked on the next offset, so the
+// verifier sees the offset in [0, STR_HALF) on every path and few distinct states.
+static __always_inline u32 kpath(struct kpath_scratch *s, void *vfsmnt, void *dentry) {
+    if (!vfsmnt || !dentry)
+        return 0;
+    void *mnt = vfsmnt - OFF_MOUNT_MNT;  // struct mount embeds struct vfsmount
+    u32 off = 0;
+    for (int i = 0; i < KPATH_SLOTS; i++) {
+        void *root = 0, *parent = 0;
+        RD(root, vfsmnt, OFF_VFSMOUNT_ROOT);
+        RD(parent, dentry, OFF_DENTRY_PARENT);
+        if (dentry == root || dentry == parent) {
+            void *up = 0;
+            RD(up, mnt, OFF_MOUNT_PARENT);
+            if (dentry != root || !up || up == mnt)  // the global root (or a root mounted nowhere)
+                return off + 1;
+            RD(dentry, mnt, OFF_MOUNT_MOUNTPOINT);  // on into the mount this one is mounted on
+            mnt = up;
+            vfsmnt = up + OFF_MOUNT_MNT;
+            continue;
+        }
+        u32 l = 0;
+        u64 name = 0;
+        RD(l, dentry, OFF_DENTRY_NAME_LEN);
+        RD(name, dentry, OFF_DENTRY_NAME);
+        u64 next = (u64)off + (off ? 1 : 0) + l;
+        if (next > STR_HALF - 1)
+            return 0;
+        if (off)
+            s->buf[off & 255] = '/';
+        bpf_probe_read_kernel(&s->buf[(off + (off ? 1 : 0)) & 255], l & 255, (void *)name);
+        off = next;
+        dentry = parent;
+    }
+    return 0;  // deeper than we walk
+}
+
+// Whether a completed syscall's record carries what the kernel opened (then it goes out as a full
+// record: its second string is the kernel's path).
+static __always_inline int wants_kpath(u16 kind, long ret) {
+    return (kind == K_OPEN && ret >= 0) || ((kind == K_CHDIR || kind == K_FCHDIR) && ret == 0);
+}
+
+static __always_inline void put_kpath(struct event *e, u16 kind, long ret) {
+    u32 zero = 0;
+    struct kpath_scratch *s = kpath_scratch.lookup(&zero);
+    if (!s)
+        return;
+    void *vfsmnt = 0, *dentry = 0;
+    if (kind == K_OPEN) {
+        void *file = fd_file(ret);
+        if (!file)
+            return;
+        void *inode = 0, *sb = 0;
+        u64 ino = 0;
+        u32 dev = 0;
+        RD(inode, file, OFF_FILE_INODE);
+        if (inode) {
+            RD(ino, inode, OFF_INODE_INO);
+            RD(sb, inode, OFF_INODE_SB);
+            if (sb)
+                RD(dev, sb, OFF_SB_DEV);
+        }
+        e->a4 = ino;
+        e->a5 = dev;
+        RD(vfsmnt, file, OFF_FILE_PATH_MNT);
+        RD(dentry, file, OFF_FILE_PATH_DENTRY);
+    } else {
+        void *task = (void *)bpf_get_current_task();
+        void *fs = 0;
+        RD(fs, task, OFF_TASK_FS);
+        if (!fs)
+            return;
+        RD(vfsmnt, fs, OFF_FS_PWD_MNT);
+        RD(dentry, fs, OFF_FS_PWD_DENTRY);
+    }
+    u32 n = kpath(s, vfsmnt, dentry);
+    if (n) {
+        bpf_probe_read_kernel(&e->str[STR_HALF], STR_HALF, s->buf);
+        e->len2 = n - 1;
+        e->flags |= EV_KPATH;
+    }
+}
+
+// The inodes of the fds a pipe, socket, socketpair or accept made (what /proc shows as pipe:[N]).
+static __always_inline void put_fd_inodes(struct fact *e, u16 kind, long ret) {
+    if (kind == K_PIPE || kind == K_SOCKETPAIR) {
+        if (ret == 0) {
+            e->a4 = file_ino(fd_file(e->a0));
+            if (kind == K_SOCKETPAIR)
+                e->a5 = file_ino(fd_file(e->a1));
+        }
+    } else if ((kind == K_SOCKET || kind == K_ACCEPT) && ret >= 0) {
+        e->a4 = file_ino(fd_file(ret));
+    }
+}
+#else
+static __always_inline int wants_kpath(u16 kind, long ret) { return 0; }
+#endif
+
 // A completed syscall's result and saved arguments into any state-lane record (event, event_short,
 // fact): what the three record classes share.
 #define FILL_RESULT(e, f, kind, ret_)                      \
@@ -560,6 +713,9 @@ static __always_inline int complete_fact(struct inflight *f, u16 kind, long ret,
             bpf_probe_read_user(&status, sizeof(status), (void *)f->p1);
         e->a0 = status;
     }
+#ifdef KERNEL_IDENTITY
+    put_fd_inodes(e, kind, ret);
+#endif
     pending.delete(&id);
     send_fact(e);
     return 0;
@@ -609,9 +765,10 @@ static __always_inline int complete(long ret) {
     }
 #endif
     int sockaddr = kind == K_BIND || kind == K_CONNECT || kind == K_ACCEPT || kind == K_SOCKNAME;
-    if (!sockaddr && (!f->p1 || kind == K_PIPE || kind == K_SOCKETPAIR || kind == K_WAIT))
+    int kp = wants_kpath(kind, ret);
+    if (!sockaddr && !kp && (!f->p1 || kind == K_PIPE || kind == K_SOCKETPAIR || kind == K_WAIT))
         return complete_fact(f, kind, ret, id);
-    if (!sockaddr && !f->p2 && !complete_short(f, kind, ret, id))
+    if (!sockaddr && !kp && !f->p2 && !complete_short(f, kind, ret, id))
         return 0;
     struct event *e = new_event(kind);
     if (!e) {
@@ -644,20 +801,29 @@ static __always_inline int complete(long ret) {
                     dropped(DROP_MAP_TPORTS);
             }
         }
-        if (kind == K_ACCEPT)
+        if (kind == K_ACCEPT) {
             e->a1 = 0;
+#ifdef KERNEL_IDENTITY
+            if (ret >= 0)
+                e->a4 = file_ino(fd_file(ret));
+#endif
+        }
         pending.delete(&id);
         send(e);
         return 0;
     }
-    {  // a path (two for rename)
-        long n = bpf_probe_read_user_str(&e->str, STR_HALF, (void *)f->p1);
+    {  // a path (two for rename; or the path passed and the kernel's)
+        long n = f->p1 ? bpf_probe_read_user_str(&e->str, STR_HALF, (void *)f->p1) : 0;
         e->len1 = str_len(n);
         if (f->p2) {
             n = bpf_probe_read_user_str(&e->str[STR_HALF], STR_HALF, (void *)f->p2);
             e->len2 = str_len(n);
         }
     }
+#ifdef KERNEL_IDENTITY
+    if (kp)
+        put_kpath(e, kind, ret);
+#endif
     pending.delete(&id);
     send(e);
     return 0;
