@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import os
 import posixpath
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ K = KIND_CODES
 _FAMILIES = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
 _SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
 _EBADF = -errno.EBADF
+RENAME_EXCHANGE = 2
 
 
 TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
@@ -81,14 +83,17 @@ class Fd:
     flags: int = 0          # open flags where known
     since_ns: int = 0       # when this fd came to be (0: before recording)
     sock: Sock | None = None
+    ino: int = 0            # the kernel's inode of what the fd refers to (0: not known)
+    dev: int = 0            # and its device (st_dev), for files
     tcp_state: str = ""     # filled in when the state is read out
 
     def copy(self) -> Fd:
-        return Fd(self.fd, self.kind, self.target, self.cloexec, self.flags, self.since_ns, self.sock)
+        return Fd(self.fd, self.kind, self.target, self.cloexec, self.flags, self.since_ns, self.sock, self.ino,
+                  self.dev)
 
     def to_json(self) -> dict:
         d = {"fd": self.fd, "kind": self.kind, "target": self.target, "cloexec": self.cloexec,
-             "flags": self.flags, "since_ns": self.since_ns}
+             "flags": self.flags, "since_ns": self.since_ns, "inode": self.ino or None}
         if self.sock is not None:
             s = self.sock
             d["socket"] = {"proto": s.proto, "family": s.family, "type": s.type, "local": s.local,
@@ -235,10 +240,11 @@ class Machine:
             base = f.target if f is not None else f"<fd {dfd}>"
         return _clean(posixpath.join(base, path)) if base else path
 
-    def _add_fd(self, p: Proc, fd: int, kind: str, target: str, cloexec: bool, ts: int, flags: int = 0) -> None:
+    def _add_fd(self, p: Proc, fd: int, kind: str, target: str, cloexec: bool, ts: int, flags: int = 0,
+                ino: int = 0, dev: int = 0) -> None:
         if fd < 0:
             return
-        p.fds[fd] = Fd(fd, kind, target, cloexec, flags, ts)
+        p.fds[fd] = Fd(fd, kind, target, cloexec, flags, ts, None, ino, dev)
 
     def _exit(self, p: Proc, ts: int) -> None:
         p.exited_ns = ts
@@ -259,7 +265,8 @@ class Machine:
     # -------------------------------------------------------------- facts
 
     def apply(self, ts: int, kind: int, tgid: int, tid: int, ret: int, a0: int, a1: int, a2: int, a3: int,
-              comm: str, path: str, path2: str, argv: list[str], cpu: int = 0, a5: int = 0, nr: int = 0) -> None:
+              comm: str, path: str, path2: str, argv: list[str], cpu: int = 0, a5: int = 0, nr: int = 0,
+              a4: int = 0) -> None:
         if kind == K["fork"]:
             parent = self._proc(tgid, ts, comm)
             child = int(a1)
@@ -342,9 +349,9 @@ class Machine:
             elif tid != tgid and p.threads > 1:
                 p.threads -= 1
         elif kind == K["open"]:
-            if ret >= 0:
-                self._add_fd(p, int(ret), "file", self._resolve(p, int(a0), path), bool(a2 & O_CLOEXEC), ts,
-                             int(a2))
+            if ret >= 0:  # the kernel's path of what it opened where the probe read it (path2)
+                self._add_fd(p, int(ret), "file", path2 or self._resolve(p, int(a0), path), bool(a2 & O_CLOEXEC),
+                             ts, int(a2), int(a4), _user_dev(int(a5)))
                 if self.log is not None:
                     self.log.file(ts, p, "write" if a2 & WRITE_FLAGS else "read", p.fds[int(ret)].target)
         elif kind == K["close"]:
@@ -372,27 +379,31 @@ class Machine:
                 p.fds[int(a0)].cloexec = bool(a2 & FD_CLOEXEC)
         elif kind == K["pipe"]:
             if ret == 0:
-                self._pipe_seq += 1
-                ident = f"pipe:[new #{self._pipe_seq}]"
                 cloexec = bool(a2 & O_CLOEXEC)
-                self._add_fd(p, int(a0), "pipe", ident + " read", cloexec, ts, int(a2))
-                self._add_fd(p, int(a1), "pipe", ident + " write", cloexec, ts, int(a2))
+                if a4:  # the pipe's inode: what /proc shows, the same for both ends
+                    ends = (f"pipe:[{a4}]", f"pipe:[{a4}]")
+                else:
+                    self._pipe_seq += 1
+                    ends = (f"pipe:[new #{self._pipe_seq}] read", f"pipe:[new #{self._pipe_seq}] write")
+                self._add_fd(p, int(a0), "pipe", ends[0], cloexec, ts, int(a2), int(a4))
+                self._add_fd(p, int(a1), "pipe", ends[1], cloexec, ts, int(a2), int(a4))
         elif kind == K["socket"]:
             if ret >= 0:
-                self._add_fd(p, int(ret), "socket", _socket_label(int(a0), int(a1)), bool(a1 & O_CLOEXEC), ts)
+                self._add_fd(p, int(ret), "socket", _socket_label(int(a0), int(a1)), bool(a1 & O_CLOEXEC), ts,
+                             ino=int(a4))
                 p.fds[int(ret)].sock = Sock(_family(int(a0)), _stype(int(a1)))
         elif kind == K["socketpair"]:
             if ret == 0:
                 label = _socket_label(int(a3), int(a2))
-                for fd in (int(a0), int(a1)):
-                    self._add_fd(p, fd, "socket", label, bool(a2 & O_CLOEXEC), ts)
+                for fd, ino in ((int(a0), int(a4)), (int(a1), int(a5))):
+                    self._add_fd(p, fd, "socket", label, bool(a2 & O_CLOEXEC), ts, ino=ino)
                     p.fds[fd].sock = Sock(_family(int(a3)), _stype(int(a2)))
         elif kind == K["accept"]:
             if ret >= 0:
                 listener = p.fds.get(int(a0))
                 lsock = listener.sock if listener is not None else None
                 label = listener.target if listener is not None else "socket:[accepted]"
-                self._add_fd(p, int(ret), "socket", label, bool(a2 & O_CLOEXEC), ts)
+                self._add_fd(p, int(ret), "socket", label, bool(a2 & O_CLOEXEC), ts, ino=int(a4))
                 sock = Sock(lsock.family, lsock.type) if lsock else Sock("", "")
                 sock.remote = path
                 if lsock is not None:
@@ -434,14 +445,14 @@ class Machine:
                 self._add_fd(p, int(ret), "anon", target, cloexec, ts, int(a2))
         elif kind == K["chdir"]:
             if ret == 0:
-                p.cwd = self._resolve(p, AT_FDCWD, path)
+                p.cwd = path2 or self._resolve(p, AT_FDCWD, path)
         elif kind == K["fchdir"]:
-            if ret == 0 and int(a0) in p.fds:
-                p.cwd = p.fds[int(a0)].target
+            if ret == 0 and (path2 or int(a0) in p.fds):
+                p.cwd = path2 or p.fds[int(a0)].target
         elif kind == K["rename"]:
             if ret == 0:
                 old, new = self._resolve(p, int(a0), path), self._resolve(p, int(a1), path2)
-                self._moved(old, new)
+                self._moved(old, new, bool(a2 & RENAME_EXCHANGE))
                 if self.log is not None:
                     self.log.file(ts, p, "rename", new, old)
         elif kind == K["unlink"]:
@@ -467,25 +478,58 @@ class Machine:
         self.cpus[cpu] = CpuSlot(cpu, next_tid, next_tgid if q is not None else None,
                                  next_comm if next_tid else "idle", ts)
 
-    def _moved(self, old: str, new: str) -> None:
-        prefix = old.rstrip("/") + "/"
+    def _moved(self, old: str, new: str, exchange: bool = False) -> None:
+        """rename(old, new) as the kernel applies it to the dentries open fds and cwds hold: what was
+        at ``new`` is unlinked (its holders see ``new (deleted)``), unless it is the very file at
+        ``old`` (hard links: nothing changes); with RENAME_EXCHANGE the two swap."""
+        if old == new:
+            return
+        at_old, at_new = self._holders(old), self._holders(new)
+        ids_old = {(f.dev, f.ino) for _q, f in at_old if f is not None and f.ino}
+        if ids_old & {(f.dev, f.ino) for _q, f in at_new if f is not None and f.ino}:
+            return  # two names of one inode: rename does nothing
+        if exchange:
+            self._rebase(at_new, new, old)
+        else:
+            for q, f in at_new:
+                if f is None:
+                    q.cwd = _deleted_name(q.cwd, new)
+                else:
+                    f.target = _deleted_name(f.target, new)
+        self._rebase(at_old, old, new)
+
+    def _holders(self, path: str) -> list[tuple[Proc, Fd | None]]:
+        """Every file fd (proc, fd) and cwd (proc, None) at ``path`` or beneath it."""
+        prefix = path.rstrip("/") + "/"
+        out: list[tuple[Proc, Fd | None]] = []
         for q in self.procs.values():
-            for f in q.fds.values():
-                if f.kind == "file":
-                    if f.target == old:
-                        f.target = new
-                    elif f.target.startswith(prefix):
-                        f.target = new + "/" + f.target[len(prefix):]
-            if q.cwd == old:
-                q.cwd = new
-            elif q.cwd.startswith(prefix):
-                q.cwd = new + "/" + q.cwd[len(prefix):]
+            out += [(q, f) for f in q.fds.values()
+                    if f.kind == "file" and (f.target == path or f.target.startswith(prefix))]
+            if q.cwd == path or q.cwd.startswith(prefix):
+                out.append((q, None))
+        return out
+
+    @staticmethod
+    def _rebase(holders: list[tuple[Proc, Fd | None]], old: str, new: str) -> None:
+        for q, f in holders:
+            if f is None:
+                q.cwd = new + q.cwd[len(old):]
+            else:
+                f.target = new + f.target[len(old):]
 
     def _deleted(self, path: str) -> None:
+        """unlink/rmdir: whoever holds exactly ``path`` (an fd, a cwd) sees ``path (deleted)``."""
         for q in self.procs.values():
             for f in q.fds.values():
                 if f.kind == "file" and f.target == path:
                     f.target = path + " (deleted)"
+            if q.cwd == path:
+                q.cwd = path + " (deleted)"
+
+
+def _deleted_name(target: str, path: str) -> str:
+    """``target`` (``path`` or beneath it) once the dentry at ``path`` is unlinked."""
+    return path + " (deleted)" + target[len(path):] if target != path else path + " (deleted)"
 
 
 TASK_REPORT_MAX = 0x100  # sched_switch prev_state bit: the task was preempted, it stays runnable
@@ -535,6 +579,11 @@ def socket_target(f: Fd, tcp: dict[int, tuple[str, str, str]]) -> tuple[str, str
         ends += " (listening)"
     extra = f" {state}" if state else ""
     return f"socket:[{s.proto} {ends}{extra}]", state
+
+
+def _user_dev(kdev: int) -> int:
+    """The kernel's dev_t (major << 20 | minor) as user space's st_dev."""
+    return os.makedev(kdev >> 20, kdev & 0xFFFFF) if kdev else 0
 
 
 def _socket_label(family: int, stype: int) -> str:
@@ -589,11 +638,12 @@ def apply_rows(m: Machine, cols: dict[str, list], start: int, end: int) -> None:
     """Feed rows [start, end) of a state_events_after result (as column lists: ``named.columns``, whose
     text is ``str`` already) to the machine."""
     ts, kind, tgid, tid, ret = cols["ts"], cols["kind_code"], cols["tgid"], cols["tid"], cols["ret"]
-    a0, a1, a2, a3, a5, nr, cpu = cols["a0"], cols["a1"], cols["a2"], cols["a3"], cols["a5"], cols["nr"], cols["cpu"]
+    a0, a1, a2, a3, a4, a5 = cols["a0"], cols["a1"], cols["a2"], cols["a3"], cols["a4"], cols["a5"]
+    nr, cpu = cols["nr"], cols["cpu"]
     comm, path, path2, argv = cols["comm"], cols["path"], cols["path2"], cols["argv"]
     for i in range(start, end):
         m.apply(ts[i], kind[i], tgid[i], tid[i], ret[i], a0[i], a1[i], a2[i], a3[i], comm[i], path[i], path2[i],
-                argv[i], cpu[i], a5[i], nr[i])
+                argv[i], cpu[i], a5[i], nr[i], a4[i])
 
 
 def load_machine(store, run: RunInfo, at_ns: int, use_keyframes: bool = True) -> Machine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 
 from osrewind.probes.records import AT_FDCWD, CLONE_THREAD, KIND_CODES, O_CLOEXEC
 from osrewind.queries.state import Machine
@@ -12,8 +13,9 @@ K = KIND_CODES
 
 def fact(m: Machine, kind: str, tgid: int, *, ts: int = 0, tid: int | None = None, ret: int = 0, a0: int = 0,
          a1: int = 0, a2: int = 0, a3: int = 0, comm: str = "sh", path: str = "", path2: str = "",
-         argv: list[str] | None = None) -> None:
-    m.apply(ts, K[kind], tgid, tgid if tid is None else tid, ret, a0, a1, a2, a3, comm, path, path2, argv or [])
+         argv: list[str] | None = None, a4: int = 0, a5: int = 0) -> None:
+    m.apply(ts, K[kind], tgid, tgid if tid is None else tid, ret, a0, a1, a2, a3, comm, path, path2, argv or [],
+            0, a5, 0, a4)
 
 
 def base() -> Machine:
@@ -118,6 +120,42 @@ def test_chdir_fchdir_rename_unlink():
     assert fds(m, 100)[4] == "/archive/b.txt" and m.procs[100].cwd == "/archive"
     fact(m, "unlink", 100, a0=AT_FDCWD, path="/archive/b.txt")
     assert fds(m, 100)[4] == "/archive/b.txt (deleted)"
+
+
+def test_what_the_kernel_opened_wins_over_the_path_passed():
+    m = base()
+    fact(m, "open", 100, ret=3, a0=AT_FDCWD, path="link/f", path2="/data/dir/f", a4=77, a5=(254 << 20) | 1)
+    fact(m, "chdir", 100, path="link", path2="/data/dir")
+    fact(m, "fchdir", 100, a0=42, path2="/srv")  # an fd opened before the run: the kernel still knows
+    f = m.procs[100].fds[3]
+    assert (f.target, f.ino, f.dev) == ("/data/dir/f", 77, os.makedev(254, 1))
+    assert m.procs[100].cwd == "/srv"
+    fact(m, "pipe", 100, a0=4, a1=5, a4=9001)
+    fact(m, "socketpair", 100, a0=6, a1=7, a2=1, a3=1, a4=12, a5=13)
+    assert fds(m, 100)[4] == fds(m, 100)[5] == "pipe:[9001]"
+    assert (m.procs[100].fds[6].ino, m.procs[100].fds[7].ino) == (12, 13)
+
+
+def test_rename_over_an_open_file_unlinks_what_it_replaced():
+    m = base()
+    fact(m, "open", 100, ret=3, a0=AT_FDCWD, path="/w/b", path2="/w/b", a4=1)
+    fact(m, "open", 100, ret=4, a0=AT_FDCWD, path="/w/a", path2="/w/a", a4=2)
+    fact(m, "rename", 100, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/a", path2="/w/b")
+    assert fds(m, 100)[3] == "/w/b (deleted)" and fds(m, 100)[4] == "/w/b"
+    # a second name of the same inode: rename does nothing
+    fact(m, "open", 100, ret=5, a0=AT_FDCWD, path="/w/h1", path2="/w/h1", a4=7)
+    fact(m, "open", 100, ret=6, a0=AT_FDCWD, path="/w/h2", path2="/w/h2", a4=7)
+    fact(m, "rename", 100, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/h1", path2="/w/h2")
+    assert fds(m, 100)[5] == "/w/h1" and fds(m, 100)[6] == "/w/h2"
+    # RENAME_EXCHANGE swaps; a directory held as cwd and removed is "(deleted)"
+    fact(m, "rename", 100, a0=AT_FDCWD, a1=AT_FDCWD, a2=2, path="/w/h1", path2="/w/b")
+    assert fds(m, 100)[5] == "/w/b" and fds(m, 100)[4] == "/w/h1"
+    fact(m, "chdir", 100, path="/w/d", path2="/w/d")
+    fact(m, "rename", 100, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/e", path2="/w/d")  # an empty dir over it
+    assert m.procs[100].cwd == "/w/d (deleted)"
+    fact(m, "chdir", 100, path="/w/e2", path2="/w/e2")
+    fact(m, "unlink", 100, a0=AT_FDCWD, a2=0x200, path="/w/e2")
+    assert m.procs[100].cwd == "/w/e2 (deleted)"
 
 
 def test_exit_codes_wait_status_pid_reuse_and_orphans():

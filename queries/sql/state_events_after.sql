@@ -5,7 +5,7 @@
 -- io_nrs (Array(UInt16): the numbers of the read/write/send/recv syscalls, whose byte counts add up
 -- per socket).
 SELECT
-    ts, seq, CAST(kind, 'Int8') AS kind_code, tgid, tid, ret, a0, a1, a2, a3, a5, nr, cpu, comm, path, path2, argv
+    ts, seq, CAST(kind, 'Int8') AS kind_code, tgid, tid, ret, a0, a1, a2, a3, a4, a5, nr, cpu, comm, path, path2, argv
 FROM events
 WHERE run_id = {run:UUID}
   AND ts <= {at:Int64}
