@@ -123,7 +123,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 # A document is (FORMAT, procs, exited, socks, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid,
 # closed); a process is (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns,
 # orphaned, exit_code, exited_ns, run, on_cpu, fds); an fd is (fd, kind, target, cloexec, flags,
-# since_ns, socket index or -1, inode, device).
+# since_ns, socket index or -1, inode, device, gone).
 
 
 def _doc(m: Machine) -> tuple:
@@ -142,7 +142,7 @@ def _doc(m: Machine) -> tuple:
     def proc(p: Proc) -> tuple:
         return (p.pid, p.start_ns, p.ppid, p.comm, p.exe, p.argv, p.cwd, p.threads, p.from_snapshot,
                 p.exec_ns, p.orphaned, p.exit_code, p.exited_ns, p.run, p.on_cpu,
-                [(f.fd, f.kind, f.target, f.cloexec, f.flags, f.since_ns, sock_ref(f.sock), f.ino, f.dev)
+                [(f.fd, f.kind, f.target, f.cloexec, f.flags, f.since_ns, sock_ref(f.sock), f.ino, f.dev, f.gone)
                  for f in p.fds.values()])
 
     procs = [proc(p) for p in m.procs.values()]
@@ -202,7 +202,7 @@ def machine(doc: tuple, m: Machine | None = None) -> Machine:
          exited_ns, run, on_cpu, fds) = row
         return Proc(pid, start_ns, ppid, comm, exe, list(pargv), cwd, threads, from_snapshot, exec_ns,
                     {f[0]: Fd(f[0], f[1], f[2], f[3], f[4], f[5], socks[f[6]] if f[6] >= 0 else None,
-                              *f[7:9])  # inode, device: not in keyframes written before they were known
+                              *f[7:10])  # inode, device, gone: not in keyframes written before them
                      for f in fds},
                     orphaned, exit_code, exited_ns, dict(run), dict(on_cpu))
 

@@ -85,11 +85,12 @@ class Fd:
     sock: Sock | None = None
     ino: int = 0            # the kernel's inode of what the fd refers to (0: not known)
     dev: int = 0            # and its device (st_dev), for files
+    gone: bool = False      # a deleted file whose directory was removed or replaced: no rename moves it
     tcp_state: str = ""     # filled in when the state is read out
 
     def copy(self) -> Fd:
         return Fd(self.fd, self.kind, self.target, self.cloexec, self.flags, self.since_ns, self.sock, self.ino,
-                  self.dev)
+                  self.dev, self.gone)
 
     def to_json(self) -> dict:
         d = {"fd": self.fd, "kind": self.kind, "target": self.target, "cloexec": self.cloexec,
@@ -491,11 +492,7 @@ class Machine:
         if exchange:
             self._rebase(at_new, new, old)
         else:
-            for q, f in at_new:
-                if f is None:
-                    q.cwd = _deleted_name(q.cwd, new)
-                else:
-                    f.target = _deleted_name(f.target, new)
+            self._unlinked(at_new, new)
         self._rebase(at_old, old, new)
 
     def _holders(self, path: str) -> list[tuple[Proc, Fd | None]]:
@@ -504,7 +501,7 @@ class Machine:
         out: list[tuple[Proc, Fd | None]] = []
         for q in self.procs.values():
             out += [(q, f) for f in q.fds.values()
-                    if f.kind == "file" and (f.target == path or f.target.startswith(prefix))]
+                    if f.kind == "file" and not f.gone and (f.target == path or f.target.startswith(prefix))]
             if q.cwd == path or q.cwd.startswith(prefix):
                 out.append((q, None))
         return out
@@ -518,18 +515,23 @@ class Machine:
                 f.target = new + f.target[len(old):]
 
     def _deleted(self, path: str) -> None:
-        """unlink/rmdir: whoever holds exactly ``path`` (an fd, a cwd) sees ``path (deleted)``."""
-        for q in self.procs.values():
-            for f in q.fds.values():
-                if f.kind == "file" and f.target == path:
-                    f.target = path + " (deleted)"
-            if q.cwd == path:
-                q.cwd = path + " (deleted)"
+        """unlink/rmdir of ``path``."""
+        self._unlinked(self._holders(path), path)
 
-
-def _deleted_name(target: str, path: str) -> str:
-    """``target`` (``path`` or beneath it) once the dentry at ``path`` is unlinked."""
-    return path + " (deleted)" + target[len(path):] if target != path else path + " (deleted)"
+    @staticmethod
+    def _unlinked(holders: list[tuple[Proc, Fd | None]], path: str) -> None:
+        """The dentry at ``path`` is unlinked: who holds it (an fd, a cwd) sees ``path (deleted)``, as
+        /proc does. What is beneath it (a directory: only deleted files can be) keeps its path for good."""
+        for q, f in holders:
+            target = q.cwd if f is None else f.target
+            if target == path:
+                target = path + " (deleted)"
+            elif f is not None:
+                f.gone = True
+            if f is None:
+                q.cwd = target
+            else:
+                f.target = target
 
 
 TASK_REPORT_MAX = 0x100  # sched_switch prev_state bit: the task was preempted, it stays runnable

@@ -1,0 +1,73 @@
+"""Ground truth: a seeded random workload (tests/workloads/groundtruth.py) whose processes read their
+own /proc state (every fd's readlink, cwd, parent) at known instants, recorded for real; the rewound
+state at each of those instants must agree with what the kernel showed, exactly, for every seed."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from conftest import WORKLOADS, record_json
+from osrewind.ingest.store import Store
+from osrewind.probes import btf
+from osrewind.queries.runs import resolve_run
+from osrewind.queries.state import Fd, state_at
+
+pytestmark = pytest.mark.kernel
+
+SEEDS = (1, 2, 3)
+STEPS = 90
+
+
+def _shown(f: Fd) -> str:
+    """What readlink /proc/PID/fd/N shows for a rewound fd: sockets by inode (the rewound state
+    labels them with their endpoints instead)."""
+    if f.kind == "socket":
+        return f"socket:[{f.ino}]"
+    return f.target
+
+
+def _disagreements(store, run, reports: list[dict]) -> tuple[int, list[str]]:
+    """(reports whose every fd, cwd and parent agree, what disagreed)."""
+    bad: list[str] = []
+    agree = 0
+    for r in reports:
+        before = len(bad)
+        st = state_at(store, run, r["at"])
+        procs = {p.pid: p for p in st.processes}
+        p = procs.get(r["pid"])
+        if p is None:
+            bad.append(f"at {r['at']}: pid {r['pid']} is not in the rewound state")
+            continue
+        rewound = {str(n): _shown(f) for n, f in p.fds.items()}
+        if rewound != r["fds"]:
+            diff = {k: (r["fds"].get(k), rewound.get(k)) for k in set(r["fds"]) | set(rewound)
+                    if r["fds"].get(k) != rewound.get(k)}
+            bad.append(f"at {r['at']} pid {r['pid']}: fds (proc, rewound) {diff}")
+        if p.cwd != r["cwd"]:
+            bad.append(f"at {r['at']} pid {r['pid']}: cwd {r['cwd']!r} rewound as {p.cwd!r}")
+        if p.ppid != r["ppid"]:
+            bad.append(f"at {r['at']} pid {r['pid']}: parent {r['ppid']} rewound as {p.ppid}")
+        agree += len(bad) == before
+    return agree, bad
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_rewound_state_equals_proc_at_every_reported_instant(kernel, tmp_path, seed):
+    if btf.offsets() is None:
+        pytest.fail("this kernel has no BTF: files would be identified by the paths passed")
+    db, work, report = tmp_path / "db", tmp_path / "w", tmp_path / "report.jsonl"
+    lanes = [] if seed == SEEDS[-1] else ["--no-syscalls", "--no-sched"]  # one seed with every lane on
+    summary = record_json(db, *lanes, "--", sys.executable,
+                          str(WORKLOADS / "groundtruth.py"), str(seed), str(work), str(report), str(STEPS),
+                          check_exit=0)
+    assert summary["lost"] == 0
+    reports = [json.loads(line) for line in report.read_text().splitlines()]
+    assert len(reports) >= STEPS
+    with Store(str(db)) as store:
+        run = resolve_run(store, summary["run_id"])
+        agree, bad = _disagreements(store, run, reports)
+    print(f"seed {seed}: {agree}/{len(reports)} reports agree")
+    assert agree == len(reports), f"{len(reports) - agree} of {len(reports)} reports disagree:\n" + "\n".join(bad[:15])
