@@ -253,6 +253,7 @@ class Recorder:
         self._failure: RecordingFailure | None = None
         self._failure_told = False
         self._status_detail = ""
+        self._identity = ""                 # the probe's: kernel | path (see probes/loader.py)
         self._start_ns = 0
         self._reserve: str | None = None
         self._spool: spool.Spool | None = None
@@ -280,10 +281,10 @@ class Recorder:
             [[self.run_id, self.name, host, boot_id, kernel, cmd, cwd, self.opts.scope,
               self._child_pid or (self.opts.pids[0] if self.opts.pids else 0), start_ns, end_ns, wall_offset,
               self._writer.written if self._writer else 0, self._lost_seen, self._exit_code, status, self._status_detail,
-              __version__, time.time_ns()]],
+              self._identity, __version__, time.time_ns()]],
             ["run_id", "name", "host", "boot_id", "kernel", "command", "cwd", "scope", "root_pid", "start_ns",
-             "end_ns", "wall_offset_ns", "events", "lost", "exit_code", "status", "status_detail", "version",
-             "updated_ns"],
+             "end_ns", "wall_offset_ns", "events", "lost", "exit_code", "status", "status_detail", "identity",
+             "version", "updated_ns"],
         )
 
     # ------------------------------------------------------------------ baseline
@@ -643,6 +644,11 @@ class Recorder:
         self.store.ensure_schema()
         probe = Probe(ProbeOptions(system_wide=opts.scope == "system", ringbuf_pages=opts.ringbuf_pages,
                                    sched=opts.sched, syscalls=opts.syscalls, aggregate_io=opts.aggregate_io))
+        self._identity = probe.identity
+        if probe.identity == "path":
+            self.notice("this kernel has no BTF (/sys/kernel/btf/vmlinux): files are identified by the paths "
+                        "programs passed, so a rename over an open file or an open through a symlink may "
+                        "rewind wrong (the run says identity: path)")
         # a signal osrewind's parent had ignored (SIGHUP under nohup, SIGINT in a background job)
         # stays ignored: it was not meant for this process
         old_handlers = ({s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS
@@ -797,7 +803,8 @@ class Recorder:
             else self._writer.written
         result = RunResult(self.run_id, self.name, status, self._exit_code, kept, self._lost_seen,
                            start_ns, end_ns, extra={"scope": opts.scope, "stop_reason": self._stop_reason,
-                                                   "stop_signal": self._stop_signal, "caught_up_ns": caught_up_ns},
+                                                   "stop_signal": self._stop_signal, "caught_up_ns": caught_up_ns,
+                                                   "identity": self._identity},
                            status_detail=self._status_detail,
                            failure=self._failure)
         if self._not_run is not None:

@@ -118,4 +118,7 @@ ADDED_COLUMNS = [
     ("events", "cpu", "UInt16 CODEC(T64, ZSTD(1)) AFTER nr"),
     # why a run ended as it did, in words (a failed run): 'disk full (ENOSPC) at +12.3s'
     ("runs", "status_detail", "String AFTER status"),
+    # how files were identified: 'kernel' (what the kernel opened, through its BTF) or 'path' (the
+    # paths programs passed: a kernel without BTF)
+    ("runs", "identity", "LowCardinality(String) AFTER status_detail"),
 ]

@@ -240,7 +240,7 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
 
     def emit_summary(result) -> None:
         summary = {"run_id": str(result.run_id), "name": result.name, "status": result.status,
-                   "status_detail": result.status_detail,
+                   "status_detail": result.status_detail, "identity": result.extra.get("identity", ""),
                    "exit_code": result.exit_code, "events": result.events, "lost": result.lost,
                    "duration_s": (result.end_ns - result.start_ns) / 1e9,
                    # after the recording ended: until every event was in the store, then indexing it

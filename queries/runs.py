@@ -28,6 +28,8 @@ class RunInfo:
     exit_code: int | None
     status: str
     status_detail: str = ""         # why it ended so, when it failed: 'disk full (ENOSPC) at +12.3s'
+    identity: str = ""              # files identified by what the kernel opened ('kernel', through its
+                                    # BTF) or by the paths passed ('path'); '' in runs made before
 
     @property
     def duration_ns(self) -> int:
@@ -69,9 +71,10 @@ def list_runs(store, limit: int = 1000) -> list[RunInfo]:
         (run_id, name, host, kernel, command, cwd, scope, root_pid, start_ns, end_ns, wall_offset, events, lost,
          exit_code, status) = r[:15]
         status_detail = r[15] if len(r) > 15 else ""   # none in a store made before the column
+        identity = r[16] if len(r) > 16 else ""
         info = RunInfo(str(run_id), name, host, kernel, list(command), cwd, scope, int(root_pid), int(start_ns),
                        int(end_ns), int(wall_offset), int(events), int(lost),
-                       None if exit_code is None else int(exit_code), status, status_detail)
+                       None if exit_code is None else int(exit_code), status, status_detail, identity)
         if status == "recording" or info.end_ns < info.start_ns:
             unfinished.append(info)
         out.append(info)

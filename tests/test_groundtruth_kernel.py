@@ -63,11 +63,12 @@ def test_rewound_state_equals_proc_at_every_reported_instant(kernel, tmp_path, s
     summary = record_json(db, *lanes, "--", sys.executable,
                           str(WORKLOADS / "groundtruth.py"), str(seed), str(work), str(report), str(STEPS),
                           check_exit=0)
-    assert summary["lost"] == 0
+    assert summary["lost"] == 0 and summary["identity"] == "kernel"
     reports = [json.loads(line) for line in report.read_text().splitlines()]
     assert len(reports) >= STEPS
     with Store(str(db)) as store:
         run = resolve_run(store, summary["run_id"])
+        assert run.identity == "kernel"
         agree, bad = _disagreements(store, run, reports)
     print(f"seed {seed}: {agree}/{len(reports)} reports agree")
     assert agree == len(reports), f"{len(reports) - agree} of {len(reports)} reports disagree:\n" + "\n".join(bad[:15])

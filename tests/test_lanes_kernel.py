@@ -237,3 +237,60 @@ def test_every_syscall_bears_its_threads_name_of_the_moment(kernel, tmp_path):
     assert seen == ["first-name", "second-name"]
     assert {k.decode() if isinstance(k, bytes) else k: v for k, v in got.items()} == {"first-name": 500,
                                                                                     "second-name": 500}
+
+
+def _opened(probe) -> list[dict]:
+    import pyarrow as pa
+
+    from osrewind.ingest import decode
+
+    time.sleep(0.02)
+    tables, _n, _ = decode.lane_tables([probe.drain()], decode.SyscallPairer(),
+                                       "3f2a0000-0000-0000-0000-000000000001", 0, final=True)
+    return [r for r in pa.concat_tables(tables).to_pylist() if r["tgid"] == os.getpid()]
+
+
+@pytest.mark.parametrize("identity", [True, False])
+def test_fd_facts_carry_what_the_kernel_opened(kernel, tmp_path, identity):
+    """With the kernel's BTF an open says which inode it opened and the path the kernel resolved
+    (compared with fstat and realpath), chdir the cwd the kernel holds, pipes and sockets their
+    inodes; without it (a kernel with no BTF) only what the program passed."""
+    import socket
+
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "f").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "dir")
+    probe = _probe(ringbuf_pages=16, syscalls=False, sched=False, kernel_identity=identity)
+    here = os.getcwd()
+    try:
+        assert probe.identity == ("kernel" if identity else "path")
+        probe.track([os.getpid()])
+        fd = os.open(tmp_path / "link" / "f", os.O_RDONLY)
+        os.chdir(tmp_path / "link")
+        r, w = os.pipe()
+        a, b = socket.socketpair()
+        rows = _opened(probe)
+    finally:
+        os.chdir(here)
+        probe.close(background=False)
+    st = os.fstat(fd)
+    by = {}
+    for row in rows:
+        by.setdefault(records.KINDS[row["kind"]], []).append(row)
+    opened = [row for row in by["open"] if row["ret"] == fd][-1]  # (track() opened /proc before it)
+    chdir = by["chdir"][-1]
+    pipe = next(row for row in by["pipe"] if row["a0"] == r)
+    pair = next(row for row in by["socketpair"] if row["a0"] == a.fileno())
+    assert opened["path"] == str(tmp_path / "link" / "f").encode()
+    if identity:
+        assert opened["path2"] == os.path.realpath(tmp_path / "link" / "f").encode()
+        assert opened["a4"] == st.st_ino and os.makedev(opened["a5"] >> 20, opened["a5"] & 0xFFFFF) == st.st_dev
+        assert chdir["path2"] == os.path.realpath(tmp_path / "dir").encode()
+        assert pipe["a4"] == os.fstat(r).st_ino == os.fstat(w).st_ino
+        assert (pair["a4"], pair["a5"]) == (os.fstat(a.fileno()).st_ino, os.fstat(b.fileno()).st_ino)
+    else:
+        assert opened["path2"] == b"" and opened["a4"] == 0 and chdir["path2"] == b"" and pipe["a4"] == 0
+    for x in (fd, r, w):
+        os.close(x)
+    a.close()
+    b.close()

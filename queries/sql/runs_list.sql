@@ -8,7 +8,9 @@ SELECT
     r.start_ns, r.end_ns, r.wall_offset_ns, r.events, r.lost, r.exit_code, r.status,
     -- why it ended so (a failed run); a matcher, not a name: a store made before the column, read
     -- without upgrading it, has none, and the row is one column shorter
-    COLUMNS('^status_detail$')
+    COLUMNS('^status_detail$'),
+    -- how files were identified: 'kernel' or 'path' (none in a store made before the column)
+    COLUMNS('^identity$')
 FROM (SELECT * FROM runs FINAL) AS r
 ORDER BY r.start_ns DESC, r.run_id
 LIMIT {limit:UInt32}

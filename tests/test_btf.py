@@ -1,0 +1,62 @@
+"""probes/btf.py: the kernel's struct offsets from its BTF, cached per build (no root needed)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from osrewind.probes import btf
+
+
+def _blob(structs: dict[str, list[tuple[str, int, int]]]) -> bytes:
+    """A minimal BTF blob: an int type, then each struct's members (name, type id, bit offset)."""
+    strings = b"\0"
+    def name(s: str) -> int:
+        nonlocal strings
+        off = len(strings)
+        strings += s.encode() + b"\0"
+        return off
+    types = struct.pack("<IIII", name("int"), 1 << 24, 4, 32)  # id 1: INT
+    for sname, members in structs.items():
+        types += struct.pack("<III", name(sname), (4 << 24) | len(members), 64)
+        for mname, mtype, bits in members:
+            types += struct.pack("<III", name(mname) if mname else 0, mtype, bits)
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    return hdr + types + strings
+
+
+def test_offsets_of_the_running_kernel_are_cached_per_build(tmp_path):
+    if not btf.VMLINUX.exists():
+        pytest.skip("this kernel has no BTF")
+    first = btf.offsets(cache=tmp_path)
+    assert first is not None and set(first.fields) == {f[0] for f in btf.FIELDS}
+    assert (tmp_path / f"{first.build}.json").exists()
+    assert btf.offsets(cache=tmp_path) == first
+    assert "-DKERNEL_IDENTITY" in first.cflags() and f"-DOFF_FDT_FD={first.fields['FDT_FD']}" in first.cflags()
+
+
+def test_members_are_found_through_anonymous_unions_and_embedded_structs(tmp_path, monkeypatch):
+    # qstr-like: an anonymous struct (id 2) at 0 holding `len` at bit 32, then `name` at bit 64; and a
+    # struct embedding it at byte 16 (as dentry embeds d_name)
+    data = _blob({"inner": [("hash", 1, 0), ("len", 1, 32)], "qstr": [("", 2, 0), ("name", 1, 64)],
+                  "dentry": [("d_flags", 1, 0), ("d_name", 3, 128)]})
+    monkeypatch.setattr(btf, "FIELDS", (("LEN", "qstr", "len"), ("NAME", "dentry", "d_name.name"),
+                                        ("NAME_LEN", "dentry", "d_name.len")))
+    assert btf._resolve(data) == {"LEN": 4, "NAME": 24, "NAME_LEN": 20}
+    monkeypatch.setattr(btf, "FIELDS", (("X", "dentry", "d_name.nope"),))
+    with pytest.raises(btf.BtfError, match="struct dentry has no member d_name.nope"):
+        btf._resolve(data)
+    vm = tmp_path / "vmlinux"
+    vm.write_bytes(data)
+    monkeypatch.setattr(btf, "FIELDS", (("X", "task_struct", "files"),))
+    with pytest.raises(btf.BtfError, match="struct task_struct is not in the kernel's BTF"):
+        btf.offsets(vm, cache=tmp_path / "c")
+
+
+def test_no_btf_means_none_and_a_broken_one_a_clear_error(tmp_path):
+    assert btf.offsets(tmp_path / "missing", cache=tmp_path) is None
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\0" * 64)
+    with pytest.raises(btf.BtfError, match="not a little-endian BTF blob"):
+        btf.offsets(bad, cache=tmp_path / "c")
