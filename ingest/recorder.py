@@ -289,10 +289,22 @@ class Recorder:
 
     # ------------------------------------------------------------------ baseline
 
+    @staticmethod
+    def _ask_identities(procs) -> None:
+        """The kernel's exact start and real parent of each baseline process (/proc gives start times
+        in clock ticks): opening a pidfd on one makes the probe send them (an ``identity`` fact)."""
+        for p in procs:
+            try:
+                os.close(os.pidfd_open(p.pid))
+            except OSError:  # gone meanwhile, or a kernel without pidfds
+                pass
+
     def _baseline(self, pids: set[int] | None) -> None:
         assert self._writer is not None
         ts = time.monotonic_ns()
         procs, fds = procfs.snapshot(pids)
+        if self._identity == "kernel":
+            self._ask_identities(procs)
         rid = str(self.run_id)
         if procs:
             self._writer.insert("snapshot_procs", pa.table({

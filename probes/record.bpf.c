@@ -78,8 +78,9 @@
 // Record kinds (K_* constants and struct layouts are generated from probes/records.py and
 // prepended by the loader). What each state-lane kind carries in struct event (a record with no str to
 // carry goes out as a struct fact, the same fields without str, in its own ring):
-//   K_FORK: a0 parent tid, a1 child pid, a2 clone flags (-1 unknown)
-//   K_EXEC: a0 old pid (tid that called exec); str filename
+//   K_FORK: a0 parent tid, a1 child pid, a2 clone flags (-1 unknown); with KERNEL_IDENTITY, for a
+//       process: a4 its exact start (CLOCK_MONOTONIC ns), a5 its real parent's tgid
+//   K_EXEC: a0 old pid (tid that called exec); str filename; with KERNEL_IDENTITY a4, a5 as K_FORK
 //   K_EXEC_ARGS: a0 argc captured, a1 1 if argv was truncated; str NUL-separated argv
 //   K_EXEC_FAIL: ret errno; str filename
 //   K_EXIT_CALL: a0 exit code, a1 1 for exit_group, 0 for exit
@@ -114,6 +115,10 @@
 //       str target comm
 //   K_SIGNAL_DELIVER: receiver's context: a0 sig, a2 si_code, a3 handler (0 default, 1 ignore)
 //   K_OOM_VICTIM: a0 victim pid, a1 uid, a2 total_vm pages, a3 oom_score_adj; str comm
+//   K_IDENTITY: a process of the /proc baseline as the kernel keeps it (the recorder asks through a
+//       pidfd): tgid = that process, a0 exact start (CLOCK_MONOTONIC ns), a1 real parent's tgid
+//   K_CGROUP: a task moved to another cgroup: tid = the task, tgid its process; a0 hierarchy id (0:
+//       cgroup v2), a1 level, a2 cgroup id; str the cgroup's path in that hierarchy
 //   K_SYSCALL: every syscall: nr, a0..a5 args, ret, dur; ts is the entry time
 //   K_SYSCALL_AGG: (user space, from the sc_agg map) syscalls of one thread and number counted while
 //       the syscall lane was degraded: ts first entry, dur summed, a0 count, a1 failed, a2 last exit
@@ -310,6 +315,192 @@ static __always_inline u16 str_len(long n) {
     return n > 0 ? (u16)(n - 1) : 0;
 }
 
+// ---------------------------------------------------------------- what the kernel opened (BTF)
+// With KERNEL_IDENTITY (the loader found the running kernel's BTF: probes/btf.py), an fd-creating
+// fact carries what the kernel opened, not only the string the program passed: the file's inode and
+// device, and its path as the kernel resolved it (a dentry walk up to the global root, crossing
+// mounts, as d_path does: what readlink /proc/PID/fd/N shows). Every struct is read at the offsets
+// the kernel's own BTF gives (OFF_*), never through the compile-time headers.
+//   K_OPEN:        a4 inode, a5 device (the kernel's dev_t); second string: the resolved path
+//   K_CHDIR/FCHDIR: second string: the new cwd as the kernel holds it
+//   K_PIPE:        a4 the pipe's inode (both ends share it)
+//   K_SOCKET/ACCEPT: a4 the socket's inode; K_SOCKETPAIR: a4, a5 the two sockets' inodes
+#ifdef KERNEL_IDENTITY
+#define KPATH_SLOTS 40     // path components plus mount points crossed; a deeper path goes without
+#define RD(dst, base, off) bpf_probe_read_kernel(&(dst), sizeof(dst), (void *)(base) + (off))
+
+struct kpath_scratch {
+    char buf[512];          // the path being assembled (at most STR_HALF - 1 bytes; slack for the verifier)
+};
+BPF_PERCPU_ARRAY(kpath_scratch, struct kpath_scratch, 1);
+
+// The struct file behind the current task's fd `fd`, or 0.
+static __always_inline void *fd_file(long fd) {
+    void *task = (void *)bpf_get_current_task();
+    void *files = 0, *fdt = 0, *fds = 0, *file = 0;
+    u32 max = 0;
+    RD(files, task, OFF_TASK_FILES);
+    if (!files)
+        return 0;
+    RD(fdt, files, OFF_FILES_FDT);
+    if (!fdt)
+        return 0;
+    RD(max, fdt, OFF_FDT_MAX_FDS);
+    if (fd < 0 || fd >= max)
+        return 0;
+    RD(fds, fdt, OFF_FDT_FD);
+    if (!fds)
+        return 0;
+    bpf_probe_read_kernel(&file, sizeof(file), fds + fd * sizeof(void *));
+    return file;
+}
+
+static __always_inline u64 file_ino(void *file) {
+    void *inode = 0;
+    u64 ino = 0;
+    if (!file)
+        return 0;
+    RD(inode, file, OFF_FILE_INODE);
+    if (inode)
+        RD(ino, inode, OFF_INODE_INO);
+    return ino;
+}
+
+// The path of (vfsmount, dentry) into s->buf, its components leaf first ("f/dir/tmp" for
+// /tmp/dir/f; "" for /): user space puts them root first. Returns its length + 1 (0: unknown, or
+// longer than STR_HALF - 1 bytes). One fixed loop; the bound is checked on the next offset, so the
+// verifier sees the offset in [0, STR_HALF) on every path and few distinct states.
+static __always_inline u32 kpath(struct kpath_scratch *s, void *vfsmnt, void *dentry) {
+    if (!vfsmnt || !dentry)
+        return 0;
+    void *mnt = vfsmnt - OFF_MOUNT_MNT;  // struct mount embeds struct vfsmount
+    u32 off = 0;
+    for (int i = 0; i < KPATH_SLOTS; i++) {
+        void *root = 0, *parent = 0;
+        RD(root, vfsmnt, OFF_VFSMOUNT_ROOT);
+        RD(parent, dentry, OFF_DENTRY_PARENT);
+        if (dentry == root || dentry == parent) {
+            void *up = 0;
+            RD(up, mnt, OFF_MOUNT_PARENT);
+            if (dentry != root || !up || up == mnt)  // the global root (or a root mounted nowhere)
+                return off + 1;
+            RD(dentry, mnt, OFF_MOUNT_MOUNTPOINT);  // on into the mount this one is mounted on
+            mnt = up;
+            vfsmnt = up + OFF_MOUNT_MNT;
+            continue;
+        }
+        u32 l = 0;
+        u64 name = 0;
+        RD(l, dentry, OFF_DENTRY_NAME_LEN);
+        RD(name, dentry, OFF_DENTRY_NAME);
+        u64 next = (u64)off + (off ? 1 : 0) + l;
+        if (next > STR_HALF - 1)
+            return 0;
+        if (off)
+            s->buf[off & 255] = '/';
+        bpf_probe_read_kernel(&s->buf[(off + (off ? 1 : 0)) & 255], l & 255, (void *)name);
+        off = next;
+        dentry = parent;
+    }
+    return 0;  // deeper than we walk
+}
+
+// A process's identity as the kernel keeps it: its exact start (CLOCK_MONOTONIC ns, where /proc
+// gives clock ticks) and its real parent's tgid.
+static __always_inline void task_identity(void *task, s64 *start, s64 *parent_tgid) {
+    u64 t0 = 0;
+    void *rp = 0;
+    u32 ptgid = 0;
+    RD(t0, task, OFF_TASK_START_TIME);
+    RD(rp, task, OFF_TASK_REAL_PARENT);
+    if (rp)
+        RD(ptgid, rp, OFF_TASK_TGID);
+    *start = t0;
+    *parent_tgid = ptgid;
+}
+
+// The task that the current one just forked with pid `child`: copy_process put it last on its real
+// parent's children list (the current task's, or with CLONE_PARENT its parent's). 0 if not there.
+static __always_inline void *forked(u32 child) {
+    void *parent = (void *)bpf_get_current_task();
+    for (int i = 0; i < 2; i++) {
+        void *last = 0;
+        u32 pid = 0;
+        RD(last, parent, OFF_TASK_CHILDREN + OFF_LIST_PREV);
+        void *t = last - OFF_TASK_SIBLING;
+        RD(pid, t, OFF_TASK_PID);
+        if (last && pid == child)
+            return t;
+        void *up = 0;
+        RD(up, parent, OFF_TASK_REAL_PARENT);
+        parent = up;
+    }
+    return 0;
+}
+
+// Whether a completed syscall's record carries what the kernel opened (then it goes out as a full
+// record: its second string is the kernel's path).
+static __always_inline int wants_kpath(u16 kind, long ret) {
+    return (kind == K_OPEN && ret >= 0) || ((kind == K_CHDIR || kind == K_FCHDIR) && ret == 0);
+}
+
+static __always_inline void put_kpath(struct event *e, u16 kind, long ret) {
+    u32 zero = 0;
+    struct kpath_scratch *s = kpath_scratch.lookup(&zero);
+    if (!s)
+        return;
+    void *vfsmnt = 0, *dentry = 0;
+    if (kind == K_OPEN) {
+        void *file = fd_file(ret);
+        if (!file)
+            return;
+        void *inode = 0, *sb = 0;
+        u64 ino = 0;
+        u32 dev = 0;
+        RD(inode, file, OFF_FILE_INODE);
+        if (inode) {
+            RD(ino, inode, OFF_INODE_INO);
+            RD(sb, inode, OFF_INODE_SB);
+            if (sb)
+                RD(dev, sb, OFF_SB_DEV);
+        }
+        e->a4 = ino;
+        e->a5 = dev;
+        RD(vfsmnt, file, OFF_FILE_PATH_MNT);
+        RD(dentry, file, OFF_FILE_PATH_DENTRY);
+    } else {
+        void *task = (void *)bpf_get_current_task();
+        void *fs = 0;
+        RD(fs, task, OFF_TASK_FS);
+        if (!fs)
+            return;
+        RD(vfsmnt, fs, OFF_FS_PWD_MNT);
+        RD(dentry, fs, OFF_FS_PWD_DENTRY);
+    }
+    u32 n = kpath(s, vfsmnt, dentry);
+    if (n) {
+        bpf_probe_read_kernel(&e->str[STR_HALF], STR_HALF, s->buf);
+        e->len2 = n - 1;
+        e->flags |= EV_KPATH;
+    }
+}
+
+// The inodes of the fds a pipe, socket, socketpair or accept made (what /proc shows as pipe:[N]).
+static __always_inline void put_fd_inodes(struct fact *e, u16 kind, long ret) {
+    if (kind == K_PIPE || kind == K_SOCKETPAIR) {
+        if (ret == 0) {
+            e->a4 = file_ino(fd_file(e->a0));
+            if (kind == K_SOCKETPAIR)
+                e->a5 = file_ino(fd_file(e->a1));
+        }
+    } else if ((kind == K_SOCKET || kind == K_ACCEPT) && ret >= 0) {
+        e->a4 = file_ino(fd_file(ret));
+    }
+}
+#else
+static __always_inline int wants_kpath(u16 kind, long ret) { return 0; }
+#endif
+
 // ---------------------------------------------------------------- process lifecycle
 
 TRACEPOINT_PROBE(sched, sched_process_fork) {
@@ -341,6 +532,13 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     e->a0 = args->parent_pid;
     e->a1 = child;
     e->a2 = flags;
+#ifdef KERNEL_IDENTITY
+    if (child_tgid == child) {  // a process: its exact start and real parent (a4, a5)
+        void *t = forked(child);
+        if (t)
+            task_identity(t, &e->a4, &e->a5);
+    }
+#endif
     send_fact(e);
     return 0;
 }
@@ -374,6 +572,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     if (!e)
         return 0;
     e->a0 = args->old_pid;
+#ifdef KERNEL_IDENTITY
+    task_identity((void *)bpf_get_current_task(), &e->a4, &e->a5);  // exact start, real parent
+#endif
     unsigned short loc = args->data_loc_filename & 0xFFFF;
     long n = bpf_probe_read_kernel_str(&e->str, STR_HALF, (void *)args + loc);
     e->len1 = str_len(n);
@@ -529,158 +730,6 @@ static __always_inline void io_flush(struct io_key *k, struct io_total *t, u64 n
     t->first = now;
 }
 
-// ---------------------------------------------------------------- what the kernel opened (BTF)
-// With KERNEL_IDENTITY (the loader found the running kernel's BTF: probes/btf.py), an fd-creating
-// fact carries what the kernel opened, not only the string the program passed: the file's inode and
-// device, and its path as the kernel resolved it (a dentry walk up to the global root, crossing
-// mounts, as d_path does: what readlink /proc/PID/fd/N shows). Every struct is read at the offsets
-// the kernel's own BTF gives (OFF_*), never through the compile-time headers.
-//   K_OPEN:        a4 inode, a5 device (the kernel's dev_t); second string: the resolved path
-//   K_CHDIR/FCHDIR: second string: the new cwd as the kernel holds it
-//   K_PIPE:        a4 the pipe's inode (both ends share it)
-//   K_SOCKET/ACCEPT: a4 the socket's inode; K_SOCKETPAIR: a4, a5 the two sockets' inodes
-#ifdef KERNEL_IDENTITY
-#define KPATH_SLOTS 40     // path components plus mount points crossed; a deeper path goes without
-#define RD(dst, base, off) bpf_probe_read_kernel(&(dst), sizeof(dst), (void *)(base) + (off))
-
-struct kpath_scratch {
-    char buf[512];          // the path being assembled (at most STR_HALF - 1 bytes; slack for the verifier)
-};
-BPF_PERCPU_ARRAY(kpath_scratch, struct kpath_scratch, 1);
-
-// The struct file behind the current task's fd `fd`, or 0.
-static __always_inline void *fd_file(long fd) {
-    void *task = (void *)bpf_get_current_task();
-    void *files = 0, *fdt = 0, *fds = 0, *file = 0;
-    u32 max = 0;
-    RD(files, task, OFF_TASK_FILES);
-    if (!files)
-        return 0;
-    RD(fdt, files, OFF_FILES_FDT);
-    if (!fdt)
-        return 0;
-    RD(max, fdt, OFF_FDT_MAX_FDS);
-    if (fd < 0 || fd >= max)
-        return 0;
-    RD(fds, fdt, OFF_FDT_FD);
-    if (!fds)
-        return 0;
-    bpf_probe_read_kernel(&file, sizeof(file), fds + fd * sizeof(void *));
-    return file;
-}
-
-static __always_inline u64 file_ino(void *file) {
-    void *inode = 0;
-    u64 ino = 0;
-    if (!file)
-        return 0;
-    RD(inode, file, OFF_FILE_INODE);
-    if (inode)
-        RD(ino, inode, OFF_INODE_INO);
-    return ino;
-}
-
-// The path of (vfsmount, dentry) into s->buf, its components leaf first ("f/dir/tmp" for
-// /tmp/dir/f; "" for /): user space puts them root first. Returns its length + 1 (0: unknown, or
-// longer than STR_HALF - 1 bytes). One fixed loop; the bound is checked on the next offset, so the
-// verifier sees the offset in [0, STR_HALF) on every path and few distinct states.
-static __always_inline u32 kpath(struct kpath_scratch *s, void *vfsmnt, void *dentry) {
-    if (!vfsmnt || !dentry)
-        return 0;
-    void *mnt = vfsmnt - OFF_MOUNT_MNT;  // struct mount embeds struct vfsmount
-    u32 off = 0;
-    for (int i = 0; i < KPATH_SLOTS; i++) {
-        void *root = 0, *parent = 0;
-        RD(root, vfsmnt, OFF_VFSMOUNT_ROOT);
-        RD(parent, dentry, OFF_DENTRY_PARENT);
-        if (dentry == root || dentry == parent) {
-            void *up = 0;
-            RD(up, mnt, OFF_MOUNT_PARENT);
-            if (dentry != root || !up || up == mnt)  // the global root (or a root mounted nowhere)
-                return off + 1;
-            RD(dentry, mnt, OFF_MOUNT_MOUNTPOINT);  // on into the mount this one is mounted on
-            mnt = up;
-            vfsmnt = up + OFF_MOUNT_MNT;
-            continue;
-        }
-        u32 l = 0;
-        u64 name = 0;
-        RD(l, dentry, OFF_DENTRY_NAME_LEN);
-        RD(name, dentry, OFF_DENTRY_NAME);
-        u64 next = (u64)off + (off ? 1 : 0) + l;
-        if (next > STR_HALF - 1)
-            return 0;
-        if (off)
-            s->buf[off & 255] = '/';
-        bpf_probe_read_kernel(&s->buf[(off + (off ? 1 : 0)) & 255], l & 255, (void *)name);
-        off = next;
-        dentry = parent;
-    }
-    return 0;  // deeper than we walk
-}
-
-// Whether a completed syscall's record carries what the kernel opened (then it goes out as a full
-// record: its second string is the kernel's path).
-static __always_inline int wants_kpath(u16 kind, long ret) {
-    return (kind == K_OPEN && ret >= 0) || ((kind == K_CHDIR || kind == K_FCHDIR) && ret == 0);
-}
-
-static __always_inline void put_kpath(struct event *e, u16 kind, long ret) {
-    u32 zero = 0;
-    struct kpath_scratch *s = kpath_scratch.lookup(&zero);
-    if (!s)
-        return;
-    void *vfsmnt = 0, *dentry = 0;
-    if (kind == K_OPEN) {
-        void *file = fd_file(ret);
-        if (!file)
-            return;
-        void *inode = 0, *sb = 0;
-        u64 ino = 0;
-        u32 dev = 0;
-        RD(inode, file, OFF_FILE_INODE);
-        if (inode) {
-            RD(ino, inode, OFF_INODE_INO);
-            RD(sb, inode, OFF_INODE_SB);
-            if (sb)
-                RD(dev, sb, OFF_SB_DEV);
-        }
-        e->a4 = ino;
-        e->a5 = dev;
-        RD(vfsmnt, file, OFF_FILE_PATH_MNT);
-        RD(dentry, file, OFF_FILE_PATH_DENTRY);
-    } else {
-        void *task = (void *)bpf_get_current_task();
-        void *fs = 0;
-        RD(fs, task, OFF_TASK_FS);
-        if (!fs)
-            return;
-        RD(vfsmnt, fs, OFF_FS_PWD_MNT);
-        RD(dentry, fs, OFF_FS_PWD_DENTRY);
-    }
-    u32 n = kpath(s, vfsmnt, dentry);
-    if (n) {
-        bpf_probe_read_kernel(&e->str[STR_HALF], STR_HALF, s->buf);
-        e->len2 = n - 1;
-        e->flags |= EV_KPATH;
-    }
-}
-
-// The inodes of the fds a pipe, socket, socketpair or accept made (what /proc shows as pipe:[N]).
-static __always_inline void put_fd_inodes(struct fact *e, u16 kind, long ret) {
-    if (kind == K_PIPE || kind == K_SOCKETPAIR) {
-        if (ret == 0) {
-            e->a4 = file_ino(fd_file(e->a0));
-            if (kind == K_SOCKETPAIR)
-                e->a5 = file_ino(fd_file(e->a1));
-        }
-    } else if ((kind == K_SOCKET || kind == K_ACCEPT) && ret >= 0) {
-        e->a4 = file_ino(fd_file(ret));
-    }
-}
-#else
-static __always_inline int wants_kpath(u16 kind, long ret) { return 0; }
-#endif
 
 // A completed syscall's result and saved arguments into any state-lane record (event, event_short,
 // fact): what the three record classes share.
@@ -1114,7 +1163,35 @@ EXIT(inotify_init1)
 TRACEPOINT_PROBE(syscalls, sys_enter_pidfd_open) {
     return stash(K_ANONFD, ANON_PIDFD, I(args->pid), 0, args->flags, 0, NULL, NULL);
 }
-EXIT(pidfd_open)
+TRACEPOINT_PROBE(syscalls, sys_exit_pidfd_open) {
+#ifdef KERNEL_IDENTITY
+    if ((bpf_get_current_pid_tgid() >> 32) == SELF_TGID && SELF_TGID) {
+        // the recorder asks for its /proc baseline: the process behind the pidfd as the kernel keeps it
+        // (a pidfd's inode holds its struct pid; the pid's first PIDTYPE_PID task is the process)
+        void *file = fd_file(args->ret), *inode = 0, *pid = 0, *node = 0;
+        if (file)
+            RD(inode, file, OFF_FILE_INODE);
+        if (inode)
+            RD(pid, inode, OFF_INODE_PRIVATE);
+        if (pid)
+            RD(node, pid, OFF_PID_TASKS);
+        if (!node)
+            return 0;
+        void *task = node - OFF_TASK_PID_LINKS;
+        struct fact *e = new_fact(K_IDENTITY);
+        if (!e)
+            return 0;
+        u32 tgid = 0;
+        RD(tgid, task, OFF_TASK_TGID);
+        e->tgid = tgid;
+        e->tid = tgid;
+        task_identity(task, &e->a0, &e->a1);
+        send_fact(e);
+        return 0;
+    }
+#endif
+    return complete(args->ret);
+}
 
 // ---------------------------------------------------------------- signals and the OOM killer
 

@@ -208,6 +208,8 @@ KINDS: dict[int, str] = {
     32: "oom_victim",
     33: "sockname",
     34: "io",
+    35: "identity",
+    36: "cgroup",
     40: "syscall",
     41: "sched_switch",
     42: "sched_wakeup",

@@ -223,6 +223,9 @@ def describe(e: dict) -> str:
     if k == "open":
         where = path if path.startswith("/") or a0 == AT_FDCWD else f"{path} (dirfd {a0})"
         cloexec = " O_CLOEXEC" if a2 & O_CLOEXEC else ""
+        opened = e.get("path2", "")
+        if opened and opened != path:  # what the kernel opened: a symlink followed, a relative path
+            where += f" ({opened})"
         return f"open {where} flags={a2:#o}{cloexec} {_result(ret, f'-> fd {ret}')}"
     if k == "close":
         return f"close fd {a0} {_result(ret, '')}".rstrip()
@@ -251,6 +254,10 @@ def describe(e: dict) -> str:
         return f"accept on fd {a0} {_result(ret, f'-> fd {ret}{peer}')}"
     if k in ("bind", "connect"):
         return f"{k} fd {a0} {'to ' if k == 'connect' else ''}{path} {_result(ret, '')}".rstrip()
+    if k == "identity":
+        return f"process {e['tgid']} as the kernel keeps it: started at {a0}, parent {a1}"
+    if k == "cgroup":
+        return f"task {e['tid']} moved to cgroup {path}" + (f" (hierarchy {a0})" if a0 else "")
     if k == "io":
         return f"fd {a0}: {a1} bytes out, {a2} bytes in over {a3} calls (aggregated)"
     if k == "sockname":

@@ -274,8 +274,10 @@ class Machine:
             if a2 != -1 and a2 & CLONE_THREAD:
                 parent.threads += 1
                 return
-            self.procs[child] = Proc(child, ts, tgid, parent.comm, parent.exe, list(parent.argv), parent.cwd,
-                                     1, False, None, {n: f.copy() for n, f in parent.fds.items()})
+            # the kernel's exact start and real parent where the probe read them (a4, a5)
+            self.procs[child] = Proc(child, int(a4) or ts, int(a5) or tgid, parent.comm, parent.exe,
+                                     list(parent.argv), parent.cwd, 1, False, None,
+                                     {n: f.copy() for n, f in parent.fds.items()})
             if self.log is not None:
                 self.log.born(self.procs[child], parent)
             return
@@ -322,6 +324,11 @@ class Machine:
                 p.run[tid] = "runnable"
             return
 
+        if kind == K["identity"]:  # a baseline process as the kernel keeps it: exact start, real parent
+            q = self.procs.get(tgid)
+            if q is not None:
+                q.start_ns, q.ppid = int(a0), int(a1) or q.ppid
+            return
         if kind == K["wait"]:
             if ret > 0 and a0 >= 0:
                 gone = self.exited.get(int(ret))
@@ -335,6 +342,8 @@ class Machine:
             p.argv = self._argv.pop(int(a0), None) or self._argv.pop(tid, None) or [path]
             p.comm = comm
             p.exec_ns = ts
+            if a4:  # the kernel's exact start (a process first seen at its exec, or from /proc's ticks)
+                p.start_ns, p.ppid = int(a4), int(a5) or p.ppid
             p.threads = 1
             p.fds = {n: f for n, f in p.fds.items() if not f.cloexec}
             if self.log is not None:

@@ -5,7 +5,9 @@ state at each of those instants must agree with what the kernel showed, exactly,
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 
 import pytest
 
@@ -30,9 +32,12 @@ def _shown(f: Fd) -> str:
 
 
 def _disagreements(store, run, reports: list[dict]) -> tuple[int, list[str]]:
-    """(reports whose every fd, cwd and parent agree, what disagreed)."""
+    """(reports whose every fd, cwd, parent and start agree, what disagreed). /proc's start is in
+    clock ticks: the rewound one (the kernel's, in ns) must be within that tick."""
     bad: list[str] = []
     agree = 0
+    tick = 10**9 // os.sysconf("SC_CLK_TCK")
+    boot_minus_mono = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
     for r in reports:
         before = len(bad)
         st = state_at(store, run, r["at"])
@@ -50,6 +55,9 @@ def _disagreements(store, run, reports: list[dict]) -> tuple[int, list[str]]:
             bad.append(f"at {r['at']} pid {r['pid']}: cwd {r['cwd']!r} rewound as {p.cwd!r}")
         if p.ppid != r["ppid"]:
             bad.append(f"at {r['at']} pid {r['pid']}: parent {r['ppid']} rewound as {p.ppid}")
+        start = r["start_ticks"] * tick - boot_minus_mono
+        if not -10**6 <= p.start_ns - start <= tick + 10**6:
+            bad.append(f"at {r['at']} pid {r['pid']}: started at {start} (to a tick) rewound as {p.start_ns}")
         agree += len(bad) == before
     return agree, bad
 

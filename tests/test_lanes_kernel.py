@@ -239,7 +239,7 @@ def test_every_syscall_bears_its_threads_name_of_the_moment(kernel, tmp_path):
                                                                                     "second-name": 500}
 
 
-def _opened(probe) -> list[dict]:
+def _facts(probe) -> list[dict]:
     import pyarrow as pa
 
     from osrewind.ingest import decode
@@ -247,7 +247,7 @@ def _opened(probe) -> list[dict]:
     time.sleep(0.02)
     tables, _n, _ = decode.lane_tables([probe.drain()], decode.SyscallPairer(),
                                        "3f2a0000-0000-0000-0000-000000000001", 0, final=True)
-    return [r for r in pa.concat_tables(tables).to_pylist() if r["tgid"] == os.getpid()]
+    return pa.concat_tables(tables).to_pylist()
 
 
 @pytest.mark.parametrize("identity", [True, False])
@@ -269,7 +269,7 @@ def test_fd_facts_carry_what_the_kernel_opened(kernel, tmp_path, identity):
         os.chdir(tmp_path / "link")
         r, w = os.pipe()
         a, b = socket.socketpair()
-        rows = _opened(probe)
+        rows = [row for row in _facts(probe) if row["tgid"] == os.getpid()]
     finally:
         os.chdir(here)
         probe.close(background=False)
@@ -294,3 +294,47 @@ def test_fd_facts_carry_what_the_kernel_opened(kernel, tmp_path, identity):
         os.close(x)
     a.close()
     b.close()
+
+
+def _proc_start_estimate(pid: int) -> int:
+    """/proc's start time of pid (clock ticks of CLOCK_BOOTTIME) as CLOCK_MONOTONIC ns."""
+    with open(f"/proc/{pid}/stat") as f:
+        ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    boot_minus_mono = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
+    return ticks * 10**9 // os.sysconf("SC_CLK_TCK") - boot_minus_mono
+
+
+def test_processes_carry_the_kernels_exact_start_and_real_parent(kernel):
+    """A fork says the child's exact start and real parent (CLONE_PARENT: the forker's parent); a
+    pidfd opened by the recorder makes the kernel say the same of any process (the /proc baseline's
+    way to exact start times): two kernel paths, one answer, within /proc's tick of its own."""
+    import ctypes
+
+    from osrewind.probes import syscall_table
+
+    probe = _probe(ringbuf_pages=16, syscalls=False, sched=False)
+    r, w = os.pipe()
+    try:
+        probe.track([os.getpid()])
+        child = os.fork()
+        if child == 0:
+            os.read(r, 1)
+            os._exit(0)
+        libc = ctypes.CDLL(None, use_errno=True)
+        sibling = libc.syscall(syscall_table.number("clone"), 0x00008000 | 17, 0, 0, 0, 0)  # CLONE_PARENT|SIGCHLD
+        if sibling == 0:
+            os._exit(0)
+        estimate = _proc_start_estimate(child)
+        os.close(os.pidfd_open(child))   # as the recorder does for its baseline
+        rows = _facts(probe)
+    finally:
+        os.write(w, b"g")
+        probe.close(background=False)
+    os.waitpid(child, 0)
+    fork = next(row for row in rows if records.KINDS[row["kind"]] == "fork" and row["a1"] == child)
+    clone = next(row for row in rows if records.KINDS[row["kind"]] == "fork" and row["a1"] == sibling)
+    assert fork["a5"] == os.getpid() and clone["a5"] == os.getppid()
+    assert 0 < fork["a4"] <= fork["ts"] and fork["ts"] - fork["a4"] < 10**9
+    assert abs(fork["a4"] - estimate) <= 10**9 // os.sysconf("SC_CLK_TCK") + 10**6
+    told = next(row for row in rows if records.KINDS[row["kind"]] == "identity" and row["tgid"] == child)
+    assert (told["a0"], told["a1"]) == (fork["a4"], os.getpid())

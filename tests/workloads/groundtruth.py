@@ -88,7 +88,10 @@ class Worker:
                 pass
         listing = f"/proc/{me}/fd"
         fds = {k: v for k, v in fds.items() if v != listing}  # the listing's own fd, opened after `at`
-        return {"pid": me, "at": at, "fds": fds, "cwd": os.readlink("/proc/self/cwd"), "ppid": os.getppid()}
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])   # start, in clock ticks since boot
+        return {"pid": me, "at": at, "fds": fds, "cwd": os.readlink("/proc/self/cwd"), "ppid": os.getppid(),
+                "start_ticks": ticks}
 
     # ---- paths: absolute, or relative to the cwd when the cwd still exists
     def path(self, rng: random.Random, rel: str) -> str:
