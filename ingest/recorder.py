@@ -87,9 +87,10 @@ FAILURE_NOTICE_SECONDS = 1.0
 
 @dataclass
 class RecordOptions:
-    scope: str = "command"              # command | pid | system
+    scope: str = "command"              # command | pid | cgroup | system
     command: Sequence[str] = ()
     pids: Sequence[int] = ()
+    cgroup: str = ""                    # scope cgroup: a cgroup directory (a container's)
     name: str = ""
     duration: float | None = None       # seconds; None = until the scope ends or Ctrl-C
     ringbuf_pages: int = 16384
@@ -266,6 +267,8 @@ class Recorder:
             return os.path.basename(self.opts.command[0])
         if self.opts.scope == "pid":
             return "pid-" + "-".join(str(p) for p in self.opts.pids)
+        if self.opts.scope == "cgroup":
+            return "cgroup-" + (os.path.basename(self.opts.cgroup.rstrip("/")) or "root")
         return "system"
 
     # ------------------------------------------------------------------ run row
@@ -275,6 +278,8 @@ class Recorder:
         cmd = [self.redact(a) for a in self.opts.command] if self.opts.scope == "command" else []
         if self.opts.scope == "pid":
             cmd = [f"--pid {p}" for p in self.opts.pids]
+        if self.opts.scope == "cgroup":
+            cmd = [f"--cgroup {self.redact(self.opts.cgroup)}"]
         cwd = self.redact(self.opts.cwd or os.getcwd())
         self.store.insert_rows(
             "runs",
@@ -320,6 +325,7 @@ class Recorder:
                 "argv": decode.text_array([p.argv for p in procs], depth=1),
                 "cwd": decode.text_array([p.cwd for p in procs]),
                 "threads": pa.array([p.threads for p in procs], type=pa.uint32()),
+                "cgroup": decode.text_array([p.cgroup for p in procs]),
             }))
         if fds:
             self._writer.insert("snapshot_fds", pa.table({
@@ -653,9 +659,17 @@ class Recorder:
             if missing:
                 raise UsageError(f"no such process: {missing[0]}")
 
+        cgroup = None
+        if opts.scope == "cgroup":
+            try:
+                cgroup = procfs.cgroup_dir(opts.cgroup)
+            except procfs.CgroupProblem as exc:
+                raise UsageError(str(exc)) from exc
+
         self.store.ensure_schema()
         probe = Probe(ProbeOptions(system_wide=opts.scope == "system", ringbuf_pages=opts.ringbuf_pages,
-                                   sched=opts.sched, syscalls=opts.syscalls, aggregate_io=opts.aggregate_io))
+                                   sched=opts.sched, syscalls=opts.syscalls, aggregate_io=opts.aggregate_io,
+                                   cgroup=cgroup))
         self._identity = probe.identity
         if probe.identity == "path":
             self.notice("this kernel has no BTF (/sys/kernel/btf/vmlinux): files are identified by the paths "
@@ -713,6 +727,12 @@ class Recorder:
                     raise UsageError(f"process {min(roots)} exited before recording could start")
                 probe.track(watch)
                 self._baseline(watch)
+            elif opts.scope == "cgroup":
+                # the processes in it now; any moved in later come into scope in the kernel
+                probe.track(procfs.descendants(procfs.cgroup_members(opts.cgroup)))
+                watch = procfs.descendants(procfs.cgroup_members(opts.cgroup))
+                probe.track(watch)
+                self._baseline(watch)
             else:
                 self._baseline(None)
             try:
@@ -734,6 +754,10 @@ class Recorder:
                     if pid:
                         self._exit_code = wait_status_to_code(st)
                         break
+                if opts.scope == "cgroup" and time.monotonic() - last_alive_check > 0.2:
+                    last_alive_check = time.monotonic()
+                    if not os.path.isdir(opts.cgroup):
+                        break   # the container is gone: the recording is complete
                 if opts.scope == "pid" and time.monotonic() - last_alive_check > 0.2:
                     last_alive_check = time.monotonic()
                     # the kernel drops a process from the tracked map when its last thread exits

@@ -121,4 +121,6 @@ ADDED_COLUMNS = [
     # how files were identified: 'kernel' (what the kernel opened, through its BTF) or 'path' (the
     # paths programs passed: a kernel without BTF)
     ("runs", "identity", "LowCardinality(String) AFTER status_detail"),
+    # a baseline process's cgroup v2 path
+    ("snapshot_procs", "cgroup", "String AFTER threads"),
 ]

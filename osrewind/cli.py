@@ -124,6 +124,9 @@ def cli(ctx: click.Context, db: str | None, timeout: float) -> None:
 @click.option("--name", "-n", default="", help="Name for the run (default: the command's basename).")
 @click.option("--system", is_flag=True, help="Record every process on the machine (until Ctrl-C or --duration).")
 @click.option("--pid", "pids", type=int, multiple=True, help="Record this existing process and its descendants.")
+@click.option("--cgroup", default=None, metavar="DIR",
+              help="Record the processes in this cgroup directory (a container's) and any moved into it "
+                   "or the cgroups beneath it later (until Ctrl-C, --duration, or the cgroup is removed).")
 @click.option("--duration", default=None, metavar="TIME",
               help="Stop after this long (e.g. 10s, 500ms; more than 0: leave it out for no limit).")
 @click.option("--redact", "redact", multiple=True, metavar="PATTERN",
@@ -149,9 +152,9 @@ def cli(ctx: click.Context, db: str | None, timeout: float) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.pass_obj
 def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: tuple[int, ...],
-           duration: str | None, redact: tuple[str, ...], ring_mb: int, max_spool: str, no_sched: bool,
+           cgroup: str | None, duration: str | None, redact: tuple[str, ...], ring_mb: int, max_spool: str, no_sched: bool,
            no_syscalls: bool, aggregate_io: bool, print_bpf: bool, as_json: bool, quiet: bool) -> None:
-    """Record COMMAND and all its descendants (or --pid / --system) into the store.
+    """Record COMMAND and all its descendants (or --pid / --cgroup / --system) into the store.
 
     Exits with the command's exit code (126 or 127, as a shell, when it cannot be run). Ctrl-C stops
     the recording when the command exits and keeps everything recorded up to that moment (the run is
@@ -168,6 +171,7 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
       sudo osrewind record -- make -C ~/project
       sudo osrewind record --name build-42 -- ./build.sh --fast
       sudo osrewind record --pid 1234 --duration 30s
+      sudo osrewind record --cgroup /sys/fs/cgroup/system.slice/docker-3f2a.scope --duration 1m
       sudo osrewind record --system --duration 5s
       sudo osrewind record --redact 'pass(word)?=\\S+' -- ./deploy.sh password=hunter2
       osrewind record --print-bpf -- true
@@ -178,24 +182,26 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
     from osrewind.probes.loader import ProbeOptions, check_environment, final_source
     from osrewind.queries.timespec import parse_duration
 
-    scopes = sum([bool(command), system, bool(pids)])
+    scopes = sum([bool(command), system, bool(pids), cgroup is not None])
     pages = 1
     while pages * 4096 < ring_mb * 1024 * 1024:
         pages *= 2
     if print_bpf:
         click.echo(final_source(ProbeOptions(system_wide=system, ringbuf_pages=pages, sched=not no_sched,
+                                             cgroup=(0, cgroup) if cgroup is not None else None,
                                              syscalls=not no_syscalls, aggregate_io=aggregate_io)))
         return
     if scopes == 0:
-        raise UsageError("nothing to record: give a command after --, or --pid PID, or --system")
+        raise UsageError("nothing to record: give a command after --, or --pid PID, --cgroup DIR or --system")
     if scopes > 1:
-        raise UsageError("choose one of: a command, --pid, --system")
+        raise UsageError("choose one of: a command, --pid, --cgroup, --system")
     dur = parse_duration(duration) / 1e9 if duration is not None else None
     if dur is not None and not dur > 0:
         raise UsageError(f"--duration {duration}: must be more than 0 (leave it out to record until the end)")
     Redactor(redact)  # a bad pattern is bad input: say so before anything starts
-    scope = "system" if system else "pid" if pids else "command"
-    opts = RecordOptions(scope=scope, command=list(command), pids=list(pids), name=name, duration=dur,
+    scope = "system" if system else "pid" if pids else "cgroup" if cgroup is not None else "command"
+    opts = RecordOptions(scope=scope, command=list(command), pids=list(pids), cgroup=cgroup or "", name=name,
+                         duration=dur,
                          ringbuf_pages=pages, sched=not no_sched, syscalls=not no_syscalls,
                          aggregate_io=aggregate_io, redact=list(redact), max_spool=_parse_size(max_spool, "--max-spool"))
 
@@ -407,6 +413,7 @@ def _print_state(st, show_fds: bool = True) -> None:
     if run.lost:
         echo(f"warning: {run.lost} events were lost in this run; state may be incomplete", err=True)
     alive = {p.pid for p in st.processes}
+    cgroups = {p.pid: p.cgroup for p in st.processes}
     children: dict[int, list] = {}
     roots = []
     for p in st.processes:
@@ -427,6 +434,8 @@ def _print_state(st, show_fds: bool = True) -> None:
             notes.append(f"ppid {p.ppid}")
         if p.threads > 1:
             notes.append(f"{p.threads} threads")
+        if p.cgroup and (top or p.cgroup != cgroups.get(p.ppid)):
+            notes.append(f"cgroup {p.cgroup}")
         if p.run_state != "unknown":
             cpus = sorted(set(p.on_cpu.values()))
             notes.append(p.run_state + (f" on cpu {','.join(map(str, cpus))}" if cpus else ""))
@@ -573,6 +582,8 @@ def tree(obj: dict, run: str, at: str | None, as_json: bool) -> None:
         _emit_json({"run_id": info.run_id, "processes": [r.to_json(tree=True) for r in roots]})
         return
 
+    parent_cgroup: dict[int, str] = {}
+
     def show(p, prefix: str, last: bool, top: bool) -> None:
         branch = "" if top else ("└─ " if last else "├─ ")
         cmd = shlex.join(p.argv) if p.argv else "?"
@@ -583,7 +594,10 @@ def tree(obj: dict, run: str, at: str | None, as_json: bool) -> None:
         else:
             life = ", still running at the end"
         execs = f", {len(p.execs)} execs" if len(p.execs) > 1 else ""
-        echo(f"{prefix}{branch}{p.pid} {cmd[:90]}  ({born}{life}{execs})")
+        cgroup = f", cgroup {p.cgroup}" if p.cgroup and (top or p.cgroup != parent_cgroup.get(id(p))) else ""
+        echo(f"{prefix}{branch}{p.pid} {cmd[:90]}  ({born}{life}{execs}{cgroup})")
+        for c in p.children:
+            parent_cgroup[id(c)] = p.cgroup
         inner = prefix + ("" if top else ("   " if last else "│  "))
         for i, c in enumerate(p.children):
             show(c, inner, i == len(p.children) - 1, False)

@@ -46,6 +46,7 @@ class ProbeOptions:
     ringbuf_pages: int = 16384  # the syscall enter ring: 64 MiB, ~700k syscalls of headroom between drains
     self_tgid: int = field(default_factory=os.getpid)
     kernel_identity: bool = True  # read what the kernel opened (inode, resolved path) where it has BTF
+    cgroup: tuple[int, str] | None = None  # (hierarchy id, path): tasks moved into it come into scope
 
 
 def ensure_tracefs() -> None:
@@ -136,6 +137,8 @@ def cflags(opts: ProbeOptions) -> list[str]:
     if opts.aggregate_io and "-DNO_SYSCALLS" not in flags:
         flags.append("-DAGGREGATE_IO")
     flags += [f"-DHAVE_{name}" for name in OPTIONAL_SYSCALLS if syscall_exists(name)]
+    if opts.cgroup is not None:
+        flags.append("-DCGROUP_SCOPE")
     offsets = kernel_offsets(opts)
     if offsets is not None:
         flags += offsets.cflags()
@@ -300,6 +303,16 @@ class Probe:
         self._tracked = _PidArray(self.bpf[b"tracked"], entries)
         self._tids = _PidArray(self.bpf[b"tids"], entries)
         self._drops = self.bpf[b"drops"]
+        if opts.cgroup is not None:
+            root, path = opts.cgroup
+            raw = path.encode()
+            if len(raw) >= records.STR_HALF:
+                raise EnvironmentProblem(f"cgroup path too long to scope by ({len(raw)} bytes): {path}")
+            scope = self.bpf[b"cg_scope"]
+            value = scope.Leaf()
+            value.root, value.len = root, len(raw)
+            value.path = raw
+            scope[ctypes.c_int(0)] = value
         self._scope_drops = 0
         if opts.aggregate_io:
             ionr = self.bpf[b"ionr"]

@@ -55,6 +55,7 @@ class ProcInfo:
     argv: list[str] = field(default_factory=list)
     cwd: str = ""
     threads: int = 1
+    cgroup: str = ""  # its path in the cgroup v2 hierarchy ('0::' in /proc/PID/cgroup)
 
 
 @dataclass
@@ -278,7 +279,67 @@ def _proc(pid: int, shift: int, system: bool) -> tuple[ProcInfo, bool] | None:
     exe = "" if kthread else _readlink(f"/proc/{pid}/exe")
     cwd = "" if kthread else _readlink(f"/proc/{pid}/cwd")
     start_ns = st.start_ticks * 1_000_000_000 // CLK_TCK - shift
-    return ProcInfo(pid, st.ppid, start_ns, uid, st.comm, exe, argv, cwd, threads), kthread
+    return ProcInfo(pid, st.ppid, start_ns, uid, st.comm, exe, argv, cwd, threads, _cgroup(pid)), kthread
+
+
+def _cgroup(pid: int) -> str:
+    """The process's cgroup v2 path ('' when unreadable or not in one)."""
+    try:
+        data = _read(f"/proc/{pid}/cgroup")
+    except OSError:
+        return ""
+    for line in data.split(b"\n"):
+        if line.startswith(b"0::"):
+            return from_bytes(line[3:])
+    return ""
+
+
+class CgroupProblem(Exception):
+    """A path that is not a cgroup directory."""
+
+
+def cgroup_dir(path: str) -> tuple[int, str]:
+    """(hierarchy id, path inside the hierarchy) of a cgroup directory such as
+    ``/sys/fs/cgroup/system.slice/x.service`` (cgroup v2: hierarchy 0) or ``/sys/fs/cgroup/memory/x``
+    (a v1 hierarchy: its id from /proc/self/cgroup), as the kernel's cgroup tracepoints name them."""
+    real = os.path.realpath(path)
+    if not os.path.isfile(os.path.join(real, "cgroup.procs")):
+        raise CgroupProblem(f"{path} is not a cgroup directory (it has no cgroup.procs)")
+    best = None
+    for line in _read("/proc/self/mountinfo").decode(errors="replace").splitlines():
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
+            continue
+        root, mount = fields[3], fields[4]
+        if (real == mount or real.startswith(mount.rstrip("/") + "/")) and (best is None or len(mount) > len(best[1])):
+            best = (tail[0], mount, root, tail[2])
+    if best is None:
+        raise CgroupProblem(f"{path} is not on a cgroup file system")
+    fstype, mount, root, options = best
+    inside = os.path.normpath(os.path.join(root, os.path.relpath(real, mount)))  # root: the mount's own
+    if fstype == "cgroup2":
+        return 0, inside
+    controllers = {o for o in options.split(",") if o not in ("rw", "ro") and not o.startswith(("release_agent",
+                                                                                                "clone_children"))}
+    for line in _read("/proc/self/cgroup").decode(errors="replace").splitlines():
+        hid, _, rest = line.partition(":")
+        names = rest.partition(":")[0]
+        if names and set(names.split(",")) <= controllers and controllers & set(names.split(",")):
+            return int(hid), inside
+    raise CgroupProblem(f"cannot tell which cgroup hierarchy {path} belongs to")
+
+
+def cgroup_members(path: str) -> set[int]:
+    """The processes in the cgroup directory ``path`` and the cgroups beneath it, now."""
+    out: set[int] = set()
+    for here, _dirs, files in os.walk(path):
+        if "cgroup.procs" in files:
+            try:
+                out.update(int(x) for x in _read(os.path.join(here, "cgroup.procs")).split())
+            except OSError:
+                continue  # removed meanwhile
+    return out
 
 
 def _tgids(pids: Iterable[int]) -> list[int]:

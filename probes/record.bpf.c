@@ -29,6 +29,7 @@
 // Options come in as -D cflags from the loader:
 //   SYSTEM_WIDE     record every process (minus SELF_TGID, the recorder itself)
 //   SELF_TGID=n     the recorder's own tgid
+//   CGROUP_SCOPE    record --cgroup: a task moved into that cgroup (cg_scope) comes into scope
 //   PID_MAX=n       entries of the arrays indexed by pid (the kernel's pid_max)
 //   RINGBUF_PAGES=n, FACTS_PAGES, SHORT_PAGES, SC_ENTER_PAGES, SC_EXIT_PAGES, SCHED_PAGES   ring sizes in pages
 //                   (powers of two)
@@ -117,8 +118,8 @@
 //   K_OOM_VICTIM: a0 victim pid, a1 uid, a2 total_vm pages, a3 oom_score_adj; str comm
 //   K_IDENTITY: a process of the /proc baseline as the kernel keeps it (the recorder asks through a
 //       pidfd): tgid = that process, a0 exact start (CLOCK_MONOTONIC ns), a1 real parent's tgid
-//   K_CGROUP: a task moved to another cgroup: tid = the task, tgid its process; a0 hierarchy id (0:
-//       cgroup v2), a1 level, a2 cgroup id; str the cgroup's path in that hierarchy
+//   K_CGROUP: a task moved to another cgroup: tid = the task, tgid its process, comm its name; a0
+//       hierarchy id (0: cgroup v2), a1 level, a2 cgroup id; str the cgroup's path in that hierarchy
 //   K_SYSCALL: every syscall: nr, a0..a5 args, ret, dur; ts is the entry time
 //   K_SYSCALL_AGG: (user space, from the sc_agg map) syscalls of one thread and number counted while
 //       the syscall lane was degraded: ts first entry, dur summed, a0 count, a1 failed, a2 last exit
@@ -1165,7 +1166,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_pidfd_open) {
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_pidfd_open) {
 #ifdef KERNEL_IDENTITY
-    if ((bpf_get_current_pid_tgid() >> 32) == SELF_TGID && SELF_TGID) {
+    if ((bpf_get_current_pid_tgid() >> 32) == SELF_TGID && SELF_TGID != 0) {
         // the recorder asks for its /proc baseline: the process behind the pidfd as the kernel keeps it
         // (a pidfd's inode holds its struct pid; the pid's first PIDTYPE_PID task is the process)
         void *file = fd_file(args->ret), *inode = 0, *pid = 0, *node = 0;
@@ -1191,6 +1192,72 @@ TRACEPOINT_PROBE(syscalls, sys_exit_pidfd_open) {
     }
 #endif
     return complete(args->ret);
+}
+
+// ---------------------------------------------------------------- cgroups
+// A task moved to another cgroup (a write to cgroup.procs, a container runtime placing a process):
+// told for tasks in scope. With CGROUP_SCOPE (record --cgroup), a task moved into the recorded cgroup
+// or beneath it comes into scope here; `cg_scope` holds that cgroup's hierarchy id and path.
+#ifdef CGROUP_SCOPE
+struct cg_scope_t {
+    u32 root;
+    u32 len;        // bytes of path, without the NUL
+    char path[STR_HALF];
+};
+BPF_ARRAY(cg_scope, struct cg_scope_t, 1);
+
+static __always_inline int in_cgroup_scope(struct event *e, u32 root) {
+    u32 zero = 0;
+    struct cg_scope_t *s = cg_scope.lookup(&zero);
+    if (!s || root != s->root || s->len == 0 || s->len >= STR_HALF)
+        return 0;
+    u32 len = s->len;
+    for (int i = 0; i < STR_HALF - 1; i++) {
+        char c = e->str[i];
+        if (i == len)  // all of the scope's path matched: the cgroup itself or one beneath it
+            return len == 1 || c == '/' || c == 0;
+        if (c != s->path[i])
+            return 0;
+    }
+    return 0;
+}
+#endif
+
+TRACEPOINT_PROBE(cgroup, cgroup_attach_task) {
+    u32 pid = args->pid;
+    u32 *t = tids.lookup(&pid);
+    u32 tgid = t && *t ? *t : pid;
+    int in = is_tracked_tgid(tgid);
+#ifndef CGROUP_SCOPE
+    if (!in)
+        return 0;
+#endif
+    struct event *e = new_event(K_CGROUP);
+    if (!e)
+        return 0;
+    e->tgid = tgid;
+    e->tid = pid;
+    e->a0 = args->dst_root;
+    e->a1 = args->dst_level;
+    e->a2 = args->dst_id;
+    unsigned short loc = args->data_loc_dst_path & 0xFFFF;
+    long n = bpf_probe_read_kernel_str(&e->str, STR_HALF, (void *)args + loc);
+    e->len1 = str_len(n);
+    unsigned short cloc = args->data_loc_comm & 0xFFFF;  // the moved task's name, not the mover's
+    bpf_probe_read_kernel_str(&e->comm, sizeof(e->comm), (void *)args + cloc);
+#ifdef CGROUP_SCOPE
+    if (!in && in_cgroup_scope(e, args->dst_root)) {
+        set_tracked(pid, 1);  // a process moved in (for a thread, its tid: the leader moves too)
+        tids.update(&pid, &pid);
+        in = 1;
+    }
+    if (!in) {
+        events.ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+        return 0;
+    }
+#endif
+    send(e);
+    return 0;
 }
 
 // ---------------------------------------------------------------- signals and the OOM killer

@@ -16,7 +16,7 @@ from osrewind.queries.runs import RunInfo
 # Inputs that every program reads: left out of lineage unless asked for.
 NOISE = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/share/locale/", "/usr/lib/locale/", "/proc/",
          "/sys/", "/dev/", "/etc/ld.so.cache", "/etc/localtime", "/usr/share/zoneinfo/", "/etc/nsswitch.conf",
-         "/etc/passwd", "/etc/group")
+         "/etc/passwd", "/etc/group", "/etc/locale.alias")  # the last: /usr/share/locale/locale.alias, resolved
 
 
 @dataclass
@@ -30,6 +30,7 @@ class ProcRecord:
     from_snapshot: bool
     execs: list[tuple[int, str, list[str]]]
     children: list[ProcRecord] = field(default_factory=list)
+    cgroup: str = ""                # its cgroup v2 path, the last it was in
 
     @property
     def argv(self) -> list[str]:
@@ -42,7 +43,7 @@ class ProcRecord:
     def to_json(self, tree: bool = False) -> dict:
         d = {"pid": self.pid, "start_ns": self.start_ns, "ppid": self.ppid, "end_ns": self.end_ns or None,
              "exit_code": self.exit_code, "from_snapshot": self.from_snapshot, "argv": self.argv, "exe": self.exe,
-             "execs": [{"ts": ts, "exe": exe, "argv": argv} for ts, exe, argv in self.execs]}
+             "execs": [{"ts": ts, "exe": exe, "argv": argv} for ts, exe, argv in self.execs], "cgroup": self.cgroup}
         if tree:
             d["children"] = [c.to_json(True) for c in self.children]
         return d
@@ -62,10 +63,12 @@ def processes(store, run: RunInfo) -> dict[tuple[int, int], ProcRecord]:
     _require_index(store, run)
     out = {}
     rows = store.query(keyframes.derived_sql(store, "run_processes"), {"run": run.run_id})
-    for pid, start, ppid, pstart, end, code, snap, ets, eexe, eargv in rows:
+    for row in rows:
+        pid, start, ppid, pstart, end, code, snap, ets, eexe, eargv = row[:10]
         out[(int(pid), int(start))] = ProcRecord(int(pid), int(start), int(ppid), int(pstart), int(end),
                                                  None if code is None else int(code), bool(snap),
-                                                 [(int(t), x, list(a)) for t, x, a in zip(ets, eexe, eargv, strict=True)])
+                                                 [(int(t), x, list(a)) for t, x, a in zip(ets, eexe, eargv, strict=True)],
+                                                 cgroup=row[10] if len(row) > 10 else "")
     return out
 
 

@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS processes (
     exec_ts Array(Int64),
     exec_exe Array(String),
     exec_argv Array(Array(String)),
-    gen UInt64 DEFAULT 0
+    gen UInt64 DEFAULT 0,
+    cgroup String DEFAULT ''
 ) ENGINE = MergeTree ORDER BY (run_id, start_ns, pid)
 """, """
 CREATE TABLE IF NOT EXISTS file_access (
@@ -122,7 +123,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 #
 # A document is (FORMAT, procs, exited, socks, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid,
 # closed); a process is (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns,
-# orphaned, exit_code, exited_ns, run, on_cpu, fds); an fd is (fd, kind, target, cloexec, flags,
+# orphaned, exit_code, exited_ns, run, on_cpu, fds, cgroup); an fd is (fd, kind, target, cloexec, flags,
 # since_ns, socket index or -1, inode, device, gone).
 
 
@@ -143,7 +144,7 @@ def _doc(m: Machine) -> tuple:
         return (p.pid, p.start_ns, p.ppid, p.comm, p.exe, p.argv, p.cwd, p.threads, p.from_snapshot,
                 p.exec_ns, p.orphaned, p.exit_code, p.exited_ns, p.run, p.on_cpu,
                 [(f.fd, f.kind, f.target, f.cloexec, f.flags, f.since_ns, sock_ref(f.sock), f.ino, f.dev, f.gone)
-                 for f in p.fds.values()])
+                 for f in p.fds.values()], p.cgroup)
 
     procs = [proc(p) for p in m.procs.values()]
     exited = [proc(p) for p in m.exited.values()]
@@ -199,12 +200,13 @@ def machine(doc: tuple, m: Machine | None = None) -> Machine:
 
     def proc(row: tuple) -> Proc:
         (pid, start_ns, ppid, comm, exe, pargv, cwd, threads, from_snapshot, exec_ns, orphaned, exit_code,
-         exited_ns, run, on_cpu, fds) = row
+         exited_ns, run, on_cpu, fds) = row[:16]
         return Proc(pid, start_ns, ppid, comm, exe, list(pargv), cwd, threads, from_snapshot, exec_ns,
                     {f[0]: Fd(f[0], f[1], f[2], f[3], f[4], f[5], socks[f[6]] if f[6] >= 0 else None,
                               *f[7:10])  # inode, device, gone: not in keyframes written before them
                      for f in fds},
-                    orphaned, exit_code, exited_ns, dict(run), dict(on_cpu))
+                    orphaned, exit_code, exited_ns, dict(run), dict(on_cpu),
+                    row[16] if len(row) > 16 else "")  # the cgroup: not in keyframes written before it
 
     m.procs = {p.pid: p for p in map(proc, procs)}
     m.exited = {p.pid: p for p in map(proc, exited)}
@@ -247,13 +249,14 @@ def ensure_table(store) -> None:
             store.client.command("INSERT INTO keyframes (run_id, ts, seq, facts, format, state) "
                                  "SELECT run_id, ts, seq, facts, format, state FROM keyframes_old")
             store.client.command("DROP TABLE keyframes_old")
-        if layout(store) == "gen":
-            return
-        for ddl in [DDL.format(table="keyframes"), *HISTORY_DDL]:
-            store.client.command(ddl)
-        for table in DERIVED_TABLES:
-            store.client.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS gen UInt64 DEFAULT 0")
-        store.client.command(BUILDS_DDL)  # last: its presence says the others have generations
+        if layout(store) != "gen":
+            for ddl in [DDL.format(table="keyframes"), *HISTORY_DDL]:
+                store.client.command(ddl)
+            for table in DERIVED_TABLES:
+                store.client.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS gen UInt64 DEFAULT 0")
+            store.client.command(BUILDS_DDL)  # last: its presence says the others have generations
+        # each process's cgroup (its last): not in stores made before it
+        store.client.command("ALTER TABLE processes ADD COLUMN IF NOT EXISTS cgroup String DEFAULT ''")
     except Exception as exc:  # noqa: BLE001
         raise StoreError(f"cannot create the keyframes table: {exc}") from exc
     store._index_layout = "gen"
@@ -715,6 +718,7 @@ def _write_history(store, run_id: str, log: HistoryLog, gen: int = 0) -> None:
             "exec_exe": text_array([[e[1] for e in log.execs[id(p)]] for p in procs], depth=1),
             "exec_argv": text_array([[e[2] for e in log.execs[id(p)]] for p in procs], depth=2),
             "gen": pa.array([gen] * len(procs), type=pa.uint64()),
+            "cgroup": text_array([p.cgroup for p in procs]),
         }))
     files = log.files
     if files:

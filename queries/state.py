@@ -121,6 +121,7 @@ class Proc:
     exited_ns: int | None = None
     run: dict[int, str] = field(default_factory=dict)   # tid -> running|runnable|sleeping (scheduler)
     on_cpu: dict[int, int] = field(default_factory=dict)  # tid -> cpu, for running threads
+    cgroup: str = ""                # its cgroup v2 path ('' when not known)
 
     @property
     def run_state(self) -> str:
@@ -136,6 +137,7 @@ class Proc:
         return {"pid": self.pid, "start_ns": self.start_ns, "ppid": self.ppid, "orphaned": self.orphaned,
                 "comm": self.comm, "exe": self.exe, "argv": self.argv, "cwd": self.cwd, "threads": self.threads,
                 "from_snapshot": self.from_snapshot, "exec_ns": self.exec_ns, "run_state": self.run_state,
+                "cgroup": self.cgroup,
                 "cpus": sorted(set(self.on_cpu.values())),
                 "fds": [f.to_json() for f in sorted(self.fds.values(), key=lambda f: f.fd)]}
 
@@ -214,8 +216,9 @@ class Machine:
     # -------------------------------------------------------------- baseline
 
     def add_snapshot_proc(self, pid: int, ppid: int, start_ns: int, comm: str, exe: str, argv: list[str],
-                          cwd: str, threads: int) -> None:
+                          cwd: str, threads: int, cgroup: str = "") -> None:
         self.procs[pid] = Proc(pid, start_ns, ppid, comm, exe, list(argv), cwd, max(1, threads), True)
+        self.procs[pid].cgroup = cgroup
 
     def add_snapshot_fd(self, pid: int, fd: int, target: str, kind: str, flags: int) -> None:
         p = self.procs.get(pid)
@@ -278,6 +281,7 @@ class Machine:
             self.procs[child] = Proc(child, int(a4) or ts, int(a5) or tgid, parent.comm, parent.exe,
                                      list(parent.argv), parent.cwd, 1, False, None,
                                      {n: f.copy() for n, f in parent.fds.items()})
+            self.procs[child].cgroup = parent.cgroup
             if self.log is not None:
                 self.log.born(self.procs[child], parent)
             return
@@ -328,6 +332,10 @@ class Machine:
             q = self.procs.get(tgid)
             if q is not None:
                 q.start_ns, q.ppid = int(a0), int(a1) or q.ppid
+            return
+        if kind == K["cgroup"]:  # moved to another cgroup: the v2 hierarchy (0) is the one shown
+            if a0 == 0:
+                self._proc(tgid, ts, comm).cgroup = path  # (record --cgroup: it may be new to the run)
             return
         if kind == K["wait"]:
             if ret > 0 and a0 >= 0:
@@ -631,9 +639,10 @@ class StateAt:
 def baseline_machine(store, run_id: str) -> Machine:
     """The state when recording started: the /proc baseline."""
     m = Machine()
-    for pid, ppid, start_ns, _uid, comm, exe, argv, cwd, threads, _ts in named.run(store, "snapshot_procs",
-                                                                                   run=run_id):
-        m.add_snapshot_proc(int(pid), int(ppid), int(start_ns), comm, exe, list(argv), cwd, int(threads))
+    for row in named.run(store, "snapshot_procs", run=run_id):
+        pid, ppid, start_ns, _uid, comm, exe, argv, cwd, threads, _ts = row[:10]
+        m.add_snapshot_proc(int(pid), int(ppid), int(start_ns), comm, exe, list(argv), cwd, int(threads),
+                            row[10] if len(row) > 10 else "")
     for pid, fd, target, kind, flags in named.run(store, "snapshot_fds", run=run_id):
         m.add_snapshot_fd(int(pid), int(fd), target, kind, int(flags))
     _io_numbers(m)

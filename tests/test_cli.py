@@ -42,8 +42,8 @@ def test_runs_and_state(synth):
         procs = {p["pid"]: p for p in st["processes"]}
         assert set(procs) == {4242, 4243}
         assert procs[4242]["fds"] == [
-            {"fd": 0, "kind": "file", "target": "/dev/null", "cloexec": False, "flags": 0, "since_ns": 0},
-            {"fd": 3, "kind": "file", "target": "/tmp/a", "cloexec": False, "flags": 0, "since_ns": 10_500_000_000},
+            {"fd": 0, "kind": "file", "target": "/dev/null", "cloexec": False, "flags": 0, "since_ns": 0, "inode": None},
+            {"fd": 3, "kind": "file", "target": "/tmp/a", "cloexec": False, "flags": 0, "since_ns": 10_500_000_000, "inode": None},
         ]
         assert procs[4243]["ppid"] == 4242 and [f["fd"] for f in procs[4243]["fds"]] == [0, 3]
     before = json.loads(osrewind("state", "synth", "--at", "+0.4s", "--json", db=db, check=True).stdout)
