@@ -298,7 +298,10 @@ class Recorder:
     def _ask_identities(procs) -> None:
         """The kernel's exact start and real parent of each baseline process (/proc gives start times
         in clock ticks): opening a pidfd on one makes the probe send them (an ``identity`` fact)."""
+        me = os.getpid()
         for p in procs:
+            if p.pid == me:  # the recorder records nothing of itself
+                continue
             try:
                 os.close(os.pidfd_open(p.pid))
             except OSError:  # gone meanwhile, or a kernel without pidfds
