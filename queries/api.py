@@ -23,6 +23,7 @@ from osrewind.errors import UsageError
 from osrewind.queries import diff as diff_mod
 from osrewind.queries import events as events_mod
 from osrewind.queries import history, named, state, timeline, top
+from osrewind.queries.cache import cache_for
 from osrewind.queries.runs import RunInfo, list_runs, resolve_run
 from osrewind.queries.timespec import parse_at
 
@@ -148,11 +149,9 @@ class Recording:
 
     def baseline_uids(self) -> dict[int, int]:
         """The uid of each process of the /proc baseline (children inherit their parent's)."""
-        cache = getattr(self, "_uids", None)
-        if cache is None:
-            cache = self._uids = {int(r[0]): int(r[3]) for r in named.run(self.store, "snapshot_procs",
-                                                                          run=self.run.run_id)}
-        return cache
+        cache = cache_for(self.store)
+        return cache.remember(cache.uids, self.run.run_id, lambda: {
+            int(r[0]): int(r[3]) for r in named.run(self.store, "snapshot_procs", run=self.run.run_id)})
 
 
 def runs(db: str | None = None, limit: int = 1000) -> list[RunInfo]:

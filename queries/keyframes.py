@@ -24,37 +24,23 @@ asks for nearby instants again and again, and then touches the store no more.
 from __future__ import annotations
 
 import bisect
-import json
-import marshal
 import re
 import threading
 import time
-import zlib
-from collections import OrderedDict
 from collections.abc import Callable
 
 from osrewind.errors import OsrewindError, StoreError
 from osrewind.probes.records import KIND_CODES
 from osrewind.queries import named
+from osrewind.queries.cache import cache_for
+from osrewind.queries.engine import Fd, HistoryLog, Machine, Proc, codec
+from osrewind.queries.replay import apply_rows, baseline_machine
 from osrewind.queries.runs import RunInfo
-from osrewind.queries.state import (
-    CpuSlot,
-    Fd,
-    HistoryLog,
-    Machine,
-    Proc,
-    Sock,
-    _io_numbers,
-    apply_rows,
-    baseline_machine,
-)
 
-FORMAT = 2
 EVERY = 4_000           # state changes between keyframes: bounds a rewind's replay (~1 us a fact)
 SPAN = 4                # and a keyframe at least every SPAN * EVERY facts of any kind (see Indexer)
 PAGE = 200_000
 LIVE_PAGE = 50_000      # while recording: short reads, the recorder's inserts share the client
-DOCS_KEPT = 16          # decoded keyframes kept per open store
 _SYSCALL = KIND_CODES["syscall"]   # in state_events_after: a successful read or write, nothing else
 SHORT_STRETCH = 16      # reads and writes in a row below which they are applied one by one
 
@@ -114,114 +100,9 @@ CREATE TABLE IF NOT EXISTS {table} (
 """
 
 
-# ------------------------------------------------------------------ (de)serialising a Machine
-#
-# FORMAT 2: the state as plain tuples, lists and dicts (ints, strings, bools, None) in marshal's
-# format, zlib level 1. marshal is in the standard library and decodes such data ~2x faster than
-# json (and keeps int dict keys); it is only ever asked to load plain data (the top level is checked),
-# never code. FORMAT 1 (JSON) keyframes from older stores are still read.
-#
-# A document is (FORMAT, procs, exited, socks, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid,
-# closed); a process is (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns,
-# orphaned, exit_code, exited_ns, run, on_cpu, fds, cgroup); an fd is (fd, kind, target, cloexec, flags,
-# since_ns, socket index or -1, inode, device, gone).
-
-
-def _doc(m: Machine) -> tuple:
-    socks: list[Sock] = []
-    index: dict[int, int] = {}
-
-    def sock_ref(s: Sock | None) -> int:
-        if s is None:
-            return -1
-        i = index.get(id(s))
-        if i is None:
-            i = index[id(s)] = len(socks)
-            socks.append(s)
-        return i
-
-    def proc(p: Proc) -> tuple:
-        return (p.pid, p.start_ns, p.ppid, p.comm, p.exe, p.argv, p.cwd, p.threads, p.from_snapshot,
-                p.exec_ns, p.orphaned, p.exit_code, p.exited_ns, p.run, p.on_cpu,
-                [(f.fd, f.kind, f.target, f.cloexec, f.flags, f.since_ns, sock_ref(f.sock), f.ino, f.dev, f.gone)
-                 for f in p.fds.values()], p.cgroup)
-
-    procs = [proc(p) for p in m.procs.values()]
-    exited = [proc(p) for p in m.exited.values()]
-    closed = [(pid, fd, sock_ref(s)) for (pid, fd), s in m._closed_socks.items()]
-    return (FORMAT, procs, exited,
-            [(s.family, s.type, s.local, s.remote, s.sk, s.listening, s.shut, s.sent, s.received) for s in socks],
-            m._argv, m._pipe_seq, m.sched_seen,
-            [(c.cpu, c.tid, c.tgid, c.comm, c.since_ns) for c in m.cpus.values()],
-            m.tcp, m._tcp_by_tid, closed)
-
-
-def dump(m: Machine) -> bytes:
-    return zlib.compress(marshal.dumps(_doc(m)), 1)
-
-
-def decode(blob: bytes) -> tuple:
-    """A keyframe's document (FORMAT 2 shape), from either format."""
-    raw = zlib.decompress(blob)
-    if raw[:1] == b"{":
-        return _from_json(json.loads(raw))
-    try:
-        doc = marshal.loads(raw)
-    except (ValueError, EOFError, TypeError) as exc:
-        raise StoreError("keyframe unreadable: run 'osrewind reindex' on the run") from exc
-    if not isinstance(doc, tuple) or len(doc) != 11 or doc[0] != FORMAT:
-        raise StoreError("keyframe format unknown to this osrewind: run 'osrewind reindex' on the run")
-    return doc
-
-
-def _from_json(doc: dict) -> tuple:
-    if doc.get("format") != 1:
-        raise StoreError("keyframe format unknown to this osrewind: run 'osrewind reindex' on the run")
-
-    def proc(row: list) -> tuple:
-        *head, run, on_cpu, fds = row
-        return (*head, {int(t): s for t, s in run}, {int(t): c for t, c in on_cpu}, [tuple(f) for f in fds])
-
-    return (FORMAT, [proc(r) for r in doc["procs"]], [proc(r) for r in doc["exited"]],
-            [tuple(s) for s in doc["socks"]], {int(t): a for t, a in doc["argv"]}, doc["pipe_seq"],
-            doc["sched_seen"], [tuple(c) for c in doc["cpus"]],
-            {sk: (st, lo, re) for sk, st, lo, re in doc["tcp"]}, {int(t): sk for t, sk in doc["tcp_by_tid"]},
-            [tuple(c) for c in doc["closed"]])
-
-
-def machine(doc: tuple, m: Machine | None = None) -> Machine:
-    """A fresh Machine from a document: nothing in it is shared with the document, which stays
-    reusable (rewinds keep recent ones decoded)."""
-    if m is None:
-        m = Machine()
-        _io_numbers(m)
-    (_fmt, procs, exited, sock_rows, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid, closed) = doc
-    socks = [Sock(*s) for s in sock_rows]
-
-    def proc(row: tuple) -> Proc:
-        (pid, start_ns, ppid, comm, exe, pargv, cwd, threads, from_snapshot, exec_ns, orphaned, exit_code,
-         exited_ns, run, on_cpu, fds) = row[:16]
-        return Proc(pid, start_ns, ppid, comm, exe, list(pargv), cwd, threads, from_snapshot, exec_ns,
-                    {f[0]: Fd(f[0], f[1], f[2], f[3], f[4], f[5], socks[f[6]] if f[6] >= 0 else None,
-                              *f[7:10])  # inode, device, gone: not in keyframes written before them
-                     for f in fds},
-                    orphaned, exit_code, exited_ns, dict(run), dict(on_cpu),
-                    row[16] if len(row) > 16 else "")  # the cgroup: not in keyframes written before it
-
-    m.procs = {p.pid: p for p in map(proc, procs)}
-    m.exited = {p.pid: p for p in map(proc, exited)}
-    m._argv = {t: list(a) for t, a in argv.items()}
-    m._pipe_seq = pipe_seq
-    m.sched_seen = sched_seen
-    m.cpus = {c[0]: CpuSlot(*c) for c in cpus}
-    m.tcp = dict(tcp)
-    m._tcp_by_tid = dict(tcp_by_tid)
-    m._closed_socks = {(pid, fd): socks[ref] for pid, fd, ref in closed}
-    return m
-
-
-def load(blob: bytes, m: Machine) -> Machine:
-    return machine(decode(blob), m)
+# The keyframe encoding (a Machine as bytes and back) is the engine's: ``queries/engine/codec.py``.
+dump, decode, machine, load = codec.dump, codec.decode, codec.machine, codec.load
+FORMAT = codec.FORMAT
 
 
 # ------------------------------------------------------------------ store
@@ -259,21 +140,21 @@ def ensure_table(store) -> None:
         store.client.command("ALTER TABLE processes ADD COLUMN IF NOT EXISTS cgroup String DEFAULT ''")
     except Exception as exc:  # noqa: BLE001
         raise StoreError(f"cannot create the keyframes table: {exc}") from exc
-    store._index_layout = "gen"
+    cache_for(store).index_layout = "gen"
 
 
 def layout(store) -> str | None:
     """How this store keeps derived data: ``"gen"`` (generations), ``"legacy"`` (made by an older
     osrewind, not yet migrated) or None (never indexed). A yes is remembered per open store."""
-    known = getattr(store, "_index_layout", None)
-    if known == "gen":
-        return known
+    cache = cache_for(store)
+    if cache.index_layout == "gen":
+        return "gen"
     rows = store.query("SELECT name FROM system.tables WHERE database = currentDatabase() "
                        "AND name IN ('keyframes', 'index_builds')")
     names = {r[0] for r in rows}
     found = "gen" if "index_builds" in names else "legacy" if "keyframes" in names else None
     if found == "gen":
-        store._index_layout = found  # tables are never dropped
+        cache.index_layout = found  # tables are never dropped
     return found
 
 
@@ -290,22 +171,16 @@ def derived_sql(store, name: str) -> str:
     return "\n".join(line for line in text.splitlines() if GEN_FILTER not in line)
 
 
-def _cache(store, name: str) -> dict:
-    cache = getattr(store, name, None)
-    if cache is None:
-        cache = OrderedDict()
-        setattr(store, name, cache)
-    return cache
-
-
 def positions(store, run: RunInfo) -> list[tuple[int, int]]:
     """Where the run's keyframes are, remembered per open store (a scrub asks again and again)."""
-    cache = _cache(store, "_keyframe_positions")
-    if run.run_id not in cache:
-        _cache(store, "_keyframe_gen")[run.run_id] = current_gen(store, run.run_id)
+    cache = cache_for(store)
+
+    def read() -> list[tuple[int, int]]:
+        cache.remember(cache.generations, run.run_id, lambda: current_gen(store, run.run_id))
         rows = store.query(derived_sql(store, "keyframe_positions"), {"run": run.run_id})
-        cache[run.run_id] = [(int(t), int(q)) for t, q in rows]
-    return cache[run.run_id]
+        return [(int(t), int(q)) for t, q in rows]
+
+    return cache.remember(cache.positions, run.run_id, read)
 
 
 def current_gen(store, run_id: str) -> int:
@@ -318,22 +193,13 @@ def current_gen(store, run_id: str) -> int:
 
 def forget(store, run: RunInfo | str) -> None:
     """Drop what this open store remembers of a run's keyframes (they were just (re)written)."""
-    rid = getattr(run, "run_id", run)
-    getattr(store, "_keyframe_positions", {}).pop(rid, None)
-    getattr(store, "_keyframe_gen", {}).pop(rid, None)
-    for name in ("_keyframe_docs", "_interval_facts"):
-        cache = getattr(store, name, None)
-        if cache:
-            for key in [k for k in list(cache) if k[0] == rid]:
-                cache.pop(key, None)
+    cache_for(store).forget(getattr(run, "run_id", run))
 
 
 def _fetch(store, run_id: str, ts: int, seq: int) -> bytes | None:
     # the row path: a one-row answer costs ~2 ms there against ~8 ms through Arrow
-    gens = _cache(store, "_keyframe_gen")
-    gen = gens.get(run_id)
-    if gen is None:
-        gen = gens[run_id] = current_gen(store, run_id)
+    cache = cache_for(store)
+    gen = cache.remember(cache.generations, run_id, lambda: current_gen(store, run_id))
     rows = store.query_bytes(derived_sql(store, "keyframe_state"), {"run": run_id, "ts": ts, "seq": seq, "gen": gen},
                              ("state",))
     return rows[0][0] if rows else None
@@ -350,18 +216,15 @@ def frame(store, run: RunInfo, at_ns: int) -> tuple[int, int, tuple, tuple[int, 
         return None
     ts, seq = pos[i]
     nxt = pos[i + 1] if i + 1 < len(pos) else None
-    docs = _cache(store, "_keyframe_docs")
+    cache = cache_for(store)
     key = (run.run_id, ts, seq)
-    doc = docs.get(key)
+    doc = cache.bounded_get(cache.docs, key)
     if doc is None:
         blob = _fetch(store, run.run_id, ts, seq)
         if blob is None:
             return None
-        doc = docs[key] = decode(blob)
-        while len(docs) > DOCS_KEPT:
-            docs.popitem(last=False)
-    else:
-        docs.move_to_end(key)
+        doc = decode(blob)
+        cache.bounded_put(cache.docs, key, doc)
     return ts, seq, doc, nxt
 
 

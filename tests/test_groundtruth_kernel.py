@@ -14,8 +14,9 @@ import pytest
 from conftest import WORKLOADS, record_json
 from osrewind.ingest.store import Store
 from osrewind.probes import btf
+from osrewind.queries.engine import Fd
 from osrewind.queries.runs import resolve_run
-from osrewind.queries.state import Fd, state_at
+from osrewind.queries.state import state_at
 
 pytestmark = pytest.mark.kernel
 

@@ -18,8 +18,10 @@ from osrewind.ingest.store import Store
 from osrewind.probes import syscall_table
 from osrewind.probes.records import AT_FDCWD
 from osrewind.queries import keyframes, named
+from osrewind.queries.engine import HistoryLog, codec
+from osrewind.queries.replay import apply_rows, baseline_machine
 from osrewind.queries.runs import resolve_run
-from osrewind.queries.state import HistoryLog, apply_rows, baseline_machine, load_machine, state_at
+from osrewind.queries.state import load_machine, state_at
 
 READ, WRITE, SENDTO, RECVFROM = (syscall_table.number(s) for s in ("read", "write", "sendto", "recvfrom"))
 OTHER = syscall_table.number("getppid")
@@ -111,7 +113,7 @@ def reference(store, run) -> tuple[HistoryLog, list]:
     table = named.run_arrow(store, "state_events_after", run=run.run_id, at=2**63 - 1, c_ts=-1, c_seq=0,
                             lim=10**9, io_nrs=sorted(m.sends | m.recvs))
     apply_rows(m, named.columns(table), 0, table.num_rows)
-    return log, keyframes._doc(m)
+    return log, codec.document(m)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -128,9 +130,9 @@ def test_bulk_reads_and_writes_index_exactly(tmp_path, seed):
         rows = store.query("SELECT ts, seq FROM keyframes WHERE run_id = {r:UUID} ORDER BY ts", {"r": run_id})
         for ts, seq in rows:
             doc = keyframes.decode(keyframes._fetch(store, run_id, ts, seq))
-            assert doc == keyframes._doc(load_machine(store, run, ts, use_keyframes=False)), ts
+            assert doc == codec.document(load_machine(store, run, ts, use_keyframes=False)), ts
         log, final = reference(store, run)
-        assert keyframes._doc(ix.m) == final
+        assert codec.document(ix.m) == final
         assert ix.log.files == log.files
         assert [(p.pid, p.start_ns) for p in ix.log.procs] == [(p.pid, p.start_ns) for p in log.procs]
         assert any(s[7] or s[8] for s in final[3]), "no socket moved a byte: the run tests nothing"

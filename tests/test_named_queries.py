@@ -10,8 +10,8 @@ from synthetic import write_run
 from conftest import osrewind
 from osrewind.ingest.store import Store
 from osrewind.queries import keyframes, named
+from osrewind.queries.engine import Machine
 from osrewind.queries.runs import resolve_run
-from osrewind.queries.state import Machine
 
 START = 10_000_000_000
 PID = 4242
@@ -34,7 +34,7 @@ def fixtures(run_id: str) -> dict[str, tuple[dict, object]]:
         "runs_list": ({"limit": 5}, lambda rows: [(r[0], r[1], r[11]) for r in rows] == [(run_id, "synth", 5)]),
         "run_totals": ({"runs": [run_id]}, [(run_id, 5, 0, START + 1_500_000_001)]),
         "snapshot_procs": ({"run": run_id}, [(PID, 1, START - 1000, 0, "sh", "/bin/sh", ["sh", "job.sh"], "/tmp", 1,
-                                              START)]),
+                                              START, "")]),   # the cgroup: none in this fixture
         "snapshot_fds": ({"run": run_id}, [(PID, 0, "/dev/null", "file", 0)]),
         "state_events_after": ({"run": run_id, "at": end, "c_ts": START + 1_000_000_000, "c_seq": 1, "lim": 10,
                                 "io_nrs": []},

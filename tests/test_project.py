@@ -99,3 +99,57 @@ def test_vagrantfile_validates():
     proc = subprocess.run(["vagrant", "validate", "--ignore-provider"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "validated successfully" in proc.stdout
+
+
+def _queries_module(path) -> str:
+    rel = path.relative_to(ROOT / "queries").with_suffix("")
+    return ".".join(["osrewind", "queries", *[p for p in rel.parts if p != "__init__"]])
+
+
+def test_the_rewind_engine_is_pure_and_the_queries_have_no_import_cycle():
+    """queries/engine knows no store, no cache, no SQL; and no two query modules import each other
+    (directly or around a loop), not even from inside a function."""
+    files = {_queries_module(f): f for f in (ROOT / "queries").rglob("*.py")}
+    graph = {}
+    for mod, f in files.items():
+        deps = set()
+        tree = ast.parse(f.read_text(), str(f))
+        typing_only = {id(n) for top in ast.walk(tree) if isinstance(top, ast.If)
+                       and isinstance(top.test, ast.Name) and top.test.id == "TYPE_CHECKING"
+                       for stmt in top.body for n in ast.walk(stmt)}   # annotations only: not run
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                # `from pkg import submodule` depends on the submodule (and not on pkg's __init__)
+                subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in files]
+                names = subs if len(subs) == len(node.names) else [node.module, *subs]
+            else:
+                continue
+            for name in names:
+                while name and name not in files:
+                    name = name.rpartition(".")[0]
+                if name and name != mod:
+                    deps.add(name)
+        graph[mod] = deps
+    for mod in (m for m in graph if m.startswith("osrewind.queries.engine")):
+        outside = {d for d in graph[mod] if not d.startswith("osrewind.queries.engine")}
+        assert not outside, f"{mod} imports {outside}"
+        imported = {n for n in _imports(files[mod]) if n.startswith("osrewind.ingest")}
+        assert not imported, f"{mod} imports {imported}"
+    seen: dict[str, int] = {}
+
+    def visit(mod: str, path: list[str]) -> None:
+        seen[mod] = 1
+        for dep in sorted(graph[mod]):
+            if seen.get(dep) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*path, mod, dep]))
+            if dep not in seen:
+                visit(dep, [*path, mod])
+        seen[mod] = 2
+
+    for mod in sorted(graph):
+        if mod not in seen:
+            visit(mod, [])

@@ -6,7 +6,7 @@ import errno
 import os
 
 from osrewind.probes.records import AT_FDCWD, CLONE_THREAD, KIND_CODES, O_CLOEXEC
-from osrewind.queries.state import Machine
+from osrewind.queries.engine import Machine
 
 K = KIND_CODES
 
