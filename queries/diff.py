@@ -22,9 +22,9 @@ TIMING_RATIO = 2.0
 TIMING_MIN_NS = 100_000_000
 
 
-# A fact is a plain tuple (ts, kind, signature): a diff builds a million of them.
-Fact = tuple[int, str, str]
-TS, KIND, SIG = 0, 1, 2
+# A fact is a plain tuple (ts, kind, signature, a fork's child pid or 0): a diff builds a million.
+Fact = tuple[int, str, str, int]
+TS, KIND, SIG, CHILD = 0, 1, 2, 3
 
 
 @dataclass
@@ -103,7 +103,7 @@ def facts(store, run: RunInfo, procs: list[ProcRecord]) -> dict[int, list[Fact]]
     owner = owner[order]
     table = table.take(pa.array(order))
     rows = list(zip(table.column("ts").to_pylist(), named.column(table.column("kind")),
-                    named.column(table.column("sig")), strict=True))
+                    named.column(table.column("sig")), table.column("child").to_pylist(), strict=True))
     cuts = [0, *(np.flatnonzero(np.diff(owner)) + 1).tolist(), len(rows)]
     for begin, end in zip(cuts, cuts[1:], strict=False):
         o = int(owner[begin])
@@ -124,8 +124,13 @@ def sig_text(sig: str) -> str:
     return " ".join(parts[:-1] + [_field(parts[-1])])
 
 
-def describe(f: Fact) -> str:
+def describe(f: Fact, births: dict[int, list[ProcRecord]] | None = None) -> str:
+    """One fact as a person reads it; a fork names what its child became (``fork -> 20913 cat
+    settings.conf``) when ``births`` (the run's processes by pid) has it."""
     p = f[SIG].split(SEP)
+    if p[0] == "fork" and births and f[CHILD] in births:
+        child = min(births[f[CHILD]], key=lambda q: abs(q.start_ns - f[TS]))  # that pid born then
+        return f"fork -> {child.pid} " + (" ".join(child.argv) if child.argv else child.exe or "?")
     if p[0] == "open":
         return f"open {p[2]} for {p[1]}: {_field(p[3])}"
     if p[0] == "exit":
@@ -149,6 +154,11 @@ def diff(store, run_a: RunInfo, run_b: RunInfo) -> dict:
         return out
 
     all_a, all_b = flat(roots_a), flat(roots_b)
+    births_a: dict[int, list[ProcRecord]] = {}
+    births_b: dict[int, list[ProcRecord]] = {}
+    for procs, births in ((all_a, births_a), (all_b, births_b)):
+        for q in procs:
+            births.setdefault(q.pid, []).append(q)
     fa, fb = facts(store, run_a, all_a), facts(store, run_b, all_b)
     pairs = align(roots_a, roots_b)
     items: list[dict] = []
@@ -168,7 +178,8 @@ def diff(store, run_a: RunInfo, run_b: RunInfo) -> dict:
             first = (fa if a else fb)[id(only)]
             ts = first[0][TS] if first else only.start_ns
             candidates.append((ts - run.start_ns, {"run": side, "process": who(only),
-                                                   "fact": describe(first[0]) if first else "birth"}))
+                                                   "fact": describe(first[0], births_a if a else births_b)
+                                                   if first else "birth"}))
             continue
         if a.exit_code != b.exit_code:
             items.append({"kind": "exit code", "a": who(a) | {"exit_code": a.exit_code},
@@ -186,8 +197,8 @@ def diff(store, run_a: RunInfo, run_b: RunInfo) -> dict:
             fact_a = la[i1] if i1 < len(la) and tag != "insert" else None
             fact_b = lb[j1] if j1 < len(lb) and tag != "delete" else None
             offs = [f[TS] - r.start_ns for f, r in ((fact_a, run_a), (fact_b, run_b)) if f is not None]
-            candidates.append((min(offs), {"a": describe(fact_a) if fact_a else None,
-                                           "b": describe(fact_b) if fact_b else None,
+            candidates.append((min(offs), {"a": describe(fact_a, births_a) if fact_a else None,
+                                           "b": describe(fact_b, births_b) if fact_b else None,
                                            "a_offset_ns": fact_a[TS] - run_a.start_ns if fact_a else None,
                                            "b_offset_ns": fact_b[TS] - run_b.start_ns if fact_b else None,
                                            "process": {"a": who(a), "b": who(b)}}))

@@ -51,3 +51,22 @@ def test_a_run_against_itself_has_no_difference(two_runs):
     db, good, _bad, _data = two_runs
     d = json.loads(osrewind("diff", good["run_id"], good["run_id"], "--json", db=db, check=True).stdout)
     assert d["differences"] == [] and d["first_divergence"] is None and d["only_a"] == d["only_b"] == 0
+
+
+def test_a_fork_that_diverges_is_named_by_what_the_child_became(kernel, tmp_path):
+    settings = tmp_path / "settings.conf"
+    script = tmp_path / "job.sh"
+    script.write_text(f"if [ -e {settings} ]; then cat {settings}; fi\n")  # `[` is the shell's own: no fork
+    db = tmp_path / "db"
+    settings.write_text("x=1\n")
+    with_file = record_json(db, "--name", "with", "--no-syscalls", "--no-sched", "--", "/bin/sh", str(script),
+                            check_exit=0)
+    settings.unlink()
+    without = record_json(db, "--name", "without", "--no-syscalls", "--no-sched", "--", "/bin/sh", str(script),
+                          check_exit=0)
+    d = json.loads(osrewind("diff", with_file["run_id"], without["run_id"], "--json", db=db, check=True).stdout)
+    forks = [json.loads(x) for x in osrewind("events", with_file["run_id"], "--kind", "fork", "--json",
+                                             db=db, check=True).stdout.splitlines()]
+    child = forks[0]["a1"]
+    assert d["first_divergence"]["a"] == f"fork -> {child} cat {settings}"
+    assert d["first_divergence"]["b"] is None

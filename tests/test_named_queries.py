@@ -61,9 +61,9 @@ def fixtures(run_id: str) -> dict[str, tuple[dict, object]]:
         "neighbour_event": ({"run": run_id, "at": START + 1_000_000_000, "t_from": START, "t_to": end,
                              "backwards": 1}, [(START + 500_000_000,)]),
         "top_files": ({"run": run_id, "t_from": START, "t_to": end, "lim": 5}, [("/tmp/a", 1, 1, 0, 1, ["open"])]),
-        "diff_facts": ({"run": run_id}, [(START + 500_000_000, PID, "open", "open\x1fread\x1f/tmp/a\x1fok"),
-                                         (START + 1_000_000_000, PID, "fork", "fork"),
-                                         (START + 1_500_000_000, PID, "exit_call", "exit\x1f0")]),
+        "diff_facts": ({"run": run_id}, [(START + 500_000_000, PID, "open", 0, "open\x1fread\x1f/tmp/a\x1fok"),
+                                         (START + 1_000_000_000, PID, "fork", PID + 1, "fork"),
+                                         (START + 1_500_000_000, PID, "exit_call", 0, "exit\x1f0")]),
         "top_endpoints": ({"run": run_id, "t_from": START, "t_to": end, "lim": 5}, []),
     }
 

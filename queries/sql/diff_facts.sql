@@ -1,8 +1,9 @@
 -- diff_facts: what a run's processes did that a diff compares, each as a signature without pids,
 -- fds or times: execs, process forks, file operations with their result (ok or the errno number),
--- connects and binds, exit_group codes; in time order.
+-- connects and binds, exit_group codes; in time order. `child`: a fork's new pid (to name what it
+-- became), else 0.
 -- Parameters: run (UUID).
-SELECT ts, tgid, toString(kind) AS kind,
+SELECT ts, tgid, toString(kind) AS kind, if(kind = 'fork', a1, 0) AS child,
        multiIf(kind = 'open', concat('open', char(31), if(bitAnd(a2, 579) != 0, 'write', 'read'), char(31), path),
                kind = 'fork', 'fork',
                kind = 'exec', concat('exec', char(31), path),
