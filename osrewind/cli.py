@@ -644,6 +644,8 @@ def lineage(obj: dict, run: str, path: str, depth: int, all_inputs: bool, as_jso
         for ev in node["events"]:
             chain = " <- ".join(f"{c['pid']} {shlex.join(c['argv'])[:50]}" for c in ev["chain"][:4])
             extra = f" from {ev['from']}" if "from" in ev else (f" to {ev['to']}" if "to" in ev else "")
+            if "as" in ev:  # the same file under the name it had then
+                extra += f" (as {ev['as']})"
             echo(f"{indent}  {format_offset(ev['offset_ns'])} {ev['op']}{extra} by {chain}")
             if ev["inputs"]:
                 echo(f"{indent}    inputs: {', '.join(ev['inputs'][:8])}"

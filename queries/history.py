@@ -111,7 +111,11 @@ def exec_chain(procs: dict[tuple[int, int], ProcRecord], pid: int, start: int) -
 def lineage(store, run: RunInfo, path: str, depth: int = 1, all_inputs: bool = False,
             before_ns: int | None = None, _procs=None, _seen=None) -> dict:
     """Who created, wrote, renamed or deleted ``path`` (up to ``before_ns``), in order; for each, its
-    exec chain and the files it had read by then; with ``depth`` > 1, the same for those files."""
+    exec chain and the files it had read by then; with ``depth`` > 1, the same for those files.
+
+    A file renamed into place is one file: its history under the earlier name comes first (those
+    events say ``as``: the name it had then), so a file written under a temporary name and renamed
+    over the real one shows its writers, not just the rename."""
     procs = _procs if _procs is not None else processes(store, run)
     seen = _seen if _seen is not None else set()
     seen.add(path)
@@ -130,7 +134,13 @@ def lineage(store, run: RunInfo, path: str, depth: int = 1, all_inputs: bool = F
         if op == "rename":
             if p1 == path:
                 ev["op"], ev["from"] = "renamed here", p2
-                inputs = [p2]
+                inputs = []
+                if p2 not in seen:  # the same file under its earlier name
+                    earlier = lineage(store, run, p2, depth, all_inputs, int(ts), procs, seen)
+                    for e in earlier["events"]:
+                        if not (e["op"] == "renamed away" and e.get("to") == path and e["ts"] == int(ts)):
+                            e.setdefault("as", p2)
+                            out["events"].append(e)
             else:
                 ev["op"], ev["to"] = "renamed away", p1
                 inputs = []

@@ -32,14 +32,22 @@ def test_lineage_of_copy(pipeline):
     assert cp["chain"][0]["argv"] == ["cp", "final.txt", "copy.txt"] and cp["inputs"] == [f"{work}/final.txt"]
     assert cp["chain"][-1]["argv"][:2] == ["/bin/sh", "-c"]  # the exec chain reaches the recorded root
     (final,) = cp["sources"]
-    (mv,) = [e for e in final["events"] if e["op"] == "renamed here"]
+    # final.txt is out.txt renamed into place: one file, its writers under the earlier name first
+    ops = [(e["op"], e.get("as")) for e in final["events"]]
+    assert ops[-1] == ("renamed here", None) and ("wrote", f"{work}/out.txt") in ops
+    mv = final["events"][-1]
     assert mv["from"] == f"{work}/out.txt" and mv["chain"][0]["argv"] == ["mv", "out.txt", "final.txt"]
-    (out_txt,) = mv["sources"]
-    writers = [e for e in out_txt["events"] if e["op"] == "wrote"]
+    writers = [e for e in final["events"] if e["op"] == "wrote"]
     assert [w["chain"][0]["argv"] for w in writers] == [["sort", "in.txt"]]
-    assert writers[0]["inputs"] == [f"{work}/in.txt"]
+    assert writers[0]["inputs"] == [f"{work}/in.txt"] and writers[0]["as"] == f"{work}/out.txt"
+    (sorted_from,) = writers[0]["sources"]
+    assert sorted_from["path"] == f"{work}/in.txt"
+    # at depth 1 too: the file's own history, whatever it was called
+    one = json.loads(osrewind("lineage", summary["run_id"], str(work / "final.txt"), "--json", db=db,
+                              check=True).stdout)
+    assert [e["chain"][0]["argv"] for e in one["events"] if e["op"] == "wrote"] == [["sort", "in.txt"]]
     human = osrewind("lineage", summary["run_id"], str(work / "copy.txt"), "--depth", "3", db=db).stdout
-    assert "renamed here from" in human and "sort in.txt" in human
+    assert "renamed here from" in human and "sort in.txt" in human and f"(as {work}/out.txt)" in human
 
 
 def test_lineage_of_unknown_path(pipeline):
