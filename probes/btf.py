@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
+ENV = "OSREWIND_BTF"   # another BTF file to read instead (a path that does not exist: act as a kernel without)
 
 # (macro, struct, member path): what the probe reads. A member path descends through embedded
 # structs ("f_path.dentry"); anonymous unions and structs are searched on the way.
@@ -155,9 +156,12 @@ def _cache_dir() -> Path:
     return Path(base) / "osrewind" / "btf"
 
 
-def offsets(vmlinux: Path = VMLINUX, cache: Path | None = None) -> Offsets | None:
-    """The probe's offsets in the kernel ``vmlinux`` describes; None where the kernel has no BTF.
-    Parsed once per kernel build (release, version string and BTF size) and cached as JSON."""
+def offsets(vmlinux: Path | None = None, cache: Path | None = None) -> Offsets | None:
+    """The probe's offsets in the kernel ``vmlinux`` describes (default: the running kernel's, or
+    $OSREWIND_BTF); None where the kernel has no BTF. Parsed once per kernel build (release, version
+    string and BTF size) and cached as JSON."""
+    if vmlinux is None:
+        vmlinux = Path(os.environ.get(ENV) or VMLINUX)
     try:
         size = vmlinux.stat().st_size
     except OSError:

@@ -81,3 +81,29 @@ def test_rewound_state_equals_proc_at_every_reported_instant(kernel, tmp_path, s
         agree, bad = _disagreements(store, run, reports)
     print(f"seed {seed}: {agree}/{len(reports)} reports agree")
     assert agree == len(reports), f"{len(reports) - agree} of {len(reports)} reports disagree:\n" + "\n".join(bad[:15])
+
+
+def test_without_btf_the_run_says_files_are_identified_by_path(kernel, tmp_path):
+    """A kernel without BTF (OSREWIND_BTF pointing nowhere stands in for one): record says so once,
+    the run is flagged, and files are what programs passed (a symlink's name, not its target)."""
+    from conftest import osrewind
+
+    (tmp_path / "real").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    db = tmp_path / "db"
+    out = osrewind("record", "--json", "--no-syscalls", "--no-sched", "--", sys.executable, "-c",
+                   f"import time; f = open({str(tmp_path / 'link')!r}); time.sleep(0.3)", db=db,
+                   env={"OSREWIND_BTF": str(tmp_path / "no-btf")})
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("this kernel has no BTF") == 1
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["identity"] == "path"
+    opens = [json.loads(x) for x in osrewind("events", summary["run_id"], "--kind", "open", "--json",
+                                             db=db, check=True).stdout.splitlines()]
+    (mine,) = [o for o in opens if o["path"] == str(tmp_path / "link")]
+    assert mine["path2"] == ""
+    with Store(str(db)) as store:
+        run = resolve_run(store, summary["run_id"])
+        assert run.identity == "path"
+        st = state_at(store, run, mine["ts"] + 1)
+    assert str(tmp_path / "link") in {f.target for p in st.processes for f in p.fds.values()}
