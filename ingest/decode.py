@@ -55,6 +55,13 @@ def state_columns(ev: np.ndarray, mat: np.ndarray | None = None) -> dict:
                           records.STR_HALF) if two.any() else empty_binary(n)
     if kpath.any():
         path2 = _root_first(path2, kpath)
+        unlinked = (ev["flags"] & records.EV_UNLINKED).astype(bool) & kpath
+        if unlinked.any():  # as /proc shows a file that has no name any more
+            import pyarrow.compute as pc
+
+            deleted = pc.binary_join_element_wise(path2, pa.scalar(b" (deleted)", pa.binary()),
+                                                  pa.scalar(b"", pa.binary()))
+            path2 = pc.if_else(pa.array(unlinked), deleted, path2)
     comm = comm_column(mat, records.COMM_OFFSET)
 
     path, path2 = _network_paths(ev, mat, kind, path, path2)

@@ -53,6 +53,7 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("DENTRY_PARENT", "dentry", "d_parent"),
     ("DENTRY_NAME_LEN", "dentry", "d_name.len"),
     ("DENTRY_NAME", "dentry", "d_name.name"),
+    ("DENTRY_HASH_PPREV", "dentry", "d_hash.pprev"),
     ("MOUNT_MNT", "mount", "mnt"),
     ("MOUNT_PARENT", "mount", "mnt_parent"),
     ("MOUNT_MOUNTPOINT", "mount", "mnt_mountpoint"),

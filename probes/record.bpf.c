@@ -469,6 +469,11 @@ static __always_inline void put_kpath(struct event *e, u16 kind, long ret) {
         e->a5 = dev;
         RD(vfsmnt, file, OFF_FILE_PATH_MNT);
         RD(dentry, file, OFF_FILE_PATH_DENTRY);
+        void *pprev = 0, *parent = 0;
+        RD(pprev, dentry, OFF_DENTRY_HASH_PPREV);
+        RD(parent, dentry, OFF_DENTRY_PARENT);
+        if (dentry && !pprev && parent != dentry)
+            e->flags |= EV_UNLINKED;  // unhashed, not a root: d_path says " (deleted)"
     } else {
         void *task = (void *)bpf_get_current_task();
         void *fs = 0;

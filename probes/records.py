@@ -151,6 +151,8 @@ assert FACT_DTYPE.itemsize == STR_OFFSET == 112 and FACT_DTYPE.fields["comm"][1]
 SC_EXIT_COMM = 1   # sc_exit.flags: `comm` holds the thread's task name
 EV_KPATH = 1       # event.flags: the second string is the kernel's path of what the call opened (or
                    # the new cwd), its components leaf first ("f/dir/tmp" for /tmp/dir/f, "" for /)
+EV_UNLINKED = 2    # event.flags: what was opened has no name any more (O_TMPFILE, a deleted file
+                   # reopened through /proc/PID/fd): /proc shows its path with " (deleted)"
 
 # what a syscall pairer carries between batches besides records: the task name of each thread
 TID_COMM_DTYPE = np.dtype([("tid", "<u4"), ("comm", "S16")])
@@ -258,6 +260,7 @@ def c_header() -> str:
     lines.append(f"#define STR_SHORT {STR_SHORT}")
     lines.append(f"#define SC_EXIT_COMM {SC_EXIT_COMM}")
     lines.append(f"#define EV_KPATH {EV_KPATH}")
+    lines.append(f"#define EV_UNLINKED {EV_UNLINKED}")
     for name, fields in LAYOUTS.items():
         lines.append(f"struct {name} {{")
         for f in fields:

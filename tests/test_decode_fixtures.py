@@ -37,14 +37,14 @@ def buf(*slots: bytes) -> np.ndarray:
     return np.frombuffer(b"".join(slots), dtype=np.uint8)
 
 
-def event(ts, kind, tgid=7, tid=7, ret=0, a=(), s1=b"", s2=b"", comm=b"sh", nr=0, dur=0, cpu=1) -> bytes:
+def event(ts, kind, tgid=7, tid=7, ret=0, a=(), s1=b"", s2=b"", comm=b"sh", nr=0, dur=0, cpu=1, flags=0) -> bytes:
     body = bytearray(b"\xaa" * 512)  # unwritten ring memory is junk: lengths decide
     body[: len(s1) + 1] = s1 + b"\0"
     if s2:
         body[256 : 256 + len(s2) + 1] = s2 + b"\0"
     args = (list(a) + [0] * 6)[:6]
     comm_b = (comm + b"\0" + b"\x55" * 16)[:16]
-    return struct.pack(EVENT, ts, ret, *args, dur, tgid, tid, kind, len(s1), len(s2), nr, cpu, 0, comm_b,
+    return struct.pack(EVENT, ts, ret, *args, dur, tgid, tid, kind, len(s1), len(s2), nr, cpu, flags, comm_b,
                        bytes(body))
 
 
@@ -285,3 +285,18 @@ def test_state_strings_are_cut_from_the_drained_bytes_with_or_without_discards()
         via_matrix = decode.to_arrow(ev, RUN, 0, mat).to_pydict()
         assert via_matrix == decode.to_arrow(np.ascontiguousarray(ev), RUN, 0).to_pydict()
         assert via_matrix["path"] == [b"/etc/passwd", b"a"] and via_matrix["path2"] == [b"", b"b\xff"]
+
+
+def test_the_kernels_paths_come_root_first_and_deleted_as_proc_says():
+    """An open's second string is the kernel's path, leaf first (EV_KPATH); one with no name any
+    more (EV_UNLINKED) reads as /proc shows it. Without the flag, a second string is not a path."""
+    KP, UN = records.EV_KPATH, records.EV_UNLINKED
+    ev = buf(slot(event(1, K["open"], ret=3, s1=b"link/f", s2=b"f/dir/tmp", flags=KP)),
+             slot(event(2, K["open"], ret=4, s1=b"x", s2=b"#123/tmp", flags=KP | UN)),
+             slot(event(3, K["chdir"], s1=b"/", s2=b"", flags=KP)),
+             slot(event(4, K["open"], ret=5, s1=b"/a\xffb", s2=b"\xffb/a", flags=KP)),
+             slot(event(5, K["open"], ret=6, s1=b"plain")))
+    recs, mat = records.records_and_matrix(ev, "event")
+    cols = decode.state_columns(recs, mat)
+    assert cols["path2"].to_pylist() == [b"/tmp/dir/f", b"/tmp/#123 (deleted)", b"/", b"/a/\xffb", b""]
+    assert cols["path"].to_pylist() == [b"link/f", b"x", b"/", b"/a\xffb", b"plain"]

@@ -20,8 +20,8 @@ from osrewind.queries.state import state_at
 
 pytestmark = pytest.mark.kernel
 
-SEEDS = (1, 2, 3)
-STEPS = 90
+SEEDS = (1, 3, 5)   # each of these reaches deleted files with a name (renamed over, unlinked)
+STEPS = 150
 
 
 def _shown(f: Fd) -> str:
@@ -75,6 +75,11 @@ def test_rewound_state_equals_proc_at_every_reported_instant(kernel, tmp_path, s
     assert summary["lost"] == 0 and summary["identity"] == "kernel"
     reports = [json.loads(line) for line in report.read_text().splitlines()]
     assert len(reports) >= STEPS
+    shown = [t for r in reports for t in r["fds"].values()]
+    # the situations the test is for did happen (a run that never met them would prove nothing)
+    assert any(t.endswith(" (deleted)") and "#" not in t for t in shown)   # renamed over or unlinked
+    assert any(t.startswith("pipe:[") for t in shown) and any(t.startswith("socket:[") for t in shown)
+    assert len({r["cwd"] for r in reports}) >= 2 and len({r["pid"] for r in reports}) >= 2
     with Store(str(db)) as store:
         run = resolve_run(store, summary["run_id"])
         assert run.identity == "kernel"

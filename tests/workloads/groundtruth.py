@@ -6,7 +6,7 @@ Usage: groundtruth.py SEED WORKDIR REPORT STEPS
 
 The driver (the recorded command) runs one worker at first and, step by step, tells one worker to
 do one random thing: open/openat (absolute, relative, through a dirfd, through a symlink, with and
-without close-on-exec), close, dup/dup2/dup3/F_DUPFD_CLOEXEC, close_range, pipe, socketpair, socket,
+without close-on-exec; O_TMPFILE; a reopen through /proc/self/fd), close, dup/dup2/dup3/F_DUPFD_CLOEXEC, close_range, pipe, socketpair, socket,
 chdir/fchdir, rename of files and directories (also over open files and held cwds), unlink, rmdir,
 mkdir, symlink, hard link, fork (a new worker), exec (the worker runs this script again), exit.
 Only one worker acts at a time. After each step every live worker reports, one after the other: the
@@ -23,6 +23,7 @@ import json
 import os
 import random
 import socket
+import stat
 import sys
 import time
 
@@ -132,6 +133,15 @@ class Worker:
     def op_open_link(self, rng):
         self.keep(os.open(self.path(rng, rng.choice(LINKS)), os.O_RDONLY), rng)
 
+    def op_tmpfile(self, rng):  # a file with no name: /proc shows "/dir/#inode (deleted)"
+        self.keep(os.open(self.path(rng, self.some_dir(rng, False)), os.O_TMPFILE | os.O_RDWR, 0o600), rng)
+
+    def op_reopen(self, rng):  # through /proc/self/fd: a deleted file opens as itself, "(deleted)"
+        fd = self.pick(rng)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(22, "not a regular file")
+        self.keep(os.open(f"/proc/self/fd/{fd}", os.O_RDONLY), rng)
+
     def op_openat(self, rng):
         d = os.open(self.path(rng, self.some_dir(rng)), os.O_RDONLY | os.O_DIRECTORY)
         self.keep(d, rng)
@@ -238,7 +248,7 @@ def _is_open(fd: int) -> bool:
 
 # ------------------------------------------------------------------ driver
 
-OPS = (["open"] * 6 + ["open_link"] * 2 + ["openat"] * 2 + ["close"] * 5 + ["dup"] * 4 + ["close_range"]
+OPS = (["open"] * 6 + ["open_link"] * 2 + ["openat"] * 2 + ["tmpfile", "reopen", "reopen"] + ["close"] * 5 + ["dup"] * 4 + ["close_range"]
        + ["pipe", "socketpair", "socket"] + ["chdir"] * 3 + ["fchdir"] * 2 + ["rename"] * 4 + ["rename_dir"] * 3
        + ["unlink"] * 2 + ["rmdir", "mkdir", "mkdir", "symlink", "symlink", "link", "fork", "exec", "exit"])
 
