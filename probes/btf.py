@@ -29,6 +29,8 @@ ENV = "OSREWIND_BTF"   # another BTF file to read instead (a path that does not 
 FIELDS: tuple[tuple[str, str, str], ...] = (
     ("TASK_FILES", "task_struct", "files"),
     ("TASK_FS", "task_struct", "fs"),
+    ("TASK_MM", "task_struct", "mm"),
+    ("MM_EXE_FILE", "mm_struct", "exe_file"),
     ("TASK_REAL_PARENT", "task_struct", "real_parent"),
     ("TASK_TGID", "task_struct", "tgid"),
     ("TASK_START_TIME", "task_struct", "start_time"),

@@ -82,6 +82,7 @@
 //   K_FORK: a0 parent tid, a1 child pid, a2 clone flags (-1 unknown); with KERNEL_IDENTITY, for a
 //       process: a4 its exact start (CLOCK_MONOTONIC ns), a5 its real parent's tgid
 //   K_EXEC: a0 old pid (tid that called exec); str filename; with KERNEL_IDENTITY a4, a5 as K_FORK
+//       and the second string: the program's path as the kernel holds it (/proc/PID/exe)
 //   K_EXEC_ARGS: a0 argc captured, a1 1 if argv was truncated; str NUL-separated argv
 //   K_EXEC_FAIL: ret errno; str filename
 //   K_EXIT_CALL: a0 exit code, a1 1 for exit_group, 0 for exit
@@ -491,6 +492,29 @@ static __always_inline void put_kpath(struct event *e, u16 kind, long ret) {
     }
 }
 
+// The running program's file as the kernel holds it (what /proc/PID/exe shows) as the record's
+// second string: mm->exe_file's path.
+static __always_inline void put_exe(struct event *e, void *task) {
+    u32 zero = 0;
+    struct kpath_scratch *s = kpath_scratch.lookup(&zero);
+    void *mm = 0, *exe = 0, *vfsmnt = 0, *dentry = 0;
+    if (!s)
+        return;
+    RD(mm, task, OFF_TASK_MM);
+    if (mm)
+        RD(exe, mm, OFF_MM_EXE_FILE);
+    if (!exe)
+        return;
+    RD(vfsmnt, exe, OFF_FILE_PATH_MNT);
+    RD(dentry, exe, OFF_FILE_PATH_DENTRY);
+    u32 n = kpath(s, vfsmnt, dentry);
+    if (n) {
+        bpf_probe_read_kernel(&e->str[STR_HALF], STR_HALF, s->buf);
+        e->len2 = n - 1;
+        e->flags |= EV_KPATH;
+    }
+}
+
 // The inodes of the fds a pipe, socket, socketpair or accept made (what /proc shows as pipe:[N]).
 static __always_inline void put_fd_inodes(struct fact *e, u16 kind, long ret) {
     if (kind == K_PIPE || kind == K_SOCKETPAIR) {
@@ -579,7 +603,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
         return 0;
     e->a0 = args->old_pid;
 #ifdef KERNEL_IDENTITY
-    task_identity((void *)bpf_get_current_task(), &e->a4, &e->a5);  // exact start, real parent
+    void *task = (void *)bpf_get_current_task();
+    task_identity(task, &e->a4, &e->a5);  // exact start, real parent
+    put_exe(e, task);                     // the program as the kernel holds it (/proc/PID/exe)
 #endif
     unsigned short loc = args->data_loc_filename & 0xFFFF;
     long n = bpf_probe_read_kernel_str(&e->str, STR_HALF, (void *)args + loc);

@@ -54,6 +54,8 @@ def _disagreements(store, run, reports: list[dict]) -> tuple[int, list[str]]:
             bad.append(f"at {r['at']} pid {r['pid']}: fds (proc, rewound) {diff}")
         if p.cwd != r["cwd"]:
             bad.append(f"at {r['at']} pid {r['pid']}: cwd {r['cwd']!r} rewound as {p.cwd!r}")
+        if p.exe != r["exe"]:
+            bad.append(f"at {r['at']} pid {r['pid']}: exe {r['exe']!r} rewound as {p.exe!r}")
         if p.ppid != r["ppid"]:
             bad.append(f"at {r['at']} pid {r['pid']}: parent {r['ppid']} rewound as {p.ppid}")
         start = r["start_ticks"] * tick - boot_minus_mono

@@ -43,7 +43,7 @@ def on_exec_fail(m: Machine, f: Fact) -> None:
 
 def on_exec(m: Machine, f: Fact) -> None:
     p = m.proc(f)
-    p.exe = m.resolve(p, AT_FDCWD, f.path)
+    p.exe = f.path2 or m.resolve(p, AT_FDCWD, f.path)  # the kernel's (/proc/PID/exe) where read
     p.argv = m._argv.pop(int(f.a0), None) or m._argv.pop(f.tid, None) or [f.path]
     p.comm = f.comm
     p.exec_ns = f.ts

@@ -92,7 +92,7 @@ class Worker:
         with open("/proc/self/stat") as f:
             ticks = int(f.read().rsplit(")", 1)[1].split()[19])   # start, in clock ticks since boot
         return {"pid": me, "at": at, "fds": fds, "cwd": os.readlink("/proc/self/cwd"), "ppid": os.getppid(),
-                "start_ticks": ticks}
+                "start_ticks": ticks, "exe": os.readlink("/proc/self/exe")}
 
     # ---- paths: absolute, or relative to the cwd when the cwd still exists
     def path(self, rng: random.Random, rel: str) -> str:
