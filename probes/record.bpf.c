@@ -825,7 +825,7 @@ static __always_inline int complete_short(struct inflight *f, u16 kind, long ret
 
 // Completes the syscall saved at enter: one record with its result, strings read from user memory
 // (the kernel has already copied them in, so they are paged in).
-static __always_inline int complete(long ret) {
+static __always_inline int complete_as(long ret, int kpath_here) {
     u64 id = bpf_get_current_pid_tgid();
     struct inflight *f = pending.lookup(&id);
     if (!f)
@@ -846,7 +846,7 @@ static __always_inline int complete(long ret) {
     }
 #endif
     int sockaddr = kind == K_BIND || kind == K_CONNECT || kind == K_ACCEPT || kind == K_SOCKNAME;
-    int kp = wants_kpath(kind, ret);
+    int kp = kpath_here && wants_kpath(kind, ret);
     if (!sockaddr && !kp && (!f->p1 || kind == K_PIPE || kind == K_SOCKETPAIR || kind == K_WAIT))
         return complete_fact(f, kind, ret, id);
     if (!sockaddr && !kp && !f->p2 && !complete_short(f, kind, ret, id))
@@ -915,8 +915,14 @@ static __always_inline int complete(long ret) {
 #define I(x) ((u64)(s64)(int)(x))
 #define O_CREAT_WRONLY_TRUNC (0100 | 01 | 01000)
 
+// Only the exits whose record may carry the kernel's path compile the dentry walk in (it is long to
+// verify: in every exit program it doubled the probe's load time).
+static __always_inline int complete(long ret) { return complete_as(ret, 0); }
+
 #define EXIT(name) \
     TRACEPOINT_PROBE(syscalls, sys_exit_##name) { return complete(args->ret); }
+#define EXIT_KPATH(name) \
+    TRACEPOINT_PROBE(syscalls, sys_exit_##name) { return complete_as(args->ret, 1); }
 
 EXIT(execve)
 EXIT(execveat)
@@ -925,27 +931,27 @@ EXIT(wait4)
 TRACEPOINT_PROBE(syscalls, sys_enter_openat) {
     return stash(K_OPEN, 0, I(args->dfd), 0, args->flags, args->mode, args->filename, NULL);
 }
-EXIT(openat)
+EXIT_KPATH(openat)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_openat2) {
     u64 flags = 0;
     bpf_probe_read_user(&flags, sizeof(flags), (void *)args->how);  // open_how.flags is first
     return stash(K_OPEN, 2, I(args->dfd), 0, flags, 0, args->filename, NULL);
 }
-EXIT(openat2)
+EXIT_KPATH(openat2)
 
 #ifdef HAVE_open
 TRACEPOINT_PROBE(syscalls, sys_enter_open) {
     return stash(K_OPEN, 0, AT_FDCWD_V, 0, args->flags, args->mode, args->filename, NULL);
 }
-EXIT(open)
+EXIT_KPATH(open)
 #endif
 
 #ifdef HAVE_creat
 TRACEPOINT_PROBE(syscalls, sys_enter_creat) {
     return stash(K_OPEN, 0, AT_FDCWD_V, 0, O_CREAT_WRONLY_TRUNC, args->mode, args->pathname, NULL);
 }
-EXIT(creat)
+EXIT_KPATH(creat)
 #endif
 
 TRACEPOINT_PROBE(syscalls, sys_enter_close) { return stash(K_CLOSE, 0, I(args->fd), 0, 0, 0, NULL, NULL); }
@@ -1018,10 +1024,10 @@ EXIT(pipe)
 TRACEPOINT_PROBE(syscalls, sys_enter_chdir) {
     return stash(K_CHDIR, 0, 0, 0, 0, 0, args->filename, NULL);
 }
-EXIT(chdir)
+EXIT_KPATH(chdir)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_fchdir) { return stash(K_FCHDIR, 0, I(args->fd), 0, 0, 0, NULL, NULL); }
-EXIT(fchdir)
+EXIT_KPATH(fchdir)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_renameat2) {
     return stash(K_RENAME, 2, I(args->olddfd), I(args->newdfd), args->flags, 0, args->oldname, args->newname);
