@@ -128,3 +128,42 @@ def test_renames_racing_on_two_cpus_rewind_as_proc_shows(kernel, tmp_path):
     r = one_round(1.5)
     assert r["lost"] == 0 and r["renames"] >= 1000 and r["clear_reads"] >= 5, r
     assert r["agree"] == r["clear_reads"], r
+
+
+def test_renames_through_a_symlinked_directory_rewind_as_proc_shows(kernel, tmp_path):
+    """As /var/run -> /run: a program opens, renames and unlinks its files through a symlinked
+    directory (the paths it passes), and the rewound fds equal /proc at each reported instant."""
+    real, link = tmp_path / "run", tmp_path / "var-run"
+    real.mkdir()
+    link.symlink_to(real)
+    report = tmp_path / "report.json"
+    code = f"""
+import json, os, time
+link, out = {str(link)!r}, []
+def look():
+    at = time.monotonic_ns()
+    fds = {{}}
+    for n in os.listdir("/proc/self/fd"):
+        try:
+            fds[n] = os.readlink(f"/proc/self/fd/{{n}}")
+        except OSError:
+            pass  # the listing's own fd, closed again
+    out.append({{"at": at, "fds": {{n: t for n, t in fds.items() if t != f"/proc/{{os.getpid()}}/fd"}}}})
+a = os.open(link + "/app.pid", os.O_CREAT | os.O_WRONLY, 0o644); look()
+os.rename(link + "/app.pid", link + "/app.old"); look()
+b = os.open(link + "/app.pid", os.O_CREAT | os.O_WRONLY, 0o644); look()
+os.rename(link + "/app.pid", link + "/app.old"); look()     # over the open app.old
+os.unlink(link + "/app.old"); look()
+open({str(report)!r}, "w").write(json.dumps(out))
+"""
+    db = tmp_path / "db"
+    summary = record_json(db, "--no-syscalls", "--no-sched", "--", sys.executable, "-c", code, check_exit=0)
+    reports = json.loads(report.read_text())
+    assert len(reports) == 5
+    assert reports[-1]["fds"][str(3)].endswith("app.old (deleted)")  # what the kernel said
+    with Store(str(db)) as store:
+        run = resolve_run(store, summary["run_id"])
+        for r in reports:
+            procs = [p for p in state_at(store, run, r["at"]).processes if p.exe == os.path.realpath(sys.executable)]
+            (p,) = [q for q in procs if 3 in q.fds]
+            assert {str(n): f.target for n, f in p.fds.items()} == r["fds"], r
