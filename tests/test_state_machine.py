@@ -191,20 +191,6 @@ def test_renames_that_returned_out_of_order_apply_in_the_order_they_took_effect(
     assert not m.held and m.procs[100].cwd == "/w/d8 (deleted)"
 
 
-def test_renames_and_unlinks_through_a_symlinked_directory_follow_the_kernels_paths():
-    """/var/run is a symlink to /run: an open says both; a rename or unlink passes only the first."""
-    m = base()
-    fact(m, "open", 100, ret=3, a0=AT_FDCWD, path="/var/run/app.pid", path2="/run/app.pid", a4=5)
-    fact(m, "rename", 100, a0=AT_FDCWD, a1=AT_FDCWD, path="/var/run/app.pid", path2="/var/run/app.old")
-    assert fds(m, 100)[3] == "/run/app.old"
-    fact(m, "chdir", 100, path="/var/run", path2="/run")
-    fact(m, "unlink", 100, a0=AT_FDCWD, path="app.old")   # relative to the cwd: the kernel's already
-    assert fds(m, 100)[3] == "/run/app.old (deleted)"
-    fact(m, "open", 100, ret=4, a0=AT_FDCWD, path="/var/lock/x", path2="/var/lock/x", a4=6)  # not a link (any more)
-    fact(m, "unlink", 100, a0=AT_FDCWD, path="/var/lock/x")
-    assert fds(m, 100)[4] == "/var/lock/x (deleted)" and "/var/lock" not in m.aliases
-
-
 def test_exit_codes_wait_status_pid_reuse_and_orphans():
     m = base()
     fact(m, "fork", 100, ts=10, a1=200)

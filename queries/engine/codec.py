@@ -20,7 +20,7 @@ FORMAT = 2
 # never code. FORMAT 1 (JSON) keyframes from older stores are still read.
 #
 # A document is (FORMAT, procs, exited, socks, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid,
-# closed, gone, held: the renames held back, each (fact, source, target), aliases); a process is (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns,
+# closed, gone, held: the renames held back, each (fact, source, target)); a process is (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns,
 # orphaned, exit_code, exited_ns, run, on_cpu, fds, cgroup); an fd is (fd, kind, target, cloexec, flags,
 # since_ns, socket index or -1, inode, device, gone).
 
@@ -52,7 +52,7 @@ def document(m: Machine) -> tuple:
             [(s.family, s.type, s.local, s.remote, s.sk, s.listening, s.shut, s.sent, s.received) for s in socks],
             m._argv, m._pipe_seq, m.sched_seen,
             [(c.cpu, c.tid, c.tgid, c.comm, c.since_ns) for c in m.cpus.values()],
-            m.tcp, m._tcp_by_tid, closed, m.gone, held, m.aliases)
+            m.tcp, m._tcp_by_tid, closed, m.gone, held)
 
 
 def dump(m: Machine) -> bytes:
@@ -68,7 +68,7 @@ def decode(blob: bytes) -> tuple:
         doc = marshal.loads(raw)
     except (ValueError, EOFError, TypeError) as exc:
         raise StoreError("keyframe unreadable: run 'osrewind reindex' on the run") from exc
-    if not isinstance(doc, tuple) or len(doc) not in (11, 13, 14) or doc[0] != FORMAT:  # older: fewer parts
+    if not isinstance(doc, tuple) or len(doc) not in (11, 13) or doc[0] != FORMAT:  # 11: before held renames
         raise StoreError("keyframe format unknown to this osrewind: run 'osrewind reindex' on the run")
     return doc
 
@@ -119,8 +119,6 @@ def machine(doc: tuple, m: Machine | None = None) -> Machine:
     if len(doc) > 11:  # renames held back (engine/files.py)
         m.gone = dict(doc[11])
         m.held = [(Fact(*f), old, new) for f, old, new in doc[12]]
-    if len(doc) > 13:  # directories reached through symlinks
-        m.aliases = dict(doc[13])
     return m
 
 

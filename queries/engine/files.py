@@ -46,11 +46,8 @@ def on_open(m: Machine, f: Fact) -> None:
     if f.ret < 0:
         return
     # the kernel's path of what it opened where the probe read it (path2)
-    passed = m.resolve(p, int(f.a0), f.path)
-    m.add_fd(p, int(f.ret), "file", f.path2 or passed, bool(f.a2 & O_CLOEXEC), f.ts,
+    m.add_fd(p, int(f.ret), "file", f.path2 or m.resolve(p, int(f.a0), f.path), bool(f.a2 & O_CLOEXEC), f.ts,
              int(f.a2), int(f.a4), user_dev(int(f.a5)))
-    if f.path2:
-        m.learn(passed, f.path2)
     if m.log is not None:
         m.log.file(f.ts, p, "write" if f.a2 & WRITE_FLAGS else "read", p.fds[int(f.ret)].target)
     if m.gone and f.a2 & O_CREAT:
@@ -124,10 +121,7 @@ def on_anonfd(m: Machine, f: Fact) -> None:
 def on_chdir(m: Machine, f: Fact) -> None:
     p = m.proc(f)
     if f.ret == 0:
-        passed = m.resolve(p, AT_FDCWD, f.path)
-        if f.path2:
-            m.learn(passed, f.path2, whole=True)
-        p.cwd = f.path2 or passed
+        p.cwd = f.path2 or m.resolve(p, AT_FDCWD, f.path)
 
 
 def on_fchdir(m: Machine, f: Fact) -> None:
@@ -140,7 +134,7 @@ def on_rename(m: Machine, f: Fact) -> None:
     p = m.proc(f)
     if f.ret != 0:
         return
-    old, new = m.unalias(m.resolve(p, int(f.a0), f.path)), m.unalias(m.resolve(p, int(f.a1), f.path2))
+    old, new = m.resolve(p, int(f.a0), f.path), m.resolve(p, int(f.a1), f.path2)
     if old in m.gone and not f.a2 & RENAME_EXCHANGE:  # it needs a rename into `old` still to come
         m.held.append((f, old, new))
         return
@@ -149,7 +143,7 @@ def on_rename(m: Machine, f: Fact) -> None:
 
 def on_mkdir(m: Machine, f: Fact) -> None:
     if f.ret == 0 and m.gone:
-        made(m, m.unalias(m.resolve(m.proc(f), int(f.a0), f.path)))
+        made(m, m.resolve(m.proc(f), int(f.a0), f.path))
 
 
 def _rename(m: Machine, f: Fact, old: str, new: str) -> None:
@@ -191,7 +185,7 @@ def on_unlink(m: Machine, f: Fact) -> None:
     p = m.proc(f)
     if f.ret != 0:
         return
-    gone = m.unalias(m.resolve(p, int(f.a0), f.path))
+    gone = m.resolve(p, int(f.a0), f.path)
     unlinked(_holders(m, gone), gone)
     if m.log is not None:
         m.log.file(f.ts, p, "delete", gone)

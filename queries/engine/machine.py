@@ -18,7 +18,6 @@ from osrewind.queries.engine import files
 from osrewind.queries.engine.model import EXITED_KEPT, CpuSlot, Fd, HistoryLog, Proc, Sock, clean_path
 
 _SYSCALL = KIND_CODES["syscall"]
-ALIASES_KEPT = 256
 
 
 class Fact(NamedTuple):
@@ -65,9 +64,6 @@ class Machine:
         # renames that returned before the rename they depend on (see engine/files.py)
         self.gone: dict[str, int] = {}                  # path a rename moved away -> when
         self.held: list[tuple[Fact, str, str]] = []     # (rename, its source, its target), in order
-        # directories reached through a symlink, learned from opens and chdirs that carry both the
-        # path passed and the kernel's: passed -> kernel (renames and unlinks carry only the first)
-        self.aliases: dict[str, str] = {}
 
     def set_io_numbers(self) -> None:
         """The syscalls whose successful calls move bytes (this machine's architecture's numbers)."""
@@ -126,36 +122,6 @@ class Machine:
             f = p.fds.get(dfd)
             base = f.target if f is not None else f"<fd {dfd}>"
         return clean_path(posixpath.join(base, path)) if base else path
-
-    def learn(self, passed: str, kernel: str, whole: bool = False) -> None:
-        """``passed`` (made absolute as a string) is ``kernel`` to the kernel: where their directories
-        differ (a symlink on the way), remember it. ``whole``: the paths are directories themselves."""
-        if not passed.startswith("/") or not kernel or kernel.endswith(" (deleted)"):
-            return
-        if not whole:
-            if posixpath.basename(passed) != posixpath.basename(kernel):
-                return  # the last component was a symlink itself: nothing to learn of the directory
-            passed, kernel = posixpath.dirname(passed), posixpath.dirname(kernel)
-        if passed != kernel:
-            self.aliases.pop(passed, None)
-            self.aliases[passed] = kernel
-            while len(self.aliases) > ALIASES_KEPT:
-                del self.aliases[next(iter(self.aliases))]
-        elif passed in self.aliases:
-            del self.aliases[passed]  # no longer a symlink
-
-    def unalias(self, path: str) -> str:
-        """A path made absolute as a string, with a directory on it known to be reached through a
-        symlink replaced by where the kernel found it."""
-        if not self.aliases:
-            return path
-        head, tail = path, ""
-        while head not in ("/", ""):
-            if head in self.aliases:
-                return self.aliases[head] + tail
-            head, last = posixpath.split(head)
-            tail = "/" + last + tail
-        return path
 
     @staticmethod
     def add_fd(p: Proc, fd: int, kind: str, target: str, cloexec: bool, ts: int, flags: int = 0,
