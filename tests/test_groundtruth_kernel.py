@@ -114,17 +114,3 @@ def test_without_btf_the_run_says_files_are_identified_by_path(kernel, tmp_path)
         assert run.identity == "path"
         st = state_at(store, run, mine["ts"] + 1)
     assert str(tmp_path / "link") in {f.target for p in st.processes for f in p.fds.values()}
-
-
-def test_renames_racing_on_two_cpus_rewind_as_proc_shows(kernel, tmp_path):
-    """Three processes rename one directory back and forth at once while two hold it (and a
-    directory inside it) as their cwd and read /proc/self/cwd in a loop: every read with no rename
-    in flight around it equals the rewound cwd at its instant (bench/concurrent_renames.py)."""
-    sys.path.insert(0, str(WORKLOADS.parent.parent / "bench"))
-    try:
-        from concurrent_renames import one_round
-    finally:
-        sys.path.pop(0)
-    r = one_round(1.5)
-    assert r["lost"] == 0 and r["renames"] >= 1000 and r["clear_reads"] >= 5, r
-    assert r["agree"] == r["clear_reads"], r
