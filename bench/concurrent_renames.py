@@ -1,9 +1,9 @@
 """Concurrent renames: how often the rewound cwd agrees with /proc while several processes rename
 one directory back and forth at once (bench/renamers_workload.py) and others hold it as their cwd.
 
-Two renames of one directory racing on two CPUs can return in the other order than they took
-effect (a waker preempted by the renamer it woke); the rewind engine holds such a rename until the
-one it needs comes (queries/engine/files.py). This bench measures the result: each holder
+Renames are applied in the order their syscalls returned; two renames of one directory racing on
+two CPUs can return in the other order than they took effect (a waker preempted by the renamer it
+woke), and the rewound state then goes wrong from there on. This bench measures that: each holder
 reads /proc/self/cwd in a loop with the instants before and after; a read with no rename syscall in
 flight around it must equal the rewound cwd at its instant.
 

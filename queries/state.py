@@ -94,7 +94,6 @@ PAGE_ROWS = 500_000
 
 def state_at(store, run: RunInfo, at_ns: int, use_keyframes: bool = True) -> StateAt:
     m = load_machine(store, run, at_ns, use_keyframes)
-    m.settle()  # renames held back for one that has not returned by at_ns: they have returned
     procs = sorted(m.procs.values(), key=lambda p: (p.start_ns, p.pid))
     for p in procs:
         for f in p.fds.values():

@@ -7,7 +7,6 @@ import os
 
 from osrewind.probes.records import AT_FDCWD, CLONE_THREAD, KIND_CODES, O_CLOEXEC
 from osrewind.queries.engine import Machine
-from osrewind.queries.engine.files import HOLD_NS
 
 K = KIND_CODES
 
@@ -157,38 +156,6 @@ def test_rename_over_an_open_file_unlinks_what_it_replaced():
     fact(m, "chdir", 100, path="/w/e2", path2="/w/e2")
     fact(m, "unlink", 100, a0=AT_FDCWD, a2=0x200, path="/w/e2")
     assert m.procs[100].cwd == "/w/e2 (deleted)"
-
-
-def test_renames_that_returned_out_of_order_apply_in_the_order_they_took_effect():
-    """Two renames of one directory race: d1 -> d2 took effect first but returned after d2 -> d1.
-    The second needs the first (its source had been renamed away): it is held until it comes."""
-    m = base()
-    fact(m, "chdir", 100, ts=1, path="/w/d1", path2="/w/d1")
-    fact(m, "rename", 100, ts=10, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/d1", path2="/w/d2")
-    fact(m, "rename", 100, ts=20, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/d2", path2="/w/d1")
-    assert m.procs[100].cwd == "/w/d1" and not m.held
-    fact(m, "rename", 100, ts=30, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/d2", path2="/w/d1")  # returned first
-    assert m.procs[100].cwd == "/w/d1" and len(m.held) == 1                             # d2 is not there yet
-    fact(m, "rename", 100, ts=31, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/d1", path2="/w/d2")
-    assert m.procs[100].cwd == "/w/d1" and not m.held  # d1 -> d2, then the held d2 -> d1
-    # a source made again by something unseen: the held rename applies once HOLD_NS have gone by
-    fact(m, "rename", 100, ts=40, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/d1", path2="/w/d3")
-    fact(m, "rename", 100, ts=50, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/d1", path2="/w/d4")
-    assert m.procs[100].cwd == "/w/d3" and len(m.held) == 1
-    fact(m, "close", 100, ts=50 + HOLD_NS + 1, a0=99, ret=-errno.EBADF)
-    assert not m.held and m.procs[100].cwd == "/w/d3"  # d1 -> d4 moved nothing we hold
-    # a mkdir makes the source: a rename held for it applies at once
-    fact(m, "rename", 100, ts=HOLD_NS + 60, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/d3", path2="/w/d5")
-    fact(m, "rename", 100, ts=HOLD_NS + 70, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/d3", path2="/w/d6")
-    assert len(m.held) == 1
-    fact(m, "mkdir", 100, ts=HOLD_NS + 65, a0=AT_FDCWD, path="/w/d3")
-    assert not m.held and m.procs[100].cwd == "/w/d5"
-    # settling (a state read out now) applies what is still held
-    fact(m, "rename", 100, ts=HOLD_NS + 80, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/d5", path2="/w/d8")
-    fact(m, "rename", 100, ts=HOLD_NS + 90, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/d5", path2="/w/d8")
-    assert len(m.held) == 1 and m.procs[100].cwd == "/w/d8"
-    m.settle()
-    assert not m.held and m.procs[100].cwd == "/w/d8 (deleted)"
 
 
 def test_exit_codes_wait_status_pid_reuse_and_orphans():

@@ -9,7 +9,7 @@ import marshal
 import zlib
 
 from osrewind.errors import StoreError
-from osrewind.queries.engine.machine import Fact, Machine
+from osrewind.queries.engine.machine import Machine
 from osrewind.queries.engine.model import CpuSlot, Fd, Proc, Sock
 
 FORMAT = 2
@@ -20,7 +20,7 @@ FORMAT = 2
 # never code. FORMAT 1 (JSON) keyframes from older stores are still read.
 #
 # A document is (FORMAT, procs, exited, socks, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid,
-# closed, gone, held: the renames held back, each (fact, source, target)); a process is (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns,
+# closed); a process is (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns,
 # orphaned, exit_code, exited_ns, run, on_cpu, fds, cgroup); an fd is (fd, kind, target, cloexec, flags,
 # since_ns, socket index or -1, inode, device, gone).
 
@@ -47,12 +47,11 @@ def document(m: Machine) -> tuple:
     procs = [proc(p) for p in m.procs.values()]
     exited = [proc(p) for p in m.exited.values()]
     closed = [(pid, fd, sock_ref(s)) for (pid, fd), s in m._closed_socks.items()]
-    held = [(tuple(f), old, new) for f, old, new in m.held]
     return (FORMAT, procs, exited,
             [(s.family, s.type, s.local, s.remote, s.sk, s.listening, s.shut, s.sent, s.received) for s in socks],
             m._argv, m._pipe_seq, m.sched_seen,
             [(c.cpu, c.tid, c.tgid, c.comm, c.since_ns) for c in m.cpus.values()],
-            m.tcp, m._tcp_by_tid, closed, m.gone, held)
+            m.tcp, m._tcp_by_tid, closed)
 
 
 def dump(m: Machine) -> bytes:
@@ -68,7 +67,7 @@ def decode(blob: bytes) -> tuple:
         doc = marshal.loads(raw)
     except (ValueError, EOFError, TypeError) as exc:
         raise StoreError("keyframe unreadable: run 'osrewind reindex' on the run") from exc
-    if not isinstance(doc, tuple) or len(doc) not in (11, 13) or doc[0] != FORMAT:  # 11: before held renames
+    if not isinstance(doc, tuple) or len(doc) != 11 or doc[0] != FORMAT:
         raise StoreError("keyframe format unknown to this osrewind: run 'osrewind reindex' on the run")
     return doc
 
@@ -94,7 +93,7 @@ def machine(doc: tuple, m: Machine | None = None) -> Machine:
     if m is None:
         m = Machine()
         m.set_io_numbers()
-    (_fmt, procs, exited, sock_rows, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid, closed) = doc[:11]
+    (_fmt, procs, exited, sock_rows, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid, closed) = doc
     socks = [Sock(*s) for s in sock_rows]
 
     def proc(row: tuple) -> Proc:
@@ -116,9 +115,6 @@ def machine(doc: tuple, m: Machine | None = None) -> Machine:
     m.tcp = dict(tcp)
     m._tcp_by_tid = dict(tcp_by_tid)
     m._closed_socks = {(pid, fd): socks[ref] for pid, fd, ref in closed}
-    if len(doc) > 11:  # renames held back (engine/files.py)
-        m.gone = dict(doc[11])
-        m.held = [(Fact(*f), old, new) for f, old, new in doc[12]]
     return m
 
 

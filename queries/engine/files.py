@@ -5,14 +5,7 @@ the bit; chdir/fchdir change the cwd. Where the probe read what the kernel opene
 device; pipes by inode), that wins over the path the program passed, which is otherwise resolved
 against the cwd or the dirfd at the time. rename moves the paths of open fds and cwds (what it
 replaced shows ``path (deleted)``, unless both names were links of one inode; RENAME_EXCHANGE
-swaps), unlink and rmdir mark their holders ``(deleted)``, as /proc does.
-
-Renames are applied in the order their syscalls returned, which is the order they took effect
-except when two race: the first to take effect can return second (its thread preempted by the
-renamer it woke). That is seen when a rename's source had been renamed away before it and nothing
-had come back there: it needs a rename into its source that has not returned yet. It is held back
-until that one comes (then both apply, in the right order), a path is made there (mkdir, an open
-that creates), or HOLD_NS of facts have gone by (something unseen made the path)."""
+swaps), unlink and rmdir mark their holders ``(deleted)``, as /proc does."""
 
 from __future__ import annotations
 
@@ -36,9 +29,6 @@ if TYPE_CHECKING:
 K = KIND_CODES
 _EBADF = -errno.EBADF
 RENAME_EXCHANGE = 2
-O_CREAT = 0o100
-HOLD_NS = 50_000_000   # how long a rename waits for the one it needs (fact time)
-GONE_KEPT = 4096       # paths remembered as renamed away
 
 
 def on_open(m: Machine, f: Fact) -> None:
@@ -50,8 +40,6 @@ def on_open(m: Machine, f: Fact) -> None:
              int(f.a2), int(f.a4), user_dev(int(f.a5)))
     if m.log is not None:
         m.log.file(f.ts, p, "write" if f.a2 & WRITE_FLAGS else "read", p.fds[int(f.ret)].target)
-    if m.gone and f.a2 & O_CREAT:
-        made(m, p.fds[int(f.ret)].target)
 
 
 def on_close(m: Machine, f: Fact) -> None:
@@ -135,50 +123,9 @@ def on_rename(m: Machine, f: Fact) -> None:
     if f.ret != 0:
         return
     old, new = m.resolve(p, int(f.a0), f.path), m.resolve(p, int(f.a1), f.path2)
-    if old in m.gone and not f.a2 & RENAME_EXCHANGE:  # it needs a rename into `old` still to come
-        m.held.append((f, old, new))
-        return
-    _rename(m, f, old, new)
-
-
-def on_mkdir(m: Machine, f: Fact) -> None:
-    if f.ret == 0 and m.gone:
-        made(m, m.resolve(m.proc(f), int(f.a0), f.path))
-
-
-def _rename(m: Machine, f: Fact, old: str, new: str) -> None:
-    exchange = bool(f.a2 & RENAME_EXCHANGE)
-    moved(m, old, new, exchange)
-    if m.log is not None:  # (a rename held back may apply after its process exited)
-        who = m.procs.get(f.tgid) or m.exited.get(f.tgid)
-        if who is not None:
-            m.log.file(f.ts, who, "rename", new, old)
-    if not exchange:
-        m.gone.pop(old, None)
-        m.gone[old] = f.ts
-        while len(m.gone) > GONE_KEPT:
-            del m.gone[next(iter(m.gone))]
-    made(m, new)
-
-
-def made(m: Machine, path: str) -> None:
-    """Something is at ``path`` now: renames held back for it apply (in the order they came)."""
-    m.gone.pop(path, None)
-    while m.held:
-        ready = next((i for i, (_f, old, _n) in enumerate(m.held) if old not in m.gone), None)
-        if ready is None:
-            return
-        f, old, new = m.held.pop(ready)
-        _rename(m, f, old, new)
-
-
-def release_expired(m: Machine, now: int | None) -> None:
-    """Held renames older than HOLD_NS at fact time ``now`` (all, with None) apply as they are:
-    something we did not see made their source."""
-    while m.held and (now is None or now - m.held[0][0].ts > HOLD_NS):
-        f, old, new = m.held.pop(0)
-        m.gone.pop(old, None)
-        _rename(m, f, old, new)
+    moved(m, old, new, bool(f.a2 & RENAME_EXCHANGE))
+    if m.log is not None:
+        m.log.file(f.ts, p, "rename", new, old)
 
 
 def on_unlink(m: Machine, f: Fact) -> None:
@@ -247,4 +194,4 @@ def unlinked(holders: list[tuple[Proc, Fd | None]], path: str) -> None:
 
 HANDLERS = {K["open"]: on_open, K["close"]: on_close, K["close_range"]: on_close_range, K["dup"]: on_dup,
             K["setfd"]: on_setfd, K["pipe"]: on_pipe, K["anonfd"]: on_anonfd, K["chdir"]: on_chdir,
-            K["fchdir"]: on_fchdir, K["rename"]: on_rename, K["unlink"]: on_unlink, K["mkdir"]: on_mkdir}
+            K["fchdir"]: on_fchdir, K["rename"]: on_rename, K["unlink"]: on_unlink}

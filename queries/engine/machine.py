@@ -13,11 +13,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from osrewind.probes import syscall_table
-from osrewind.probes.records import AT_FDCWD, IO_RECVS, IO_SENDS, KIND_CODES, O_CLOEXEC
-from osrewind.queries.engine import files
+from osrewind.probes.records import AT_FDCWD, IO_RECVS, IO_SENDS, O_CLOEXEC
 from osrewind.queries.engine.model import EXITED_KEPT, CpuSlot, Fd, HistoryLog, Proc, Sock, clean_path
-
-_SYSCALL = KIND_CODES["syscall"]
 
 
 class Fact(NamedTuple):
@@ -61,9 +58,6 @@ class Machine:
         self.log: HistoryLog | None = None               # set while indexing: births, execs, file use
         self.sends: set[int] = set()                    # syscall numbers that send / receive bytes
         self.recvs: set[int] = set()
-        # renames that returned before the rename they depend on (see engine/files.py)
-        self.gone: dict[str, int] = {}                  # path a rename moved away -> when
-        self.held: list[tuple[Fact, str, str]] = []     # (rename, its source, its target), in order
 
     def set_io_numbers(self) -> None:
         """The syscalls whose successful calls move bytes (this machine's architecture's numbers)."""
@@ -92,15 +86,9 @@ class Machine:
 
     def feed(self, f: Fact) -> None:
         """One fact: its kind's handler (a kind without one changes nothing)."""
-        if self.held and f.kind != _SYSCALL:  # (reads and writes may be applied apart: not a clock here)
-            files.release_expired(self, f.ts)
         handler = HANDLERS.get(f.kind)
         if handler is not None:
             handler(self, f)
-
-    def settle(self) -> None:
-        """Apply the renames still held back (for a state read out now: they have returned)."""
-        files.release_expired(self, None)
 
     # -------------------------------------------------------------- what handlers share
 
@@ -149,7 +137,7 @@ class Machine:
 
 
 def _handlers() -> dict[int, Handler]:
-    from osrewind.queries.engine import network, process, scheduler
+    from osrewind.queries.engine import files, network, process, scheduler
 
     table: dict[int, Handler] = {}
     for family in (process, files, network, scheduler):

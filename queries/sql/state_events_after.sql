@@ -12,7 +12,7 @@ WHERE run_id = {run:UUID}
   AND ts >= {c_ts:Int64}                               -- lets the primary key skip what is before
   AND (ts, seq) > ({c_ts:Int64}, {c_seq:UInt64})
   AND (kind IN ('fork', 'exec', 'exec_args', 'exec_fail', 'exit_call', 'task_exit', 'wait', 'open',
-               'close', 'close_range', 'dup', 'setfd', 'pipe', 'chdir', 'fchdir', 'rename', 'unlink', 'mkdir',
+               'close', 'close_range', 'dup', 'setfd', 'pipe', 'chdir', 'fchdir', 'rename', 'unlink',
                'socket', 'socketpair', 'accept', 'anonfd', 'sched_switch', 'sched_wakeup', 'bind', 'connect',
                'listen', 'shutdown', 'sock_state', 'sockname', 'io', 'identity', 'cgroup')
        OR (kind = 'syscall' AND ret > 0 AND has({io_nrs:Array(UInt16)}, nr)))
