@@ -35,6 +35,7 @@ def _busy_machine() -> Machine:
     fact("sock_state", 10, 34, a0=7, a1=1, a5=0xFFFF1234, path="127.0.0.1:1", path2="127.0.0.1:2")
     fact("sched_switch", 11, 35, a0=0, a1=10, a2=10, path="sh", cpu=1)
     fact("close", 10, 36, a0=5)                          # a socket closed: remembered for late bytes
+    fact("chdir", 11, 36, path="/lnk", path2="/real")                # learns /lnk -> /real
     fact("exit_call", 11, 37, a0=3, a1=1)
     fact("task_exit", 11, 38, a0=1)
     return m
@@ -52,7 +53,7 @@ def test_a_keyframe_round_trips_every_part_of_the_state():
     assert back.procs[10].fds[4].sock is back.procs[10].fds[6].sock   # still one socket
     assert back.procs[10].cgroup == "/ctr" and back.exited[11].exit_code == 3
     assert back.cpus[1].tid == 10 and back.tcp == m.tcp and back._closed_socks.keys() == {(10, 5)}
-    assert back.sends == m.sends and back._pipe_seq == m._pipe_seq
+    assert back.sends == m.sends and back._pipe_seq == m._pipe_seq and back.aliases == {"/lnk": "/real"}
 
 
 def test_a_decoded_keyframe_shares_nothing_with_its_document():

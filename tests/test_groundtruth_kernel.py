@@ -114,3 +114,43 @@ def test_without_btf_the_run_says_files_are_identified_by_path(kernel, tmp_path)
         assert run.identity == "path"
         st = state_at(store, run, mine["ts"] + 1)
     assert str(tmp_path / "link") in {f.target for p in st.processes for f in p.fds.values()}
+
+
+def test_renames_through_a_symlinked_directory_rewind_as_proc_shows(kernel, tmp_path):
+    """As /var/run -> /run: a program lists a symlinked directory, then opens, renames and unlinks
+    its files through it (the paths it passes); the rewound fds equal /proc at each instant."""
+    real, link = tmp_path / "run", tmp_path / "var-run"
+    real.mkdir()
+    link.symlink_to(real)
+    report = tmp_path / "report.json"
+    code = f"""
+import json, os, time
+link, out = {str(link)!r}, []
+def look():
+    at = time.monotonic_ns()
+    fds = {{}}
+    for n in os.listdir("/proc/self/fd"):
+        try:
+            fds[n] = os.readlink(f"/proc/self/fd/{{n}}")
+        except OSError:
+            pass  # the listing's own fd, closed again
+    out.append({{"at": at, "fds": {{n: t for n, t in fds.items() if t != f"/proc/{{os.getpid()}}/fd"}}}})
+os.listdir(link)  # an O_DIRECTORY open: the kernel says where the directory is
+a = os.open(link + "/app.pid", os.O_CREAT | os.O_WRONLY, 0o644); look()
+os.rename(link + "/app.pid", link + "/app.old"); look()
+b = os.open(link + "/app.pid", os.O_CREAT | os.O_WRONLY, 0o644); look()
+os.rename(link + "/app.pid", link + "/app.old"); look()     # over the open app.old
+os.unlink(link + "/app.old"); look()
+open({str(report)!r}, "w").write(json.dumps(out))
+"""
+    db = tmp_path / "db"
+    summary = record_json(db, "--no-syscalls", "--no-sched", "--", sys.executable, "-c", code, check_exit=0)
+    reports = json.loads(report.read_text())
+    assert len(reports) == 5 and reports[-1]["fds"]["3"].endswith("app.old (deleted)")  # what the kernel said
+    with Store(str(db)) as store:
+        run = resolve_run(store, summary["run_id"])
+        for r in reports:
+            procs = [p for p in state_at(store, run, r["at"]).processes if 3 in p.fds
+                     and p.fds[3].target.startswith(str(real))]
+            (p,) = procs
+            assert {str(n): f.target for n, f in p.fds.items()} == r["fds"], r

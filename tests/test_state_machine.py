@@ -158,6 +158,24 @@ def test_rename_over_an_open_file_unlinks_what_it_replaced():
     assert m.procs[100].cwd == "/w/e2 (deleted)"
 
 
+def test_renames_and_unlinks_through_a_symlinked_directory_follow_the_kernels_paths():
+    """/var/run is a symlink to /run: a chdir or a directory open says both; a rename or unlink
+    passes only the first. Of a file nothing is learned (its last component may be the symlink)."""
+    m = base()
+    fact(m, "open", 100, ret=3, a0=AT_FDCWD, path="/var/run/app.pid", path2="/run/app.pid", a4=5)
+    fact(m, "open", 100, ret=9, a0=AT_FDCWD, path="/usr/share/locale/locale.alias", path2="/etc/locale.alias")
+    assert m.aliases == {}
+    fact(m, "open", 100, ret=10, a0=AT_FDCWD, a2=0o200000, path="/var/run", path2="/run")  # O_DIRECTORY
+    fact(m, "rename", 100, a0=AT_FDCWD, a1=AT_FDCWD, path="/var/run/app.pid", path2="/var/run/app.old")
+    assert fds(m, 100)[3] == "/run/app.old"
+    fact(m, "unlink", 100, a0=AT_FDCWD, path="/var/run/app.old")
+    assert fds(m, 100)[3] == "/run/app.old (deleted)"
+    fact(m, "unlink", 100, a0=AT_FDCWD, path="/var/run")        # the link itself: its target stays
+    assert fds(m, 100)[10] == "/run"
+    fact(m, "chdir", 100, path="/var/run", path2="/var/run")     # a directory now, no longer a link
+    assert m.aliases == {}
+
+
 def test_exit_codes_wait_status_pid_reuse_and_orphans():
     m = base()
     fact(m, "fork", 100, ts=10, a1=200)

@@ -20,7 +20,7 @@ FORMAT = 2
 # never code. FORMAT 1 (JSON) keyframes from older stores are still read.
 #
 # A document is (FORMAT, procs, exited, socks, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid,
-# closed); a process is (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns,
+# closed, aliases: directories reached through symlinks); a process is (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns,
 # orphaned, exit_code, exited_ns, run, on_cpu, fds, cgroup); an fd is (fd, kind, target, cloexec, flags,
 # since_ns, socket index or -1, inode, device, gone).
 
@@ -51,7 +51,7 @@ def document(m: Machine) -> tuple:
             [(s.family, s.type, s.local, s.remote, s.sk, s.listening, s.shut, s.sent, s.received) for s in socks],
             m._argv, m._pipe_seq, m.sched_seen,
             [(c.cpu, c.tid, c.tgid, c.comm, c.since_ns) for c in m.cpus.values()],
-            m.tcp, m._tcp_by_tid, closed)
+            m.tcp, m._tcp_by_tid, closed, m.aliases)
 
 
 def dump(m: Machine) -> bytes:
@@ -67,7 +67,7 @@ def decode(blob: bytes) -> tuple:
         doc = marshal.loads(raw)
     except (ValueError, EOFError, TypeError) as exc:
         raise StoreError("keyframe unreadable: run 'osrewind reindex' on the run") from exc
-    if not isinstance(doc, tuple) or len(doc) != 11 or doc[0] != FORMAT:
+    if not isinstance(doc, tuple) or len(doc) not in (11, 12) or doc[0] != FORMAT:  # 11: no aliases yet
         raise StoreError("keyframe format unknown to this osrewind: run 'osrewind reindex' on the run")
     return doc
 
@@ -93,7 +93,7 @@ def machine(doc: tuple, m: Machine | None = None) -> Machine:
     if m is None:
         m = Machine()
         m.set_io_numbers()
-    (_fmt, procs, exited, sock_rows, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid, closed) = doc
+    (_fmt, procs, exited, sock_rows, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid, closed) = doc[:11]
     socks = [Sock(*s) for s in sock_rows]
 
     def proc(row: tuple) -> Proc:
@@ -115,6 +115,7 @@ def machine(doc: tuple, m: Machine | None = None) -> Machine:
     m.tcp = dict(tcp)
     m._tcp_by_tid = dict(tcp_by_tid)
     m._closed_socks = {(pid, fd): socks[ref] for pid, fd, ref in closed}
+    m.aliases = dict(doc[11]) if len(doc) > 11 else {}
     return m
 
 

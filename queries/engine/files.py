@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 K = KIND_CODES
 _EBADF = -errno.EBADF
 RENAME_EXCHANGE = 2
+O_DIRECTORY = 0o200000
 
 
 def on_open(m: Machine, f: Fact) -> None:
@@ -36,8 +37,11 @@ def on_open(m: Machine, f: Fact) -> None:
     if f.ret < 0:
         return
     # the kernel's path of what it opened where the probe read it (path2)
-    m.add_fd(p, int(f.ret), "file", f.path2 or m.resolve(p, int(f.a0), f.path), bool(f.a2 & O_CLOEXEC), f.ts,
+    passed = m.resolve(p, int(f.a0), f.path)
+    m.add_fd(p, int(f.ret), "file", f.path2 or passed, bool(f.a2 & O_CLOEXEC), f.ts,
              int(f.a2), int(f.a4), user_dev(int(f.a5)))
+    if f.path2 and f.a2 & O_DIRECTORY:
+        m.learn(passed, f.path2)
     if m.log is not None:
         m.log.file(f.ts, p, "write" if f.a2 & WRITE_FLAGS else "read", p.fds[int(f.ret)].target)
 
@@ -109,7 +113,10 @@ def on_anonfd(m: Machine, f: Fact) -> None:
 def on_chdir(m: Machine, f: Fact) -> None:
     p = m.proc(f)
     if f.ret == 0:
-        p.cwd = f.path2 or m.resolve(p, AT_FDCWD, f.path)
+        passed = m.resolve(p, AT_FDCWD, f.path)
+        if f.path2:
+            m.learn(passed, f.path2)
+        p.cwd = f.path2 or passed
 
 
 def on_fchdir(m: Machine, f: Fact) -> None:
@@ -122,7 +129,7 @@ def on_rename(m: Machine, f: Fact) -> None:
     p = m.proc(f)
     if f.ret != 0:
         return
-    old, new = m.resolve(p, int(f.a0), f.path), m.resolve(p, int(f.a1), f.path2)
+    old, new = m.unalias(m.resolve(p, int(f.a0), f.path)), m.unalias(m.resolve(p, int(f.a1), f.path2))
     moved(m, old, new, bool(f.a2 & RENAME_EXCHANGE))
     if m.log is not None:
         m.log.file(f.ts, p, "rename", new, old)
@@ -132,7 +139,7 @@ def on_unlink(m: Machine, f: Fact) -> None:
     p = m.proc(f)
     if f.ret != 0:
         return
-    gone = m.resolve(p, int(f.a0), f.path)
+    gone = m.unalias(m.resolve(p, int(f.a0), f.path))
     unlinked(_holders(m, gone), gone)
     if m.log is not None:
         m.log.file(f.ts, p, "delete", gone)

@@ -16,6 +16,8 @@ from osrewind.probes import syscall_table
 from osrewind.probes.records import AT_FDCWD, IO_RECVS, IO_SENDS, O_CLOEXEC
 from osrewind.queries.engine.model import EXITED_KEPT, CpuSlot, Fd, HistoryLog, Proc, Sock, clean_path
 
+ALIASES_KEPT = 256
+
 
 class Fact(NamedTuple):
     """One recorded fact, as the events table holds it (see probes/record.bpf.c for what a0..a5
@@ -58,6 +60,9 @@ class Machine:
         self.log: HistoryLog | None = None               # set while indexing: births, execs, file use
         self.sends: set[int] = set()                    # syscall numbers that send / receive bytes
         self.recvs: set[int] = set()
+        # directories reached through a symlink, learned from chdirs and directory opens (they say
+        # the path passed and the kernel's): passed -> kernel. Renames and unlinks say only the first.
+        self.aliases: dict[str, str] = {}
 
     def set_io_numbers(self) -> None:
         """The syscalls whose successful calls move bytes (this machine's architecture's numbers)."""
@@ -110,6 +115,35 @@ class Machine:
             f = p.fds.get(dfd)
             base = f.target if f is not None else f"<fd {dfd}>"
         return clean_path(posixpath.join(base, path)) if base else path
+
+    def learn(self, passed: str, kernel: str) -> None:
+        """The directory ``passed`` (made absolute as a string) is ``kernel`` to the kernel. Only
+        directories: of a file, the last component may be the symlink itself
+        (/usr/share/locale/locale.alias -> /etc/locale.alias), which says nothing of its directory."""
+        if not passed.startswith("/") or not kernel.startswith("/") or kernel.endswith(" (deleted)"):
+            return
+        if passed != kernel:
+            self.aliases.pop(passed, None)
+            self.aliases[passed] = kernel
+            while len(self.aliases) > ALIASES_KEPT:
+                del self.aliases[next(iter(self.aliases))]
+        else:
+            self.aliases.pop(passed, None)  # not (or no longer) a symlink
+
+    def unalias(self, path: str) -> str:
+        """A path made absolute as a string, with a directory on the way that is known to be reached
+        through a symlink replaced by where the kernel found it (the last component is left alone:
+        unlinking a symlink removes the link)."""
+        if not self.aliases:
+            return path
+        head, last = posixpath.split(path)
+        tail = "/" + last
+        while head not in ("/", ""):
+            if head in self.aliases:
+                return self.aliases[head] + tail
+            head, last = posixpath.split(head)
+            tail = "/" + last + tail
+        return path
 
     @staticmethod
     def add_fd(p: Proc, fd: int, kind: str, target: str, cloexec: bool, ts: int, flags: int = 0,
