@@ -288,10 +288,11 @@ class Probe:
         import bcc
 
         self.opts = opts
+        flags = cflags(opts)
         # "kernel": fd facts carry what the kernel opened; "path": the path passed (no BTF)
-        self.identity = "kernel" if kernel_offsets(opts) is not None else "path"
+        self.identity = "kernel" if "-DKERNEL_IDENTITY" in flags else "path"
         try:
-            self.bpf = bcc.BPF(text=program_text().encode(), cflags=cflags(opts))
+            self.bpf = bcc.BPF(text=program_text().encode(), cflags=flags)
         except Exception as exc:  # BCC raises bare Exception on compile/attach failure
             msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise EnvironmentProblem(f"loading the BPF program failed: {msg}") from exc

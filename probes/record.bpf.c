@@ -440,6 +440,16 @@ static __always_inline void *forked(u32 child) {
     return 0;
 }
 
+// The kernel's path of (vfsmount, dentry) as the record's second string (EV_KPATH).
+static __always_inline void put_kpath_of(struct event *e, struct kpath_scratch *s, void *vfsmnt, void *dentry) {
+    u32 n = kpath(s, vfsmnt, dentry);
+    if (n) {
+        bpf_probe_read_kernel(&e->str[STR_HALF], STR_HALF, s->buf);
+        e->len2 = n - 1;
+        e->flags |= EV_KPATH;
+    }
+}
+
 // Whether a completed syscall's record carries what the kernel opened (then it goes out as a full
 // record: its second string is the kernel's path).
 static __always_inline int wants_kpath(u16 kind, long ret) {
@@ -484,12 +494,7 @@ static __always_inline void put_kpath(struct event *e, u16 kind, long ret) {
         RD(vfsmnt, fs, OFF_FS_PWD_MNT);
         RD(dentry, fs, OFF_FS_PWD_DENTRY);
     }
-    u32 n = kpath(s, vfsmnt, dentry);
-    if (n) {
-        bpf_probe_read_kernel(&e->str[STR_HALF], STR_HALF, s->buf);
-        e->len2 = n - 1;
-        e->flags |= EV_KPATH;
-    }
+    put_kpath_of(e, s, vfsmnt, dentry);
 }
 
 // The running program's file as the kernel holds it (what /proc/PID/exe shows) as the record's
@@ -507,12 +512,7 @@ static __always_inline void put_exe(struct event *e, void *task) {
         return;
     RD(vfsmnt, exe, OFF_FILE_PATH_MNT);
     RD(dentry, exe, OFF_FILE_PATH_DENTRY);
-    u32 n = kpath(s, vfsmnt, dentry);
-    if (n) {
-        bpf_probe_read_kernel(&e->str[STR_HALF], STR_HALF, s->buf);
-        e->len2 = n - 1;
-        e->flags |= EV_KPATH;
-    }
+    put_kpath_of(e, s, vfsmnt, dentry);
 }
 
 // The inodes of the fds a pipe, socket, socketpair or accept made (what /proc shows as pipe:[N]).
