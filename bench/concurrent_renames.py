@@ -1,11 +1,11 @@
 """Concurrent renames: how often the rewound cwd agrees with /proc while several processes rename
-one directory back and forth at once (bench/renamers_workload.py) and others hold it as their cwd.
+one directory back and forth at once (tests/workloads/renamers.py) and others hold it as their cwd.
 
-Renames are applied in the order their syscalls returned; two renames of one directory racing on
-two CPUs can return in the other order than they took effect (a waker preempted by the renamer it
-woke), and the rewound state then goes wrong from there on. This bench measures that: each holder
-reads /proc/self/cwd in a loop with the instants before and after; a read with no rename syscall in
-flight around it must equal the rewound cwd at its instant.
+Two renames of one directory racing on two CPUs can return in the other order than they took effect
+(a waker preempted by the renamer it woke); the rewind engine applies them in the order they took
+effect (queries/engine/files.py). This bench measures that: each holder reads /proc/self/cwd in a
+loop with the instants before and after; a read with no rename syscall in flight around it must
+equal the rewound cwd at its instant.
 
 Usage: sudo .venv/bin/python bench/concurrent_renames.py [--seconds 2] [--rounds 3] [--json out.json]
 """
@@ -13,7 +13,6 @@ Usage: sudo .venv/bin/python bench/concurrent_renames.py [--seconds 2] [--rounds
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import subprocess
 import sys
@@ -21,38 +20,28 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+WORKLOAD = HERE.parent / "tests" / "workloads" / "renamers.py"
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(WORKLOAD.parent))
+
+import renamers  # noqa: E402 - the workload, and how its reads are compared
 
 
 def one_round(seconds: float) -> dict:
     from osrewind.ingest.store import Store
-    from osrewind.probes import syscall_table
     from osrewind.queries.runs import resolve_run
-    from osrewind.queries.state import state_at
 
     with tempfile.TemporaryDirectory() as tmp:
         db, work, report = Path(tmp) / "db", Path(tmp) / "w", Path(tmp) / "report.json"
         out = subprocess.run([sys.executable, "-m", "osrewind", "--db", str(db), "record", "--quiet", "--json", "--",
-                              sys.executable, str(HERE / "renamers_workload.py"), str(work), str(report), str(seconds)],
-                             capture_output=True, text=True, check=True)
+                              sys.executable, str(WORKLOAD), str(work), str(report), str(seconds)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"concurrent_renames: the recording failed ({out.returncode}): {out.stderr.strip()}")
         summary = json.loads(out.stdout.strip().splitlines()[-1])
-        reads = json.loads(report.read_text())
-        nrs = [n for n in (syscall_table.number(s) for s in ("rename", "renameat", "renameat2")) if n is not None]
         with Store(str(db)) as store:
-            run = resolve_run(store, summary["run_id"])
-            rows = store.query("SELECT ts, ts + dur FROM events WHERE run_id = {r:UUID} AND kind = 'syscall' "
-                               "AND has({nrs:Array(UInt16)}, nr) ORDER BY ts", {"r": run.run_id, "nrs": nrs})
-            starts = [a for a, _b in rows]
-            agree = clear = 0
-            for r in reads:
-                i = bisect.bisect_right(starts, r["t1"])
-                if any(b >= r["t0"] for _a, b in rows[max(0, i - 64):i]):
-                    continue  # a rename in flight around the read: either answer could be right
-                clear += 1
-                procs = {p.pid: p for p in state_at(store, run, r["t1"]).processes}
-                agree += procs.get(r["pid"]) is not None and procs[r["pid"]].cwd == r["cwd"]
-        return {"renames": len(rows), "reads": len(reads), "clear_reads": clear, "agree": agree,
-                "lost": summary["lost"]}
+            got = renamers.compare(store, resolve_run(store, summary["run_id"]), json.loads(report.read_text()))
+        return {**got, "lost": summary["lost"]}
 
 
 def main() -> None:
@@ -63,9 +52,11 @@ def main() -> None:
     args = ap.parse_args()
     rounds = [one_round(args.seconds) for _ in range(args.rounds)]
     for r in rounds:
-        share = r["agree"] / r["clear_reads"] if r["clear_reads"] else 0
-        print(f"{r['renames']:>8} renames, {r['clear_reads']:>4} reads clear of them: {r['agree']:>4} agree "
+        share = r["agree"] / r["compared"] if r["compared"] else 0
+        print(f"{r['renames']:>8} renames ({r['overlapped']} overlapped another), {r['clear_reads']:>4} reads clear of them: {r['agree']:>4} agree "
               f"({share:.0%}), lost {r['lost']}")
+        for w in r["disagree"]:
+            print(f"    pid {w['pid']} at {w['t0']}..{w['t1']}: /proc said {w['cwd']}, rewound {w['rewound']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rounds, indent=1))
 

@@ -97,7 +97,11 @@
 //   K_PIPE: a0 read fd, a1 write fd, a2 flags
 //   K_CHDIR: str path
 //   K_FCHDIR: a0 fd
-//   K_RENAME: a0 olddfd, a1 newdfd, a2 flags; str old (first half), new (second half)
+//   K_RENAME: a0 olddfd, a1 newdfd, a2 flags, a3 its place in the order renames entered (1, 2, ...:
+//             `rename_seq`), a4 how many renames had entered when it returned; str old (first
+//             half), new (second half). A rename entered after another returned took effect after it;
+//             the order of two that overlap is the order they took effect, which the rewind engine
+//             works out (queries/engine/files.py)
 //   K_UNLINK: a0 dfd, a2 flags (AT_REMOVEDIR for rmdir); str path
 //   K_MKDIR: a0 dfd, a3 mode; str path
 //   K_SOCKET: a0 family, a1 type (with SOCK_CLOEXEC), a2 protocol; ret fd
@@ -163,11 +167,19 @@ BPF_HASH(pending, u64, struct inflight, 16384);
 BPF_HASH(cloneflags, u32, u64, 16384);
 BPF_HASH(woken, u32, u64, 65536);         // tid -> when it was woken (run-queue latency)
 BPF_HASH(tports, u16, u8, 4096);          // local TCP ports of tracked sockets (host order)
+BPF_ARRAY(rename_seq, u64, 1);            // [0]: renames entered so far (in scope)
 
 static __always_inline void dropped(u32 cause) {
     u64 *n = drops.lookup(&cause);
     if (n)
         (*n)++;
+}
+
+// renames entered so far (in scope)
+static __always_inline u64 renames_entered(void) {
+    u32 zero = 0;
+    u64 *n = rename_seq.lookup(&zero);
+    return n ? *n : 0;
 }
 
 // --aggregate-io: byte counts of read/write/send/recv-family syscalls summed per (process, fd)
@@ -901,6 +913,8 @@ static __always_inline int complete_as(long ret, int kpath_here) {
             e->len2 = str_len(n);
         }
     }
+    if (kind == K_RENAME)
+        e->a4 = renames_entered();
 #ifdef KERNEL_IDENTITY
     if (kp)
         put_kpath(e, kind, ret);
@@ -1029,21 +1043,33 @@ EXIT_KPATH(chdir)
 TRACEPOINT_PROBE(syscalls, sys_enter_fchdir) { return stash(K_FCHDIR, 0, I(args->fd), 0, 0, 0, NULL, NULL); }
 EXIT_KPATH(fchdir)
 
+// A rename's place in the order renames entered (a3); its exit adds how many had entered by then (a4).
+static __always_inline int rename_enter(u16 sub, u64 olddfd, u64 newdfd, u64 flags, const void *old,
+                                        const void *new) {
+    if (!is_tracked())
+        return 0;
+    u32 zero = 0;
+    u64 *n = rename_seq.lookup(&zero);
+    u64 seq = n ? __sync_fetch_and_add(n, 1) + 1 : 0;
+    return stash(K_RENAME, sub, olddfd, newdfd, flags, seq, old, new);
+}
+
+
 TRACEPOINT_PROBE(syscalls, sys_enter_renameat2) {
-    return stash(K_RENAME, 2, I(args->olddfd), I(args->newdfd), args->flags, 0, args->oldname, args->newname);
+    return rename_enter(2, I(args->olddfd), I(args->newdfd), args->flags, args->oldname, args->newname);
 }
 EXIT(renameat2)
 
 #ifdef HAVE_renameat
 TRACEPOINT_PROBE(syscalls, sys_enter_renameat) {
-    return stash(K_RENAME, 1, I(args->olddfd), I(args->newdfd), 0, 0, args->oldname, args->newname);
+    return rename_enter(1, I(args->olddfd), I(args->newdfd), 0, args->oldname, args->newname);
 }
 EXIT(renameat)
 #endif
 
 #ifdef HAVE_rename
 TRACEPOINT_PROBE(syscalls, sys_enter_rename) {
-    return stash(K_RENAME, 0, AT_FDCWD_V, AT_FDCWD_V, 0, 0, args->oldname, args->newname);
+    return rename_enter(0, AT_FDCWD_V, AT_FDCWD_V, 0, args->oldname, args->newname);
 }
 EXIT(rename)
 #endif

@@ -385,6 +385,7 @@ class Indexer:
     def finish(self, progress: Callable[[int], None] | None = None) -> int:
         """The rest of the run, then its history. Returns how many keyframes the run has."""
         self.advance(progress=progress)
+        self._machine().settle()  # renames still held back at the end apply: the history has them
         self._machine().log = None
         _write_history(self.store, self.run_id, self.log, self.gen)
         forget(self.store, self.run_id)

@@ -36,6 +36,8 @@ def _busy_machine() -> Machine:
     fact("sched_switch", 11, 35, a0=0, a1=10, a2=10, path="sh", cpu=1)
     fact("close", 10, 36, a0=5)                          # a socket closed: remembered for late bytes
     fact("chdir", 11, 36, path="/lnk", path2="/real")                # learns /lnk -> /real
+    fact("rename", 10, 37, a0=AT_FDCWD, a1=AT_FDCWD, path="/v", path2="/w", a3=3, a4=3)  # held: 1, 2 out
+    fact("rename", 10, 37, a0=AT_FDCWD, a1=AT_FDCWD, path="/w/x", path2="/w/y", a3=1, a4=3)
     fact("exit_call", 11, 37, a0=3, a1=1)
     fact("task_exit", 11, 38, a0=1)
     return m
@@ -54,6 +56,8 @@ def test_a_keyframe_round_trips_every_part_of_the_state():
     assert back.procs[10].cgroup == "/ctr" and back.exited[11].exit_code == 3
     assert back.cpus[1].tid == 10 and back.tcp == m.tcp and back._closed_socks.keys() == {(10, 5)}
     assert back.sends == m.sends and back._pipe_seq == m._pipe_seq and back.aliases == {"/lnk": "/real"}
+    assert back.held == m.held and len(back.held) == 1 and back.held[0][0].argv is not m.held[0][0].argv
+    assert (back.rename_mark, back.renames_seen) == (m.rename_mark, m.renames_seen) == (1, {3})
 
 
 def test_a_decoded_keyframe_shares_nothing_with_its_document():

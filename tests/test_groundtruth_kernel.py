@@ -154,3 +154,23 @@ open({str(report)!r}, "w").write(json.dumps(out))
                      and p.fds[3].target.startswith(str(real))]
             (p,) = procs
             assert {str(n): f.target for n, f in p.fds.items()} == r["fds"], r
+
+
+def test_renames_racing_on_two_cpus_rewind_as_proc_shows(kernel, tmp_path):
+    """Three processes rename one directory back and forth at once while two hold it (or a directory
+    inside it) as their cwd and read /proc/self/cwd (tests/workloads/renamers.py). When two renames
+    race, the first to take effect can return second; at every read with no rename in flight around
+    it, the rewound cwd equals what /proc showed."""
+    sys.path.insert(0, str(WORKLOADS))
+    import renamers
+
+    db, report = tmp_path / "db", tmp_path / "report.json"
+    summary = record_json(db, "--", sys.executable, str(WORKLOADS / "renamers.py"), str(tmp_path / "w"),
+                          str(report), "1.5", check_exit=0)
+    assert summary["lost"] == 0
+    with Store(str(db)) as store:
+        got = renamers.compare(store, resolve_run(store, summary["run_id"]), json.loads(report.read_text()), 200)
+    print({k: v for k, v in got.items() if k != "disagree"})
+    # the race happened (renames entered while others were in flight), and there were quiet reads
+    assert got["overlapped"] >= 100 and got["compared"] >= 100
+    assert got["agree"] == got["compared"], got["disagree"]

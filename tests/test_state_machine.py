@@ -7,6 +7,7 @@ import os
 
 from osrewind.probes.records import AT_FDCWD, CLONE_THREAD, KIND_CODES, O_CLOEXEC
 from osrewind.queries.engine import Machine
+from osrewind.queries.engine.files import HOLD_NS
 
 K = KIND_CODES
 
@@ -174,6 +175,69 @@ def test_renames_and_unlinks_through_a_symlinked_directory_follow_the_kernels_pa
     assert fds(m, 100)[10] == "/run"
     fact(m, "chdir", 100, path="/var/run", path2="/var/run")     # a directory now, no longer a link
     assert m.aliases == {}
+
+
+def rename(m: Machine, ts: int, old: str, new: str, seq: int, entered: int, ret: int = 0, pid: int = 100) -> None:
+    """A rename numbered ``seq`` in entry order, returning when ``entered`` renames had entered."""
+    fact(m, "rename", pid, ts=ts, ret=ret, a0=AT_FDCWD, a1=AT_FDCWD, path=old, path2=new, a3=seq, a4=entered)
+
+
+def test_renames_that_overlapped_apply_in_the_order_they_took_effect():
+    """Two renames of one directory race: d1 -> d2 (entered first) took effect first but returned
+    after d2 -> d1. The second would replace the directory cwds hold while nothing is at its source
+    yet: it waits for the one it overlapped, and both apply in the order they took effect."""
+    m = base()
+    fact(m, "chdir", 100, ts=1, path="/w/d1", path2="/w/d1")
+    fact(m, "chdir", 200, ts=2, path="/w/d1/sub", path2="/w/d1/sub")
+    rename(m, 10, "/w/d2", "/w/d1", seq=2, entered=2)             # returned first; #1 not come yet
+    assert m.procs[100].cwd == "/w/d1" and len(m.held) == 1
+    rename(m, 11, "/w/d1", "/w/d2", seq=1, entered=2)
+    assert not m.held and m.procs[100].cwd == "/w/d1" and m.procs[200].cwd == "/w/d1/sub"
+    # applied in return order, the first would have replaced the directory the cwd holds
+    n = base()
+    fact(n, "chdir", 100, ts=1, path="/w/d1", path2="/w/d1")
+    rename(n, 10, "/w/d2", "/w/d1", seq=0, entered=0)             # unnumbered (an older recording)
+    rename(n, 11, "/w/d1", "/w/d2", seq=0, entered=0)
+    assert not n.held and n.procs[100].cwd == "/w/d1 (deleted)"
+
+
+def test_renames_that_do_not_overlap_or_replace_nothing_held_apply_at_once():
+    m = base()
+    fact(m, "chdir", 100, ts=1, path="/w/d1", path2="/w/d1")
+    fact(m, "open", 100, ts=2, ret=3, a0=AT_FDCWD, path="/w/f", path2="/w/f", a4=9)
+    rename(m, 10, "/w/t", "/w/f", seq=1, entered=1)               # rename over an open file, alone
+    assert fds(m, 100)[3] == "/w/f (deleted)" and not m.held
+    rename(m, 20, "/w/x", "/w/y", seq=3, entered=3)               # #2 still out, but y holds nothing
+    assert not m.held
+    rename(m, 30, "/w/d1", "/w/d3", seq=4, entered=4)             # its source is held: applies
+    assert m.procs[100].cwd == "/w/d3" and not m.held
+    rename(m, 40, "/w/g", "/w/d3", seq=5, entered=6, ret=-errno.ENOTEMPTY)  # failed: nothing held
+    assert not m.held and m.rename_mark == 1 and m.renames_seen == {3, 4, 5}
+    rename(m, 50, "/w/a", "/w/b", seq=2, entered=2)
+    assert m.rename_mark == 5 and not m.renames_seen
+
+
+def test_a_held_rename_applies_once_all_it_overlapped_came_or_its_partner_was_lost():
+    m = base()
+    fact(m, "open", 100, ts=1, ret=3, a0=AT_FDCWD, path="/w/f", path2="/w/f", a4=9)
+    rename(m, 10, "/w/t", "/w/f", seq=2, entered=3)               # #1 and #3 overlapped it
+    assert len(m.held) == 1 and fds(m, 100)[3] == "/w/f"
+    rename(m, 11, "/w/p", "/w/q", seq=1, entered=3)
+    assert len(m.held) == 1
+    rename(m, 12, "/w/r", "/w/s", seq=3, entered=3)               # all came: nothing made /w/t
+    assert not m.held and fds(m, 100)[3] == "/w/f (deleted)"
+    # the one it waited for was lost: it applies HOLD_NS later, and that number is given up
+    fact(m, "open", 100, ts=20, ret=4, a0=AT_FDCWD, path="/w/g", path2="/w/g", a4=10)
+    rename(m, 30, "/w/u", "/w/g", seq=5, entered=5)               # #4 never comes
+    assert len(m.held) == 1
+    fact(m, "close", 100, ts=30 + HOLD_NS + 1, a0=99, ret=-errno.EBADF)
+    assert not m.held and fds(m, 100)[4] == "/w/g (deleted)" and m.rename_mark == 5
+    # the end of the recording applies what is still held
+    fact(m, "open", 100, ts=HOLD_NS + 40, ret=5, a0=AT_FDCWD, path="/w/h", path2="/w/h", a4=11)
+    rename(m, HOLD_NS + 50, "/w/v", "/w/h", seq=7, entered=7)
+    assert len(m.held) == 1
+    m.settle()
+    assert not m.held and fds(m, 100)[5] == "/w/h (deleted)"
 
 
 def test_exit_codes_wait_status_pid_reuse_and_orphans():

@@ -9,7 +9,7 @@ import marshal
 import zlib
 
 from osrewind.errors import StoreError
-from osrewind.queries.engine.machine import Machine
+from osrewind.queries.engine.machine import Fact, Machine
 from osrewind.queries.engine.model import CpuSlot, Fd, Proc, Sock
 
 FORMAT = 2
@@ -20,7 +20,8 @@ FORMAT = 2
 # never code. FORMAT 1 (JSON) keyframes from older stores are still read.
 #
 # A document is (FORMAT, procs, exited, socks, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid,
-# closed, aliases: directories reached through symlinks); a process is (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns,
+# closed, aliases: directories reached through symlinks, renames: (mark, numbers seen above it, held
+# back: each (fact, source, target))); a process is (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns,
 # orphaned, exit_code, exited_ns, run, on_cpu, fds, cgroup); an fd is (fd, kind, target, cloexec, flags,
 # since_ns, socket index or -1, inode, device, gone).
 
@@ -51,7 +52,8 @@ def document(m: Machine) -> tuple:
             [(s.family, s.type, s.local, s.remote, s.sk, s.listening, s.shut, s.sent, s.received) for s in socks],
             m._argv, m._pipe_seq, m.sched_seen,
             [(c.cpu, c.tid, c.tgid, c.comm, c.since_ns) for c in m.cpus.values()],
-            m.tcp, m._tcp_by_tid, closed, m.aliases)
+            m.tcp, m._tcp_by_tid, closed, m.aliases,
+            (m.rename_mark, sorted(m.renames_seen), [(tuple(f), old, new) for f, old, new in m.held]))
 
 
 def dump(m: Machine) -> bytes:
@@ -67,7 +69,7 @@ def decode(blob: bytes) -> tuple:
         doc = marshal.loads(raw)
     except (ValueError, EOFError, TypeError) as exc:
         raise StoreError("keyframe unreadable: run 'osrewind reindex' on the run") from exc
-    if not isinstance(doc, tuple) or len(doc) not in (11, 12) or doc[0] != FORMAT:  # 11: no aliases yet
+    if not isinstance(doc, tuple) or len(doc) not in (11, 12, 13) or doc[0] != FORMAT:  # 11: no aliases yet, 12: no renames
         raise StoreError("keyframe format unknown to this osrewind: run 'osrewind reindex' on the run")
     return doc
 
@@ -116,6 +118,10 @@ def machine(doc: tuple, m: Machine | None = None) -> Machine:
     m._tcp_by_tid = dict(tcp_by_tid)
     m._closed_socks = {(pid, fd): socks[ref] for pid, fd, ref in closed}
     m.aliases = dict(doc[11]) if len(doc) > 11 else {}
+    if len(doc) > 12:
+        mark, seen, held = doc[12]
+        m.rename_mark, m.renames_seen = mark, set(seen)
+        m.held = [(Fact(*f[:12], list(f[12]), *f[13:]), old, new) for f, old, new in held]
     return m
 
 

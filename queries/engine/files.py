@@ -5,7 +5,18 @@ the bit; chdir/fchdir change the cwd. Where the probe read what the kernel opene
 device; pipes by inode), that wins over the path the program passed, which is otherwise resolved
 against the cwd or the dirfd at the time. rename moves the paths of open fds and cwds (what it
 replaced shows ``path (deleted)``, unless both names were links of one inode; RENAME_EXCHANGE
-swaps), unlink and rmdir mark their holders ``(deleted)``, as /proc does."""
+swaps), unlink and rmdir mark their holders ``(deleted)``, as /proc does.
+
+Renames apply in the order they took effect. That is the order their syscalls returned, except when
+two overlap (one entered before the other returned): then the first to take effect can return
+second (its thread preempted by the renamer it woke). The probe numbers renames as they enter and
+says, at each return, how many had entered by then; so a rename knows whether one it overlapped has
+yet to come. If one has, and applying it now would replace what fds or cwds hold (nothing is held at
+its source, something at its target: ``rename(b, a)`` arriving before the ``rename(a, b)`` that
+took effect first), it is held back until a rename makes its source (both then apply, in the order
+they took effect), or every rename it overlapped has come, or HOLD_NS of facts have gone by (a
+rename's fact was lost). Renames that do not overlap, as in any program that renames one thing at a
+time, are never held."""
 
 from __future__ import annotations
 
@@ -29,6 +40,8 @@ if TYPE_CHECKING:
 K = KIND_CODES
 _EBADF = -errno.EBADF
 RENAME_EXCHANGE = 2
+HOLD_NS = 200_000_000   # fact time a held rename waits at most (the renames it overlapped return in µs)
+SEEN_KEPT = 4096        # rename numbers kept above the mark before a missing one is given up
 O_DIRECTORY = 0o200000
 
 
@@ -127,12 +140,58 @@ def on_fchdir(m: Machine, f: Fact) -> None:
 
 def on_rename(m: Machine, f: Fact) -> None:
     p = m.proc(f)
-    if f.ret != 0:
-        return
-    old, new = m.unalias(m.resolve(p, int(f.a0), f.path)), m.unalias(m.resolve(p, int(f.a1), f.path2))
+    overlapped = _entered(m, f)
+    if f.ret == 0:
+        old, new = m.unalias(m.resolve(p, int(f.a0), f.path)), m.unalias(m.resolve(p, int(f.a1), f.path2))
+        if (overlapped and not f.a2 & RENAME_EXCHANGE and not _holders(m, old) and _holders(m, new)):
+            m.held.append((f, old, new))   # it needs a rename into `old` that took effect first
+        else:
+            _rename(m, f, old, new)
+    while m.held:   # those all of whose overlapping renames have come apply as they are, oldest first
+        ready = next((i for i, (g, _s, _t) in enumerate(m.held) if int(g.a4) <= m.rename_mark), None)
+        if ready is None:
+            break
+        _rename(m, *m.held.pop(ready))
+
+
+def _entered(m: Machine, f: Fact) -> bool:
+    """Notes the rename's number (``a3``: its place in the order renames entered); True while a rename
+    that entered before this one returned (``a4``: how many had entered) has not come yet."""
+    seq, entered = int(f.a3), int(f.a4)
+    if seq <= 0:
+        return False  # recorded before renames were numbered
+    if seq > m.rename_mark:
+        m.renames_seen.add(seq)
+        if len(m.renames_seen) > SEEN_KEPT:   # the fact of the rename numbered mark + 1 was lost
+            m.rename_mark = min(m.renames_seen) - 1
+        while m.rename_mark + 1 in m.renames_seen:
+            m.rename_mark += 1
+            m.renames_seen.discard(m.rename_mark)
+    return entered > m.rename_mark
+
+
+def _rename(m: Machine, f: Fact, old: str, new: str) -> None:
     moved(m, old, new, bool(f.a2 & RENAME_EXCHANGE))
     if m.log is not None:
-        m.log.file(f.ts, p, "rename", new, old)
+        who = m.procs.get(f.tgid) or m.exited.get(f.tgid)   # (a held rename may apply after its exit)
+        if who is not None:
+            m.log.file(f.ts, who, "rename", new, old)
+    prefix = new.rstrip("/") + "/"
+    for i, (_g, source, _t) in enumerate(m.held):
+        if source == new or source.startswith(prefix):   # held for this one: it applies next
+            _rename(m, *m.held.pop(i))
+            return
+
+
+def release_held(m: Machine, now: int | None) -> None:
+    """Held renames older than HOLD_NS at fact time ``now`` (all of them, with None) apply as they
+    are: the rename they waited for was lost (its number is given up too)."""
+    while m.held and (now is None or now - m.held[0][0].ts > HOLD_NS):
+        f, old, new = m.held.pop(0)
+        if int(f.a4) > m.rename_mark:
+            m.rename_mark = int(f.a4)
+            m.renames_seen = {s for s in m.renames_seen if s > m.rename_mark}
+        _rename(m, f, old, new)
 
 
 def on_unlink(m: Machine, f: Fact) -> None:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from osrewind.probes import syscall_table
 from osrewind.probes.records import AT_FDCWD, IO_RECVS, IO_SENDS, O_CLOEXEC
+from osrewind.queries.engine import files
 from osrewind.queries.engine.model import EXITED_KEPT, CpuSlot, Fd, HistoryLog, Proc, Sock, clean_path
 
 ALIASES_KEPT = 256
@@ -63,6 +64,11 @@ class Machine:
         # directories reached through a symlink, learned from chdirs and directory opens (they say
         # the path passed and the kernel's): passed -> kernel. Renames and unlinks say only the first.
         self.aliases: dict[str, str] = {}
+        # renames in the order they took effect (engine/files.py): all numbered up to rename_mark have
+        # come, and these above it; renames held back, each (fact, source, target), oldest first
+        self.rename_mark = 0
+        self.renames_seen: set[int] = set()
+        self.held: list[tuple[Fact, str, str]] = []
 
     def set_io_numbers(self) -> None:
         """The syscalls whose successful calls move bytes (this machine's architecture's numbers)."""
@@ -91,9 +97,15 @@ class Machine:
 
     def feed(self, f: Fact) -> None:
         """One fact: its kind's handler (a kind without one changes nothing)."""
+        if self.held and f.ts - self.held[0][0].ts > files.HOLD_NS:
+            files.release_held(self, f.ts)
         handler = HANDLERS.get(f.kind)
         if handler is not None:
             handler(self, f)
+
+    def settle(self) -> None:
+        """Apply the renames still held back (the recording has ended: nothing more will come)."""
+        files.release_held(self, None)
 
     # -------------------------------------------------------------- what handlers share
 
@@ -171,7 +183,7 @@ class Machine:
 
 
 def _handlers() -> dict[int, Handler]:
-    from osrewind.queries.engine import files, network, process, scheduler
+    from osrewind.queries.engine import network, process, scheduler
 
     table: dict[int, Handler] = {}
     for family in (process, files, network, scheduler):
