@@ -1,4 +1,6 @@
-"""The ``osrewind`` command: a thin click layer over the library.
+"""The ``osrewind`` command: a thin click layer over the Python API (``osrewind.queries.api.Recording``,
+``osrewind.queries.recording.Session`` for recording), with its text output in ``osrewind.render``.
+Shared options (``--db``, ``--json``, ``--at``) are declared once, below.
 
 Every command has ``--help`` with an example and ``--json``. User errors are ``OsrewindError``s and
 print as one line, ``osrewind: error: ...``, with a non-zero exit; never a traceback.
@@ -6,19 +8,18 @@ print as one line, ``osrewind: error: ...``, with a non-zero exit; never a trace
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shlex
 import sys
-import time
 from pathlib import Path
 
 import click
 
-from osrewind import __version__
+from osrewind import __version__, render
 from osrewind.errors import OsrewindError, StoreError, UsageError
-from osrewind.queries.timespec import format_duration, format_wall
-from osrewind.text import safe, safe_argv
+from osrewind.queries.timespec import format_duration
+from osrewind.text import safe
 
 PID = click.IntRange(0, 4_194_304)  # PID_MAX_LIMIT: a larger number would wrap to another pid in the store
 DB_HELP = ("Store: a directory for the embedded store, or http(s)://user:pass@host:8123/db for a "
@@ -97,6 +98,51 @@ def _emit_json(obj: object) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
+def _echo_lines(lines) -> None:
+    for line in lines:
+        echo(line)
+
+
+# ---------------------------------------------------------------------------- shared options
+# Every command reads recordings through the one API (osrewind.queries.api.Recording), opened by
+# _recording; these options mean the same everywhere.
+
+AT_HELP = ("Instant: +1.25s / +300ms from start, -100ms from end, start, end, monotonic ns, "
+           "or a wall time (2026-11-22T16:31:02.5, 16:31:02).")
+
+
+def _set_db(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_root().obj["db"] = value
+
+
+def db_option(f):
+    """``--db`` after the command too (``osrewind state last --db DIR``), as before it."""
+    return click.option("--db", default=None, metavar="PATH|URL", expose_value=False, is_eager=True,
+                        callback=_set_db, help="The store (as 'osrewind --db'; see 'osrewind --help').")(f)
+
+
+def json_option(what: str):
+    return click.option("--json", "as_json", is_flag=True, help=what)
+
+
+def at_option(default: str | None = "end", what: str = AT_HELP):
+    return click.option("--at", "at", default=default, show_default=default is not None, metavar="TIME", help=what)
+
+
+def run_argument(f):
+    return click.argument("run")(f)
+
+
+@contextlib.contextmanager
+def _recording(obj: dict, run: str, purpose: str):
+    """The run RUN of the store, through the API (the store as every reading command opens it)."""
+    from osrewind.queries.api import Recording
+
+    with _store(obj["db"], purpose) as store:
+        yield Recording.of(store, run)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="osrewind")
 @click.option("--db", envvar="OSREWIND_DB", default=None, metavar="PATH|URL", help=DB_HELP)
@@ -145,11 +191,11 @@ def cli(ctx: click.Context, db: str | None, timeout: float) -> None:
               help="Sum successful read/write/send/recv calls per process and fd (flushed every 0.1 s) "
                    "instead of a record per call: for I/O-heavy programs that would otherwise lose events.")
 @click.option("--print-bpf", is_flag=True, help="Print the BPF C program as it would be compiled, then exit.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the run summary as one JSON line, the last line on stdout, on a line of its own: "
+@json_option("Print the run summary as one JSON line, the last line on stdout, on a line of its own: "
                    "after a newline, unless stdout is a regular file whose last byte already is one (on a pipe "
                    "or terminal osrewind cannot see what the command wrote, so the newline always comes).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@db_option
 @click.pass_obj
 def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: tuple[int, ...],
            cgroup: str | None, duration: str | None, redact: tuple[str, ...], ring_mb: int, max_spool: str, no_sched: bool,
@@ -177,9 +223,10 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
       osrewind record --print-bpf -- true
     """
     from osrewind.errors import CommandNotRun
-    from osrewind.ingest.recorder import Recorder, RecordOptions, failure_line
+    from osrewind.ingest.recorder import RecordOptions, failure_line
     from osrewind.ingest.redact import Redactor
     from osrewind.probes.loader import ProbeOptions, check_environment, final_source
+    from osrewind.queries.recording import Session
     from osrewind.queries.timespec import parse_duration
 
     scopes = sum([bool(command), system, bool(pids), cgroup is not None])
@@ -257,24 +304,16 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
     indexed_s = 0.0
     check_environment()  # before touching the store: not root, no BCC, no headers -> one line
     with _store(obj["db"], "recording", write=True) as store:
-        indexer = _live_indexer(store)
+        session = Session(store, opts, progress, notice)
         try:
-            result = Recorder(store, opts, progress, indexer=indexer, notice=notice).run()
+            result = session.run()
         except CommandNotRun as exc:  # one line (main), the shell's 126/127; a failed run's summary too
             if as_json and exc.result is not None:
                 emit_summary(exc.result)
             raise
         failure = result.failure
-        if failure is not None and failure.in_store:
-            pass   # a store that failed takes no keyframes: 'osrewind reindex' builds them once it works
-        else:
-            try:
-                t0 = time.monotonic()
-                _index(store, str(result.run_id), quiet, indexer)
-                indexed_s = time.monotonic() - t0
-            except OsrewindError as exc:  # the recording is saved either way: say so, keep its exit code
-                click.echo(f"osrewind: warning: run saved, but indexing it failed ({exc}); "
-                           f"'osrewind reindex {str(result.run_id)[:8]}' retries", err=True)
+        _index_session(session, result, quiet)
+        indexed_s = session.indexed_s
     if as_json:
         emit_summary(result)
     if failure is not None:  # one line, --quiet or not; the exit code stays the command's
@@ -322,7 +361,8 @@ def _stopped_code(result) -> int:
 
 @cli.command()
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="Newest N runs.")
-@click.option("--json", "as_json", is_flag=True, help="JSON array of runs.")
+@json_option("JSON array of runs.")
+@db_option
 @click.pass_obj
 def runs(obj: dict, limit: int, as_json: bool) -> None:
     """List recorded runs, newest first.
@@ -352,30 +392,19 @@ def runs(obj: dict, limit: int, as_json: bool) -> None:
     if not items:
         echo("no runs yet: record one with 'sudo osrewind record -- CMD'", err=True)
         return
-    header = f"{'ID':8}  {'NAME':16}  {'START':23}  {'DURATION':>9}  {'EVENTS':>9}  {'LOST':>5}  {'EXIT':>4}  " \
-             f"{'STATUS':11}  COMMAND"
-    echo(header)
-    for r in items:
-        code = "-" if r.exit_code is None else str(r.exit_code)
-        cmd = safe_argv(r.command, 60) if r.scope == "command" else safe(" ".join(r.command) or f"--{r.scope}", 60)
-        echo(f"{r.run_id[:8]}  {safe(r.name, 16):16}  {format_wall(r.start_wall_ns):23}  "
-                   f"{format_duration(r.duration_ns):>9}  {r.events:>9}  {r.lost:>5}  {code:>4}  "
-                   f"{r.status:11}  {cmd}")
-        if r.status_detail:
-            echo(f"{'':8}  {r.status}: {safe(r.status_detail, 200)}")
+    _echo_lines(render.runs(items))
 
 
 # ---------------------------------------------------------------------------- state
 
 
 @cli.command()
-@click.argument("run")
-@click.option("--at", "at", default="end", show_default=True, metavar="TIME",
-              help="Instant: +1.25s / +300ms from start, -100ms from end, start, end, monotonic ns, "
-                   "or a wall time (2026-11-22T16:31:02.5, 16:31:02).")
+@run_argument
+@at_option()
 @click.option("--pid", "pids", type=PID, multiple=True, help="Only these processes (and their fds).")
 @click.option("--no-fds", is_flag=True, help="Processes only.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable state.")
+@json_option("Machine-readable state.")
+@db_option
 @click.pass_obj
 def state(obj: dict, run: str, at: str, pids: tuple[int, ...], no_fds: bool, as_json: bool) -> None:
     """Rewind RUN to an instant: the process tree, each process's argv, cwd and open fds.
@@ -388,16 +417,8 @@ def state(obj: dict, run: str, at: str, pids: tuple[int, ...], no_fds: bool, as_
       osrewind state build-42 --at 16:31:02.5 --pid 4242
       osrewind state 3f2a --at +300ms --json
     """
-    from osrewind.queries.runs import resolve_run
-    from osrewind.queries.state import state_at
-    from osrewind.queries.timespec import parse_at
-
-    with _store(obj["db"], "reading state") as store:
-        info = resolve_run(store, run)
-        at_ns = parse_at(at, info.start_ns, info.end_ns, info.wall_offset_ns)
-        st = state_at(store, info, at_ns)
-    if pids:
-        st.processes = [p for p in st.processes if p.pid in pids]
+    with _recording(obj, run, "reading state") as rec:
+        st = rec.state_at(at, pids, label="--at")
     if as_json:
         _emit_json(st.to_json())
         return
@@ -405,98 +426,44 @@ def state(obj: dict, run: str, at: str, pids: tuple[int, ...], no_fds: bool, as_
 
 
 def _print_state(st, show_fds: bool = True) -> None:
-    from osrewind.queries.timespec import format_offset
-
-    run = st.run
-    echo(f"run {run.run_id[:8]} '{run.name}' at {format_offset(st.at_ns - run.start_ns)} "
-               f"({format_wall(st.at_ns + run.wall_offset_ns)}): {len(st.processes)} processes")
-    if run.lost:
-        echo(f"warning: {run.lost} events were lost in this run; state may be incomplete", err=True)
-    alive = {p.pid for p in st.processes}
-    cgroups = {p.pid: p.cgroup for p in st.processes}
-    children: dict[int, list] = {}
-    roots = []
-    for p in st.processes:
-        if p.ppid in alive and not p.orphaned:
-            children.setdefault(p.ppid, []).append(p)
-        else:
-            roots.append(p)
-
-    def show(p, prefix: str, last: bool, top: bool) -> None:
-        branch = "" if top else ("└─ " if last else "├─ ")
-        cmd = shlex.join(p.argv) if p.argv else f"[{p.comm}]"
-        notes = []
-        if p.from_snapshot and p.exec_ns is None:
-            notes.append("before recording")
-        if p.orphaned:
-            notes.append(f"orphaned, parent {p.ppid} exited")
-        elif top:
-            notes.append(f"ppid {p.ppid}")
-        if p.threads > 1:
-            notes.append(f"{p.threads} threads")
-        if p.cgroup and (top or p.cgroup != cgroups.get(p.ppid)):
-            notes.append(f"cgroup {p.cgroup}")
-        if p.run_state != "unknown":
-            cpus = sorted(set(p.on_cpu.values()))
-            notes.append(p.run_state + (f" on cpu {','.join(map(str, cpus))}" if cpus else ""))
-        note = f"  ({', '.join(notes)})" if notes else ""
-        echo(f"{prefix}{branch}{p.pid} {cmd[:100]}{note}")
-        inner = prefix + ("" if top else ("   " if last else "│  "))
-        echo(f"{inner}   cwd {p.cwd or '?'}")
-        if show_fds:
-            for f in sorted(p.fds.values(), key=lambda f: f.fd):
-                flag = "  cloexec" if f.cloexec else ""
-                echo(f"{inner}   fd {f.fd:<3} {f.target}{flag}")
-        kids = children.get(p.pid, [])
-        for i, c in enumerate(kids):
-            show(c, inner, i == len(kids) - 1, False)
-
-    for p in roots:
-        show(p, "", True, True)
-    if st.sched and st.cpus:
-        echo("cpus:")
-        for c in st.cpus:
-            who = "idle" if not c.tid else f"{c.tid} {c.comm}" + ("" if c.tgid is not None else " (not recorded)")
-            echo(f"  cpu {c.cpu}: {who}, since {format_offset(c.since_ns - run.start_ns)}")
-    recent = [p for p in st.exited][:5]
-    if recent:
-        echo("exited before this instant (latest first):")
-        for p in recent:
-            code = "?" if p.exit_code is None else p.exit_code
-            cmd = shlex.join(p.argv) if p.argv else p.comm
-            echo(f"  {p.pid} {cmd[:80]}  exit {code}")
+    lines = render.state(st, show_fds)
+    echo(next(lines))
+    if st.run.lost:
+        echo(f"warning: {st.run.lost} events were lost in this run; state may be incomplete", err=True)
+    _echo_lines(lines)
 
 
 # ---------------------------------------------------------------------------- reindex
 
 
-def _live_indexer(store):
-    """Keyframes written while the recording runs; the tail is indexed when it ends (``_index``)."""
-    from osrewind.queries import keyframes
-
-    return keyframes.LiveIndexer(store)
-
-
-def _index(store, run_id: str, quiet: bool, live=None) -> int:
-    """Keyframes for a run just recorded or asked for: derived data. After a recording, the live
-    indexer finishes what it has not indexed yet; otherwise the run is rebuilt from its events."""
-    from osrewind.queries import keyframes
-    from osrewind.queries.runs import resolve_run
-
-    info = resolve_run(store, run_id)
-
+def _index_progress(quiet: bool):
     def progress(n: int) -> None:
         if not quiet and sys.stderr.isatty():
             click.echo(f"osrewind: indexing {n} facts\r", err=True, nl=False)
 
-    if live is not None:
-        live.progress = progress
-        return live.finish(info)
-    return keyframes.build(store, info, progress=progress)
+    return progress
+
+
+def _index(store, run_id: str, quiet: bool) -> int:
+    """Keyframes for a run asked for (reindex, a recovered run), rebuilt from its events: derived data."""
+    from osrewind.queries.api import Recording
+
+    return Recording.of(store, run_id).reindex(_index_progress(quiet))
+
+
+def _index_session(session, result, quiet: bool) -> None:
+    """The tail of a recording's keyframes (``Session.index``). The run is saved either way: a failure
+    is a warning, and the exit code stays the command's."""
+    try:
+        session.index(result, _index_progress(quiet))
+    except OsrewindError as exc:
+        click.echo(f"osrewind: warning: run saved, but indexing it failed ({exc}); "
+                   f"'osrewind reindex {str(result.run_id)[:8]}' retries", err=True)
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the recovered runs as JSON.")
+@json_option("Print the recovered runs as JSON.")
+@db_option
 @click.pass_obj
 def recover(obj: dict, as_json: bool) -> None:
     """Ingest what recorders that died left in their spools.
@@ -521,7 +488,8 @@ def recover(obj: dict, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("run")
-@click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON.")
+@json_option("Print what was built as JSON.")
+@db_option
 @click.pass_obj
 def reindex(obj: dict, run: str, as_json: bool) -> None:
     """Rebuild RUN's keyframes (checkpoints of the full state) from its events.
@@ -534,10 +502,10 @@ def reindex(obj: dict, run: str, as_json: bool) -> None:
     Example:
       osrewind reindex last
     """
-    from osrewind.queries.runs import resolve_run
+    from osrewind.queries.api import Recording
 
     with _store(obj["db"], "indexing", write=True) as store:
-        info = resolve_run(store, run)
+        info = Recording.of(store, run).run
         n = _index(store, info.run_id, False)
     if as_json:
         _emit_json({"run_id": info.run_id, "keyframes": n})
@@ -549,9 +517,10 @@ def reindex(obj: dict, run: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("run")
-@click.option("--at", "at", default=None, metavar="TIME", help="The tree alive at this instant instead.")
-@click.option("--json", "as_json", is_flag=True, help="The tree as nested JSON.")
+@run_argument
+@at_option(None, "The tree alive at this instant instead.")
+@json_option("The tree as nested JSON.")
+@db_option
 @click.pass_obj
 def tree(obj: dict, run: str, at: str | None, as_json: bool) -> None:
     """The process tree of RUN over its whole life: births, what each ran, exits with exit codes and
@@ -563,56 +532,31 @@ def tree(obj: dict, run: str, at: str | None, as_json: bool) -> None:
       osrewind tree last --at +1.5s
       osrewind tree build-42 --json
     """
-    from osrewind.queries.history import process_tree
-    from osrewind.queries.runs import resolve_run
-    from osrewind.queries.state import state_at
-    from osrewind.queries.timespec import format_offset, parse_at
-
-    with _store(obj["db"], "reading a process tree") as store:
-        info = resolve_run(store, run)
+    with _recording(obj, run, "reading a process tree") as rec:
         if at is not None:
-            st = state_at(store, info, parse_at(at, info.start_ns, info.end_ns, info.wall_offset_ns))
-            if as_json:
-                _emit_json(st.to_json())
-            else:
-                _print_state(st, show_fds=False)
-            return
-        roots = process_tree(store, info)
-    if as_json:
-        _emit_json({"run_id": info.run_id, "processes": [r.to_json(tree=True) for r in roots]})
-        return
-
-    parent_cgroup: dict[int, str] = {}
-
-    def show(p, prefix: str, last: bool, top: bool) -> None:
-        branch = "" if top else ("└─ " if last else "├─ ")
-        cmd = shlex.join(p.argv) if p.argv else "?"
-        born = "before recording" if p.from_snapshot else f"born {format_offset(p.start_ns - info.start_ns)}"
-        if p.end_ns:
-            code = "?" if p.exit_code is None else p.exit_code
-            life = f", exit {code} after {format_duration(p.end_ns - p.start_ns)}"
+            st = rec.state_at(at, label="--at")
         else:
-            life = ", still running at the end"
-        execs = f", {len(p.execs)} execs" if len(p.execs) > 1 else ""
-        cgroup = f", cgroup {p.cgroup}" if p.cgroup and (top or p.cgroup != parent_cgroup.get(id(p))) else ""
-        echo(f"{prefix}{branch}{p.pid} {cmd[:90]}  ({born}{life}{execs}{cgroup})")
-        for c in p.children:
-            parent_cgroup[id(c)] = p.cgroup
-        inner = prefix + ("" if top else ("   " if last else "│  "))
-        for i, c in enumerate(p.children):
-            show(c, inner, i == len(p.children) - 1, False)
-
-    for r in roots:
-        show(r, "", True, True)
+            roots = rec.tree()
+    if at is not None:
+        if as_json:
+            _emit_json(st.to_json())
+        else:
+            _print_state(st, show_fds=False)
+        return
+    if as_json:
+        _emit_json({"run_id": rec.run.run_id, "processes": [r.to_json(tree=True) for r in roots]})
+        return
+    _echo_lines(render.tree(rec.run, roots))
 
 
 @cli.command()
-@click.argument("run")
+@run_argument
 @click.argument("path")
 @click.option("--depth", default=1, show_default=True, type=click.IntRange(1, 20),
               help="Follow the inputs of each producer back this many steps.")
 @click.option("--all-inputs", is_flag=True, help="Keep shared libraries, locale and /proc reads among inputs.")
-@click.option("--json", "as_json", is_flag=True, help="The lineage as nested JSON.")
+@json_option("The lineage as nested JSON.")
+@db_option
 @click.pass_obj
 def lineage(obj: dict, run: str, path: str, depth: int, all_inputs: bool, as_json: bool) -> None:
     """Where PATH came from in RUN: every process that created, wrote, renamed or deleted it, in
@@ -624,36 +568,16 @@ def lineage(obj: dict, run: str, path: str, depth: int, all_inputs: bool, as_jso
       osrewind lineage last /tmp/build/app.bin
       osrewind lineage last out/copy.txt --depth 3 --json
     """
-    from osrewind.queries.history import lineage as query_lineage
-    from osrewind.queries.runs import resolve_run
-    from osrewind.queries.timespec import format_offset
-
     target = os.path.normpath(os.path.join(os.getcwd(), path))
-    with _store(obj["db"], "tracing lineage") as store:
-        info = resolve_run(store, run)
-        result = query_lineage(store, info, target, depth, all_inputs)
+    with _recording(obj, run, "tracing lineage") as rec:
+        result = rec.lineage(target, depth, all_inputs)
     if as_json:
         _emit_json(result)
         return
     if not result["events"]:
-        echo(f"no process of run {info.run_id[:8]} created, wrote, renamed or deleted {target}", err=True)
+        echo(f"no process of run {rec.run.run_id[:8]} created, wrote, renamed or deleted {target}", err=True)
         return
-
-    def show(node: dict, indent: str) -> None:
-        echo(f"{indent}{node['path']}")
-        for ev in node["events"]:
-            chain = " <- ".join(f"{c['pid']} {shlex.join(c['argv'])[:50]}" for c in ev["chain"][:4])
-            extra = f" from {ev['from']}" if "from" in ev else (f" to {ev['to']}" if "to" in ev else "")
-            if "as" in ev:  # the same file under the name it had then
-                extra += f" (as {ev['as']})"
-            echo(f"{indent}  {format_offset(ev['offset_ns'])} {ev['op']}{extra} by {chain}")
-            if ev["inputs"]:
-                echo(f"{indent}    inputs: {', '.join(ev['inputs'][:8])}"
-                           + (f" (+{len(ev['inputs']) - 8})" if len(ev["inputs"]) > 8 else ""))
-            for src in ev.get("sources", []):
-                show(src, indent + "      ")
-
-    show(result, "")
+    _echo_lines(render.lineage(result))
 
 
 # ---------------------------------------------------------------------------- sql
@@ -664,7 +588,8 @@ def lineage(obj: dict, run: str, path: str, depth: int, all_inputs: bool, as_jso
 @click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
               help="A {NAME:Type} parameter of the query (repeatable).")
 @click.option("--list", "list_queries", is_flag=True, help="List the named queries and their parameters.")
-@click.option("--json", "as_json", is_flag=True, help="Rows as JSON objects.")
+@json_option("Rows as JSON objects.")
+@db_option
 @click.pass_obj
 def sql(obj: dict, query: str | None, params: tuple[str, ...], list_queries: bool, as_json: bool) -> None:
     """Run read-only SQL against the store: a named query from queries/sql/ or your own SELECT.
@@ -709,16 +634,7 @@ def sql(obj: dict, query: str | None, params: tuple[str, ...], list_queries: boo
         return
     click.echo("\t".join(safe(c) for c in cols))
     for r in rows:
-        click.echo("\t".join(safe(_cell(v)) for v in r))
-
-
-def _cell(v: object) -> str:
-    """One value of a user's query as text: lists as [a, b], NULL as nothing (then made safe)."""
-    if v is None:
-        return ""
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_cell(x) for x in v) + "]"
-    return str(v)
+        click.echo("\t".join(safe(render.cell(v)) for v in r))
 
 
 # ---------------------------------------------------------------------------- diff
@@ -727,7 +643,8 @@ def _cell(v: object) -> str:
 @cli.command()
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option("--json", "as_json", is_flag=True, help="The differences as JSON.")
+@json_option("The differences as JSON.")
+@db_option
 @click.pass_obj
 def diff(obj: dict, run_a: str, run_b: str, as_json: bool) -> None:
     """What RUN_B did differently from RUN_A, most important first, and the first divergence.
@@ -742,40 +659,13 @@ def diff(obj: dict, run_a: str, run_b: str, as_json: bool) -> None:
       osrewind diff good-build bad-build
       osrewind diff 3f2a 9c1d --json
     """
-    from osrewind.queries.diff import diff as query_diff
-    from osrewind.queries.runs import resolve_run
-    from osrewind.queries.timespec import format_offset
-
-    with _store(obj["db"], "diffing runs") as store:
-        a, b = resolve_run(store, run_a), resolve_run(store, run_b)
-        result = query_diff(store, a, b)
+    with _recording(obj, run_a, "diffing runs") as rec:
+        other = rec.of(rec.store, run_b)
+        result = rec.diff(other)
     if as_json:
         _emit_json(result)
         return
-    echo(f"a = {a.run_id[:8]} '{a.name}', b = {b.run_id[:8]} '{b.name}': {result['aligned']} processes "
-               f"aligned, {result['only_a']} only in a, {result['only_b']} only in b")
-    first = result["first_divergence"]
-    if first is None:
-        echo("no difference in what the processes did")
-    else:
-        echo("first divergence:")
-        for side in ("a", "b"):
-            if first.get(side):
-                echo(f"  {side} {format_offset(first[side + '_offset_ns'])}: {first[side]}")
-        if first.get("fact"):
-            echo(f"  only in {first['run']}: {first['fact']} ({shlex.join(first['process']['argv'])})")
-    for d in result["differences"]:
-        if "what" in d:
-            echo(f"  {d['kind']}: {d['what']}")
-        elif d["kind"].startswith("process only"):
-            echo(f"  {d['kind']}: {d['process']['pid']} {shlex.join(d['process']['argv'])[:80]} "
-                       f"(exit {d['exit_code']})")
-        elif d["kind"] == "exit code":
-            echo(f"  exit code of {shlex.join(d['a']['argv'])[:60]}: {d['a']['exit_code']} -> "
-                       f"{d['b']['exit_code']}")
-        else:
-            echo(f"  timing of {shlex.join(d['a']['argv'])[:60]}: {format_duration(d['a']['duration_ns'])} -> "
-                       f"{format_duration(d['b']['duration_ns'])}")
+    _echo_lines(render.diff(rec.run, other.run, result))
 
 
 # ---------------------------------------------------------------------------- events
@@ -797,7 +687,8 @@ def diff(obj: dict, run_a: str, run_b: str, as_json: bool) -> None:
               help="Only events on matching paths ('*' within a component, '**' across).")
 @click.option("--failed", is_flag=True, help="Only syscalls that returned an error.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most N events.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, streamed.")
+@json_option("One JSON object per line, streamed.")
+@db_option
 @click.pass_obj
 def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: str | None, after: str | None,
            pids: tuple[int, ...], tree: bool, kinds: tuple[str, ...], syscalls: tuple[str, ...], path_glob: str,
@@ -811,49 +702,35 @@ def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: st
       osrewind events last --path '/etc/**' --json         streamed JSON lines
       osrewind events last --before +1.5s --path /tmp/out.txt --limit 1   the previous touch of a file
     """
-    from osrewind.queries.events import EventFilter, describe
-    from osrewind.queries.events import events as query_events
-    from osrewind.queries.runs import resolve_run
-    from osrewind.queries.timespec import format_offset, parse_at
+    from osrewind.queries.events import describe
 
     if before and after:
         raise UsageError("use one of --before and --after")
-    with _store(obj["db"], "listing events") as store:
-        info = resolve_run(store, run)
-        if path_glob:
-            from osrewind.queries.events import check_glob
-
-            check_glob(store, path_glob)
+    with _recording(obj, run, "listing events") as rec:
+        info = rec.run
 
         def at(text: str | None, label: str) -> int | None:
-            return None if text is None else parse_at(text, info.start_ns, info.end_ns, info.wall_offset_ns,
-                                                      label=label)
+            return None if text is None else rec.instant(text, label)
 
         lo, hi = at(t_from, "--from"), at(t_to, "--to")
         if before:
             hi = at(before, "--before") - 1
         if after:
             lo = at(after, "--after") + 1
-        flt = EventFilter(t_from=lo, t_to=hi, pids=list(pids), tree=tree, kinds=list(kinds),
-                          syscalls=list(syscalls), path_glob=path_glob,
-                          failed=failed, limit=limit, backwards=bool(before))
-        rows = query_events(store, info, flt)
+        rows = rec.events(t_from=lo, t_to=hi, pids=list(pids), tree=tree, kinds=list(kinds),
+                          syscalls=list(syscalls), path_glob=path_glob, failed=failed, limit=limit,
+                          backwards=bool(before))
         if as_json:
             for e in rows:
                 e["offset_ns"] = e["ts"] - info.start_ns
                 e["summary"] = describe(e)
                 click.echo(json.dumps(e, default=str))
             return
-
-        def lines():
-            for e in rows:
-                yield safe(f"{format_offset(e['ts'] - info.start_ns):>14}  {e['tgid']:>7}/{e['tid']:<7} "
-                           f"{safe(e['comm'], 15):15}  {describe(e)}") + "\n"
-
+        lines = (safe(render.event(info, e, describe(e))) + "\n" for e in rows)
         if sys.stdout.isatty():
-            click.echo_via_pager(lines())
+            click.echo_via_pager(lines)
         else:
-            for line in lines():
+            for line in lines:
                 click.echo(line, nl=False)
 
 
@@ -867,7 +744,8 @@ def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: st
 @click.option("--by", "sections", multiple=True, type=click.Choice(["processes", "syscalls", "files", "endpoints"]),
               help="Only these tables (default: all four).")
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1), help="Rows per table.")
-@click.option("--json", "as_json", is_flag=True, help="The tables as one JSON object.")
+@json_option("The tables as one JSON object.")
+@db_option
 @click.pass_obj
 def top(obj: dict, run: str, at: str | None, window: str, sections: tuple[str, ...], limit: int,
         as_json: bool) -> None:
@@ -880,48 +758,15 @@ def top(obj: dict, run: str, at: str | None, window: str, sections: tuple[str, .
       osrewind top build-42 --at +12s --window 2s --by syscalls --limit 5
       osrewind top last --json
     """
-    from osrewind.queries.runs import resolve_run
-    from osrewind.queries.timespec import format_offset, parse_at, parse_duration
     from osrewind.queries.top import SECTIONS
-    from osrewind.queries.top import top as query_top
 
-    with _store(obj["db"], "summarising a run") as store:
-        info = resolve_run(store, run)
-        if at is None:
-            lo, hi = info.start_ns, info.end_ns
-        else:
-            centre = parse_at(at, info.start_ns, info.end_ns, info.wall_offset_ns)
-            half = parse_duration(window) // 2
-            lo, hi = max(info.start_ns, centre - half), min(info.end_ns, centre + half)
-        tables = query_top(store, info, lo, hi, limit, tuple(sections) or SECTIONS)
+    with _recording(obj, run, "summarising a run") as rec:
+        lo, hi = rec.window(at, window)
+        tables = rec.top(lo, hi, limit, tuple(sections) or SECTIONS)
     if as_json:
-        _emit_json({"run_id": info.run_id, "from_ns": lo, "to_ns": hi, **tables})
+        _emit_json({"run_id": rec.run.run_id, "from_ns": lo, "to_ns": hi, **tables})
         return
-    echo(f"run {info.run_id[:8]} '{info.name}' from {format_offset(lo - info.start_ns)} "
-               f"to {format_offset(hi - info.start_ns)}")
-    ms = lambda ns: f"{ns / 1e6:.1f}ms"  # noqa: E731
-    if "processes" in tables:
-        echo()
-        echo("PROCESSES      PID  COMM             ON-CPU  SYSCALLS  IN-SYSCALL  FAILED  EVENTS")
-        for r in tables["processes"]:
-            echo(f"          {r['pid']:>8}  {r['comm'][:15]:15} {ms(r['cpu_ns']):>8}  {r['syscalls']:>8}  "
-                       f"{ms(r['syscall_ns']):>10}  {r['failed']:>6}  {r['events']:>6}")
-    if "syscalls" in tables:
-        echo()
-        echo("SYSCALLS  NAME                 CALLS      TOTAL        MAX  FAILED  PROCS")
-        for r in tables["syscalls"]:
-            echo(f"          {r['syscall'][:20]:20} {r['calls']:>6}  {ms(r['total_ns']):>9}  {ms(r['max_ns']):>9}  "
-                       f"{r['failed']:>6}  {r['processes']:>5}")
-    if "files" in tables:
-        echo()
-        echo("FILES     TOUCHES  OPENS  FAILED  PROCS  PATH")
-        for r in tables["files"]:
-            echo(f"          {r['touches']:>7}  {r['opens']:>5}  {r['failed']:>6}  {r['processes']:>5}  {r['path']}")
-    if "endpoints" in tables:
-        echo()
-        echo("ENDPOINTS  EVENTS  FAILED  HOW                      ENDPOINT")
-        for r in tables["endpoints"]:
-            echo(f"           {r['events']:>6}  {r['failed']:>6}  {','.join(r['how'])[:24]:24} {r['endpoint']}")
+    _echo_lines(render.top(rec.run, lo, hi, tables))
 
 
 # ---------------------------------------------------------------------------- tui
@@ -949,9 +794,9 @@ class _TuiCommand(click.Command):
               help="With -- CMD: replace matches in argv, paths and cwd with *** before storing (repeatable).")
 @click.option("--theme", type=click.Choice(["dark", "light"]), default="dark", show_default=True,
               help="Colour theme (ctrl+t toggles it in the app).")
-@click.option("--json", "as_json", is_flag=True,
-              help="On exit, print where you were (run, instant, selected process) as one JSON line; "
+@json_option("On exit, print where you were (run, instant, selected process) as one JSON line; "
                    "with -- CMD, the recorded run's summary too.")
+@db_option
 @click.pass_context
 def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | None, name: str, no_sched: bool,
         no_syscalls: bool, redact: tuple[str, ...], theme: str, as_json: bool) -> None:
@@ -968,7 +813,7 @@ def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | Non
       osrewind tui good-run --diff bad-run  two runs side by side; v jumps to the first divergence
       sudo osrewind tui -- make test        record a command and watch it live
     """
-    from osrewind.queries.runs import resolve_run
+    from osrewind.queries.api import Recording
 
     obj = ctx.obj
     live_cmd = ctx.meta.get("live_command")
@@ -1002,14 +847,12 @@ def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | Non
                                                     syscalls=not no_syscalls, redact=list(redact)))
             live.start()
             live.wait_started()
-        elif run is not None:  # '' is an empty run (an error), not the picker
-            info = resolve_run(store, run)
+        elif run is not None:  # '' is an empty run (an error), not the picker: bad input is said before the UI
+            rec = Recording.of(store, run)
             if diff_run is not None:
-                resolve_run(store, diff_run)
+                Recording.of(store, diff_run)
             if at is not None:
-                from osrewind.queries.timespec import parse_at
-
-                parse_at(at, info.start_ns, info.end_ns, info.wall_offset_ns)
+                rec.instant(at, "--at")
         need_terminal()
         from osrewind.tui.app import OsrewindApp
 
@@ -1039,7 +882,8 @@ def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | Non
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the rewound state as JSON.")
+@json_option("Print the rewound state as JSON.")
+@db_option
 @click.pass_obj
 def demo(obj: dict, as_json: bool) -> None:
     """Record the bundled demo workload, then rewind to the instant it held the most open files.
@@ -1051,10 +895,10 @@ def demo(obj: dict, as_json: bool) -> None:
     Example:
       sudo osrewind demo
     """
-    from osrewind.ingest.recorder import Recorder, RecordOptions
+    from osrewind.ingest.recorder import RecordOptions
     from osrewind.probes.loader import check_environment
-    from osrewind.queries.runs import resolve_run
-    from osrewind.queries.state import state_at
+    from osrewind.queries.api import Recording
+    from osrewind.queries.recording import Session
 
     check_environment()
     script = Path(__file__).with_name("demo") / "workload.sh"
@@ -1062,18 +906,17 @@ def demo(obj: dict, as_json: bool) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     with _store(obj["db"], "recording demo", write=True) as store:
         echo(f"osrewind: recording {script.name} in {workdir} ...", err=True)
-        indexer = _live_indexer(store)
-        result = Recorder(store, RecordOptions(command=["/bin/sh", str(script)], name="demo", cwd=str(workdir)),
-                          indexer=indexer).run()
-        _index(store, str(result.run_id), True, indexer)
+        session = Session(store, RecordOptions(command=["/bin/sh", str(script)], name="demo", cwd=str(workdir)))
+        result = session.run()
+        _index_session(session, result, True)
         echo(f"osrewind: run {str(result.run_id)[:8]} 'demo': {result.events} events, {result.lost} lost, "
                    f"exit {result.exit_code}", err=True)
-        info = resolve_run(store, str(result.run_id))
+        rec = Recording.of(store, str(result.run_id))
+        info = rec.run
         checkpoint = store.query(
             "SELECT min(ts) FROM events WHERE run_id = {run:UUID} AND kind = 'open' AND endsWith(path, {p:String})",
             {"run": info.run_id, "p": "checkpoint"})
-        at_ns = int(checkpoint[0][0]) if checkpoint and checkpoint[0][0] else (info.start_ns + info.end_ns) // 2
-        st = state_at(store, info, at_ns)
+        st = rec.state_at(int(checkpoint[0][0]) if checkpoint and checkpoint[0][0] else (info.start_ns + info.end_ns) // 2)
     if as_json:
         _emit_json(st.to_json())
         return

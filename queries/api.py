@@ -16,7 +16,7 @@ wall-clock time) or an int of CLOCK_MONOTONIC ns. One store per process for the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from osrewind.errors import UsageError
@@ -25,7 +25,7 @@ from osrewind.queries import events as events_mod
 from osrewind.queries import history, named, state, timeline, top
 from osrewind.queries.cache import cache_for
 from osrewind.queries.runs import RunInfo, list_runs, resolve_run
-from osrewind.queries.timespec import parse_at
+from osrewind.queries.timespec import parse_at, parse_duration
 
 
 class Recording:
@@ -61,17 +61,32 @@ class Recording:
 
     # ------------------------------------------------------------------ time
 
-    def instant(self, t: int | str) -> int:
+    def instant(self, t: int | str, label: str = "instant") -> int:
+        """CLOCK_MONOTONIC ns of an instant of the run (``label`` names it in an error: ``--at``)."""
         if isinstance(t, int):
             if not self.run.start_ns <= t <= self.run.end_ns:
-                raise UsageError(f"instant {t} is outside the run")
+                raise UsageError(f"{label} {t} is outside the run")
             return t
-        return parse_at(t, self.run.start_ns, self.run.end_ns, self.run.wall_offset_ns, label="instant")
+        return parse_at(t, self.run.start_ns, self.run.end_ns, self.run.wall_offset_ns, label=label)
+
+    def window(self, at: int | str | None, width: str | int) -> tuple[int, int]:
+        """[from, to] ns: ``width`` (a duration: ``1s``, or ns) centred on ``at``, within the run; the
+        whole run when ``at`` is None."""
+        if at is None:
+            return self.run.start_ns, self.run.end_ns
+        centre = self.instant(at, "--at")
+        half = (parse_duration(width) if isinstance(width, str) else int(width)) // 2
+        return max(self.run.start_ns, centre - half), min(self.run.end_ns, centre + half)
 
     # ------------------------------------------------------------------ questions
 
-    def state_at(self, t: int | str) -> state.StateAt:
-        return state.state_at(self.store, self.run, self.instant(t))
+    def state_at(self, t: int | str, pids: Iterable[int] = (), label: str = "instant") -> state.StateAt:
+        """The state at ``t``; with ``pids``, only those processes."""
+        st = state.state_at(self.store, self.run, self.instant(t, label))
+        if pids:
+            keep = set(pids)
+            st.processes = [p for p in st.processes if p.pid in keep]
+        return st
 
     def events(self, **filters: Any) -> Iterator[dict]:
         """Filters as ``events_mod.EventFilter``: t_from, t_to, pids, tree, kinds, syscalls, path_glob,
@@ -79,6 +94,8 @@ class Recording:
         for key in ("t_from", "t_to"):
             if isinstance(filters.get(key), str):
                 filters[key] = self.instant(filters[key])
+        if filters.get("path_glob"):
+            events_mod.check_glob(self.store, filters["path_glob"])
         return events_mod.events(self.store, self.run, events_mod.EventFilter(**filters))
 
     def process(self, pid: int, start_ns: int | None = None) -> history.ProcRecord:
@@ -95,10 +112,11 @@ class Recording:
     def lineage(self, path: str, depth: int = 1, all_inputs: bool = False) -> dict:
         return history.lineage(self.store, self.run, path, depth, all_inputs)
 
-    def top(self, t_from: int | str | None = None, t_to: int | str | None = None, limit: int = 10) -> dict:
+    def top(self, t_from: int | str | None = None, t_to: int | str | None = None, limit: int = 10,
+            sections: Iterable[str] = top.SECTIONS) -> dict:
         lo = self.run.start_ns if t_from is None else self.instant(t_from)
         hi = self.run.end_ns if t_to is None else self.instant(t_to)
-        return top.top(self.store, self.run, lo, hi, limit)
+        return top.top(self.store, self.run, lo, hi, limit, tuple(sections))
 
     def diff(self, other: str | Recording) -> dict:
         other_run = other.run if isinstance(other, Recording) else resolve_run(self.store, other)
@@ -121,6 +139,13 @@ class Recording:
                     depth[(side, p.pid, p.start_ns)] = d
             rows.append((d, pair.a, pair.b))
         return rows
+
+    def reindex(self, progress: Callable[[int], None] | None = None) -> int:
+        """Rebuild the run's keyframes and history from its events (needs a store open for writing);
+        returns how many keyframes it has."""
+        from osrewind.queries import keyframes
+
+        return keyframes.build(self.store, self.run, progress=progress)
 
     # ------------------------------------------------------------------ for a time scrubber
 

@@ -9,8 +9,8 @@ import threading
 import time
 
 from osrewind.errors import OsrewindError
-from osrewind.ingest.recorder import Recorder, RecordOptions, failure_line
-from osrewind.queries import keyframes
+from osrewind.ingest.recorder import RecordOptions, failure_line
+from osrewind.queries.recording import Session
 from osrewind.queries.runs import RunInfo, resolve_run
 
 
@@ -21,9 +21,9 @@ class LiveSession:
             opts.output = tempfile.NamedTemporaryFile(prefix="osrewind-live-", suffix=".log", delete=False).name
         opts.handle_signals = False
         self.opts = opts
-        self.indexer = keyframes.LiveIndexer(store)   # keyframes while it records, as `osrewind record`
-        self.recorder = Recorder(store, opts, self._progress, indexer=self.indexer)
-        self.run_id = str(self.recorder.run_id)
+        self.session = Session(store, opts, self._progress)   # recorded and indexed as `osrewind record` does
+        self.recorder = self.session.recorder
+        self.run_id = self.session.run_id
         self.started = threading.Event()
         self.finished = False
         self.indexed = False
@@ -61,10 +61,9 @@ class LiveSession:
         finally:
             self.finished = True
             self.started.set()
-        failure = self.result.failure if self.result is not None else None
-        if self.result is not None and (failure is None or not failure.in_store):
+        if self.result is not None:
             try:
-                self.indexer.finish(resolve_run(self.store, self.run_id))   # the tail and the history
+                self.session.index(self.result)   # the tail and the history
             except OsrewindError as exc:
                 self.error = exc
         if self.result is not None:
