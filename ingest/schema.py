@@ -7,6 +7,7 @@
   ties. Lost records are facts too: a ``lost`` row says how many were dropped before its ``ts``.
 - ``snapshot_procs`` / ``snapshot_fds``: the /proc baseline taken when recording started, so the
   state at any instant is complete and not only what changed.
+- ``tests``: the tests of a recorded pytest session (``pytest --osrewind``), with their windows.
 
 Codecs were chosen by measurement (bench/codecs.py, a file-heavy real recording of 122k events):
 Delta+ZSTD(1) on timestamps and sequence numbers, T64+ZSTD(1) on pids, fds and flags, ZSTD(1) on
@@ -91,6 +92,27 @@ CREATE TABLE IF NOT EXISTS snapshot_procs (
     cwd String,
     threads UInt32
 ) ENGINE = MergeTree ORDER BY (run_id, pid)
+""",
+    # the tests of a recorded pytest session (osrewind's pytest plugin), one row a test: its phases'
+    # starts and ends (CLOCK_MONOTONIC ns, 0: the phase did not happen) and outcome ('died': its
+    # process ended inside it, e.g. os._exit or SIGKILL; then end_ns is when it ended)
+    "tests": """
+CREATE TABLE IF NOT EXISTS tests (
+    run_id UUID,
+    nodeid String,
+    outcome LowCardinality(String),
+    pid UInt32,
+    worker String,
+    start_ns Int64,
+    end_ns Int64,
+    setup_start_ns Int64,
+    setup_end_ns Int64,
+    call_start_ns Int64,
+    call_end_ns Int64,
+    teardown_start_ns Int64,
+    teardown_end_ns Int64,
+    message String
+) ENGINE = MergeTree ORDER BY (run_id, start_ns)
 """,
     "snapshot_fds": """
 CREATE TABLE IF NOT EXISTS snapshot_fds (

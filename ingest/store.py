@@ -48,10 +48,11 @@ def is_server_url(location: str) -> bool:
 
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-CORE_TABLES = tuple(TABLES)
+# the tables every store has had from the start (a store from before the marker has all of them)
+CORE_TABLES = ("meta", "runs", "events", "snapshot_procs", "snapshot_fds")
 # tables whose loss a store's marker remembers (the derived ones can be rebuilt, but a store that
 # silently lost them would answer differently)
-KNOWN_TABLES = (*CORE_TABLES, "keyframes", "processes", "file_access")
+KNOWN_TABLES = (*TABLES, "keyframes", "processes", "file_access")
 
 
 def check_location(location: str) -> str:

@@ -108,7 +108,8 @@ def _echo_lines(lines) -> None:
 # _recording; these options mean the same everywhere.
 
 AT_HELP = ("Instant: +1.25s / +300ms from start, -100ms from end, start, end, monotonic ns, "
-           "or a wall time (2026-11-22T16:31:02.5, 16:31:02).")
+           "a wall time (2026-11-22T16:31:02.5, 16:31:02) or a test's start or end "
+           "(test:NODEID, test:NODEID:end).")
 
 
 def _set_db(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
@@ -128,6 +129,12 @@ def json_option(what: str):
 
 def at_option(default: str | None = "end", what: str = AT_HELP):
     return click.option("--at", "at", default=default, show_default=default is not None, metavar="TIME", help=what)
+
+
+def test_option(what: str):
+    return click.option("--test", "test", default=None, metavar="NODEID",
+                        help=f"A test of a recorded pytest session (a node id, or a unique tail of one: "
+                             f"see 'osrewind tests RUN'): {what}")
 
 
 def run_argument(f):
@@ -400,13 +407,15 @@ def runs(obj: dict, limit: int, as_json: bool) -> None:
 
 @cli.command()
 @run_argument
-@at_option()
+@at_option(None, AT_HELP + " Default: end.")
+@test_option("the state when it ended (or, for a test whose process died, just before).")
 @click.option("--pid", "pids", type=PID, multiple=True, help="Only these processes (and their fds).")
 @click.option("--no-fds", is_flag=True, help="Processes only.")
 @json_option("Machine-readable state.")
 @db_option
 @click.pass_obj
-def state(obj: dict, run: str, at: str, pids: tuple[int, ...], no_fds: bool, as_json: bool) -> None:
+def state(obj: dict, run: str, at: str | None, test: str | None, pids: tuple[int, ...], no_fds: bool,
+          as_json: bool) -> None:
     """Rewind RUN to an instant: the process tree, each process's argv, cwd and open fds.
 
     RUN is a run id, a unique id prefix, a run name (newest of that name) or 'last'.
@@ -416,9 +425,10 @@ def state(obj: dict, run: str, at: str, pids: tuple[int, ...], no_fds: bool, as_
       osrewind state last --at +1.25s
       osrewind state build-42 --at 16:31:02.5 --pid 4242
       osrewind state 3f2a --at +300ms --json
+      osrewind state pytest-3f2a --test test_upload      where a failing test left the machine
     """
     with _recording(obj, run, "reading state") as rec:
-        st = rec.state_at(at, pids, label="--at")
+        st = rec.state_at(at or (f"test:{rec.test(test).nodeid}:end" if test else "end"), pids, label="--at")
     if as_json:
         _emit_json(st.to_json())
         return
@@ -519,10 +529,11 @@ def reindex(obj: dict, run: str, as_json: bool) -> None:
 @cli.command()
 @run_argument
 @at_option(None, "The tree alive at this instant instead.")
+@test_option("only the processes alive during it.")
 @json_option("The tree as nested JSON.")
 @db_option
 @click.pass_obj
-def tree(obj: dict, run: str, at: str | None, as_json: bool) -> None:
+def tree(obj: dict, run: str, at: str | None, test: str | None, as_json: bool) -> None:
     """The process tree of RUN over its whole life: births, what each ran, exits with exit codes and
     durations. With --at, the processes alive at that instant.
 
@@ -535,6 +546,9 @@ def tree(obj: dict, run: str, at: str | None, as_json: bool) -> None:
     with _recording(obj, run, "reading a process tree") as rec:
         if at is not None:
             st = rec.state_at(at, label="--at")
+        elif test is not None:
+            t = rec.test(test)
+            roots = rec.tree(t.start_ns, t.end_ns)
         else:
             roots = rec.tree()
     if at is not None:
@@ -686,13 +700,14 @@ def diff(obj: dict, run_a: str, run_b: str, as_json: bool) -> None:
 @click.option("--path", "path_glob", default="", metavar="GLOB",
               help="Only events on matching paths ('*' within a component, '**' across).")
 @click.option("--failed", is_flag=True, help="Only syscalls that returned an error.")
+@test_option("only the events during it (--from/--to still narrow it).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most N events.")
 @json_option("One JSON object per line, streamed.")
 @db_option
 @click.pass_obj
 def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: str | None, after: str | None,
            pids: tuple[int, ...], tree: bool, kinds: tuple[str, ...], syscalls: tuple[str, ...], path_glob: str,
-           failed: bool, limit: int | None, as_json: bool) -> None:
+           failed: bool, test: str | None, limit: int | None, as_json: bool) -> None:
     """List the recorded events of RUN, filtered, in time order.
 
     \b
@@ -713,6 +728,9 @@ def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: st
             return None if text is None else rec.instant(text, label)
 
         lo, hi = at(t_from, "--from"), at(t_to, "--to")
+        if test is not None:
+            t = rec.test(test)
+            lo, hi = max(lo or t.start_ns, t.start_ns), min(t.end_ns if hi is None else hi, t.end_ns)
         if before:
             hi = at(before, "--before") - 1
         if after:
@@ -734,6 +752,39 @@ def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: st
                 click.echo(line, nl=False)
 
 
+# ---------------------------------------------------------------------------- tests
+
+
+@cli.command()
+@run_argument
+@click.option("--failed", is_flag=True, help="Only the failing tests (failed, error, died).")
+@json_option("The tests as a JSON array (offsets and phases in ns).")
+@db_option
+@click.pass_obj
+def tests(obj: dict, run: str, failed: bool, as_json: bool) -> None:
+    """The tests of a pytest session recorded with 'pytest --osrewind': node id, outcome (passed,
+    failed, error, skipped, or died: its process ended inside it), start and duration. Every command
+    that takes --at takes a test's start or end too (test:NODEID, test:NODEID:end), and state,
+    events, top, tree and tui take --test NODEID.
+
+    \b
+    Examples:
+      osrewind tests last
+      osrewind tests pytest-3f2a --failed --json
+      osrewind events pytest-3f2a --test tests/test_x.py::test_y --kind exec
+    """
+    with _recording(obj, run, "listing tests") as rec:
+        items = [t for t in rec.tests() if t.failed or not failed]
+    if as_json:
+        _emit_json([t.to_json(rec.run) for t in items])
+        return
+    if not items:
+        echo(f"run {rec.run.run_id[:8]} has no {'failing ' if failed else ''}tests "
+             "(a pytest session recorded with 'pytest --osrewind' has)", err=True)
+        return
+    _echo_lines(render.tests(rec.run, items))
+
+
 # ---------------------------------------------------------------------------- top
 
 
@@ -744,11 +795,12 @@ def events(obj: dict, run: str, t_from: str | None, t_to: str | None, before: st
 @click.option("--by", "sections", multiple=True, type=click.Choice(["processes", "syscalls", "files", "endpoints"]),
               help="Only these tables (default: all four).")
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1), help="Rows per table.")
+@test_option("over its window (instead of --at/--window).")
 @json_option("The tables as one JSON object.")
 @db_option
 @click.pass_obj
 def top(obj: dict, run: str, at: str | None, window: str, sections: tuple[str, ...], limit: int,
-        as_json: bool) -> None:
+        test: str | None, as_json: bool) -> None:
     """Where the time went in RUN: the busiest processes (on-CPU and syscall time), syscalls, files
     and network endpoints, over the whole run or a window around an instant.
 
@@ -761,7 +813,11 @@ def top(obj: dict, run: str, at: str | None, window: str, sections: tuple[str, .
     from osrewind.queries.top import SECTIONS
 
     with _recording(obj, run, "summarising a run") as rec:
-        lo, hi = rec.window(at, window)
+        if test is not None:
+            t = rec.test(test)
+            lo, hi = t.start_ns, t.end_ns
+        else:
+            lo, hi = rec.window(at, window)
         tables = rec.top(lo, hi, limit, tuple(sections) or SECTIONS)
     if as_json:
         _emit_json({"run_id": rec.run.run_id, "from_ns": lo, "to_ns": hi, **tables})
@@ -787,6 +843,7 @@ class _TuiCommand(click.Command):
 @click.argument("run", required=False)
 @click.option("--diff", "diff_run", default=None, metavar="RUN", help="Show RUN beside the first, aligned.")
 @click.option("--at", "at", default=None, metavar="TIME", help="Open at this instant (same forms as state --at).")
+@test_option("open at its end (the failure).")
 @click.option("--name", "-n", default="", help="With -- CMD: name for the recorded run.")
 @click.option("--no-sched", is_flag=True, help="With -- CMD: leave out the scheduler.")
 @click.option("--no-syscalls", is_flag=True, help="With -- CMD: leave out the every-syscall stream.")
@@ -798,7 +855,8 @@ class _TuiCommand(click.Command):
                    "with -- CMD, the recorded run's summary too.")
 @db_option
 @click.pass_context
-def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | None, name: str, no_sched: bool,
+def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | None, test: str | None, name: str,
+        no_sched: bool,
         no_syscalls: bool, redact: tuple[str, ...], theme: str, as_json: bool) -> None:
     """The terminal UI: scrub through a run, inspect any process at any instant, step through the
     events that touched it, compare two runs, or watch a command live as it is recorded.
@@ -812,6 +870,7 @@ def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | Non
       osrewind tui last --at +1.25s         one run, opened at an instant
       osrewind tui good-run --diff bad-run  two runs side by side; v jumps to the first divergence
       sudo osrewind tui -- make test        record a command and watch it live
+      osrewind tui pytest-3f2a --test tests/test_x.py::test_y   a failing test of a recorded session
     """
     from osrewind.queries.api import Recording
 
@@ -821,6 +880,8 @@ def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | Non
         raise UsageError("either a run to show or -- CMD to record, not both")
     if live_cmd is not None and not live_cmd:
         raise UsageError("nothing to record after --")
+    if test is not None and run is None:
+        raise UsageError("--test needs a run: osrewind tui RUN --test NODEID")
     if diff_run is not None and run is None:
         raise UsageError("--diff needs a first run: osrewind tui RUN_A --diff RUN_B")
 
@@ -851,8 +912,10 @@ def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | Non
             rec = Recording.of(store, run)
             if diff_run is not None:
                 Recording.of(store, diff_run)
+            if test is not None and at is None:
+                at = f"test:{rec.test(test).nodeid}:end"
             if at is not None:
-                rec.instant(at, "--at")
+                at = str(rec.instant(at, "--at"))   # monotonic ns: the TUI reads it as any --at
         need_terminal()
         from osrewind.tui.app import OsrewindApp
 

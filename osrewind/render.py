@@ -198,6 +198,17 @@ def top(run, lo: int, hi: int, tables: dict) -> Iterator[str]:
             yield f"           {r['events']:>6}  {r['failed']:>6}  {','.join(r['how'])[:24]:24} {r['endpoint']}"
 
 
+def tests(run, items: list) -> Iterator[str]:
+    """``osrewind tests``: one line a test, in the order they started."""
+    yield f"{'START':>14}  {'DURATION':>9}  {'OUTCOME':7}  {'PID':>7}  TEST"
+    for t in items:
+        worker = f" [{t.worker}]" if t.worker else ""
+        yield (f"{format_offset(t.start_ns - run.start_ns):>14}  {format_duration(t.end_ns - t.start_ns):>9}  "
+               f"{t.outcome:7}  {t.pid:>7}  {t.nodeid}{worker}")
+        if t.message and t.failed:
+            yield f"{'':14}  {'':9}  {'':7}  {'':7}    {safe(t.message.splitlines()[0] if t.message else '', 120)}"
+
+
 def cell(v: object) -> str:
     """One value of a user's SQL query as text: lists as [a, b], NULL as nothing."""
     if v is None:

@@ -16,13 +16,14 @@ wall-clock time) or an int of CLOCK_MONOTONIC ns. One store per process for the 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from osrewind.errors import UsageError
 from osrewind.queries import diff as diff_mod
 from osrewind.queries import events as events_mod
-from osrewind.queries import history, named, state, timeline, top
+from osrewind.queries import history, named, state, testcases, timeline, top
 from osrewind.queries.cache import cache_for
 from osrewind.queries.runs import RunInfo, list_runs, resolve_run
 from osrewind.queries.timespec import parse_at, parse_duration
@@ -62,12 +63,27 @@ class Recording:
     # ------------------------------------------------------------------ time
 
     def instant(self, t: int | str, label: str = "instant") -> int:
-        """CLOCK_MONOTONIC ns of an instant of the run (``label`` names it in an error: ``--at``)."""
+        """CLOCK_MONOTONIC ns of an instant of the run (``label`` names it in an error: ``--at``):
+        what ``parse_at`` takes, or a test's start or end: ``test:NODEID[:start|:end]``."""
         if isinstance(t, int):
             if not self.run.start_ns <= t <= self.run.end_ns:
                 raise UsageError(f"{label} {t} is outside the run")
             return t
+        if t.strip().startswith(testcases.PREFIX):
+            nodeid, edge = testcases.split(t.strip())
+            return testcases.instant(self.test(nodeid), edge)
         return parse_at(t, self.run.start_ns, self.run.end_ns, self.run.wall_offset_ns, label=label)
+
+    # ------------------------------------------------------------------ tests (pytest --osrewind)
+
+    def tests(self) -> list[testcases.TestCase]:
+        """The tests of a recorded pytest session, in the order they started."""
+        cache = cache_for(self.store)
+        return cache.remember(cache.tests, self.run.run_id, lambda: testcases.tests(self.store, self.run))
+
+    def test(self, nodeid: str) -> testcases.TestCase:
+        """One test by node id (or a unique tail of one: ``test_y``, ``test_x.py::test_y``)."""
+        return testcases.find(self.tests(), nodeid)
 
     def window(self, at: int | str | None, width: str | int) -> tuple[int, int]:
         """[from, to] ns: ``width`` (a duration: ``1s``, or ns) centred on ``at``, within the run; the
@@ -106,8 +122,21 @@ class Recording:
             raise UsageError(f"no process {pid} in run {self.run.run_id[:8]}")
         return max(procs, key=lambda p: p.start_ns)
 
-    def tree(self) -> list[history.ProcRecord]:
-        return history.process_tree(self.store, self.run)
+    def tree(self, t_from: int | None = None, t_to: int | None = None) -> list[history.ProcRecord]:
+        """The run's process tree; with a window, only the processes alive in it (and their parents,
+        to hang them from)."""
+        roots = history.process_tree(self.store, self.run)
+        if t_from is None and t_to is None:
+            return roots
+        lo = self.run.start_ns if t_from is None else t_from
+        hi = self.run.end_ns if t_to is None else t_to
+
+        def kept(p: history.ProcRecord) -> history.ProcRecord | None:
+            children = [c for c in map(kept, p.children) if c is not None]
+            alive = p.start_ns <= hi and (not p.end_ns or p.end_ns >= lo)
+            return dataclasses.replace(p, children=children) if alive or children else None
+
+        return [k for k in map(kept, roots) if k is not None]
 
     def lineage(self, path: str, depth: int = 1, all_inputs: bool = False) -> dict:
         return history.lineage(self.store, self.run, path, depth, all_inputs)

@@ -55,6 +55,7 @@ class RecordingCache:
         self.docs = _Bounded(DOCS_KEPT)                      # (run, ts, seq) -> decoded keyframe
         self.intervals = _Bounded(INTERVALS_KEPT)            # (run, ts, seq) -> facts up to the next keyframe
         self.uids: dict[str, dict[int, int]] = {}            # run -> baseline pid -> uid
+        self.tests: dict[str, list] = {}                     # run -> its tests (pytest --osrewind)
 
     def remember(self, table: dict, key, compute: Callable[[], Any]) -> Any:
         """``table[key]``, computed once (``table`` is one of the dicts above)."""
@@ -79,6 +80,7 @@ class RecordingCache:
             self.positions.pop(run_id, None)
             self.generations.pop(run_id, None)
             self.uids.pop(run_id, None)
+            self.tests.pop(run_id, None)
             self.docs.drop_run(run_id)
             self.intervals.drop_run(run_id)
 

@@ -1,0 +1,182 @@
+"""``pytest --osrewind``: keep the OS-level trace of the tests that fail.
+
+Installed with osrewind (the ``pytest11`` entry point ``osrewind``). With ``--osrewind`` the session
+runs again as the command of ``osrewind record`` (so the recorder is outside the test processes and
+sees the whole tree: xdist workers and every subprocess), and each test's setup, call and teardown
+start and end are written as marks to a file outside the test processes (``osrewind.ingest.marks``):
+a test process that dies hard (``os._exit``, SIGKILL, pytest-timeout) loses none, and its test is
+kept as ``died``. When the session ends, the marks become the run's ``tests`` table and the
+terminal says how to open each failing test. The session's exit code is pytest's own, whatever
+happens to the recording. Without root (or BCC, or kernel headers) one line says so and the session
+runs unrecorded.
+
+Options: ``--osrewind-keep=failed|all`` (failed: a session with no failing test keeps only its
+summary, the run row and its tests), ``--osrewind-db PATH|URL`` (the store). With xdist
+(``-p xdist -n 2``) the workers are children of the recorded session and are recorded with it;
+each test's marks name its worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import pytest
+
+MARKS_ENV = "OSREWIND_PYTEST_MARKS"   # set for the recorded session: where its marks go
+RUN_ENV = "OSREWIND_PYTEST_RUN"       # and the name of its run
+FAILING = ("failed", "error", "died")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("osrewind", "osrewind: keep the OS-level trace of failing tests")
+    group.addoption("--osrewind", action="store_true", default=False,
+                    help="Record the session with osrewind (needs root): every process, file, socket and "
+                         "syscall of its process tree, with each test's window.")
+    group.addoption("--osrewind-keep", choices=("failed", "all"), default="failed",
+                    help="failed (default): a session with no failing test keeps only its summary; "
+                         "all: keep every session's trace.")
+    group.addoption("--osrewind-db", default=None, metavar="PATH|URL",
+                    help="The osrewind store (default: $OSREWIND_DB, else osrewind's default store).")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """The session, run again under ``osrewind record``; its exit code is this one's."""
+    if not config.getoption("osrewind") or os.environ.get(MARKS_ENV):
+        return None
+    from osrewind.errors import OsrewindError
+    from osrewind.probes.loader import check_environment
+
+    try:
+        check_environment()
+    except OsrewindError as exc:
+        sys.stderr.write(f"osrewind: warning: {exc}; this session runs unrecorded\n")
+        return None
+    return _RecordedSession(config).run()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    path = os.environ.get(MARKS_ENV)
+    if path and config.getoption("osrewind"):
+        config.pluginmanager.register(_Marks(path), "osrewind-marks")
+
+
+class _Marks:
+    """In the recorded session (and each xdist worker): a mark at each phase's start and end."""
+
+    def __init__(self, path: str) -> None:
+        from osrewind.ingest import marks
+
+        self.write = marks.write
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        self.run = os.environ.get(RUN_ENV, "")
+        self.ended: dict[tuple[str, str], int] = {}
+
+    def _mark(self, nodeid: str, when: str, ev: str, t: int, **more: object) -> None:
+        self.write(self.fd, t=t, pid=os.getpid(), worker=self.worker, nodeid=nodeid, when=when, ev=ev, **more)
+
+    def _phase(self, item: pytest.Item, when: str):
+        self._mark(item.nodeid, when, "start", time.monotonic_ns())
+        yield
+        self.ended[(item.nodeid, when)] = time.monotonic_ns()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item):
+        yield from self._phase(item, "setup")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item):
+        yield from self._phase(item, "call")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item):
+        yield from self._phase(item, "teardown")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        report = outcome.get_result()
+        if report.failed and self.run and not any(k == "osrewind.run" for k, _v in item.user_properties):
+            item.user_properties.append(("osrewind.run", self.run))   # in --junitxml, per failing test
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        t = self.ended.pop((report.nodeid, report.when), None)
+        if t is None:   # not run here (an xdist controller hears its workers' reports)
+            return
+        message = ""
+        if report.failed:   # what failed, in a line: the crash's message, else the report's last line
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = getattr(crash, "message", "") or (str(report.longrepr).strip().splitlines() or [""])[-1]
+        self._mark(report.nodeid, report.when, "end", t, outcome=report.outcome, message=message)
+
+
+class _RecordedSession:
+    """The outer pytest: runs the session under ``osrewind record``, then files its tests."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.db = config.getoption("osrewind_db") or os.environ.get("OSREWIND_DB")
+        self.keep = config.getoption("osrewind_keep")
+        self.name = f"pytest-{uuid.uuid4().hex[:8]}"
+
+    def run(self) -> int:
+        args = [str(a) for a in self.config.invocation_params.args]
+        with tempfile.TemporaryDirectory(prefix="osrewind-pytest-") as tmp:
+            marks_path = os.path.join(tmp, "marks.jsonl")
+            cmd = [sys.executable, "-m", "osrewind", *(["--db", self.db] if self.db else []), "record", "--quiet",
+                   "--name", self.name, "--", sys.executable, "-m", "pytest", *args]
+            env = {**os.environ, MARKS_ENV: marks_path, RUN_ENV: self.name}
+            sys.stderr.write(f"osrewind: recording this session as run '{self.name}' (the recorder takes a few "
+                             "seconds to start)\n")
+            sys.stderr.flush()
+            proc = subprocess.Popen(cmd, env=env, cwd=str(self.config.invocation_params.dir))
+            # Ctrl-C reaches the whole foreground group: the recorder stops when the session has
+            # exited, and this process waits for it (a handler, not SIG_IGN, which the child would keep)
+            old = signal.signal(signal.SIGINT, lambda *_a: None)
+            try:
+                code = proc.wait()
+            finally:
+                signal.signal(signal.SIGINT, old)
+            try:
+                self.file_tests(marks_path)
+            except Exception as exc:  # noqa: BLE001 - the session's outcome stands whatever the store says
+                sys.stderr.write(f"osrewind: warning: the session was recorded as run '{self.name}', but its "
+                                 f"tests could not be filed: {exc}\n")
+        return code
+
+    def file_tests(self, marks_path: str) -> None:
+        from osrewind.ingest import marks
+        from osrewind.ingest.store import Store
+        from osrewind.queries.api import Recording
+
+        found = marks.tests(marks.read(marks_path))
+        with Store(self.db, purpose="pytest --osrewind", mode="write") as store:
+            rec = Recording.of(store, self.name)
+            run = rec.run
+            ended = marks.exits(store, run.run_id)
+            store.insert_arrow("tests", marks.table(run.run_id, found, lambda pid: ended.get(pid, run.end_ns)))
+            failing = [t for t in found if t.outcome() in FAILING]
+            if not failing and self.keep == "failed":
+                marks.drop_trace(store, run.run_id, "trace not kept: no test failed (--osrewind-keep=failed)")
+        self.summary(run, found, failing)
+
+    def summary(self, run, found: list, failing: list) -> None:
+        me = "osrewind"
+        out = sys.stdout
+        rid = run.run_id[:8]
+        if not failing:
+            kept = "kept" if self.keep == "all" else "not kept (no test failed)"
+            out.write(f"osrewind: run {rid} '{run.name}': {len(found)} tests recorded, trace {kept}\n")
+            return
+        out.write(f"osrewind: run {rid} '{run.name}': {len(failing)} of {len(found)} tests failed; to open one:\n")
+        for t in failing:
+            quoted = "'" + t.nodeid.replace("'", "'\\''") + "'"
+            out.write(f"  {t.outcome().upper():7} {me} tui {rid} --test {quoted}\n")
+        out.flush()
