@@ -143,11 +143,42 @@ def run_argument(f):
 
 @contextlib.contextmanager
 def _recording(obj: dict, run: str, purpose: str):
-    """The run RUN of the store, through the API (the store as every reading command opens it)."""
+    """The run RUN of the store, through the API (the store as every reading command opens it); RUN
+    may be a run file (.osr) instead."""
     from osrewind.queries.api import Recording
 
-    with _store(obj["db"], purpose) as store:
-        yield Recording.of(store, run)
+    store, (name,) = _open_runs(obj, [run], purpose)
+    with store:
+        yield Recording.of(store, name)
+
+
+def _open_runs(obj: dict, runs: list[str], purpose: str):
+    """The store to read ``runs`` from, and how to name them in it: the --db store, or, when they are
+    run files (.osr), a store of their own (imported once, kept in osrewind's cache, indexed)."""
+    from osrewind.ingest import runfile
+    from osrewind.ingest.store import Store
+
+    files = [r for r in runs if runfile.is_run_file(r)]
+    if not files:
+        return _store(obj["db"], purpose), runs
+    if len(files) != len(runs):
+        raise UsageError("give runs of the store or run files (.osr), not both ('osrewind import FILE' brings a "
+                         "file's run into the store)")
+    ids = [runfile.manifest(f).run_id for f in files]
+
+    def prepare(where: str) -> None:
+        from osrewind.queries.api import Recording
+
+        with Store(where, purpose=f"opening {files[0]}", mode="write") as store:
+            store.ensure_schema()
+            done: set[str] = set()
+            for f, rid in zip(files, ids, strict=True):
+                if rid not in done:
+                    runfile.import_(store, f)
+                    Recording.of(store, rid).reindex()
+                    done.add(rid)
+
+    return Store(runfile.opened(files, prepare), purpose=purpose, mode="read"), ids
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -673,8 +704,11 @@ def diff(obj: dict, run_a: str, run_b: str, as_json: bool) -> None:
       osrewind diff good-build bad-build
       osrewind diff 3f2a 9c1d --json
     """
-    with _recording(obj, run_a, "diffing runs") as rec:
-        other = rec.of(rec.store, run_b)
+    from osrewind.queries.api import Recording
+
+    store, (name_a, name_b) = _open_runs(obj, [run_a, run_b], "diffing runs")
+    with store:
+        rec, other = Recording.of(store, name_a), Recording.of(store, name_b)
         result = rec.diff(other)
     if as_json:
         _emit_json(result)
@@ -783,6 +817,80 @@ def tests(obj: dict, run: str, failed: bool, as_json: bool) -> None:
              "(a pytest session recorded with 'pytest --osrewind' has)", err=True)
         return
     _echo_lines(render.tests(rec.run, items))
+
+
+# ---------------------------------------------------------------------------- export / import
+
+
+@cli.command("export")
+@run_argument
+@click.option("--output", "-o", required=True, metavar="FILE", help="The run file to write (FILE.osr).")
+@test_option("only what rewinding its window needs.")
+@click.option("--from", "t_from", default=None, metavar="TIME", help="With --to: only what rewinding this window needs.")
+@click.option("--to", "t_to", default=None, metavar="TIME", help="The window's end.")
+@json_option("Print the file's manifest as JSON.")
+@db_option
+@click.pass_obj
+def export_run(obj: dict, run: str, output: str, test: str | None, t_from: str | None, t_to: str | None,
+               as_json: bool) -> None:
+    """Write RUN to one portable file (.osr) that any osrewind can open: a manifest (format version,
+    osrewind version, host, kernel, boot id, clock offset) and the run's tables (Parquet), in one
+    archive. Every reading command takes the file in place of a run; 'osrewind import' adds it to a
+    store.
+
+    A window (--test, or --from and --to) keeps the /proc baseline and every state fact up to its end,
+    so the state at any instant in it is exact, and the syscall and scheduler streams inside it.
+
+    \b
+    Examples:
+      osrewind export last -o run.osr
+      osrewind export pytest-3f2a --test tests/test_x.py::test_y -o test_y.osr
+      osrewind state test_y.osr --test test_y
+    """
+    if (t_from is None) != (t_to is None):
+        raise UsageError("a window needs both --from and --to")
+    if test is not None and t_from is not None:
+        raise UsageError("use --test or --from/--to, not both")
+    if not output.endswith(".osr"):
+        raise UsageError(f"--output {output!r}: a run file's name ends with .osr")
+    with _recording(obj, run, "exporting a run") as rec:
+        manifest = rec.export(output, (t_from, t_to) if t_from is not None else None, test)
+    if as_json:
+        _emit_json(manifest)
+        return
+    rows = sum(t["rows"] for name, t in manifest["tables"].items() if name == "events")
+    echo(f"run {manifest['run_id'][:8]} '{manifest['name']}': {rows} events"
+         + (f" ({manifest['note']})" if manifest["note"] else "") + f" -> {output} ({os.path.getsize(output)} bytes)")
+
+
+@cli.command("import")
+@click.argument("file")
+@click.option("--as", "as_name", default=None, metavar="NAME",
+              help="Import as a new run of this name (a run already in the store is refused otherwise).")
+@json_option("Print the imported run as JSON.")
+@db_option
+@click.pass_obj
+def import_run(obj: dict, file: str, as_name: str | None, as_json: bool) -> None:
+    """Add the run of a run file (.osr, from 'osrewind export') to the store, and index it.
+
+    \b
+    Examples:
+      osrewind import run.osr
+      osrewind import run.osr --as flaky-ci-1234
+    """
+    from osrewind.ingest import runfile
+    from osrewind.queries.api import Recording
+
+    runfile.read(file)   # checked whole before the store is touched: a bad file writes nothing
+    with _store(obj["db"], "importing a run", write=True) as store:
+        store.ensure_schema()
+        run_id = runfile.import_(store, file, as_name)
+        _index(store, run_id, as_json)
+        info = Recording.of(store, run_id).run
+    if as_json:
+        _emit_json(info.to_json())
+    else:
+        echo(f"run {info.run_id[:8]} '{info.name}' imported from {file}: {info.events} events")
 
 
 # ---------------------------------------------------------------------------- top
@@ -898,8 +1006,12 @@ def tui(ctx: click.Context, run: str | None, diff_run: str | None, at: str | Non
         Redactor(redact)  # a bad pattern is bad input: say so before anything starts
         check_environment()
         need_terminal()
-    with _store(obj["db"], "terminal UI" if live_cmd is None else "recording (live TUI)",
-                write=live_cmd is not None) as store:
+    if live_cmd is not None:
+        opened = _store(obj["db"], "recording (live TUI)", write=True)
+    else:   # run files (.osr) open in a store of their own
+        opened, names = _open_runs(obj, [r for r in (run, diff_run) if r is not None], "terminal UI")
+        run, diff_run = (names + [None, None])[:2] if run is not None else (None, None)
+    with opened as store:
         if live_cmd is not None:
             from osrewind.ingest.recorder import RecordOptions
             from osrewind.tui.live import LiveSession

@@ -11,7 +11,9 @@ happens to the recording. Without root (or BCC, or kernel headers) one line says
 runs unrecorded.
 
 Options: ``--osrewind-keep=failed|all`` (failed: a session with no failing test keeps only its
-summary, the run row and its tests), ``--osrewind-db PATH|URL`` (the store). With xdist
+summary, the run row and its tests), ``--osrewind-export DIR`` (one run file per failing test, for CI
+artifacts; ``--junitxml`` then names it in ``osrewind.trace`` and a ``[[ATTACHMENT|path]]`` line),
+``--osrewind-db PATH|URL`` (the store). With xdist
 (``-p xdist -n 2``) the workers are children of the recorded session and are recorded with it;
 each test's marks name its worker.
 """
@@ -30,6 +32,7 @@ import pytest
 
 MARKS_ENV = "OSREWIND_PYTEST_MARKS"   # set for the recorded session: where its marks go
 RUN_ENV = "OSREWIND_PYTEST_RUN"       # and the name of its run
+EXPORT_ENV = "OSREWIND_PYTEST_EXPORT"  # and where failing tests' run files go (--osrewind-export)
 FAILING = ("failed", "error", "died")
 
 
@@ -41,6 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--osrewind-keep", choices=("failed", "all"), default="failed",
                     help="failed (default): a session with no failing test keeps only its summary; "
                          "all: keep every session's trace.")
+    group.addoption("--osrewind-export", default=None, metavar="DIR",
+                    help="Write one run file (.osr) per failing test here (for CI artifacts): what rewinding "
+                         "its window needs; 'osrewind state FILE --test NODEID' opens it anywhere.")
     group.addoption("--osrewind-db", default=None, metavar="PATH|URL",
                     help="The osrewind store (default: $OSREWIND_DB, else osrewind's default store).")
 
@@ -77,6 +83,7 @@ class _Marks:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self.worker = os.environ.get("PYTEST_XDIST_WORKER", "")
         self.run = os.environ.get(RUN_ENV, "")
+        self.export = os.environ.get(EXPORT_ENV, "")
         self.ended: dict[tuple[str, str], int] = {}
 
     def _mark(self, nodeid: str, when: str, ev: str, t: int, **more: object) -> None:
@@ -105,6 +112,8 @@ class _Marks:
         report = outcome.get_result()
         if report.failed and self.run and not any(k == "osrewind.run" for k, _v in item.user_properties):
             item.user_properties.append(("osrewind.run", self.run))   # in --junitxml, per failing test
+            if self.export:
+                item.user_properties.append(("osrewind.trace", trace_path(self.export, item.nodeid)))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         t = self.ended.pop((report.nodeid, report.when), None)
@@ -117,6 +126,15 @@ class _Marks:
         self._mark(report.nodeid, report.when, "end", t, outcome=report.outcome, message=message)
 
 
+def trace_path(directory: str, nodeid: str) -> str:
+    """Where ``--osrewind-export`` puts a failing test's run file: its node id made a file name."""
+    import hashlib
+    import re
+
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid).strip("_")[:120]
+    return os.path.join(os.path.abspath(directory), f"{stem}-{hashlib.sha1(nodeid.encode()).hexdigest()[:8]}.osr")
+
+
 class _RecordedSession:
     """The outer pytest: runs the session under ``osrewind record``, then files its tests."""
 
@@ -124,6 +142,9 @@ class _RecordedSession:
         self.config = config
         self.db = config.getoption("osrewind_db") or os.environ.get("OSREWIND_DB")
         self.keep = config.getoption("osrewind_keep")
+        self.export = config.getoption("osrewind_export")
+        xml = getattr(config.option, "xmlpath", None)
+        self.junit = os.path.join(str(config.invocation_params.dir), xml) if xml else None
         self.name = f"pytest-{uuid.uuid4().hex[:8]}"
 
     def run(self) -> int:
@@ -133,6 +154,9 @@ class _RecordedSession:
             cmd = [sys.executable, "-m", "osrewind", *(["--db", self.db] if self.db else []), "record", "--quiet",
                    "--name", self.name, "--", sys.executable, "-m", "pytest", *args]
             env = {**os.environ, MARKS_ENV: marks_path, RUN_ENV: self.name}
+            if self.export:
+                os.makedirs(self.export, exist_ok=True)
+                env[EXPORT_ENV] = os.path.abspath(self.export)
             sys.stderr.write(f"osrewind: recording this session as run '{self.name}' (the recorder takes a few "
                              "seconds to start)\n")
             sys.stderr.flush()
@@ -165,9 +189,16 @@ class _RecordedSession:
             failing = [t for t in found if t.outcome() in FAILING]
             if not failing and self.keep == "failed":
                 marks.drop_trace(store, run.run_id, "trace not kept: no test failed (--osrewind-keep=failed)")
-        self.summary(run, found, failing)
+            exported = {}
+            if failing and self.export:
+                for t in failing:
+                    exported[t.nodeid] = trace_path(self.export, t.nodeid)
+                    rec.export(exported[t.nodeid], test=t.nodeid)
+        if self.junit and exported:
+            attach(self.junit, exported)
+        self.summary(run, found, failing, exported)
 
-    def summary(self, run, found: list, failing: list) -> None:
+    def summary(self, run, found: list, failing: list, exported: dict[str, str]) -> None:
         me = "osrewind"
         out = sys.stdout
         rid = run.run_id[:8]
@@ -179,4 +210,27 @@ class _RecordedSession:
         for t in failing:
             quoted = "'" + t.nodeid.replace("'", "'\\''") + "'"
             out.write(f"  {t.outcome().upper():7} {me} tui {rid} --test {quoted}\n")
+            if t.nodeid in exported:
+                out.write(f"          {me} tui {exported[t.nodeid]} --test {quoted}\n")
         out.flush()
+
+
+def attach(junit: str, exported: dict[str, str]) -> None:
+    """Each exported failing test's run file, as a ``[[ATTACHMENT|path]]`` line in its testcase's
+    system-out (the convention Jenkins, GitLab and Azure read); the recorded session named the file
+    in the ``osrewind.trace`` property."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        tree = ET.parse(junit)
+    except (OSError, ET.ParseError):
+        return   # the session died before writing it
+    files = set(exported.values())
+    for case in tree.getroot().iter("testcase"):
+        trace = next((p.get("value") for p in case.iter("property") if p.get("name") == "osrewind.trace"), None)
+        if trace in files:
+            out = case.find("system-out")
+            if out is None:
+                out = ET.SubElement(case, "system-out")
+            out.text = (out.text or "") + f"\n[[ATTACHMENT|{trace}]]\n"
+    tree.write(junit, encoding="utf-8", xml_declaration=True)

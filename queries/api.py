@@ -169,6 +169,22 @@ class Recording:
             rows.append((d, pair.a, pair.b))
         return rows
 
+    def export(self, path: str, window: tuple[int | str, int | str] | None = None, test: str | None = None) -> dict:
+        """Write the run to a run file (``osrewind.ingest.runfile``): all of it, or what rewinding a
+        window needs (``window``: two instants; ``test``: a test's window). Returns the manifest."""
+        from osrewind.ingest import runfile
+
+        span, note = None, ""
+        if test is not None:
+            t = self.test(test)
+            span, note = (t.start_ns, t.end_ns), f"test {t.nodeid} ({t.outcome})"
+        elif window is not None:
+            span = (self.instant(window[0], "--from"), self.instant(window[1], "--to"))
+            if span[0] > span[1]:
+                raise UsageError("--from is after --to")
+            note = "window"
+        return runfile.export(self.store, self.run, path, span, note)
+
     def reindex(self, progress: Callable[[int], None] | None = None) -> int:
         """Rebuild the run's keyframes and history from its events (needs a store open for writing);
         returns how many keyframes it has."""

@@ -63,7 +63,9 @@ def _notes(report: Path) -> dict[str, dict]:
 def test_a_failing_session_keeps_each_tests_window_and_says_how_to_open_it(kernel, tmp_path):
     db, report, junit = tmp_path / "db", tmp_path / "report.jsonl", tmp_path / "junit.xml"
     (tmp_path / "test_suite.py").write_text(SUITE.format(report=str(report)))
-    out = _pytest(tmp_path, "--osrewind", "--osrewind-db", str(db), f"--junitxml={junit}", "test_suite.py")
+    exports = tmp_path / "exports"
+    out = _pytest(tmp_path, "--osrewind", "--osrewind-db", str(db), f"--junitxml={junit}",
+                  f"--osrewind-export={exports}", "test_suite.py")
     assert out.returncode == 1, out.stdout + out.stderr          # pytest's own exit code: a test failed
     notes = _notes(report)
     runs = json.loads(osrewind("runs", "--json", db=db, check=True).stdout)
@@ -100,6 +102,16 @@ def test_a_failing_session_keeps_each_tests_window_and_says_how_to_open_it(kerne
     props = {p.get("name"): p.get("value") for p in cases["test_fails"].iter("property")}
     assert props["osrewind.run"] == runs[0]["name"]
     assert not list(cases["test_passes"].iter("property"))
+    # one run file per failing test, named in JUnit XML (property and attachment line), that opens on its own
+    (trace,) = exports.iterdir()
+    assert props["osrewind.trace"] == str(trace)
+    assert f"[[ATTACHMENT|{trace}]]" in cases["test_fails"].find("system-out").text
+    away = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    st_file = json.loads(osrewind("state", str(trace), "--test", "test_suite.py::test_fails", "--json", env=away,
+                                  check=True).stdout)
+    assert st_file["processes"] == st["processes"]
+    (only,) = json.loads(osrewind("tests", str(trace), "--json", env=away, check=True).stdout)
+    assert only["nodeid"] == "test_suite.py::test_fails" and only["outcome"] == "failed"
 
 
 def test_a_test_whose_process_dies_is_kept_as_died(kernel, tmp_path):
