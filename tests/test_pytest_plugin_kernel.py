@@ -154,3 +154,27 @@ def test_without_root_the_session_runs_unrecorded(kernel, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stderr.count("osrewind: warning: recording needs root") == 1
     assert "1 passed" in out.stdout and not (tmp_path / "db").exists()
+
+
+def test_with_xdist_the_workers_are_recorded_with_the_session(kernel, tmp_path):
+    db, report = tmp_path / "db", tmp_path / "report.jsonl"
+    (tmp_path / "test_suite.py").write_text(SUITE.format(report=str(report)))
+    out = _pytest(tmp_path, "-p", "xdist", "-n", "2", "--osrewind", "--osrewind-db", str(db), "test_suite.py")
+    assert out.returncode == 1, out.stdout + out.stderr
+    notes = _notes(report)
+    tests = {t["nodeid"]: t for t in json.loads(osrewind("tests", "last", "--json", db=db, check=True).stdout)}
+    assert {t["outcome"] for t in tests.values()} == {"passed", "failed"}
+    assert {t["worker"] for t in tests.values()} <= {"gw0", "gw1"} and all(t["worker"] for t in tests.values())
+    # each test ran in a worker process, which the recording saw being born under the session
+    tree = json.loads(osrewind("tree", "last", "--json", db=db, check=True).stdout)
+
+    def pids(nodes):
+        for n in nodes:
+            yield n["pid"]
+            yield from pids(n.get("children", []))
+
+    seen = set(pids(tree["processes"]))
+    for name in ("test_passes", "test_fails"):
+        t = tests[f"test_suite.py::{name}"]
+        assert t["pid"] == notes[name]["pid"] and t["pid"] in seen
+    assert notes["test_fails"]["child"] in seen
