@@ -577,6 +577,14 @@ class Store:
         except Exception as exc:
             raise StoreError(f"query failed: {_one_line(exc)}") from exc
 
+    def delete_run(self, run_id: str) -> None:
+        """Every row of a run, in every table (``osrewind hunt`` keeps one passing and one failing run)."""
+        for table in sorted(self.table_names() & set(KNOWN_TABLES) - {"meta"}):
+            try:
+                self.client.command(f"DELETE FROM {table} WHERE run_id = {{run:UUID}}", parameters={"run": run_id})
+            except Exception as exc:
+                raise StoreError(f"cannot delete run {run_id[:8]} from {table}: {_one_line(exc)}") from exc
+
     def remember_tables(self) -> None:
         """Write down in the store's marker which tables it has, so that losing one later is noticed
         on open (``_check_damage``) instead of being papered over with an empty table."""

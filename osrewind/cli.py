@@ -819,6 +819,84 @@ def tests(obj: dict, run: str, failed: bool, as_json: bool) -> None:
     _echo_lines(render.tests(rec.run, items))
 
 
+# ---------------------------------------------------------------------------- hunt
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--runs", default=20, show_default=True, type=click.IntRange(2, 10_000),
+              help="Give up after this many runs.")
+@click.option("--name", "-n", default="", help="Runs are named NAME-1, NAME-2, ... in order (default NAME: the "
+                                                "command's basename); the kept ones keep theirs.")
+@click.option("--no-sched", is_flag=True, help="Leave out the scheduler.")
+@click.option("--no-syscalls", is_flag=True, help="Leave out the every-syscall stream.")
+@json_option("Print what was found (the kept runs, every attempt's exit code, the diff) as JSON.")
+@db_option
+@click.pass_obj
+def hunt(obj: dict, command: tuple[str, ...], runs: int, name: str, no_sched: bool, no_syscalls: bool,
+         as_json: bool) -> None:
+    """Run a flaky COMMAND under recording until it has both passed (exit 0) and failed, keep one run of
+    each, and show how they differ, first divergence first.
+
+    Each run's output goes to a log file (named at the end), not the terminal; a progress line says how
+    it goes. The other runs are deleted. Exits 0 when both were seen, 1 when --runs went by without
+    (the runs of the one outcome seen are kept: one of them). Needs root.
+
+    \b
+    Examples:
+      sudo osrewind hunt -- pytest -x tests/test_x.py::test_y
+      sudo osrewind hunt --runs 50 --name upload -- ./upload_test.sh
+    """
+    import tempfile
+
+    from osrewind.ingest.recorder import RecordOptions
+    from osrewind.probes.loader import check_environment
+    from osrewind.queries.api import Recording
+    from osrewind.queries.recording import hunt as run_hunt
+
+    if not command:
+        raise UsageError("nothing to hunt: give the command after --, e.g. osrewind hunt -- pytest -x tests/test_x.py")
+    check_environment()
+    base = name or os.path.basename(command[0])
+    logs = tempfile.mkdtemp(prefix="osrewind-hunt-")
+
+    def options(i: int) -> RecordOptions:   # one output path for every run: it must not look like a divergence
+        return RecordOptions(command=list(command), name=f"{base}-{i + 1}", sched=not no_sched,
+                             syscalls=not no_syscalls, output=os.path.join(logs, "output.log"))
+
+    def on_attempt(i: int, result, found) -> None:
+        os.replace(os.path.join(logs, "output.log"), os.path.join(logs, f"run-{i + 1}.log"))
+        code = "?" if result.exit_code is None else result.exit_code
+        passes = sum(1 for r in found.attempts if r.exit_code == 0)
+        click.echo(f"osrewind: hunt: run {i + 1}/{runs}: exit {code} ({passes} passed, "
+                   f"{len(found.attempts) - passes} failed)", err=True)   # stderr: --json stays clean
+
+    with _store(obj["db"], "hunting", write=True) as store:
+        found = run_hunt(store, options, runs, on_attempt, notice=lambda m: click.echo(f"osrewind: {safe(m)}", err=True))
+        kept = {}
+        for label, r in (("pass", found.passed), ("fail", found.failed)):
+            if r is not None:
+                kept[label] = {"run_id": str(r.run_id), "exit_code": r.exit_code,
+                               "log": os.path.join(logs, f"run-{found.attempts.index(r) + 1}.log")}
+        result = None
+        if found.found:
+            a, b = Recording.of(store, kept["pass"]["run_id"]), Recording.of(store, kept["fail"]["run_id"])
+            result = a.diff(b)
+    report = {"runs": len(found.attempts), "exit_codes": [r.exit_code for r in found.attempts],
+              "found": found.found, "kept": kept, "diff": result}
+    if as_json:
+        _emit_json(report)
+    else:
+        echo(f"osrewind: hunt: {len(found.attempts)} runs, "
+             + ("a pass and a failure" if found.found else "only " + ("passes" if found.passed else "failures")))
+        for label, k in kept.items():
+            echo(f"  {label}: run {k['run_id'][:8]} (exit {k['exit_code']}), output in {k['log']}")
+        if result is not None:
+            _echo_lines(render.diff(a.run, b.run, result))
+    if not found.found:
+        sys.exit(1)
+
+
 # ---------------------------------------------------------------------------- export / import
 
 

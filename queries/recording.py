@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from osrewind.ingest.recorder import Recorder, RecordOptions
 from osrewind.queries import keyframes
@@ -39,3 +40,44 @@ class Session:
         self.indexer.finish(resolve_run(self.store, self.run_id))
         self.indexed_s = time.monotonic() - t0
         return True
+
+
+@dataclass
+class Hunt:
+    """What ``hunt`` saw: every attempt's result, and the passing and the failing run it kept."""
+    attempts: list = field(default_factory=list)
+    passed: object | None = None
+    failed: object | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.passed is not None and self.failed is not None
+
+
+def hunt(store, options: Callable[[int], RecordOptions], runs: int,
+         on_attempt: Callable[[int, object, Hunt], None] | None = None,
+         notice: Callable[[str], None] | None = None) -> Hunt:
+    """Record the command of ``options(i)`` again and again (at most ``runs`` times) until it has both
+    passed (exit 0) and failed (any other exit); keep the first run of each, indexed, and delete the
+    others. Stops early when a recording is interrupted (Ctrl-C) or fails (the store): what was kept
+    stays. ``on_attempt(i, result, hunt)`` after each."""
+    found = Hunt()
+    for i in range(runs):
+        session = Session(store, options(i), notice=notice)
+        result = session.run()
+        found.attempts.append(result)
+        keep = False
+        if result.status == "complete" and result.exit_code is not None:
+            if result.exit_code == 0 and found.passed is None:
+                found.passed, keep = result, True
+            elif result.exit_code != 0 and found.failed is None:
+                found.failed, keep = result, True
+        if keep or result.status != "complete":
+            session.index(result)   # (an interrupted or failed recording is kept as it is)
+        else:
+            store.delete_run(str(result.run_id))   # a repeat of an outcome already kept
+        if on_attempt is not None:
+            on_attempt(i, result, found)
+        if found.found or result.status != "complete":
+            break
+    return found

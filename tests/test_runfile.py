@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import zipfile
 
+from synthetic import random_run
+
 from conftest import osrewind
 from osrewind.ingest import runfile
 from osrewind.ingest.store import Store
-from synthetic import random_run
 
 TABLES = ("runs", "events", "snapshot_procs", "snapshot_fds")
 
