@@ -902,14 +902,18 @@ def hunt(obj: dict, command: tuple[str, ...], runs: int, name: str, no_sched: bo
 
 @cli.command("export")
 @run_argument
-@click.option("--output", "-o", required=True, metavar="FILE", help="The run file to write (FILE.osr).")
+@click.option("--output", "-o", required=True, metavar="FILE",
+              help="The file to write: FILE.osr (a run file), or with --format perfetto FILE.pftrace.")
+@click.option("--format", "fmt", type=click.Choice(["osr", "perfetto"]), default="osr", show_default=True,
+              help="osr: a run file any osrewind opens; perfetto: a trace for ui.perfetto.dev (CPU lanes, process "
+                   "and thread tracks, syscalls as slices, facts as instants, forks as flows, tests as slices).")
 @test_option("only what rewinding its window needs.")
 @click.option("--from", "t_from", default=None, metavar="TIME", help="With --to: only what rewinding this window needs.")
 @click.option("--to", "t_to", default=None, metavar="TIME", help="The window's end.")
 @json_option("Print the file's manifest as JSON.")
 @db_option
 @click.pass_obj
-def export_run(obj: dict, run: str, output: str, test: str | None, t_from: str | None, t_to: str | None,
+def export_run(obj: dict, run: str, output: str, fmt: str, test: str | None, t_from: str | None, t_to: str | None,
                as_json: bool) -> None:
     """Write RUN to one portable file (.osr) that any osrewind can open: a manifest (format version,
     osrewind version, host, kernel, boot id, clock offset) and the run's tables (Parquet), in one
@@ -924,11 +928,26 @@ def export_run(obj: dict, run: str, output: str, test: str | None, t_from: str |
       osrewind export last -o run.osr
       osrewind export pytest-3f2a --test tests/test_x.py::test_y -o test_y.osr
       osrewind state test_y.osr --test test_y
+      osrewind export last --format perfetto -o run.pftrace
     """
     if (t_from is None) != (t_to is None):
         raise UsageError("a window needs both --from and --to")
     if test is not None and t_from is not None:
         raise UsageError("use --test or --from/--to, not both")
+    if fmt == "perfetto":
+        if test is not None or t_from is not None:
+            raise UsageError("--format perfetto writes the whole run (a window: export a run file first, then that)")
+        with _recording(obj, run, "exporting a run") as rec:
+            def progress(n: int) -> None:
+                if sys.stderr.isatty():
+                    click.echo(f"osrewind: exporting: {n} facts\r", err=True, nl=False)
+
+            size = rec.perfetto(output, progress)
+        if as_json:
+            _emit_json({"run_id": rec.run.run_id, "format": "perfetto", "output": output, "bytes": size})
+        else:
+            echo(f"run {rec.run.run_id[:8]} '{rec.run.name}' -> {output} ({size} bytes): open it in ui.perfetto.dev")
+        return
     if not output.endswith(".osr"):
         raise UsageError(f"--output {output!r}: a run file's name ends with .osr")
     with _recording(obj, run, "exporting a run") as rec:

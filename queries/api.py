@@ -185,6 +185,18 @@ class Recording:
             note = "window"
         return runfile.export(self.store, self.run, path, span, note)
 
+    def perfetto(self, path: str, progress: Callable[[int], None] | None = None) -> int:
+        """Write the run as a Perfetto trace (``queries/perfetto.py``); returns its size in bytes."""
+        from osrewind.queries import perfetto
+
+        blob = perfetto.build(self, progress)
+        try:
+            with open(path, "wb") as f:
+                f.write(blob)
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return len(blob)
+
     def reindex(self, progress: Callable[[int], None] | None = None) -> int:
         """Rebuild the run's keyframes and history from its events (needs a store open for writing);
         returns how many keyframes it has."""

@@ -112,6 +112,36 @@ def test_a_failing_session_keeps_each_tests_window_and_says_how_to_open_it(kerne
     assert st_file["processes"] == st["processes"]
     (only,) = json.loads(osrewind("tests", str(trace), "--json", env=away, check=True).stdout)
     assert only["nodeid"] == "test_suite.py::test_fails" and only["outcome"] == "failed"
+    _check_perfetto(db, rid, tmp_path / "run.pftrace", tests)
+
+
+def _check_perfetto(db: Path, rid: str, out: Path, tests: dict) -> None:
+    """The run as a Perfetto trace, parsed back with Perfetto's own protos: CPU lanes, tracks, slices
+    and flows as the store has them."""
+    from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import Trace, TrackEvent
+
+    osrewind("export", rid, "--format", "perfetto", "-o", str(out), db=db, check=True)
+    trace = Trace.FromString(out.read_bytes())
+    facts = [json.loads(x) for x in osrewind("events", rid, "--json", db=db, check=True).stdout.splitlines()]
+    switches = [e for e in facts if e["kind"] == "sched_switch"]
+    lanes = [(p.ftrace_events.cpu, fe) for p in trace.packet if p.HasField("ftrace_events")
+             for fe in p.ftrace_events.event if fe.HasField("sched_switch")]
+    assert len(lanes) == len(switches) > 0 and {c for c, _ in lanes} == {e["cpu"] for e in switches}
+    assert sorted(fe.sched_switch.next_pid for _c, fe in lanes) == sorted(e["a1"] for e in switches)
+    tracks = {p.track_descriptor.uuid: p.track_descriptor for p in trace.packet if p.HasField("track_descriptor")}
+    procs = {d.process.pid for d in tracks.values() if d.HasField("process")}
+    assert {t["pid"] for t in tests.values()} <= procs
+    events = [p.track_event for p in trace.packet if p.HasField("track_event")]
+    begins = [e for e in events if e.type == TrackEvent.TYPE_SLICE_BEGIN and tracks[e.track_uuid].HasField("thread")]
+    calls = [e for e in facts if e["kind"] == "syscall"]
+    assert len(begins) == len(calls) and sorted(e.name for e in begins) == sorted(e["syscall"] for e in calls)
+    assert sum(e.type == TrackEvent.TYPE_SLICE_END for e in events) == len(begins) + len(tests)
+    flows = [f for e in events for f in e.flow_ids]
+    ends = [f for e in events for f in e.terminating_flow_ids]
+    forks = [e for e in facts if e["kind"] == "fork" and not e["a2"] & 0x10000]
+    assert sorted(flows) == sorted(ends) and len(flows) == len(forks) > 0
+    test_slices = {e.name for e in events if e.type == TrackEvent.TYPE_SLICE_BEGIN and tracks[e.track_uuid].name == "tests"}
+    assert test_slices == set(tests)
 
 
 def test_a_test_whose_process_dies_is_kept_as_died(kernel, tmp_path):
