@@ -295,3 +295,48 @@ def test_tui_command_errors_are_one_line(db):
         out = osrewind(*args, db=db)
         assert out.returncode == code, (args, out.stderr)
         assert out.stderr.count("\n") == 1 and out.stderr.startswith("osrewind: error:") and words in out.stderr
+
+
+def test_tests_of_a_recorded_session_show_on_the_timeline_and_t_jumps_to_failures(tmp_path):
+    """A run with a tests table (as pytest --osrewind leaves it): the scrubber draws each test's span,
+    failed ones in red, and t / T step to the end of the next / previous failing test."""
+    from osrewind.ingest import marks
+
+    db = str(tmp_path / "db")
+    rid = tui_runs.write(db, "a", name="session")
+    found = marks.tests([
+        {"t": START + 100 * MS, "pid": 4242, "nodeid": "t.py::test_ok", "when": "call", "ev": "start"},
+        {"t": START + 200 * MS, "pid": 4242, "nodeid": "t.py::test_ok", "when": "call", "ev": "end",
+         "outcome": "passed"},
+        {"t": START + 500 * MS, "pid": 4242, "nodeid": "t.py::test_bad", "when": "call", "ev": "start"},
+        {"t": START + 700 * MS, "pid": 4242, "nodeid": "t.py::test_bad", "when": "call", "ev": "end",
+         "outcome": "failed", "message": "AssertionError"},
+        {"t": START + 1100 * MS, "pid": 4243, "nodeid": "t.py::test_dies", "when": "call", "ev": "start"},
+    ])
+    with Store(db, purpose="test") as store:
+        store.ensure_schema()
+        store.insert_arrow("tests", marks.table(rid, found, lambda pid: START + 1400 * MS))
+
+    async def go():
+        async with running(db, run="session", at="start") as (app, pilot):
+            s = app.screen
+            scrub = s.scrubber
+            assert sorted(scrub.tests) == [(START + 100 * MS, START + 200 * MS, False),
+                                           (START + 500 * MS, START + 700 * MS, True),
+                                           (START + 1100 * MS, START + 1400 * MS, True)]
+            text = scrub.render()
+            assert "3 tests, 2 failed" in str(text)
+            marks_line = str(text).split("\n")[1]
+            assert marks_line[scrub.column_of(START + 600 * MS)] == "━"      # inside the failed test
+            assert marks_line[scrub.column_of(START + 150 * MS)] == "─"      # inside the passed one
+            await pilot.press("t")
+            await settle(pilot)
+            assert s.at == START + 700 * MS and "t.py::test_bad" in scrub.note
+            await pilot.press("t")
+            await settle(pilot)
+            assert s.at == START + 1400 * MS - 1 and "died" in scrub.note     # just before its process ended
+            await pilot.press("T")
+            await settle(pilot)
+            assert s.at == START + 700 * MS
+
+    asyncio.run(go())

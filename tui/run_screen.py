@@ -58,6 +58,8 @@ class RunScreen(Screen):
         Binding("m", "bookmark", "Bookmark", show=False),
         Binding("b", "next_bookmark(1)", "Next bookmark", show=False),
         Binding("B", "next_bookmark(-1)", "Previous bookmark", show=False),
+        Binding("t", "next_failed_test(1)", "Next failing test (its end: the failure)", show=False),
+        Binding("T", "next_failed_test(-1)", "Previous failing test", show=False),
         Binding("p", "touch(-1, 'process')", "Prev of proc"),
         Binding("n", "touch(1, 'process')", "Next of proc"),
         Binding("P", "touch(-1, 'fd')", "Previous event on the selected fd", show=False),
@@ -81,6 +83,7 @@ class RunScreen(Screen):
         self.at = run.end_ns if at is None and live is not None else (run.start_ns if at is None else at)
         self.step_idx = 0
         self.bookmarks: list[int] = []
+        self.tests: list = []    # of a recorded pytest session (queries.testcases.TestCase), by start
         self.follow = False
         self.state = None
         self.prev_at: int | None = None
@@ -213,13 +216,16 @@ class RunScreen(Screen):
         try:
             gaps = [(g.ts, g.lost) for g in self.rec.gaps()]
             dens = self.rec.density(self.scrubber.columns)
+            tests = self.rec.tests()
         except OsrewindError as exc:
             self._post(self.say, str(exc), severity="error")
             return
-        self._post(self._show_marks, gaps, dens)
+        self._post(self._show_marks, gaps, dens, tests)
 
-    def _show_marks(self, gaps: list[tuple[int, int]], dens: list[int]) -> None:
-        self.scrubber.set_marks(gaps, self.bookmarks)
+    def _show_marks(self, gaps: list[tuple[int, int]], dens: list[int], tests: list | None = None) -> None:
+        if tests is not None:
+            self.tests = tests
+        self.scrubber.set_marks(gaps, self.bookmarks, [(t.start_ns, t.end_ns, t.failed) for t in self.tests])
         self.scrubber.density = dens
 
     def _show_state(self, at: int, st, asked: float) -> None:
@@ -360,6 +366,22 @@ class RunScreen(Screen):
             self.bookmarks[0] if direction > 0 else self.bookmarks[-1])
         self._live_edge = False
         self._request(target)
+
+    def action_next_failed_test(self, direction: int) -> None:
+        """To the end (the failure) of the next or previous failing test of a recorded pytest session."""
+        from osrewind.queries import testcases
+
+        failed = [t for t in self.tests if t.failed]
+        if not failed:
+            self.notify("no failing tests in this run" if self.tests else
+                        "this run has no tests (record a pytest session with 'pytest --osrewind')")
+            return
+        ends = sorted(((testcases.instant(t, "end"), t) for t in failed), key=lambda x: x[0])
+        later = [x for x in ends if (x[0] > self.at if direction > 0 else x[0] < self.at)]
+        at, t = (later[0] if direction > 0 else later[-1]) if later else (ends[0] if direction > 0 else ends[-1])
+        self._live_edge = False
+        self.scrubber.note = safe(f"{t.outcome}: {t.nodeid}", limit=70)
+        self._request(at)
 
     def action_touch(self, direction: int, what: str) -> None:
         sel = self.proc_tree.selected

@@ -1,5 +1,6 @@
 """The timeline scrubber across the top: the run's span as an event-density sparkline, its markers
-(lost-record gaps, bookmarks, the live edge) and the current instant."""
+(lost-record gaps, bookmarks, the live edge, the tests of a recorded pytest session: failed ones in
+red) and the current instant."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class Scrubber(Widget):
         self.wall_offset_ns = wall_offset_ns
         self.gaps: list[tuple[int, int]] = []
         self.bookmarks: list[int] = []
+        self.tests: list[tuple[int, int, bool]] = []   # (start, end, failed) of each test
         self._columns = 0
 
     # ------------------------------------------------------------------ attributes down
@@ -48,8 +50,11 @@ class Scrubber(Widget):
         self.start_ns, self.end_ns = start_ns, max(end_ns, start_ns + 1)
         self.refresh()
 
-    def set_marks(self, gaps: list[tuple[int, int]], bookmarks: list[int]) -> None:
+    def set_marks(self, gaps: list[tuple[int, int]], bookmarks: list[int],
+                  tests: list[tuple[int, int, bool]] | None = None) -> None:
         self.gaps, self.bookmarks = list(gaps), sorted(bookmarks)
+        if tests is not None:
+            self.tests = list(tests)
         self.refresh()
 
     @property
@@ -85,12 +90,15 @@ class Scrubber(Widget):
                 spark.append(BARS[level], "" if n else "dim")
         marks = [" "] * cols
         styles = [""] * cols
+        for start, end, failed in sorted(self.tests, key=lambda t: t[2]):   # failed ones drawn last, on top
+            for c in range(self.column_of(start), self.column_of(end) + 1):
+                marks[c], styles[c] = ("━", "bold red") if failed else ("─", "green")
         for ts, _lost in self.gaps:
             c = self.column_of(ts)
             marks[c], styles[c] = "!", "bold red"
         for b in self.bookmarks:
             c = self.column_of(b)
-            if marks[c] == " ":
+            if marks[c] in " ─━":
                 marks[c], styles[c] = "*", "bold yellow"
         marks[cursor], styles[cursor] = "▲", "bold"
         line2 = Text()
@@ -106,6 +114,11 @@ class Scrubber(Widget):
             info.append(f"  {lost} lost in {len(self.gaps)} gap{'s' if len(self.gaps) > 1 else ''}", "bold red")
         if self.bookmarks:
             info.append(f"  {len(self.bookmarks)} bookmark{'s' if len(self.bookmarks) > 1 else ''}", "yellow")
+        if self.tests:
+            failed = sum(1 for t in self.tests if t[2])
+            info.append(f"  {len(self.tests)} tests")
+            if failed:
+                info.append(f", {failed} failed", "bold red")
         if self.note:
             info.append(f"  {safe(self.note)}", "italic")
         return Text("\n").join([spark, line2, info])
