@@ -13,6 +13,7 @@ runs unrecorded.
 Options: ``--osrewind-keep=failed|all`` (failed: a session with no failing test keeps only its
 summary, the run row and its tests), ``--osrewind-export DIR`` (one run file per failing test, for CI
 artifacts; ``--junitxml`` then names it in ``osrewind.trace`` and a ``[[ATTACHMENT|path]]`` line),
+``--osrewind-hunt N`` (the session again until it has passed and failed, as ``osrewind hunt``),
 ``--osrewind-db PATH|URL`` (the store). With xdist
 (``-p xdist -n 2``) the workers are children of the recorded session and are recorded with it;
 each test's marks name its worker.
@@ -47,6 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--osrewind-export", default=None, metavar="DIR",
                     help="Write one run file (.osr) per failing test here (for CI artifacts): what rewinding "
                          "its window needs; 'osrewind state FILE --test NODEID' opens it anywhere.")
+    group.addoption("--osrewind-hunt", type=int, default=0, metavar="N",
+                    help="Run the session again, recorded, up to N times until it has both passed and failed; keep "
+                         "one of each and show their first divergence (a flaky test's hunt).")
     group.addoption("--osrewind-db", default=None, metavar="PATH|URL",
                     help="The osrewind store (default: $OSREWIND_DB, else osrewind's default store).")
 
@@ -142,52 +146,94 @@ class _RecordedSession:
         self.config = config
         self.db = config.getoption("osrewind_db") or os.environ.get("OSREWIND_DB")
         self.keep = config.getoption("osrewind_keep")
+        self.hunt = config.getoption("osrewind_hunt")
         self.export = config.getoption("osrewind_export")
         xml = getattr(config.option, "xmlpath", None)
         self.junit = os.path.join(str(config.invocation_params.dir), xml) if xml else None
         self.name = f"pytest-{uuid.uuid4().hex[:8]}"
 
     def run(self) -> int:
-        args = [str(a) for a in self.config.invocation_params.args]
+        if self.hunt:
+            return self.run_hunt()
         with tempfile.TemporaryDirectory(prefix="osrewind-pytest-") as tmp:
-            marks_path = os.path.join(tmp, "marks.jsonl")
-            cmd = [sys.executable, "-m", "osrewind", *(["--db", self.db] if self.db else []), "record", "--quiet",
-                   "--name", self.name, "--", sys.executable, "-m", "pytest", *args]
-            env = {**os.environ, MARKS_ENV: marks_path, RUN_ENV: self.name}
-            if self.export:
-                os.makedirs(self.export, exist_ok=True)
-                env[EXPORT_ENV] = os.path.abspath(self.export)
-            sys.stderr.write(f"osrewind: recording this session as run '{self.name}' (the recorder takes a few "
-                             "seconds to start)\n")
-            sys.stderr.flush()
-            proc = subprocess.Popen(cmd, env=env, cwd=str(self.config.invocation_params.dir))
-            # Ctrl-C reaches the whole foreground group: the recorder stops when the session has
-            # exited, and this process waits for it (a handler, not SIG_IGN, which the child would keep)
-            old = signal.signal(signal.SIGINT, lambda *_a: None)
-            try:
-                code = proc.wait()
-            finally:
-                signal.signal(signal.SIGINT, old)
-            try:
-                self.file_tests(marks_path)
-            except Exception as exc:  # noqa: BLE001 - the session's outcome stands whatever the store says
-                sys.stderr.write(f"osrewind: warning: the session was recorded as run '{self.name}', but its "
-                                 f"tests could not be filed: {exc}\n")
+            return self.attempt(self.name, os.path.join(tmp, "marks.jsonl"), keep_passing=self.keep == "all")
+
+    def attempt(self, name: str, marks_path: str, keep_passing: bool) -> int:
+        """The session once, recorded as run ``name``, its tests filed; pytest's exit code."""
+        args = [str(a) for a in self.config.invocation_params.args]
+        cmd = [sys.executable, "-m", "osrewind", *(["--db", self.db] if self.db else []), "record", "--quiet",
+               "--name", name, "--", sys.executable, "-m", "pytest", *args]
+        env = {**os.environ, MARKS_ENV: marks_path, RUN_ENV: name}
+        if self.export:
+            os.makedirs(self.export, exist_ok=True)
+            env[EXPORT_ENV] = os.path.abspath(self.export)
+        sys.stderr.write(f"osrewind: recording this session as run '{name}' (the recorder takes a few "
+                         "seconds to start)\n")
+        sys.stderr.flush()
+        proc = subprocess.Popen(cmd, env=env, cwd=str(self.config.invocation_params.dir))
+        # Ctrl-C reaches the whole foreground group: the recorder stops when the session has
+        # exited, and this process waits for it (a handler, not SIG_IGN, which the child would keep)
+        old = signal.signal(signal.SIGINT, lambda *_a: None)
+        try:
+            code = proc.wait()
+        finally:
+            signal.signal(signal.SIGINT, old)
+        try:
+            self.file_tests(name, marks_path, keep_passing)
+        except Exception as exc:  # noqa: BLE001 - the session's outcome stands whatever the store says
+            sys.stderr.write(f"osrewind: warning: the session was recorded as run '{name}', but its "
+                             f"tests could not be filed: {exc}\n")
         return code
 
-    def file_tests(self, marks_path: str) -> None:
+    def run_hunt(self) -> int:
+        """``--osrewind-hunt N``: the session again and again (N times at most) until it has both passed
+        and failed; one run of each is kept, the others deleted, and their first divergence shown. The
+        exit code is the failing session's (0 if it never failed)."""
+        from osrewind.ingest.store import Store
+        from osrewind.queries.api import Recording
+
+        kept: dict[bool, tuple[str, int]] = {}   # passed? -> (run name, exit code)
+        with tempfile.TemporaryDirectory(prefix="osrewind-pytest-") as tmp:
+            for i in range(self.hunt):
+                name = f"{self.name}-{i + 1}"
+                code = self.attempt(name, os.path.join(tmp, f"marks-{i + 1}.jsonl"), keep_passing=True)
+                passed = code == 0
+                sys.stderr.write(f"osrewind: hunt: session {i + 1}/{self.hunt}: exit {code}\n")
+                if passed in kept or code not in (0, 1):   # a repeat, or not a test outcome (interrupted, usage)
+                    with Store(self.db, purpose="pytest --osrewind-hunt", mode="write") as store:
+                        store.delete_run(Recording.of(store, name).run.run_id)
+                    if code not in (0, 1):
+                        return code
+                    continue
+                kept[passed] = (name, code)
+                if len(kept) == 2:
+                    break
+        if len(kept) < 2:
+            sys.stdout.write(f"osrewind: hunt: {self.hunt} sessions, all {'passed' if True in kept else 'failed'}\n")
+            return kept.get(False, ("", 0))[1]
+        with Store(self.db, purpose="pytest --osrewind-hunt", mode="read") as store:
+            a, b = Recording.of(store, kept[True][0]), Recording.of(store, kept[False][0])
+            result = a.diff(b)
+            from osrewind import render
+
+            sys.stdout.write("osrewind: hunt: a passing and a failing session:\n")
+            for line in render.diff(a.run, b.run, result):
+                sys.stdout.write(line + "\n")
+        return kept[False][1]
+
+    def file_tests(self, name: str, marks_path: str, keep_passing: bool) -> None:
         from osrewind.ingest import marks
         from osrewind.ingest.store import Store
         from osrewind.queries.api import Recording
 
         found = marks.tests(marks.read(marks_path))
         with Store(self.db, purpose="pytest --osrewind", mode="write") as store:
-            rec = Recording.of(store, self.name)
+            rec = Recording.of(store, name)
             run = rec.run
             ended = marks.exits(store, run.run_id)
             store.insert_arrow("tests", marks.table(run.run_id, found, lambda pid: ended.get(pid, run.end_ns)))
             failing = [t for t in found if t.outcome() in FAILING]
-            if not failing and self.keep == "failed":
+            if not failing and not keep_passing:
                 marks.drop_trace(store, run.run_id, "trace not kept: no test failed (--osrewind-keep=failed)")
             exported = {}
             if failing and self.export:
@@ -196,14 +242,14 @@ class _RecordedSession:
                     rec.export(exported[t.nodeid], test=t.nodeid)
         if self.junit and exported:
             attach(self.junit, exported)
-        self.summary(run, found, failing, exported)
+        self.summary(run, found, failing, exported, keep_passing)
 
-    def summary(self, run, found: list, failing: list, exported: dict[str, str]) -> None:
+    def summary(self, run, found: list, failing: list, exported: dict[str, str], keep_passing: bool) -> None:
         me = "osrewind"
         out = sys.stdout
         rid = run.run_id[:8]
         if not failing:
-            kept = "kept" if self.keep == "all" else "not kept (no test failed)"
+            kept = "kept" if keep_passing else "not kept (no test failed)"
             out.write(f"osrewind: run {rid} '{run.name}': {len(found)} tests recorded, trace {kept}\n")
             return
         out.write(f"osrewind: run {rid} '{run.name}': {len(failing)} of {len(found)} tests failed; to open one:\n")

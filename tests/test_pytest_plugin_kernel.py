@@ -208,3 +208,29 @@ def test_with_xdist_the_workers_are_recorded_with_the_session(kernel, tmp_path):
         t = tests[f"test_suite.py::{name}"]
         assert t["pid"] == notes[name]["pid"] and t["pid"] in seen
     assert notes["test_fails"]["child"] in seen
+
+
+FLAKY = '''
+import os, random
+
+def test_flaky(tmp_path):
+    ready = tmp_path / "ready"
+    if random.random() < 0.5:
+        ready.write_text("ok")
+    assert ready.read_text() == "ok"
+'''
+
+
+def test_hunt_reruns_a_flaky_session_until_it_passed_and_failed(kernel, tmp_path):
+    db = tmp_path / "db"
+    (tmp_path / "test_flaky.py").write_text(FLAKY)
+    out = _pytest(tmp_path, "--osrewind", "--osrewind-db", str(db), "--osrewind-hunt", "30", "test_flaky.py")
+    assert out.returncode == 1, out.stdout + out.stderr          # it failed at least once
+    assert "a passing and a failing session" in out.stdout and "first divergence:" in out.stdout
+    runs = json.loads(osrewind("runs", "--json", db=db, check=True).stdout)
+    assert sorted(r["exit_code"] for r in runs) == [0, 1]      # one of each kept, the others deleted
+    sessions = out.stderr.count("osrewind: hunt: session ")
+    assert 2 <= sessions <= 30
+    for r in runs:
+        (t,) = json.loads(osrewind("tests", r["run_id"], "--json", db=db, check=True).stdout)
+        assert t["outcome"] == ("passed" if r["exit_code"] == 0 else "failed")
