@@ -167,35 +167,33 @@ def event(run, e: dict, summary: str) -> str:
             f"{safe(e['comm'], 15):15}  {summary}")
 
 
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:.1f}ms"
+
+
+# ``osrewind top``'s tables: a header and a row each
+TOP_TABLES = {
+    "processes": ("PROCESSES      PID  COMM             ON-CPU  SYSCALLS  IN-SYSCALL  FAILED  EVENTS",
+                  lambda r: f"          {r['pid']:>8}  {r['comm'][:15]:15} {_ms(r['cpu_ns']):>8}  {r['syscalls']:>8}  "
+                            f"{_ms(r['syscall_ns']):>10}  {r['failed']:>6}  {r['events']:>6}"),
+    "syscalls": ("SYSCALLS  NAME                 CALLS      TOTAL        MAX  FAILED  PROCS",
+                 lambda r: f"          {r['syscall'][:20]:20} {r['calls']:>6}  {_ms(r['total_ns']):>9}  "
+                           f"{_ms(r['max_ns']):>9}  {r['failed']:>6}  {r['processes']:>5}"),
+    "files": ("FILES     TOUCHES  OPENS  FAILED  PROCS  PATH",
+              lambda r: f"          {r['touches']:>7}  {r['opens']:>5}  {r['failed']:>6}  {r['processes']:>5}  {r['path']}"),
+    "endpoints": ("ENDPOINTS  EVENTS  FAILED  HOW                      ENDPOINT",
+                  lambda r: f"           {r['events']:>6}  {r['failed']:>6}  {','.join(r['how'])[:24]:24} {r['endpoint']}"),
+}
+
+
 def top(run, lo: int, hi: int, tables: dict) -> Iterator[str]:
     """``osrewind top``: the tables asked for, busiest first."""
     yield f"run {run.run_id[:8]} '{run.name}' from {format_offset(lo - run.start_ns)} to {format_offset(hi - run.start_ns)}"
-
-    def ms(ns: int) -> str:
-        return f"{ns / 1e6:.1f}ms"
-
-    if "processes" in tables:
-        yield ""
-        yield "PROCESSES      PID  COMM             ON-CPU  SYSCALLS  IN-SYSCALL  FAILED  EVENTS"
-        for r in tables["processes"]:
-            yield (f"          {r['pid']:>8}  {r['comm'][:15]:15} {ms(r['cpu_ns']):>8}  {r['syscalls']:>8}  "
-                   f"{ms(r['syscall_ns']):>10}  {r['failed']:>6}  {r['events']:>6}")
-    if "syscalls" in tables:
-        yield ""
-        yield "SYSCALLS  NAME                 CALLS      TOTAL        MAX  FAILED  PROCS"
-        for r in tables["syscalls"]:
-            yield (f"          {r['syscall'][:20]:20} {r['calls']:>6}  {ms(r['total_ns']):>9}  {ms(r['max_ns']):>9}  "
-                   f"{r['failed']:>6}  {r['processes']:>5}")
-    if "files" in tables:
-        yield ""
-        yield "FILES     TOUCHES  OPENS  FAILED  PROCS  PATH"
-        for r in tables["files"]:
-            yield f"          {r['touches']:>7}  {r['opens']:>5}  {r['failed']:>6}  {r['processes']:>5}  {r['path']}"
-    if "endpoints" in tables:
-        yield ""
-        yield "ENDPOINTS  EVENTS  FAILED  HOW                      ENDPOINT"
-        for r in tables["endpoints"]:
-            yield f"           {r['events']:>6}  {r['failed']:>6}  {','.join(r['how'])[:24]:24} {r['endpoint']}"
+    for name, (header, row) in TOP_TABLES.items():
+        if name in tables:
+            yield ""
+            yield header
+            yield from map(row, tables[name])
 
 
 def tests(run, items: list) -> Iterator[str]:
