@@ -8,6 +8,7 @@ import pytest
 from synthetic import write_run
 
 from conftest import osrewind
+from osrewind.ingest import marks
 from osrewind.ingest.store import Store
 from osrewind.queries import keyframes, named
 from osrewind.queries.engine import Machine
@@ -24,6 +25,12 @@ def store(tmp_path_factory):
     with Store(str(db)) as s:
         run = resolve_run(s, run_id)
         assert keyframes.build(s, run, every=2) == 2
+        s.ensure_schema()   # a test of the run, as pytest --osrewind files it
+        found = marks.tests([
+            {"t": START + 10, "pid": PID, "nodeid": "t.py::test_a", "when": "call", "ev": "start"},
+            {"t": START + 20, "pid": PID, "nodeid": "t.py::test_a", "when": "call", "ev": "end", "outcome": "failed",
+             "message": "boom"}])
+        s.insert_arrow("tests", marks.table(run_id, found, lambda pid: 0))
     return run, db
 
 
@@ -33,6 +40,8 @@ def fixtures(run_id: str) -> dict[str, tuple[dict, object]]:
     return {
         "runs_list": ({"limit": 5}, lambda rows: [(r[0], r[1], r[11]) for r in rows] == [(run_id, "synth", 5)]),
         "run_totals": ({"runs": [run_id]}, [(run_id, 5, 0, START + 1_500_000_001)]),
+        "run_tests": ({"run": run_id}, [("t.py::test_a", "failed", PID, "", START + 10, START + 20, 0, 0, START + 10,
+                                        START + 20, 0, 0, "boom")]),
         "snapshot_procs": ({"run": run_id}, [(PID, 1, START - 1000, 0, "sh", "/bin/sh", ["sh", "job.sh"], "/tmp", 1,
                                               START, "")]),   # the cgroup: none in this fixture
         "snapshot_fds": ({"run": run_id}, [(PID, 0, "/dev/null", "file", 0)]),

@@ -147,7 +147,8 @@ def _check_perfetto(db: Path, rid: str, out: Path, tests: dict) -> None:
 def test_a_test_whose_process_dies_is_kept_as_died(kernel, tmp_path):
     db, marker = tmp_path / "db", tmp_path / "dying-pid"
     (tmp_path / "test_dies.py").write_text(DIES.format(marker=str(marker)))
-    out = _pytest(tmp_path, "--osrewind", "--osrewind-db", str(db), "test_dies.py")
+    exports = tmp_path / "exports"
+    out = _pytest(tmp_path, "--osrewind", "--osrewind-db", str(db), f"--osrewind-export={exports}", "test_dies.py")
     assert out.returncode == 3, out.stdout + out.stderr          # what os._exit said, passed through
     pid = int(marker.read_text())
     tests = {t["nodeid"]: t for t in json.loads(osrewind("tests", "last", "--json", db=db, check=True).stdout)}
@@ -161,6 +162,11 @@ def test_a_test_whose_process_dies_is_kept_as_died(kernel, tmp_path):
     assert pid in {p["pid"] for p in st["processes"]}
     end = json.loads(osrewind("state", "last", "--json", db=db, check=True).stdout)
     assert pid not in {p["pid"] for p in end["processes"]}
+    # a test that died is a failure: its run file is exported, and opens where its process was alive
+    (trace,) = exports.iterdir()
+    away = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    st_file = json.loads(osrewind("state", str(trace), "--test", "test_dies", "--json", env=away, check=True).stdout)
+    assert st_file["processes"] == st["processes"]
 
 
 def test_a_passing_session_keeps_only_its_summary_unless_asked(kernel, tmp_path):

@@ -9,10 +9,10 @@ import zipfile
 from synthetic import random_run
 
 from conftest import osrewind
-from osrewind.ingest import runfile
+from osrewind.ingest import marks, runfile
 from osrewind.ingest.store import Store
 
-TABLES = ("runs", "events", "snapshot_procs", "snapshot_fds")
+TABLES = ("runs", "events", "snapshot_procs", "snapshot_fds", "tests")
 
 
 def _rows(db, run_id: str, table: str) -> list[tuple]:
@@ -29,6 +29,11 @@ def test_export_then_import_is_exact_and_a_file_reads_in_place(tmp_path):
     src, dst, out = tmp_path / "src", tmp_path / "dst", tmp_path / "run.osr"
     rid = random_run(str(src), seed=7, n=2000)
     osrewind("reindex", rid, db=src, check=True)
+    with Store(str(src), purpose="test") as store:   # tests, as pytest --osrewind files them
+        store.ensure_schema()
+        found = marks.tests([{"t": 10_050_000_000 + i, "pid": 4242, "nodeid": f"t.py::test_{i // 2}", "when": "call",
+                              "ev": "end" if i % 2 else "start", "outcome": "failed"} for i in range(6)])
+        store.insert_arrow("tests", marks.table(rid, found, lambda pid: 0))
     got = osrewind("export", rid, "-o", str(out), "--json", db=src, check=True)
     manifest = json.loads(got.stdout)
     assert manifest["format"] == runfile.FORMAT and manifest["run_id"] == rid and manifest["window"] is None
