@@ -60,6 +60,9 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """The session, run again under ``osrewind record``; its exit code is this one's."""
     if not config.getoption("osrewind") or os.environ.get(MARKS_ENV):
         return None
+    opt = config.option
+    if any(getattr(opt, name, False) for name in ("help", "version", "collectonly", "showfixtures", "markers")):
+        return None   # nothing runs: nothing to record
     from osrewind.errors import OsrewindError
     from osrewind.probes.loader import check_environment
 
