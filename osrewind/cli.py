@@ -639,7 +639,8 @@ def lineage(obj: dict, run: str, path: str, depth: int, all_inputs: bool, as_jso
 def sql(obj: dict, query: str | None, params: tuple[str, ...], list_queries: bool, as_json: bool) -> None:
     """Run read-only SQL against the store: a named query from queries/sql/ or your own SELECT.
 
-    Tables: runs (FINAL), events, snapshot_procs, snapshot_fds, keyframes, processes, file_access
+    Tables: runs (FINAL), events, snapshot_procs, snapshot_fds, tests (pytest --osrewind), keyframes, processes,
+    file_access
     (derived rows: the run's current generation is max(gen) in index_builds). Values go in as
     {name:Type} parameters, never pasted into the text. One reading statement (SELECT, WITH, SHOW,
     DESCRIBE, EXPLAIN); writes and INTO OUTFILE are refused.
