@@ -125,12 +125,6 @@ def table(run_id: str | uuid.UUID, found: list[Test], died_at: Callable[[int], i
 
 # ------------------------------------------------------------------ filing a session's tests
 
-_EXITS_SQL = """
-SELECT tgid, max(ts) FROM events
-WHERE run_id = {run:UUID} AND kind IN ('exit_call', 'task_exit')
-GROUP BY tgid
-"""
-
 # the run row, every column as it was but the note of what happened to it
 _NOTE_SQL = """
 INSERT INTO runs
@@ -138,18 +132,9 @@ SELECT * REPLACE ({detail:String} AS status_detail, {now:Int64} AS updated_ns)
 FROM (SELECT * FROM runs FINAL WHERE run_id = {run:UUID})
 """
 
-# what a run's trace is made of (its run row and its tests stay)
-TRACE_TABLES = ("events", "snapshot_procs", "snapshot_fds", "keyframes", "processes", "file_access", "index_builds")
-
-
-def exits(store, run_id: str) -> dict[int, int]:
-    """When each process of the run exited (its last exit fact), by pid."""
-    return {int(pid): int(ts) for pid, ts in store.query(_EXITS_SQL, {"run": run_id})}
-
 
 def drop_trace(store, run_id: str, why: str) -> None:
     """Keep only a run's summary (its run row, saying ``why``, and its tests): a session with no
     failing test under ``--osrewind-keep=failed``."""
-    for table in sorted(store.table_names() & set(TRACE_TABLES)):
-        store.client.command(f"DELETE FROM {table} WHERE run_id = {{run:UUID}}", parameters={"run": run_id})
+    store.delete_run(run_id, keep=("runs", "tests"))
     store.client.command(_NOTE_SQL, parameters={"run": run_id, "detail": why, "now": time.time_ns()})

@@ -577,9 +577,10 @@ class Store:
         except Exception as exc:
             raise StoreError(f"query failed: {_one_line(exc)}") from exc
 
-    def delete_run(self, run_id: str) -> None:
-        """Every row of a run, in every table (``osrewind hunt`` keeps one passing and one failing run)."""
-        for table in sorted(self.table_names() & set(KNOWN_TABLES) - {"meta"}):
+    def delete_run(self, run_id: str, keep: tuple[str, ...] = ()) -> None:
+        """Every row of a run, in every table but ``keep`` (``osrewind hunt`` keeps one passing and one
+        failing run; a passing pytest session keeps only its ``runs`` and ``tests`` rows)."""
+        for table in sorted(self.table_names() & set(KNOWN_TABLES) - {"meta", *keep}):
             try:
                 self.client.command(f"DELETE FROM {table} WHERE run_id = {{run:UUID}}", parameters={"run": run_id})
             except Exception as exc:

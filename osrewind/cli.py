@@ -546,8 +546,9 @@ def reindex(obj: dict, run: str, as_json: bool) -> None:
     from osrewind.queries.api import Recording
 
     with _store(obj["db"], "indexing", write=True) as store:
-        info = Recording.of(store, run).run
-        n = _index(store, info.run_id, False)
+        rec = Recording.of(store, run)
+        info = rec.run
+        n = rec.reindex(_index_progress(False))
     if as_json:
         _emit_json({"run_id": info.run_id, "keyframes": n})
     else:

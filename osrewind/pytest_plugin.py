@@ -133,6 +133,13 @@ class _Marks:
         self._mark(report.nodeid, report.when, "end", t, outcome=report.outcome, message=message)
 
 
+def _walk(nodes):
+    """Every process of a tree (``Recording.tree``), parents before children, in birth order."""
+    for n in nodes:
+        yield n
+        yield from _walk(n.children)
+
+
 def trace_path(directory: str, nodeid: str) -> str:
     """Where ``--osrewind-export`` puts a failing test's run file: its node id made a file name."""
     import hashlib
@@ -233,7 +240,7 @@ class _RecordedSession:
         with Store(self.db, purpose="pytest --osrewind", mode="write") as store:
             rec = Recording.of(store, name)
             run = rec.run
-            ended = marks.exits(store, run.run_id)
+            ended = {p.pid: p.end_ns for p in _walk(rec.tree()) if p.end_ns}   # (the latest of a pid last)
             store.insert_arrow("tests", marks.table(run.run_id, found, lambda pid: ended.get(pid, run.end_ns)))
             failing = [t for t in found if t.outcome() in FAILING]
             if not failing and not keep_passing:

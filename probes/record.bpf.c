@@ -738,10 +738,9 @@ TRACEPOINT_PROBE(syscalls, sys_enter_wait4) {
 
 // ---------------------------------------------------------------- fd and file syscalls
 
-static __always_inline int stash(u16 kind, u16 sub, u64 a0, u64 a1, u64 a2, u64 a3, const void *p1,
-                                 const void *p2) {
-    if (!is_tracked())
-        return 0;
+// A syscall's arguments kept from enter to exit, for a thread already known to be in scope.
+static __always_inline int stash_in_scope(u16 kind, u16 sub, u64 a0, u64 a1, u64 a2, u64 a3, const void *p1,
+                                          const void *p2) {
     struct inflight f = {};
     f.kind = kind;
     f.sub = sub;
@@ -755,6 +754,13 @@ static __always_inline int stash(u16 kind, u16 sub, u64 a0, u64 a1, u64 a2, u64 
     if (pending.update(&id, &f))
         dropped(DROP_MAP_PENDING);
     return 0;
+}
+
+static __always_inline int stash(u16 kind, u16 sub, u64 a0, u64 a1, u64 a2, u64 a3, const void *p1,
+                                 const void *p2) {
+    if (!is_tracked())
+        return 0;
+    return stash_in_scope(kind, sub, a0, a1, a2, a3, p1, p2);
 }
 
 static __always_inline void io_flush(struct io_key *k, struct io_total *t, u64 now) {
@@ -1051,7 +1057,7 @@ static __always_inline int rename_enter(u16 sub, u64 olddfd, u64 newdfd, u64 fla
     u32 zero = 0;
     u64 *n = rename_seq.lookup(&zero);
     u64 seq = n ? __sync_fetch_and_add(n, 1) + 1 : 0;
-    return stash(K_RENAME, sub, olddfd, newdfd, flags, seq, old, new);
+    return stash_in_scope(K_RENAME, sub, olddfd, newdfd, flags, seq, old, new);
 }
 
 
