@@ -16,6 +16,7 @@ import ctypes
 import mmap
 import os
 import platform
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -171,6 +172,18 @@ def header() -> str:
     return "\n".join(lines) + "\n"
 
 
+_EXIT_LINE = re.compile(r"^(EXIT|EXIT_KPATH)\((\w+)\)\s*$", re.M)
+EXIT_PROGRAMS = {"EXIT": "state_exit", "EXIT_KPATH": "state_exit_kpath"}
+
+
+def state_exits() -> list[tuple[str, str]]:
+    """(syscall, program) for each state-lane exit: record.bpf.c's EXIT(name) and EXIT_KPATH(name)
+    lines, whose programs are attached to sys_exit_<name> here (one compiled program for them all),
+    on this kernel's syscalls only (as their enters are: HAVE_<name>)."""
+    return [(name, EXIT_PROGRAMS[mark]) for mark, name in _EXIT_LINE.findall(SOURCE.read_text())
+            if syscall_exists(name)]
+
+
 def program_text() -> str:
     """What BCC compiles: the generated header, then record.bpf.c."""
     src = SOURCE.read_text()
@@ -293,6 +306,8 @@ class Probe:
         self.identity = "kernel" if "-DKERNEL_IDENTITY" in flags else "path"
         try:
             self.bpf = bcc.BPF(text=program_text().encode(), cflags=flags)
+            for name, program in state_exits():
+                self.bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{name}".encode(), fn_name=program.encode())
         except Exception as exc:  # BCC raises bare Exception on compile/attach failure
             msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise EnvironmentProblem(f"loading the BPF program failed: {msg}") from exc
