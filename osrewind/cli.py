@@ -633,51 +633,95 @@ def lineage(obj: dict, run: str, path: str, depth: int, all_inputs: bool, as_jso
 @click.argument("query", required=False)
 @click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
               help="A {NAME:Type} parameter of the query (repeatable).")
+@at_option(None, "Answer osquery's tables (processes, process_open_files, process_open_sockets, "
+                 "listening_ports) as they were at this instant of the run (--run, default: the last run).")
+@click.option("--run", "run", default=None, metavar="RUN",
+              help="The run of --at; without --at, osquery's tables hold this run's history only.")
 @click.option("--list", "list_queries", is_flag=True, help="List the named queries and their parameters.")
-@json_option("Rows as JSON objects.")
+@click.option("--schema", is_flag=True, help="List the tables and their columns, with what each column means.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default=None,
+              help="Output: tab-separated with a header (default), CSV, or JSON objects.")
+@json_option("Rows as JSON objects (--format json).")
 @db_option
 @click.pass_obj
-def sql(obj: dict, query: str | None, params: tuple[str, ...], list_queries: bool, as_json: bool) -> None:
+def sql(obj: dict, query: str | None, params: tuple[str, ...], at: str | None, run: str | None, list_queries: bool,
+        schema: bool, fmt: str | None, as_json: bool) -> None:
     """Run read-only SQL against the store: a named query from queries/sql/ or your own SELECT.
 
-    Tables: runs (FINAL), events, snapshot_procs, snapshot_fds, tests (pytest --osrewind), keyframes, processes,
-    file_access
-    (derived rows: the run's current generation is max(gen) in index_builds). Values go in as
-    {name:Type} parameters, never pasted into the text. One reading statement (SELECT, WITH, SHOW,
-    DESCRIBE, EXPLAIN); writes and INTO OUTFILE are refused.
+    Your own SELECT also sees osquery's tables over the recorded history: processes (pid, name,
+    path, cmdline, cwd, parent, start_time, threads), process_open_files (pid, fd, path),
+    process_open_sockets (pid, fd, family, protocol, local_address, local_port, remote_address,
+    remote_port, state) and listening_ports (pid, port, protocol, family, address), each with run_id,
+    start_ns, valid_from_ns and valid_to_ns. With --at they hold the rows true at that instant;
+    without it, every row of every run (a row holds from valid_from_ns until valid_to_ns).
+
+    Store tables: runs (FINAL), events, snapshot_procs, snapshot_fds, tests (pytest --osrewind),
+    keyframes, process_history (the index's processes table), file_access, process_intervals,
+    fd_intervals (derived rows: the run's current generation is max(gen) in index_builds). See
+    --schema. Values go in as {name:Type} parameters, never pasted into the text. One reading
+    statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN); writes and INTO OUTFILE are refused.
 
     \b
     Examples:
-      osrewind sql --list
+      osrewind sql --at +2.5s "SELECT pid, path FROM process_open_files WHERE path LIKE '%.log'"
+      osrewind sql "SELECT run_id, pid, valid_from_ns FROM listening_ports WHERE port = 8080"
+      osrewind sql "SELECT DISTINCT run_id FROM process_open_files WHERE path = '/etc/shadow'"
+      osrewind sql --schema
       osrewind sql runs_list -p limit=5
-      osrewind sql "SELECT toString(kind) k, count() FROM events GROUP BY k ORDER BY 2 DESC" --json
-      osrewind sql "SELECT path FROM events WHERE run_id = {r:UUID} AND ret < 0" -p r=3f2a...
+      osrewind sql "SELECT toString(kind) k, count() FROM events GROUP BY k ORDER BY 2 DESC" --format csv
     """
-    from osrewind.queries import named
+    from osrewind.queries import named, osquery, usersql
 
+    fmt = "json" if as_json else (fmt or "table")
     if list_queries:
-        if as_json:
+        if fmt == "json":
             _emit_json([{"name": n, "header": named.header(n)} for n in named.names()])
             return
         for name in named.names():
             echo(named.header(name))
         return
+    if schema:
+        with _store(obj["db"], "reading the schema") as store:
+            lines = osquery.schema_lines(osquery.store_columns(store) if store.has_schema() else {})
+        if fmt == "json":
+            _emit_json([{"table": t, "column": c, "type": ty, "meaning": m} for t, c, ty, m in lines])
+            return
+        _print_rows(["table", "column", "type", "meaning"], lines, fmt)
+        return
     if not query:
         raise UsageError("give a named query or a SELECT (see 'osrewind sql --list')")
-    text = named.sql(query) if query in named.names() else query
+    is_named = query in named.names()
+    if is_named and at is not None:
+        raise UsageError("--at is for your own SELECT over osquery's tables, not a named query")
+    text = named.sql(query) if is_named else query
     values: dict[str, str] = {}
     for item in params:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise UsageError(f"bad --param {item!r}: use NAME=VALUE")
         values[name] = value
-    from osrewind.queries import usersql
-
     usersql.check_read_only(text)  # before the store is even opened
-    with _store(obj["db"], "running SQL") as store:
-        cols, rows = usersql.run(store, text, values)
-    if as_json:
+    if at is not None or run is not None:
+        with _recording(obj, run or "last", "running SQL") as rec:
+            cols, rows = rec.sql(text, values, at)
+    else:
+        with _store(obj["db"], "running SQL") as store:
+            cols, rows = usersql.run(store, text, values, views=None if is_named else (None, None))
+    if fmt == "json":
         _emit_json([dict(zip(cols, r, strict=True)) for r in rows])
+        return
+    _print_rows(cols, rows, fmt)
+
+
+def _print_rows(cols: list[str], rows: list, fmt: str) -> None:
+    """Rows as tab-separated text with a header line, or as CSV."""
+    if fmt == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow([safe(c) for c in cols])
+        for r in rows:
+            w.writerow([safe(render.cell(v)) for v in r])
         return
     click.echo("\t".join(safe(c) for c in cols))
     for r in rows:

@@ -104,6 +104,17 @@ class Recording:
             st.processes = [p for p in st.processes if p.pid in keep]
         return st
 
+    def sql(self, query: str, params: dict[str, str] | None = None, at: int | str | None = None
+            ) -> tuple[list[str], list[tuple]]:
+        """A reading query (``queries/usersql.py``) with osquery's tables (``queries/osquery.py``)
+        over this run: at instant ``at``, or over its whole history. Returns (columns, rows)."""
+        from osrewind.queries import osquery, usersql
+
+        at_ns = self.instant(at, "--at") if at is not None else None
+        if at_ns is not None:
+            osquery.check_indexed(self.store, self.run.run_id)
+        return usersql.run(self.store, query, dict(params or {}), views=(at_ns, self.run.run_id))
+
     def events(self, **filters: Any) -> Iterator[dict]:
         """Filters as ``events_mod.EventFilter``: t_from, t_to, pids, tree, kinds, syscalls, path_glob,
         failed, limit, backwards (t_from/t_to may be instants as strings)."""

@@ -31,9 +31,10 @@ from collections.abc import Callable
 
 from osrewind.errors import OsrewindError, StoreError
 from osrewind.probes.records import KIND_CODES
-from osrewind.queries import named
+from osrewind.queries import named, osquery
 from osrewind.queries.cache import cache_for
 from osrewind.queries.engine import Fd, HistoryLog, Machine, Proc, codec
+from osrewind.queries.engine.intervals import IntervalLog, split_endpoint
 from osrewind.queries.replay import apply_rows, baseline_machine
 from osrewind.queries.runs import RunInfo
 
@@ -73,7 +74,8 @@ CREATE TABLE IF NOT EXISTS file_access (
 ) ENGINE = MergeTree ORDER BY (run_id, path, ts)
 """]
 
-DERIVED_TABLES = ("keyframes", "processes", "file_access")
+DERIVED_TABLES = ("keyframes", "processes", "file_access", *osquery.TABLE_NAMES)
+INTERVAL_ROWS_KEPT = 50_000   # closed interval rows held before they are written
 GEN_FILTER = "-- the current index build"   # marks the generation filter's line in queries/sql/
 
 # The swap: one row per completed build; a run's current generation is its largest ``gen`` here.
@@ -133,9 +135,11 @@ def ensure_table(store) -> None:
         if layout(store) != "gen":
             for ddl in [DDL.format(table="keyframes"), *HISTORY_DDL]:
                 store.client.command(ddl)
-            for table in DERIVED_TABLES:
+            for table in ("keyframes", "processes", "file_access"):
                 store.client.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS gen UInt64 DEFAULT 0")
             store.client.command(BUILDS_DDL)  # last: its presence says the others have generations
+        for t in osquery.TABLES:   # the interval tables (a store indexed before them gains them empty)
+            store.client.command(t.ddl())
         # each process's cgroup (its last): not in stores made before it
         store.client.command("ALTER TABLE processes ADD COLUMN IF NOT EXISTS cgroup String DEFAULT ''")
     except Exception as exc:  # noqa: BLE001
@@ -259,6 +263,7 @@ class Indexer:
         self.page = page
         self.m: Machine | None = None
         self.log = HistoryLog()
+        self.intervals = IntervalLog()
         self.c_ts, self.c_seq = -1, 0   # the last fact applied
         self.since_last = 0             # facts that changed the state since the last keyframe
         self.rows_since = 0             # facts of any kind since the last keyframe
@@ -271,6 +276,10 @@ class Indexer:
             self.m.log = self.log
             for p in self.m.procs.values():
                 self.log.adopt(p)
+            rows = self.store.query("SELECT argMax(start_ns, updated_ns) FROM runs WHERE run_id = {r:UUID}",
+                                    {"r": self.run_id})
+            self.m.intervals = self.intervals
+            self.intervals.begin(self.m, int(rows[0][0]) if rows else 0)   # the baseline holds from the start
         return self.m
 
     def advance(self, upto_ns: int = 2**63 - 1, progress: Callable[[int], None] | None = None,
@@ -290,6 +299,8 @@ class Indexer:
             self.c_ts, self.c_seq = int(table.column("ts")[n - 1].as_py()), int(table.column("seq")[n - 1].as_py())
             done += n
             self._insert(frames)
+            if len(self.intervals.procs) + len(self.intervals.fds) >= INTERVAL_ROWS_KEPT:
+                _write_intervals(self.store, self.run_id, *self.intervals.take(), self.gen)
             if progress:
                 progress(self.facts)
             if n < self.page or (stop is not None and stop.is_set()):
@@ -385,8 +396,12 @@ class Indexer:
     def finish(self, progress: Callable[[int], None] | None = None) -> int:
         """The rest of the run, then its history. Returns how many keyframes the run has."""
         self.advance(progress=progress)
-        self._machine().settle()  # renames still held back at the end apply: the history has them
-        self._machine().log = None
+        m = self._machine()
+        m.intervals = None        # a rewind never applies renames still held back: nor do the intervals
+        _write_intervals(self.store, self.run_id, *self.intervals.take(), self.gen)
+        _write_intervals(self.store, self.run_id, *self.intervals.open_rows(), self.gen)
+        m.settle()  # renames still held back at the end apply: the history has them
+        m.log = None
         _write_history(self.store, self.run_id, self.log, self.gen)
         forget(self.store, self.run_id)
         return self.frames
@@ -559,6 +574,53 @@ class LiveIndexer:
         if self._ix is None or self.error is not None:
             return build(self.store, run, self.every, self.progress)
         return self._ix.finish(self.progress)
+
+
+def _write_intervals(store, run_id: str, procs: list[tuple], fds: list[tuple], gen: int) -> None:
+    """Rows of ``IntervalLog`` into ``process_intervals`` and ``fd_intervals``."""
+    import pyarrow as pa
+
+    from osrewind.ingest.decode import text_array  # recorded text back to its bytes, losslessly
+
+    if procs:   # (pid, start_ns, (comm, exe, argv, cwd, ppid, threads), valid_from, valid_to)
+        store.insert_arrow("process_intervals", pa.table({
+            "pid": pa.array([r[0] for r in procs], type=pa.uint32()),
+            "start_ns": pa.array([r[1] for r in procs], type=pa.int64()),
+            "valid_from_ns": pa.array([r[3] for r in procs], type=pa.int64()),
+            "valid_to_ns": pa.array([r[4] for r in procs], type=pa.int64()),
+            "comm": text_array([r[2][0] for r in procs]),
+            "exe": text_array([r[2][1] for r in procs]),
+            "argv": text_array([list(r[2][2]) for r in procs], depth=1),
+            "cwd": text_array([r[2][3] for r in procs]),
+            "ppid": pa.array([r[2][4] for r in procs], type=pa.uint32()),
+            "threads": pa.array([r[2][5] for r in procs], type=pa.uint32()),
+            "gen": pa.array([gen] * len(procs), type=pa.uint64()),
+        }), run_id=run_id)
+    if fds:   # (pid, start_ns, fd, (since, kind, path, inode, family, protocol, local, remote, state,
+        #        listening), valid_from, valid_to)
+        local = [split_endpoint(r[3][6]) for r in fds]
+        remote = [split_endpoint(r[3][7]) for r in fds]
+        # a unix socket's path: its own (the addresses say unix:PATH, unix:@NAME or unix: as ever)
+        path = [lo[0].removeprefix("unix:") if r[3][4] == 1 else r[3][2] for r, lo in zip(fds, local, strict=True)]
+        store.insert_arrow("fd_intervals", pa.table({
+            "pid": pa.array([r[0] for r in fds], type=pa.uint32()),
+            "start_ns": pa.array([r[1] for r in fds], type=pa.int64()),
+            "fd": pa.array([r[2] for r in fds], type=pa.int32()),
+            "valid_from_ns": pa.array([r[4] for r in fds], type=pa.int64()),
+            "valid_to_ns": pa.array([r[5] for r in fds], type=pa.int64()),
+            "kind": pa.array([r[3][1] for r in fds], type=pa.string()),
+            "path": text_array(path),
+            "inode": pa.array([max(0, r[3][3]) for r in fds], type=pa.uint64()),
+            "family": pa.array([r[3][4] for r in fds], type=pa.uint16()),
+            "protocol": pa.array([r[3][5] for r in fds], type=pa.uint16()),
+            "local_address": text_array([lo[0] for lo in local]),
+            "local_port": pa.array([lo[1] for lo in local], type=pa.uint32()),
+            "remote_address": text_array([re_[0] for re_ in remote]),
+            "remote_port": pa.array([re_[1] for re_ in remote], type=pa.uint32()),
+            "state": pa.array([r[3][8] for r in fds], type=pa.string()),
+            "listening": pa.array([int(r[3][9]) for r in fds], type=pa.uint8()),
+            "gen": pa.array([gen] * len(fds), type=pa.uint64()),
+        }), run_id=run_id)
 
 
 def _write_history(store, run_id: str, log: HistoryLog, gen: int = 0) -> None:

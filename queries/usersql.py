@@ -117,10 +117,14 @@ def engine_message(text: str) -> str:
     return line[:240]
 
 
-def run(store, sql: str, params: dict[str, str]) -> tuple[list[str], list[tuple]]:
+def run(store, sql: str, params: dict[str, str], views: tuple[int | None, str | None] | None = None
+        ) -> tuple[list[str], list[tuple]]:
     """Check ``sql``, then run it with ``readonly=1``. The engine's complaints about the query itself
     (syntax, unknown column or parameter, bad value) are the user's input: one short line, exit 2;
-    only a store that cannot answer is a store error."""
+    only a store that cannot answer is a store error.
+
+    ``views`` (instant or None, run id or None): osquery's tables (``queries/osquery.py``) are put in
+    front of the query, at that instant of that run, or over every run's whole history."""
     from osrewind.errors import StoreError
 
     if any(0xD800 <= ord(c) <= 0xDFFF for c in sql):
@@ -130,6 +134,10 @@ def run(store, sql: str, params: dict[str, str]) -> tuple[list[str], list[tuple]
     # it (literals in one standard quoting), and that text is what runs
     sql = _engine_text(store, sql)
     check_read_only(sql)
+    if views is not None:
+        from osrewind.queries import osquery
+
+        sql = osquery.with_views(sql, _database(store), *views)
     settings = dict(LIMITS)
     if not getattr(store, "read_only_view", False):  # a read-only view is readonly already
         settings["readonly"] = 1
@@ -158,3 +166,9 @@ def _engine_text(store, sql: str) -> str:
             raise UsageError(f"in the query: {engine_message(text)}") from None
         raise StoreError(f"query failed: {' '.join(text.split())[:240]}") from None
     return rows[0][0]
+
+
+def _database(store) -> str:
+    """The store's database, as SQL names it (the views read the interval tables there)."""
+    name = store.query("SELECT currentDatabase()")[0][0]
+    return "`" + name.replace("`", "``") + "`"

@@ -69,6 +69,7 @@ class Machine:
         self.rename_mark = 0
         self.renames_seen: set[int] = set()
         self.held: list[tuple[Fact, str, str]] = []
+        self.intervals = None   # an IntervalLog while indexing (engine/intervals.py): told of every fact
 
     def set_io_numbers(self) -> None:
         """The syscalls whose successful calls move bytes (this machine's architecture's numbers)."""
@@ -97,11 +98,17 @@ class Machine:
 
     def feed(self, f: Fact) -> None:
         """One fact: its kind's handler (a kind without one changes nothing)."""
+        released = False
         if self.held and f.ts - self.held[0][0].ts > files.HOLD_NS:
             files.release_held(self, f.ts)
+            released = True
         handler = HANDLERS.get(f.kind)
         if handler is not None:
+            held = len(self.held)
             handler(self, f)
+            released = released or len(self.held) < held   # this fact let held renames apply
+        if self.intervals is not None:
+            self.intervals.after(self, f.kind, f.tgid, f.a1, f.ts, released)
 
     def settle(self) -> None:
         """Apply the renames still held back (the recording has ended: nothing more will come)."""

@@ -1,0 +1,169 @@
+"""Intervals: the rewound state as rows with a time range, for SQL at any instant.
+
+While indexing, an ``IntervalLog`` watches the Machine: after each fact it compares what the fact
+can have changed with the rows it holds open, closes the rows that no longer hold (``valid_to_ns``:
+the fact's time) and opens the new ones (``valid_from_ns``: the same). A row is one stretch of a
+process's life, or of an fd's, in which nothing it shows changed; a row still open when the run
+ends is valid to ``OPEN_END``. So the state at T is the rows with ``valid_from_ns <= T <
+valid_to_ns``: the facts stamped up to and including T, as ``state --at T`` replays them.
+
+What each fact kind can change is declared once (``SCOPE``): the fact's own process (its fds, cwd,
+exe), a fork's parent and child, or anything (a rename moves every holder's path; a socket is
+shared by every fd that refers to it). Kinds not listed change nothing shown here (syscalls, the
+scheduler, exit codes, close-on-exec). A rename the engine held back and applies later
+(``files.release_held``) is seen by the fact that released it. Renames still held when the run ends
+are not applied here: a rewind does not apply them either.
+
+The rows show what a rewind shows, through one projection (``process_row``, ``fd_row``), shared by
+nothing else: the agreement tests compare them with ``state --at`` read directly.
+"""
+
+from __future__ import annotations
+
+from osrewind.probes.records import KIND_CODES
+from osrewind.queries.engine.model import Fd, Proc
+
+OPEN_END = 2**63 - 1   # valid_to_ns of a row that still held when the run ended
+
+PROC, FORK, ALL = 1, 2, 3
+_K = KIND_CODES
+SCOPE = {
+    **{_K[k]: PROC for k in ("open", "close", "close_range", "dup", "pipe", "anonfd", "chdir", "fchdir", "exec",
+                             "socket", "socketpair", "accept", "task_exit", "identity")},
+    _K["fork"]: FORK,
+    **{_K[k]: ALL for k in ("rename", "unlink", "bind", "connect", "listen", "shutdown", "sockname", "sock_state")},
+}
+
+_FAMILY_CODES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16, "AF_PACKET": 17}
+_PROTO_CODES = {"TCP": 6, "UDP": 17}
+
+
+def process_row(p: Proc) -> tuple:
+    """(comm, exe, argv, cwd, ppid, threads) of a process as a rewind shows it."""
+    return (p.comm, p.exe, tuple(p.argv), p.cwd, p.ppid, p.threads)
+
+
+def split_endpoint(text: str) -> tuple[str, int]:
+    """'1.2.3.4:80' -> ('1.2.3.4', 80); '[::1]:443' -> ('::1', 443); anything else (a unix path) as is."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or text.startswith("unix:"):
+        return text, 0
+    return (host[1:-1] if host.startswith("[") and host.endswith("]") else host), int(port)
+
+
+def sock_view(f: Fd, tcp: dict[int, tuple[str, str, str]]) -> tuple[str, str, str]:
+    """(local, remote, TCP state) of a socket fd as a rewind reads it out (``model.socket_target``),
+    without changing the socket."""
+    s = f.sock
+    assert s is not None
+    local, remote, state = s.local, s.remote, ""
+    if s.sk in tcp:
+        state, tl, tr = tcp[s.sk]
+        local = tl or local
+        remote = tr if tr and not tr.endswith(":0") else remote
+    return local, remote, state
+
+
+def fd_row(f: Fd, tcp: dict[int, tuple[str, str, str]]) -> tuple:
+    """(since_ns, kind, path, inode, family, protocol, local, remote, state, listening) of an fd.
+    ``since_ns`` is in it: an fd opened again under the same number is another life."""
+    if f.sock is None:
+        return (f.since_ns, f.kind, f.target, f.ino, 0, 0, "", "", "", False)
+    s = f.sock
+    local, remote, state = sock_view(f, tcp)
+    family = _FAMILY_CODES.get(s.family, 0)
+    return (f.since_ns, f.kind, "", f.ino, family, _PROTO_CODES.get(s.proto, 0), local, remote, state, s.listening)
+
+
+class IntervalLog:
+    """The rows of a run's intervals: closed ones in ``procs`` / ``fds`` (taken by ``take``), open
+    ones held until they close or the run ends (``open_rows``)."""
+
+    def __init__(self) -> None:
+        self.live: dict[int, int] = {}                               # pid -> start_ns of its open rows
+        self.proc_open: dict[int, tuple[tuple, int]] = {}            # pid -> (row, valid_from)
+        self.fd_open: dict[int, dict[int, tuple[tuple, int]]] = {}   # pid -> fd -> (row, valid_from)
+        # closed rows: (pid, start_ns, row, valid_from, valid_to); (pid, start_ns, fd, row, from, to)
+        self.procs: list[tuple] = []
+        self.fds: list[tuple] = []
+
+    # -------------------------------------------------------------- watching the machine
+
+    def begin(self, m, ts: int) -> None:
+        """The state a run starts from (its baseline), valid from ``ts``."""
+        self.everything(m, ts)
+
+    def after(self, m, kind: int, tgid: int, a1: int, ts: int, released: bool) -> None:
+        """A fact was applied (and, if ``released``, renames held back before it)."""
+        scope = ALL if released else SCOPE.get(kind)
+        if scope is None:
+            if tgid not in self.live and tgid in m.procs:   # a process first known by this fact
+                self.process(m, tgid, ts)
+            return
+        if scope == ALL:
+            self.everything(m, ts)
+            return
+        self.process(m, tgid, ts)
+        if scope == FORK:
+            self.process(m, int(a1), ts)
+
+    def everything(self, m, ts: int) -> None:
+        for pid in [pid for pid in self.live if pid not in m.procs]:
+            self._end(pid, ts)
+        for pid in m.procs:
+            self.process(m, pid, ts)
+
+    def process(self, m, pid: int, ts: int) -> None:
+        """Compare process ``pid``'s rows with the machine's state of it."""
+        p = m.procs.get(pid)
+        start = self.live.get(pid)
+        if start is not None and (p is None or p.start_ns != start):
+            self._end(pid, ts)   # exited, or another life (or its start corrected by the kernel's)
+            start = None
+        if p is None:
+            return
+        if start is None:
+            self.live[pid] = p.start_ns
+            self.proc_open[pid] = (process_row(p), ts)
+            self.fd_open[pid] = {n: (fd_row(f, m.tcp), ts) for n, f in p.fds.items()}
+            return
+        row = process_row(p)
+        old, since = self.proc_open[pid]
+        if row != old:
+            self.procs.append((pid, start, old, since, ts))
+            self.proc_open[pid] = (row, ts)
+        held = self.fd_open[pid]
+        fds = p.fds
+        for n in [n for n in held if n not in fds]:
+            r, since = held.pop(n)
+            self.fds.append((pid, start, n, r, since, ts))
+        for n, f in fds.items():
+            row = fd_row(f, m.tcp)
+            was = held.get(n)
+            if was is None:
+                held[n] = (row, ts)
+            elif was[0] != row:
+                self.fds.append((pid, start, n, was[0], was[1], ts))
+                held[n] = (row, ts)
+
+    def _end(self, pid: int, ts: int) -> None:
+        start = self.live.pop(pid)
+        row, since = self.proc_open.pop(pid)
+        self.procs.append((pid, start, row, since, ts))
+        for n, (r, s) in self.fd_open.pop(pid).items():
+            self.fds.append((pid, start, n, r, s, ts))
+
+    # -------------------------------------------------------------- rows out
+
+    def take(self) -> tuple[list[tuple], list[tuple]]:
+        """The rows closed since the last take."""
+        procs, fds = self.procs, self.fds
+        self.procs, self.fds = [], []
+        return procs, fds
+
+    def open_rows(self) -> tuple[list[tuple], list[tuple]]:
+        """The rows that still hold (at the run's end), valid to OPEN_END."""
+        procs = [(pid, self.live[pid], row, since, OPEN_END) for pid, (row, since) in self.proc_open.items()]
+        fds = [(pid, self.live[pid], n, row, since, OPEN_END)
+               for pid, held in self.fd_open.items() for n, (row, since) in held.items()]
+        return procs, fds
