@@ -25,11 +25,12 @@ from osrewind.queries.engine.model import Fd, Proc
 
 OPEN_END = 2**63 - 1   # valid_to_ns of a row that still held when the run ended
 
-PROC, FORK, ALL = 1, 2, 3
+FD_RET, FD_A0, PROC, FORK, ALL = 1, 2, 3, 4, 5   # the fd the fact returned / named, its process, ...
 _K = KIND_CODES
 SCOPE = {
-    **{_K[k]: PROC for k in ("open", "close", "close_range", "dup", "pipe", "anonfd", "chdir", "fchdir", "exec",
-                             "socket", "socketpair", "accept", "task_exit", "identity")},
+    **{_K[k]: FD_RET for k in ("open", "dup", "anonfd", "socket", "accept")},
+    _K["close"]: FD_A0,
+    **{_K[k]: PROC for k in ("close_range", "pipe", "chdir", "fchdir", "exec", "socketpair", "task_exit", "identity")},
     _K["fork"]: FORK,
     **{_K[k]: ALL for k in ("rename", "unlink", "bind", "connect", "listen", "shutdown", "sockname", "sock_state")},
 }
@@ -93,19 +94,43 @@ class IntervalLog:
         """The state a run starts from (its baseline), valid from ``ts``."""
         self.everything(m, ts)
 
-    def after(self, m, kind: int, tgid: int, a1: int, ts: int, released: bool) -> None:
+    def after(self, m, kind: int, tgid: int, ret: int, a0: int, a1: int, ts: int, released: bool) -> None:
         """A fact was applied (and, if ``released``, renames held back before it)."""
         scope = ALL if released else SCOPE.get(kind)
         if scope is None:
             if tgid not in self.live and tgid in m.procs:   # a process first known by this fact
                 self.process(m, tgid, ts)
-            return
-        if scope == ALL:
+        elif scope == FD_RET:
+            self.fd(m, tgid, int(ret), ts)
+        elif scope == FD_A0:
+            self.fd(m, tgid, int(a0), ts)
+        elif scope == ALL:
             self.everything(m, ts)
+        else:
+            self.process(m, tgid, ts)
+            if scope == FORK:
+                self.process(m, int(a1), ts)
+
+    def fd(self, m, pid: int, n: int, ts: int) -> None:
+        """Compare fd ``n`` of process ``pid`` (the only thing the fact can have changed)."""
+        p = m.procs.get(pid)
+        if p is None or self.live.get(pid) != p.start_ns:
+            self.process(m, pid, ts)
             return
-        self.process(m, tgid, ts)
-        if scope == FORK:
-            self.process(m, int(a1), ts)
+        held = self.fd_open[pid]
+        f = p.fds.get(n)
+        was = held.get(n)
+        if f is None:
+            if was is not None:
+                del held[n]
+                self.fds.append((pid, p.start_ns, n, was[0], was[1], ts))
+            return
+        row = fd_row(f, m.tcp)
+        if was is None:
+            held[n] = (row, ts)
+        elif was[0] != row:
+            self.fds.append((pid, p.start_ns, n, was[0], was[1], ts))
+            held[n] = (row, ts)
 
     def everything(self, m, ts: int) -> None:
         for pid in [pid for pid in self.live if pid not in m.procs]:

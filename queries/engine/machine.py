@@ -108,7 +108,7 @@ class Machine:
             handler(self, f)
             released = released or len(self.held) < held   # this fact let held renames apply
         if self.intervals is not None:
-            self.intervals.after(self, f.kind, f.tgid, f.a1, f.ts, released)
+            self.intervals.after(self, f.kind, f.tgid, f.ret, f.a0, f.a1, f.ts, released)
 
     def settle(self) -> None:
         """Apply the renames still held back (the recording has ended: nothing more will come)."""
