@@ -177,6 +177,27 @@ def _flock(fd: int, lock_path: Path, how: int) -> int:
     return fd
 
 
+def _recording_holds(lock_path: Path) -> str | None:
+    """If a live osrewind recording holds the store's lock (not a reader, a reindex or an import): the
+    id of the run it records ('' before it has one); else None."""
+    try:
+        fd = _open_lock(lock_path, os.O_RDONLY)   # a regular file, never a FIFO or a symlink
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None   # nobody writes it
+    except BlockingIOError:
+        holder = lock_holder(lock_path)
+        pid, purpose = holder.get("pid"), str(holder.get("purpose", ""))
+        if not (pid and os.path.exists(f"/proc/{pid}") and purpose.startswith("recording")):
+            return None
+        words = purpose.split()
+        return words[2] if len(words) > 2 and words[1] == "run" else ""
+    finally:
+        os.close(fd)
+
+
 def _holder_text(lock_path: Path) -> str:
     holder = lock_holder(lock_path)
     pid = holder.get("pid")
@@ -231,6 +252,8 @@ class Store:
         self.mode = mode
         self.timeout = timeout
         self.read_only_view = False
+        self.live_snapshot = False   # read while a recording writes the store: what it had stored when opened
+        self.recording_run = ""      # then, the run being recorded ('' if its id is not known yet)
         self._lock_fd: int | None = None
         self._scratch: str | None = None
         self.embedded = not is_server_url(self.location)
@@ -284,6 +307,14 @@ class Store:
             if not writable:
                 raise StoreError(f"store {path} is not writable here ({_why_not_writable(path)}): "
                                  "reading works, recording and reindexing need a writable store")
+        recording = _recording_holds(path / LOCK_NAME) if writable and not foreign and self.mode == "read" else None
+        if recording is not None:
+            # a recording has the store: read what it has stored so far through a private view
+            # (its parts are immutable once written; the engine loads them as they are now)
+            self.live_snapshot = True
+            self.recording_run = recording
+            self._open_view(path)
+            return
         if writable and not foreign:
             self._make_private(path, st)
             self._lock(path / LOCK_NAME)

@@ -111,6 +111,9 @@ class Recording:
         from osrewind.queries import osquery, usersql
 
         at_ns = self.instant(at, "--at") if at is not None else None
+        if at_ns is not None and self.run.status == "recording":
+            raise UsageError(f"run {self.run.run_id[:8]} is still recording: its intervals are written when it "
+                             "ends ('osrewind state --at' answers now)")
         if at_ns is not None:
             osquery.check_indexed(self.store, self.run.run_id)
         return usersql.run(self.store, query, dict(params or {}), views=(at_ns, self.run.run_id))

@@ -87,12 +87,11 @@ def _complete(store, runs: list[RunInfo]) -> None:
     """Counts and end of runs whose row the recorder never finished, from their events only."""
     totals = {rid: (int(n), int(lost), int(last or 0))
               for rid, n, lost, last in named.run(store, "run_totals", runs=[r.run_id for r in runs])}
-    dead = _no_recorder_alive(store)
     for info in runs:
         n, lost, last = totals.get(info.run_id, (0, 0, 0))
         info.events = max(info.events, n)
         info.lost = max(info.lost, lost)
-        if info.status == "recording" and dead:
+        if info.status == "recording" and _no_recorder_alive(store, info.run_id):
             info.status = "aborted"
         if info.end_ns < info.start_ns:
             # not written yet (or never: its recorder died): the run ends, so far, at its last fact
@@ -101,8 +100,11 @@ def _complete(store, runs: list[RunInfo]) -> None:
             finalise(store, info)
 
 
-def _no_recorder_alive(store) -> bool:
-    # we hold the embedded store's lock, so no other process is recording into it
+def _no_recorder_alive(store, run_id: str) -> bool:
+    """No recorder is writing run ``run_id``: the embedded store's lock is ours, or it is held by a
+    recording of another run (read while recording: ``Store.live_snapshot``)."""
+    if getattr(store, "live_snapshot", False):
+        return getattr(store, "recording_run", "") not in ("", run_id)
     return bool(getattr(store, "embedded", False))
 
 

@@ -209,20 +209,42 @@ def test_record_pid_that_is_gone(kernel, tmp_path):
     assert out.returncode == 2 and out.stderr.strip() == "osrewind: error: no such process: 999999999"
 
 
-def test_store_locked_by_running_recording(kernel, tmp_path):
+def test_a_store_reads_while_it_records_and_refuses_writers(kernel, tmp_path):
+    """Reading commands see what the recording has stored so far (the recording run says
+    ``recording``); a command that would write the store is refused in one line; nothing is lost."""
     db = tmp_path / "busy"
-    rec = subprocess.Popen([sys.executable, "-m", "osrewind", "--db", str(db), "record", "--quiet", "--",
-                            "sleep", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    held = tmp_path / "held"
+    go = tmp_path / "go"
+    script = f"echo x > {held}; exec 7<{held}; while [ ! -e {go} ]; do sleep 0.05; done"
+    rec = subprocess.Popen([sys.executable, "-m", "osrewind", "--db", str(db), "record", "--quiet", "--json", "--",
+                            "/bin/sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_recording(db)
-        out = osrewind("runs", db=db)
-        assert out.returncode == 4
+        deadline = time.time() + 60
+        while True:   # until the open of fd 7 is stored (the writer inserts about twice a second)
+            out = osrewind("state", "last", "--at", "end", "--json", db=db)
+            assert out.returncode == 0, out.stderr
+            procs = [p for p in json.loads(out.stdout)["processes"]
+                     if any(f["fd"] == 7 and f["target"] == str(held) for f in p["fds"])]
+            if procs or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert procs, f"the recorded open never showed while recording: {out.stdout[-2000:]}"
+        pid = procs[0]["pid"]
+        assert [f["target"] for f in procs[0]["fds"] if f["fd"] == 7] == [os.readlink(f"/proc/{pid}/fd/7")]
+        runs = json.loads(osrewind("runs", "--json", db=db).stdout)
+        assert runs[0]["status"] == "recording" and runs[0]["events"] > 0
+        out = osrewind("reindex", "last", db=db)
         lines = out.stderr.strip().splitlines()
-        assert len(lines) == 1 and "in use by osrewind pid" in lines[0] and "recording run" in lines[0]
+        assert out.returncode == 4 and len(lines) == 1, out.stderr
+        assert "in use by osrewind pid" in lines[0] and "recording run" in lines[0]
     finally:
-        rec.wait(timeout=60)
-    assert rec.returncode == 0
-    assert osrewind("runs", db=db).returncode == 0  # free again, nothing lost
+        go.touch()
+        stdout, stderr = rec.communicate(timeout=60)
+    assert rec.returncode == 0, stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    runs = json.loads(osrewind("runs", "--json", db=db).stdout)
+    assert runs[0]["status"] == "complete" and runs[0]["events"] == summary["events"]
 
 
 def test_layout_of_compiled_program_matches_decoder(kernel):
