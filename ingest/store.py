@@ -252,6 +252,7 @@ class Store:
         self.mode = mode
         self.timeout = timeout
         self.read_only_view = False
+        self.cluster: str | None = None   # the server's cluster the tables are laid out over, if any
         self.live_snapshot = False   # read while a recording writes the store: what it had stored when opened
         self.recording_run = ""      # then, the run being recorded ('' if its id is not known yet)
         self._lock_fd: int | None = None
@@ -390,9 +391,16 @@ class Store:
             kwargs = {}
             if self.timeout:
                 kwargs = {"connect_timeout": self.timeout, "send_receive_timeout": self.timeout}
-            self.client = _Serialized(clickhouse_connect.get_client(dsn=self.location, **kwargs))
+            # inserts into a cluster's Distributed tables land before they return (a recorder reads its
+            # run's rows back); on a single server the setting changes nothing
+            self.client = _Serialized(clickhouse_connect.get_client(dsn=self.location,
+                                                                    settings={"insert_distributed_sync": 1}, **kwargs))
+            rows = self.client.query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
+                                     "AND name = 'events'").result_rows
         except Exception as exc:
             raise StoreError(f"cannot reach ClickHouse at {self._redacted()}: {_one_line(exc)}") from exc
+        m = re.match(r"Distributed\('?(\w+)'?,", rows[0][0]) if rows else None
+        self.cluster = m.group(1) if m else None   # laid out by 'store init --cluster' (ingest/cluster.py)
 
     def _redacted(self) -> str:
         from urllib.parse import urlsplit, urlunsplit
@@ -622,12 +630,17 @@ class Store:
         except Exception as exc:
             raise StoreError(f"query failed: {_one_line(exc)}") from exc
 
+    def delete_from(self, table: str) -> str:
+        """``DELETE FROM table`` as this store takes it: on a cluster, from the local tables on every
+        node (a Distributed table takes no deletes)."""
+        return f"DELETE FROM {table}_local ON CLUSTER {self.cluster}" if self.cluster else f"DELETE FROM {table}"
+
     def delete_run(self, run_id: str, keep: tuple[str, ...] = ()) -> None:
         """Every row of a run, in every table but ``keep`` (``osrewind hunt`` keeps one passing and one
         failing run; a passing pytest session keeps only its ``runs`` and ``tests`` rows)."""
         for table in sorted(self.table_names() & set(KNOWN_TABLES) - {"meta", *keep}):
             try:
-                self.client.command(f"DELETE FROM {table} WHERE run_id = {{run:UUID}}", parameters={"run": run_id})
+                self.client.command(f"{self.delete_from(table)} WHERE run_id = {{run:UUID}}", parameters={"run": run_id})
             except Exception as exc:
                 raise StoreError(f"cannot delete run {run_id[:8]} from {table}: {_one_line(exc)}") from exc
 

@@ -291,7 +291,7 @@ class EventWriter:
                 raise spool.SpoolError(errno.EINVAL, f"spool frame for unknown table {name!r}")
             table = pa.ipc.open_stream(pa.py_buffer(data[spool.PART_ARROW])).read_all()
             if self.recovering:
-                self.store.client.command(f"DELETE FROM {name} WHERE run_id = {{run:UUID}}",
+                self.store.client.command(f"{self.store.delete_from(name)} WHERE run_id = {{run:UUID}}",
                                           parameters={"run": str(self.run_id)})
             self.store.insert_arrow(name, self.redact.table(name, table) if self.redact else table)
         self._consumed += f.nbytes

@@ -399,10 +399,12 @@ def _stopped_code(result) -> int:
 
 @cli.command()
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="Newest N runs.")
+@click.option("--host", default="", metavar="HOST",
+              help="Only the runs recorded on HOST (a store several hosts record into: docs/cluster.md).")
 @json_option("JSON array of runs.")
 @db_option
 @click.pass_obj
-def runs(obj: dict, limit: int, as_json: bool) -> None:
+def runs(obj: dict, limit: int, host: str, as_json: bool) -> None:
     """List recorded runs, newest first.
 
     \b
@@ -419,7 +421,7 @@ def runs(obj: dict, limit: int, as_json: bool) -> None:
 
     try:
         with _store(obj["db"], "listing runs") as store:
-            items = list_runs(store, limit)
+            items = list_runs(store, limit, host)
     except StoreMissing:
         if obj["db"] is not None:  # a path the user typed: a typo must not look like an empty store
             raise
@@ -431,6 +433,71 @@ def runs(obj: dict, limit: int, as_json: bool) -> None:
         echo("no runs yet: record one with 'sudo osrewind record -- CMD'", err=True)
         return
     _echo_lines(render.runs(items))
+
+
+# ---------------------------------------------------------------------------- store
+
+
+@cli.group("store")
+def store_group() -> None:
+    """The store itself: create its tables (on one node or laid out over a ClickHouse cluster)."""
+
+
+@store_group.command("init")
+@click.option("--cluster", default=None, metavar="NAME",
+              help="Lay the tables out over this cluster of the server (--db http(s)://...): a local table on "
+                   "every node, a Distributed table over them, rows sharded by run id (docs/cluster.md).")
+@click.option("--replicated/--no-replicated", default=True, show_default=True,
+              help="With --cluster: Replicated* engines (replicas kept in step by ClickHouse Keeper), or plain "
+                   "ones (shards without replicas).")
+@click.option("--database", default=None, metavar="DB",
+              help="With --cluster: the database to create the tables in (default: the connection's).")
+@click.option("--print", "print_only", is_flag=True, help="Print the DDL instead of running it.")
+@db_option
+@click.pass_obj
+def store_init(obj: dict, cluster: str | None, replicated: bool, database: str | None, print_only: bool) -> None:
+    """Create the store's tables: the recorded facts, the index and its intervals. Every command
+    creates them as it needs them; this does it up front, and on a cluster lays them out.
+
+    \b
+    Examples:
+      osrewind store init --db /var/lib/osrewind
+      osrewind store init --db https://ch.example:8443 --cluster osrewind
+      osrewind store init --cluster osrewind --database osrewind --print
+    """
+    from osrewind.ingest import cluster as cluster_mod
+    from osrewind.ingest.schema import ADDED_COLUMNS, TABLES
+    from osrewind.queries import keyframes
+
+    if cluster is None:
+        if print_only:
+            for ddl in {**TABLES, **keyframes.derived_ddl()}.values():
+                click.echo(ddl.strip() + ";")
+            return
+        with _store(obj["db"], "creating tables", write=True) as store:
+            store.ensure_schema()
+            keyframes.ensure_table(store)
+        echo(f"store {store.location}: tables ready")
+        return
+    try:
+        if print_only:
+            statements = cluster_mod.cluster_ddl({**TABLES, **keyframes.derived_ddl()}, cluster,
+                                                 database or "osrewind", replicated, ADDED_COLUMNS)
+            for st in statements:
+                click.echo(st + ";")
+            return
+        if obj["db"] is None or "://" not in obj["db"]:
+            raise UsageError("--cluster lays the tables out on a ClickHouse server: give --db http(s)://... "
+                             "(or --print for the DDL)")
+        with _store(obj["db"], "creating tables", write=True) as store:
+            db_name = database or store.query("SELECT currentDatabase()")[0][0]
+            tables = {**TABLES, **keyframes.derived_ddl()}
+            statements = cluster_mod.cluster_ddl(tables, cluster, db_name, replicated, ADDED_COLUMNS)
+            for st in statements:
+                store.client.command(st)
+    except cluster_mod.ClusterError as exc:
+        raise UsageError(str(exc)) from None
+    echo(f"cluster {cluster}: {len(tables)} tables laid out (local and Distributed)")
 
 
 # ---------------------------------------------------------------------------- state

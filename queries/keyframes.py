@@ -110,6 +110,12 @@ FORMAT = codec.FORMAT
 # ------------------------------------------------------------------ store
 
 
+def derived_ddl() -> dict[str, str]:
+    """The index's tables, by name, as single-node DDL (``store init --cluster`` lays them out)."""
+    return {"keyframes": DDL.format(table="keyframes"), "processes": HISTORY_DDL[0], "file_access": HISTORY_DDL[1],
+            "index_builds": BUILDS_DDL, **{t.name: t.ddl() for t in osquery.TABLES}}
+
+
 def _command(store, sql: str, params: dict | None = None) -> None:
     try:
         store.client.command(sql, parameters=params or {})
@@ -487,7 +493,8 @@ def build(store, run: RunInfo, every: int = EVERY, progress: Callable[[int], Non
                          f"{why.strip().splitlines()[0] if why.strip() else type(exc).__name__}") from exc
     forget(store, rid)
     for table in (*DERIVED_TABLES, "index_builds"):  # the older generations, no longer read
-        _command(store, f"DELETE FROM {table} WHERE run_id = {{r:UUID}} AND gen != {{g:UInt64}}", {"r": rid, "g": gen})
+        _command(store, f"{store.delete_from(table)} WHERE run_id = {{r:UUID}} AND gen != {{g:UInt64}}",
+                 {"r": rid, "g": gen})
     return frames
 
 
@@ -500,7 +507,7 @@ def _discard(store, run_id: str, gen: int) -> None:
     not read, and the next build of the run deletes them)."""
     for table in DERIVED_TABLES:
         try:
-            _command(store, f"DELETE FROM {table} WHERE run_id = {{r:UUID}} AND gen = {{g:UInt64}}",
+            _command(store, f"{store.delete_from(table)} WHERE run_id = {{r:UUID}} AND gen = {{g:UInt64}}",
                      {"r": run_id, "g": gen})
         except Exception:  # noqa: BLE001, S112
             continue

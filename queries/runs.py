@@ -58,16 +58,17 @@ FROM (SELECT * FROM runs FINAL WHERE run_id = {run:UUID} AND status = 'recording
 """
 
 
-def list_runs(store, limit: int = 1000) -> list[RunInfo]:
+def list_runs(store, limit: int = 1000, host: str = "") -> list[RunInfo]:
     """The runs, newest first, from the runs table alone (O(runs)): a finished run's row holds its
     counts and end. Only a run whose row was never finished (its recorder died, or it is being
     recorded through a server) is counted from its own events; on a store this process can write
-    and no recorder can be writing, that count is written back once (see :func:`finalise`)."""
+    and no recorder can be writing, that count is written back once (see :func:`finalise`).
+    ``host``: the runs recorded on that host only."""
     if not store.has_schema():
         return []
     out = []
     unfinished = []
-    for r in named.run(store, "runs_list", limit=limit):
+    for r in named.run(store, "runs_list", limit=limit, host=host):
         (run_id, name, host, kernel, command, cwd, scope, root_pid, start_ns, end_ns, wall_offset, events, lost,
          exit_code, status) = r[:15]
         status_detail = r[15] if len(r) > 15 else ""   # none in a store made before the column
