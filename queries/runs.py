@@ -68,12 +68,16 @@ def list_runs(store, limit: int = 1000, host: str = "") -> list[RunInfo]:
         return []
     out = []
     unfinished = []
-    for r in named.run(store, "runs_list", limit=limit, host=host):
-        (run_id, name, host, kernel, command, cwd, scope, root_pid, start_ns, end_ns, wall_offset, events, lost,
+    for r in named.run(store, "runs_list", limit=2**32 - 1 if host else limit):   # one host's: filtered below
+        (run_id, name, host_, kernel, command, cwd, scope, root_pid, start_ns, end_ns, wall_offset, events, lost,
          exit_code, status) = r[:15]
         status_detail = r[15] if len(r) > 15 else ""   # none in a store made before the column
         identity = r[16] if len(r) > 16 else ""
-        info = RunInfo(str(run_id), name, host, kernel, list(command), cwd, scope, int(root_pid), int(start_ns),
+        if host and host_ != host:
+            continue
+        if len(out) >= limit:
+            break
+        info = RunInfo(str(run_id), name, host_, kernel, list(command), cwd, scope, int(root_pid), int(start_ns),
                        int(end_ns), int(wall_offset), int(events), int(lost),
                        None if exit_code is None else int(exit_code), status, status_detail, identity)
         if status == "recording" or info.end_ns < info.start_ns:

@@ -52,7 +52,7 @@ def test_generated_run_through_a_server_answers_as_a_rewind(server):
         assert not store.embedded
         keyframes.build(store, resolve_run(store, run_id), every=97)
     assert agree_everywhere(server, run_id, samples=10, seed=11) > 5
-    out = osrewind("sql", "runs_list", "-p", "limit=1000", "-p", "host=", "--json", db=server)
+    out = osrewind("sql", "runs_list", "-p", "limit=1000", "--json", db=server)
     assert out.returncode == 0, out.stderr
     assert run_id in {r["run_id"] for r in json.loads(out.stdout)}
 

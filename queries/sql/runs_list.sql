@@ -2,7 +2,7 @@
 -- events. The recorder writes a run's counts and end when it finishes; a run whose row was never
 -- finished (status 'recording': still being recorded, or its recorder died) has events 0 and
 -- end_ns 0 here, and queries/runs.py completes it from `run_totals`.
--- Parameters: limit (UInt32), host (String: '' for every host).
+-- Parameters: limit (UInt32).
 SELECT
     toString(r.run_id) AS run_id, r.name, r.host, r.kernel, r.command, r.cwd, r.scope, r.root_pid,
     r.start_ns, r.end_ns, r.wall_offset_ns, r.events, r.lost, r.exit_code, r.status,
@@ -12,6 +12,5 @@ SELECT
     -- how files were identified: 'kernel' or 'path' (none in a store made before the column)
     COLUMNS('^identity$')
 FROM (SELECT * FROM runs FINAL) AS r
-WHERE {host:String} = '' OR r.host = {host:String}
 ORDER BY r.start_ns DESC, r.run_id
 LIMIT {limit:UInt32}
