@@ -35,14 +35,14 @@ from osrewind.queries import named, osquery
 from osrewind.queries.cache import cache_for
 from osrewind.queries.engine import Fd, HistoryLog, Machine, Proc, codec
 from osrewind.queries.engine.intervals import IntervalLog, split_endpoint
-from osrewind.queries.replay import apply_rows, baseline_machine
+from osrewind.queries.replay import apply_rows, baseline_machine, syscall_params
 from osrewind.queries.runs import RunInfo
 
 EVERY = 4_000           # state changes between keyframes: bounds a rewind's replay (~1 us a fact)
 SPAN = 4                # and a keyframe at least every SPAN * EVERY facts of any kind (see Indexer)
 PAGE = 200_000
 LIVE_PAGE = 50_000      # while recording: short reads, the recorder's inserts share the client
-_SYSCALL = KIND_CODES["syscall"]   # in state_events_after: a successful read or write, nothing else
+_SYSCALL = KIND_CODES["syscall"]   # in state_events_after: a successful read or write, or a setuid-family call
 SHORT_STRETCH = 16      # reads and writes in a row below which they are applied one by one
 
 HISTORY_DDL = ["""
@@ -297,7 +297,7 @@ class Indexer:
         done = 0
         while True:
             table = named.run_arrow(self.store, "state_events_after", run=self.run_id, at=upto_ns, c_ts=self.c_ts,
-                                    c_seq=self.c_seq, lim=self.page, io_nrs=sorted(m.sends | m.recvs))
+                                    c_seq=self.c_seq, lim=self.page, **syscall_params(m))
             n = table.num_rows
             if n == 0:
                 break
@@ -320,7 +320,8 @@ class Indexer:
         n = table.num_rows
         ts = table.column("ts").to_numpy()
         seq = table.column("seq").to_numpy()
-        io = table.column("kind_code").to_numpy() == _SYSCALL   # the reads and writes
+        # the reads and writes (a setuid-family call is a syscall fact too, with ret 0: applied as a fact)
+        io = (table.column("kind_code").to_numpy() == _SYSCALL) & (table.column("ret").to_numpy() > 0)
         bounds = np.flatnonzero(io[1:] != io[:-1]) + 1           # where a stretch of one sort ends
         other = np.flatnonzero(~io)
         cols = named.columns(table.take(other)) if len(other) else {}
@@ -589,7 +590,7 @@ def _write_intervals(store, run_id: str, procs: list[tuple], fds: list[tuple], g
 
     from osrewind.ingest.decode import text_array  # recorded text back to its bytes, losslessly
 
-    if procs:   # (pid, start_ns, (comm, exe, argv, cwd, ppid, threads), valid_from, valid_to)
+    if procs:   # (pid, start_ns, (comm, exe, argv, cwd, ppid, threads, uid), valid_from, valid_to)
         store.insert_arrow("process_intervals", pa.table({
             "pid": pa.array([r[0] for r in procs], type=pa.uint32()),
             "start_ns": pa.array([r[1] for r in procs], type=pa.int64()),
@@ -601,6 +602,7 @@ def _write_intervals(store, run_id: str, procs: list[tuple], fds: list[tuple], g
             "cwd": text_array([r[2][3] for r in procs]),
             "ppid": pa.array([r[2][4] for r in procs], type=pa.uint32()),
             "threads": pa.array([r[2][5] for r in procs], type=pa.uint32()),
+            "uid": pa.array([r[2][6] for r in procs], type=pa.int64()),
             "gen": pa.array([gen] * len(procs), type=pa.uint64()),
         }), run_id=run_id)
     if fds:   # (pid, start_ns, fd, (since, kind, path, inode, family, protocol, local, remote, state,

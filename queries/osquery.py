@@ -58,6 +58,7 @@ TABLES = (
         Column("cwd", "String", "its working directory"),
         Column("ppid", "UInt32", "its parent's pid"),
         Column("threads", "UInt32", "its threads"),
+        Column("uid", "Int64", "its real user id (-1: not known)"),
         Column("gen", "UInt64 DEFAULT 0", "the index build that wrote the row"),
     ), "run_id, valid_from_ns, pid"),
     Table("fd_intervals", "one row per stretch of an open fd's life in which nothing shown changed", (
@@ -116,6 +117,7 @@ VIEWS = (
         ViewColumn("cmdline", "arrayStringConcat(argv, ' ')", "its command line, arguments joined by spaces"),
         ViewColumn("cwd", "cwd", "its working directory"),
         ViewColumn("parent", "ppid", "its parent's pid"),
+        ViewColumn("uid", "uid", "its real user id (-1: not known)"),
         ViewColumn("start_time", "intDiv(start_ns + wall_offset_ns, 1000000000)", "when it started, seconds since the epoch"),
         ViewColumn("threads", "threads", "its threads"),
         ViewColumn("argv", "argv", "its command line as a list (osrewind)"),

@@ -17,7 +17,7 @@ from osrewind.queries import keyframes, named
 from osrewind.queries.cache import cache_for
 from osrewind.queries.engine import CpuSlot, Machine, Proc
 from osrewind.queries.engine.model import socket_target
-from osrewind.queries.replay import apply_rows, baseline_machine
+from osrewind.queries.replay import apply_rows, baseline_machine, syscall_params
 from osrewind.queries.runs import RunInfo
 
 
@@ -63,7 +63,7 @@ def load_machine(store, run: RunInfo, at_ns: int, use_keyframes: bool = True) ->
         c_ts, c_seq = -1, 0
     while True:
         table = named.run_arrow(store, "state_events_after", run=run.run_id, at=at_ns, c_ts=c_ts, c_seq=c_seq,
-                                lim=PAGE_ROWS, io_nrs=sorted(m.sends | m.recvs))
+                                lim=PAGE_ROWS, **syscall_params(m))
         cols = named.columns(table)
         apply_rows(m, cols, 0, table.num_rows)
         if table.num_rows < PAGE_ROWS:
@@ -80,7 +80,7 @@ def _interval(store, run: RunInfo, m: Machine, start: tuple[int, int], end: tupl
     if cols is not None:
         return cols
     table = named.run_arrow(store, "state_events_after", run=run.run_id, at=end[0], c_ts=start[0], c_seq=start[1],
-                            lim=INTERVAL_ROWS, io_nrs=sorted(m.sends | m.recvs))
+                            lim=INTERVAL_ROWS, **syscall_params(m))
     if table.num_rows >= INTERVAL_ROWS:
         return None
     cols = named.columns(table)

@@ -32,9 +32,10 @@ def _shown(f: Fd) -> str:
     return f.target
 
 
-def _disagreements(store, run, reports: list[dict]) -> tuple[int, list[str]]:
+def _disagreements(store, run, reports: list[dict], uids: bool = False) -> tuple[int, list[str]]:
     """(reports whose every fd, cwd, parent and start agree, what disagreed). /proc's start is in
-    clock ticks: the rewound one (the kernel's, in ns) must be within that tick."""
+    clock ticks: the rewound one (the kernel's, in ns) must be within that tick. ``uids``: the real
+    uid too (a run with the every-syscall lane, where setuid-family calls are seen)."""
     bad: list[str] = []
     agree = 0
     tick = 10**9 // os.sysconf("SC_CLK_TCK")
@@ -58,6 +59,8 @@ def _disagreements(store, run, reports: list[dict]) -> tuple[int, list[str]]:
             bad.append(f"at {r['at']} pid {r['pid']}: exe {r['exe']!r} rewound as {p.exe!r}")
         if p.ppid != r["ppid"]:
             bad.append(f"at {r['at']} pid {r['pid']}: parent {r['ppid']} rewound as {p.ppid}")
+        if uids and p.uid != r["uid"]:
+            bad.append(f"at {r['at']} pid {r['pid']}: uid {r['uid']} rewound as {p.uid}")
         start = r["start_ticks"] * tick - boot_minus_mono
         if not -10**6 <= p.start_ns - start <= tick + 10**6:
             bad.append(f"at {r['at']} pid {r['pid']}: started at {start} (to a tick) rewound as {p.start_ns}")
@@ -82,10 +85,11 @@ def test_rewound_state_equals_proc_at_every_reported_instant(kernel, tmp_path, s
     assert any(t.endswith(" (deleted)") and "#" not in t for t in shown)   # renamed over or unlinked
     assert any(t.startswith("pipe:[") for t in shown) and any(t.startswith("socket:[") for t in shown)
     assert len({r["cwd"] for r in reports}) >= 2 and len({r["pid"] for r in reports}) >= 2
+    assert len({r["uid"] for r in reports}) >= 2   # some worker changed its real uid
     with Store(str(db)) as store:
         run = resolve_run(store, summary["run_id"])
         assert run.identity == "kernel"
-        agree, bad = _disagreements(store, run, reports)
+        agree, bad = _disagreements(store, run, reports, uids=not lanes)
     print(f"seed {seed}: {agree}/{len(reports)} reports agree")
     assert agree == len(reports), f"{len(reports) - agree} of {len(reports)} reports disagree:\n" + "\n".join(bad[:15])
 

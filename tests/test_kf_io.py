@@ -111,7 +111,7 @@ def reference(store, run) -> tuple[HistoryLog, list]:
     for p in m.procs.values():
         log.adopt(p)
     table = named.run_arrow(store, "state_events_after", run=run.run_id, at=2**63 - 1, c_ts=-1, c_seq=0,
-                            lim=10**9, io_nrs=sorted(m.sends | m.recvs))
+                            lim=10**9, io_nrs=sorted(m.sends | m.recvs), uid_nrs=sorted(m.uid_calls))
     apply_rows(m, named.columns(table), 0, table.num_rows)
     return log, codec.document(m)
 

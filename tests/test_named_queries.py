@@ -46,7 +46,7 @@ def fixtures(run_id: str) -> dict[str, tuple[dict, object]]:
                                               START, "")]),   # the cgroup: none in this fixture
         "snapshot_fds": ({"run": run_id}, [(PID, 0, "/dev/null", "file", 0)]),
         "state_events_after": ({"run": run_id, "at": end, "c_ts": START + 1_000_000_000, "c_seq": 1, "lim": 10,
-                                "io_nrs": []},
+                                "io_nrs": [], "uid_nrs": []},
                                lambda rows: [r[2] for r in rows] == [6, 5, 6] and rows[0][3] == PID + 1),
         "events_filtered": ({"run": run_id, "t_from": START, "t_to": end, "pids": [], "kinds": ["open"],
                              "path_re": "", "failed": 0, "nrs": [], "backwards": 0, "c_ts": 0, "c_seq": 0,

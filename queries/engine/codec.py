@@ -22,7 +22,7 @@ FORMAT = 2
 # A document is (FORMAT, procs, exited, socks, argv, pipe_seq, sched_seen, cpus, tcp, tcp_by_tid,
 # closed, aliases: directories reached through symlinks, renames: (mark, numbers seen above it, held
 # back: each (fact, source, target))); a process is (pid, start_ns, ppid, comm, exe, argv, cwd, threads, from_snapshot, exec_ns,
-# orphaned, exit_code, exited_ns, run, on_cpu, fds, cgroup); an fd is (fd, kind, target, cloexec, flags,
+# orphaned, exit_code, exited_ns, run, on_cpu, fds, cgroup, uid); an fd is (fd, kind, target, cloexec, flags,
 # since_ns, socket index or -1, inode, device, gone).
 
 
@@ -43,7 +43,7 @@ def document(m: Machine) -> tuple:
         return (p.pid, p.start_ns, p.ppid, p.comm, p.exe, p.argv, p.cwd, p.threads, p.from_snapshot,
                 p.exec_ns, p.orphaned, p.exit_code, p.exited_ns, p.run, p.on_cpu,
                 [(f.fd, f.kind, f.target, f.cloexec, f.flags, f.since_ns, sock_ref(f.sock), f.ino, f.dev, f.gone)
-                 for f in p.fds.values()], p.cgroup)
+                 for f in p.fds.values()], p.cgroup, p.uid)
 
     procs = [proc(p) for p in m.procs.values()]
     exited = [proc(p) for p in m.exited.values()]
@@ -106,7 +106,8 @@ def machine(doc: tuple, m: Machine | None = None) -> Machine:
                               *f[7:10])  # inode, device, gone: not in keyframes written before them
                      for f in fds},
                     orphaned, exit_code, exited_ns, dict(run), dict(on_cpu),
-                    row[16] if len(row) > 16 else "")  # the cgroup: not in keyframes written before it
+                    row[16] if len(row) > 16 else "",   # the cgroup: not in keyframes written before it
+                    row[17] if len(row) > 17 else -1)   # the uid: nor this
 
     m.procs = {p.pid: p for p in map(proc, procs)}
     m.exited = {p.pid: p for p in map(proc, exited)}

@@ -27,6 +27,7 @@ OPEN_END = 2**63 - 1   # valid_to_ns of a row that still held when the run ended
 
 FD_RET, FD_A0, PROC, FORK, ALL = 1, 2, 3, 4, 5   # the fd the fact returned / named, its process, ...
 _K = KIND_CODES
+_SYSCALL = _K["syscall"]
 SCOPE = {
     **{_K[k]: FD_RET for k in ("open", "dup", "anonfd", "socket", "accept")},
     _K["close"]: FD_A0,
@@ -40,8 +41,8 @@ _PROTO_CODES = {"TCP": 6, "UDP": 17}
 
 
 def process_row(p: Proc) -> tuple:
-    """(comm, exe, argv, cwd, ppid, threads) of a process as a rewind shows it."""
-    return (p.comm, p.exe, tuple(p.argv), p.cwd, p.ppid, p.threads)
+    """(comm, exe, argv, cwd, ppid, threads, uid) of a process as a rewind shows it."""
+    return (p.comm, p.exe, tuple(p.argv), p.cwd, p.ppid, p.threads, p.uid)
 
 
 def split_endpoint(text: str) -> tuple[str, int]:
@@ -94,22 +95,25 @@ class IntervalLog:
         """The state a run starts from (its baseline), valid from ``ts``."""
         self.everything(m, ts)
 
-    def after(self, m, kind: int, tgid: int, ret: int, a0: int, a1: int, ts: int, released: bool) -> None:
-        """A fact was applied (and, if ``released``, renames held back before it)."""
-        scope = ALL if released else SCOPE.get(kind)
+    def after(self, m, f, released: bool) -> None:
+        """Fact ``f`` was applied (and, if ``released``, renames held back before it)."""
+        tgid, ts = f.tgid, f.ts
+        scope = ALL if released else SCOPE.get(f.kind)
+        if scope is None and f.kind == _SYSCALL and f.nr in m.uid_calls:
+            scope = PROC   # a setuid-family call: the process's uid
         if scope is None:
             if tgid not in self.live and tgid in m.procs:   # a process first known by this fact
                 self.process(m, tgid, ts)
         elif scope == FD_RET:
-            self.fd(m, tgid, int(ret), ts)
+            self.fd(m, tgid, int(f.ret), ts)
         elif scope == FD_A0:
-            self.fd(m, tgid, int(a0), ts)
+            self.fd(m, tgid, int(f.a0), ts)
         elif scope == ALL:
             self.everything(m, ts)
         else:
             self.process(m, tgid, ts)
             if scope == FORK:
-                self.process(m, int(a1), ts)
+                self.process(m, int(f.a1), ts)
 
     def fd(self, m, pid: int, n: int, ts: int) -> None:
         """Compare fd ``n`` of process ``pid`` (the only thing the fact can have changed)."""

@@ -18,6 +18,7 @@ from osrewind.queries.engine import files
 from osrewind.queries.engine.model import EXITED_KEPT, CpuSlot, Fd, HistoryLog, Proc, Sock, clean_path
 
 ALIASES_KEPT = 256
+UID_CALLS = ("setuid", "setreuid", "setresuid")   # the calls that set a process's real user id
 
 
 class Fact(NamedTuple):
@@ -61,6 +62,7 @@ class Machine:
         self.log: HistoryLog | None = None               # set while indexing: births, execs, file use
         self.sends: set[int] = set()                    # syscall numbers that send / receive bytes
         self.recvs: set[int] = set()
+        self.uid_calls: dict[int, str] = {}             # syscall number -> setuid | setreuid | setresuid
         # directories reached through a symlink, learned from chdirs and directory opens (they say
         # the path passed and the kernel's): passed -> kernel. Renames and unlinks say only the first.
         self.aliases: dict[str, str] = {}
@@ -75,13 +77,15 @@ class Machine:
         """The syscalls whose successful calls move bytes (this machine's architecture's numbers)."""
         self.sends = {n for n in (syscall_table.number(s) for s in IO_SENDS) if n is not None}
         self.recvs = {n for n in (syscall_table.number(s) for s in IO_RECVS) if n is not None}
+        self.uid_calls = {n: s for s in UID_CALLS if (n := syscall_table.number(s)) is not None}
 
     # -------------------------------------------------------------- baseline
 
     def add_snapshot_proc(self, pid: int, ppid: int, start_ns: int, comm: str, exe: str, argv: list[str],
-                          cwd: str, threads: int, cgroup: str = "") -> None:
+                          cwd: str, threads: int, cgroup: str = "", uid: int = -1) -> None:
         self.procs[pid] = Proc(pid, start_ns, ppid, comm, exe, list(argv), cwd, max(1, threads), True)
         self.procs[pid].cgroup = cgroup
+        self.procs[pid].uid = uid
 
     def add_snapshot_fd(self, pid: int, fd: int, target: str, kind: str, flags: int) -> None:
         p = self.procs.get(pid)
@@ -108,7 +112,7 @@ class Machine:
             handler(self, f)
             released = released or len(self.held) < held   # this fact let held renames apply
         if self.intervals is not None:
-            self.intervals.after(self, f.kind, f.tgid, f.ret, f.a0, f.a1, f.ts, released)
+            self.intervals.after(self, f, released)
 
     def settle(self) -> None:
         """Apply the renames still held back (the recording has ended: nothing more will come)."""

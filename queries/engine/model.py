@@ -83,6 +83,8 @@ class Proc:
     run: dict[int, str] = field(default_factory=dict)   # tid -> running|runnable|sleeping (scheduler)
     on_cpu: dict[int, int] = field(default_factory=dict)  # tid -> cpu, for running threads
     cgroup: str = ""                # its cgroup v2 path ('' when not known)
+    uid: int = -1                   # its real user id (-1: not known): the baseline's, a fork's parent's,
+                                    # then what its setuid/setreuid/setresuid calls set
 
     @property
     def run_state(self) -> str:
@@ -95,7 +97,7 @@ class Proc:
         return "unknown"
 
     def to_json(self) -> dict:
-        return {"pid": self.pid, "start_ns": self.start_ns, "ppid": self.ppid, "orphaned": self.orphaned,
+        return {"pid": self.pid, "start_ns": self.start_ns, "ppid": self.ppid, "uid": self.uid, "orphaned": self.orphaned,
                 "comm": self.comm, "exe": self.exe, "argv": self.argv, "cwd": self.cwd, "threads": self.threads,
                 "from_snapshot": self.from_snapshot, "exec_ns": self.exec_ns, "run_state": self.run_state,
                 "cgroup": self.cgroup,

@@ -11,6 +11,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from osrewind.probes.records import KIND_CODES, O_CLOEXEC
+from osrewind.queries.engine import process
 from osrewind.queries.engine.model import TCP_STATES, Sock, family_name, sock_type_name, socket_label
 
 if TYPE_CHECKING:
@@ -89,7 +90,10 @@ def on_sock_state(m: Machine, f: Fact) -> None:
 def on_syscall(m: Machine, f: Fact) -> None:
     """A successful read/write-family call: bytes for its socket; for a file, who really moved the
     bytes (often not the process that opened it: a shell opens ``> out.txt``, the command it runs
-    writes through the fd)."""
+    writes through the fd). A successful setuid-family call: the process's real user id."""
+    if f.nr in m.uid_calls:
+        process.set_uid(m, f, m.uid_calls[f.nr])
+        return
     if f.nr not in m.sends and f.nr not in m.recvs:
         return
     q = m.procs.get(f.tgid)

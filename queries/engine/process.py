@@ -27,7 +27,7 @@ def on_fork(m: Machine, f: Fact) -> None:
     # the kernel's exact start and real parent where the probe read them (a4, a5)
     p = Proc(child, int(f.a4) or f.ts, int(f.a5) or f.tgid, parent.comm, parent.exe, list(parent.argv), parent.cwd,
              1, False, None, {n: fd.copy() for n, fd in parent.fds.items()})
-    p.cgroup = parent.cgroup
+    p.cgroup, p.uid = parent.cgroup, parent.uid
     m.procs[child] = p
     if m.log is not None:
         m.log.born(p, parent)
@@ -90,6 +90,22 @@ def on_cgroup(m: Machine, f: Fact) -> None:
     process may be new to the run."""
     if f.a0 == 0:
         m.proc(f).cgroup = f.path
+
+
+_KEEP = 0xFFFFFFFF   # (uid_t) -1: leave this id as it is
+
+
+def set_uid(m: Machine, f: Fact, call: str) -> None:
+    """The kernel's rules for the real uid (credentials(7)): setresuid(r, e, s) and setreuid(r, e) set
+    it to r unless r is -1; setuid(u) sets it only in a privileged process (taken as one whose real
+    uid is 0: the effective uid is not recorded), otherwise only the effective uid changes."""
+    q = m.procs.get(f.tgid)
+    if q is None or f.ret != 0:
+        return
+    new = int(f.a0) & 0xFFFFFFFF
+    if new == _KEEP or (call == "setuid" and q.uid != 0):
+        return
+    q.uid = new
 
 
 HANDLERS = {K["fork"]: on_fork, K["exec_args"]: on_exec_args, K["exec_fail"]: on_exec_fail, K["exec"]: on_exec,

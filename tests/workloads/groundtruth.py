@@ -8,10 +8,11 @@ The driver (the recorded command) runs one worker at first and, step by step, te
 do one random thing: open/openat (absolute, relative, through a dirfd, through a symlink, with and
 without close-on-exec; O_TMPFILE; a reopen through /proc/self/fd), close, dup/dup2/dup3/F_DUPFD_CLOEXEC, close_range, pipe, socketpair, socket,
 chdir/fchdir, rename of files and directories (also over open files and held cwds), unlink, rmdir,
-mkdir, symlink, hard link, fork (a new worker), exec (the worker runs this script again), exit.
+mkdir, symlink, hard link, fork (a new worker), exec (the worker runs this script again), exit; and,
+now and then, a new real uid (setresuid/setreuid, the effective uid kept).
 Only one worker acts at a time. After each step every live worker reports, one after the other: the
 instant (CLOCK_MONOTONIC ns, taken before it looks), then readlink of each /proc/self/fd entry, its
-cwd and its parent. Workers talk to the driver through FIFOs in WORKDIR/ctl (opened by path, so a
+cwd, its parent and its real uid. Workers talk to the driver through FIFOs in WORKDIR/ctl (opened by path, so a
 worker reopens them after exec). REPORT gets one JSON line per report at the end.
 """
 
@@ -92,6 +93,7 @@ class Worker:
         with open("/proc/self/stat") as f:
             ticks = int(f.read().rsplit(")", 1)[1].split()[19])   # start, in clock ticks since boot
         return {"pid": me, "at": at, "fds": fds, "cwd": os.readlink("/proc/self/cwd"), "ppid": os.getppid(),
+                "uid": os.getuid(),
                 "start_ticks": ticks, "exe": os.readlink("/proc/self/exe")}
 
     # ---- paths: absolute, or relative to the cwd when the cwd still exists
@@ -217,6 +219,14 @@ class Worker:
             os.unlink(link)
         os.symlink(rng.choice(DIRS + FILES + [f"{d}/{f}" for d in DIRS for f in FILES[:2]]), link)
 
+    def op_setuid(self, rng):
+        """Another real uid, the effective one kept (root: the worker can still do everything)."""
+        uid = rng.choice([0, 65534, 1000, 4242])
+        if rng.random() < 0.5:
+            os.setresuid(uid, -1, -1)
+        else:
+            os.setreuid(uid, -1)
+
     def op_link(self, rng):
         os.link(self.path(rng, self.some_file(rng, False)), self.path(rng, self.some_file(rng, False)))
 
@@ -302,7 +312,10 @@ def drive(seed: int, work: str, report: str, steps: int) -> None:
         os._exit(0)
     d.connect(first, pid, None)
     reports = []
+    uids = random.Random(seed * 7919 + 1)   # its own sequence: the steps of a seed stay what they were
     for _ in range(steps):
+        if uids.random() < 0.15:
+            d.ask(uids.choice(sorted(d.links)), {"op": "setuid", "seed": uids.randrange(2**32)})
         n = rng.choice(sorted(d.links))
         op = rng.choice(OPS)
         if op == "fork" and len(d.links) < 5:
