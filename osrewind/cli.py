@@ -716,7 +716,7 @@ def sql(obj: dict, query: str | None, params: tuple[str, ...], at: str | None, r
     """Run read-only SQL against the store: a named query from queries/sql/ or your own SELECT.
 
     Your own SELECT also sees osquery's tables over the recorded history: processes (pid, name,
-    path, cmdline, cwd, parent, start_time, threads), process_open_files (pid, fd, path),
+    path, cmdline, cwd, parent, uid, start_time, threads), process_open_files (pid, fd, path),
     process_open_sockets (pid, fd, family, protocol, local_address, local_port, remote_address,
     remote_port, state) and listening_ports (pid, port, protocol, family, address), each with run_id,
     start_ns, valid_from_ns and valid_to_ns. With --at they hold the rows true at that instant;
