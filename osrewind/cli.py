@@ -748,8 +748,20 @@ def sql(obj: dict, query: str | None, params: tuple[str, ...], at: str | None, r
             echo(named.header(name))
         return
     if schema:
-        with _store(obj["db"], "reading the schema") as store:
-            lines = osquery.schema_lines(osquery.store_columns(store) if store.has_schema() else {})
+        from osrewind.ingest.schema import COLUMN_DOCS
+        from osrewind.ingest.store import StoreMissing
+        from osrewind.queries.keyframes import COLUMN_DOCS as INDEX_DOCS
+
+        docs = {**COLUMN_DOCS, **INDEX_DOCS}
+        try:
+            with _store(obj["db"], "reading the schema") as store:
+                columns = osquery.store_columns(store) if store.has_schema() else {}
+        except StoreMissing:   # nothing recorded yet: the tables as osrewind declares them
+            columns = {}
+        if not columns:
+            for table, col in docs:
+                columns.setdefault(table, []).append((col, ""))
+        lines = osquery.schema_lines(columns, docs)
         if fmt == "json":
             _emit_json([{"table": t, "column": c, "type": ty, "meaning": m} for t, c, ty, m in lines])
             return

@@ -110,6 +110,42 @@ FORMAT = codec.FORMAT
 # ------------------------------------------------------------------ store
 
 
+# One line of meaning for every column of the index's tables (osrewind sql --schema).
+COLUMN_DOCS = {
+    ("keyframes", "run_id"): "the run",
+    ("keyframes", "ts"): "the instant of the state it holds (after the fact at ts, seq)",
+    ("keyframes", "seq"): "that fact's seq",
+    ("keyframes", "facts"): "facts applied up to it",
+    ("keyframes", "format"): "how the state is encoded (queries/engine/codec.py)",
+    ("keyframes", "state"): "the whole rewound state, compressed",
+    ("keyframes", "gen"): "the index build that wrote the row",
+    ("processes", "run_id"): "the run",
+    ("processes", "pid"): "process id (the index's history: one row per process)",
+    ("processes", "start_ns"): "when it started (CLOCK_MONOTONIC ns)",
+    ("processes", "ppid"): "its parent",
+    ("processes", "parent_start_ns"): "its parent's start (pid and start name one process)",
+    ("processes", "end_ns"): "when it exited (0: still running at the end)",
+    ("processes", "exit_code"): "its exit code",
+    ("processes", "from_snapshot"): "1: it was running when recording started",
+    ("processes", "exec_ts"): "when it executed each program",
+    ("processes", "exec_exe"): "each program",
+    ("processes", "exec_argv"): "each program's arguments",
+    ("processes", "gen"): "the index build that wrote the row",
+    ("processes", "cgroup"): "its cgroup v2 path (its last)",
+    ("file_access", "run_id"): "the run",
+    ("file_access", "ts"): "when",
+    ("file_access", "pid"): "the process",
+    ("file_access", "start_ns"): "its start",
+    ("file_access", "op"): "read, write, wrote, renamed, unlinked, ... (the index's file history)",
+    ("file_access", "path"): "the file, its path resolved",
+    ("file_access", "path2"): "a rename's target",
+    ("file_access", "gen"): "the index build that wrote the row",
+    ("index_builds", "run_id"): "the run",
+    ("index_builds", "gen"): "an index build of it (the largest is the current one)",
+    ("index_builds", "built_ns"): "when it was built (ns since the epoch)",
+}
+
+
 def derived_ddl() -> dict[str, str]:
     """The index's tables, by name, as single-node DDL (``store init --cluster`` lays them out)."""
     return {"keyframes": DDL.format(table="keyframes"), "processes": HISTORY_DDL[0], "file_access": HISTORY_DDL[1],

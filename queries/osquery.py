@@ -199,9 +199,11 @@ def with_views(sql: str, db: str, at_ns: int | None = None, run_id: str | None =
     return prefix + " " + head
 
 
-def schema_lines(store_columns: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str, str, str]]:
+def schema_lines(store_columns: dict[str, list[tuple[str, str]]], docs: dict[tuple[str, str], str]
+                 ) -> list[tuple[str, str, str, str]]:
     """(table, column, type, meaning) for ``sql --schema``: osquery's views first, then the interval
-    tables, then the store's other tables as the store has them (``store_columns``)."""
+    tables, then the store's other tables as the store has them (``store_columns``), each column's
+    meaning from ``docs`` (``ingest/schema.COLUMN_DOCS`` and the index's ``keyframes.COLUMN_DOCS``)."""
     out: list[tuple[str, str, str, str]] = []
     for v in VIEWS:
         types = {c.name: c.type.split(" DEFAULT")[0] for t in TABLES if t.name == v.source for c in t.columns}
@@ -215,44 +217,11 @@ def schema_lines(store_columns: dict[str, list[tuple[str, str]]]) -> list[tuple[
             continue
         name = "process_history" if table == "processes" else table
         for col, typ in store_columns[table]:
-            out.append((name, col, typ, STORE_DOCS.get((table, col), STORE_DOCS.get(("*", col), ""))))
+            out.append((name, col, typ, docs.get((table, col), "")))
     return out
 
 
 _EXPR_TYPES = {"cmdline": "String", "start_time": "Int64"}
-
-# one line of meaning for the store's own tables' columns (what ingest/schema.py and the index keep)
-STORE_DOCS = {
-    ("*", "run_id"): "the run",
-    ("*", "gen"): "the index build that wrote the row",
-    ("events", "ts"): "when it happened (CLOCK_MONOTONIC ns)",
-    ("events", "seq"): "the order the recorder read it in (breaks ties)",
-    ("events", "kind"): "what kind of fact (osrewind sql --list shows queries over them)",
-    ("events", "tgid"): "process id",
-    ("events", "tid"): "thread id",
-    ("events", "ret"): "the syscall's result",
-    ("events", "a0"): "first argument (per kind: see probes/record.bpf.c)",
-    ("events", "dur"): "a syscall's duration (ns)",
-    ("events", "nr"): "syscall number",
-    ("events", "cpu"): "the CPU it ran on",
-    ("events", "comm"): "the thread's name",
-    ("events", "path"): "the path passed",
-    ("events", "path2"): "the kernel's path of what it opened, or a rename's target",
-    ("events", "argv"): "an exec's arguments",
-    ("runs", "name"): "the run's name",
-    ("runs", "status"): "recording, complete, interrupted, failed, ...",
-    ("runs", "start_ns"): "when recording started (CLOCK_MONOTONIC ns)",
-    ("runs", "end_ns"): "when it ended",
-    ("runs", "wall_offset_ns"): "add to a CLOCK_MONOTONIC instant for ns since the epoch",
-    ("runs", "host"): "the recording host",
-    ("tests", "nodeid"): "a recorded pytest test",
-    ("tests", "outcome"): "passed, failed, skipped, died",
-    ("processes", "pid"): "process id (the index's history: one row per process)",
-    ("processes", "end_ns"): "when it exited (0: still running at the end)",
-    ("file_access", "op"): "read, write, rename, unlink, ... (the index's file history)",
-    ("snapshot_procs", "pid"): "a process running when recording started (/proc)",
-    ("snapshot_fds", "fd"): "an fd open when recording started (/proc)",
-}
 
 
 def check_indexed(store, run_id: str) -> None:

@@ -170,6 +170,11 @@ def test_sql_at_on_the_command_line(tmp_path):
         out = osrewind("sql", "--at", "end", f"SELECT {', '.join(cols + OWN)} FROM {table} LIMIT 1", db=db)
         assert out.returncode == 0, out.stderr
     assert {t.name for t in osquery.TABLES} <= {c["table"] for c in schema}
+    assert [(c["table"], c["column"]) for c in schema if not c["meaning"]] == []   # one line of meaning each
+    assert {"events", "runs", "process_history", "keyframes"} <= {c["table"] for c in schema}
+    # before anything is recorded, the tables as declared
+    out = osrewind("sql", "--schema", db=tmp_path / "nothing-yet")
+    assert out.returncode == 0 and "process_open_files\tpath" in out.stdout, out.stderr
 
 
 @pytest.mark.parametrize("args, needle", [
