@@ -440,7 +440,12 @@ def runs(obj: dict, limit: int, host: str, as_json: bool) -> None:
 
 @cli.group("store")
 def store_group() -> None:
-    """The store itself: create its tables (on one node or laid out over a ClickHouse cluster)."""
+    """The store itself: create its tables (on one node or laid out over a ClickHouse cluster).
+
+    \b
+    Example:
+      osrewind store init --db http://ch.example:8123 --cluster osrewind
+    """
 
 
 @store_group.command("init")
@@ -453,9 +458,11 @@ def store_group() -> None:
 @click.option("--database", default=None, metavar="DB",
               help="With --cluster: the database to create the tables in (default: the connection's).")
 @click.option("--print", "print_only", is_flag=True, help="Print the DDL instead of running it.")
+@json_option("What was created (or the DDL, with --print) as JSON.")
 @db_option
 @click.pass_obj
-def store_init(obj: dict, cluster: str | None, replicated: bool, database: str | None, print_only: bool) -> None:
+def store_init(obj: dict, cluster: str | None, replicated: bool, database: str | None, print_only: bool,
+               as_json: bool) -> None:
     """Create the store's tables: the recorded facts, the index and its intervals. Every command
     creates them as it needs them; this does it up front, and on a cluster lays them out.
 
@@ -469,34 +476,44 @@ def store_init(obj: dict, cluster: str | None, replicated: bool, database: str |
     from osrewind.ingest.schema import ADDED_COLUMNS, TABLES
     from osrewind.queries import keyframes
 
+    tables = {**TABLES, **keyframes.derived_ddl()}
+
+    def show(statements: list[str]) -> None:
+        if as_json:
+            _emit_json({"cluster": cluster, "statements": statements})
+            return
+        for st in statements:
+            click.echo(st + ";")
+
     if cluster is None:
         if print_only:
-            for ddl in {**TABLES, **keyframes.derived_ddl()}.values():
-                click.echo(ddl.strip() + ";")
+            show([ddl.strip() for ddl in tables.values()])
             return
         with _store(obj["db"], "creating tables", write=True) as store:
             store.ensure_schema()
             keyframes.ensure_table(store)
+        if as_json:
+            _emit_json({"store": store.location, "cluster": None, "tables": sorted(tables)})
+            return
         echo(f"store {store.location}: tables ready")
         return
     try:
         if print_only:
-            statements = cluster_mod.cluster_ddl({**TABLES, **keyframes.derived_ddl()}, cluster,
-                                                 database or "osrewind", replicated, ADDED_COLUMNS)
-            for st in statements:
-                click.echo(st + ";")
+            show(cluster_mod.cluster_ddl(tables, cluster, database or "osrewind", replicated, ADDED_COLUMNS))
             return
         if obj["db"] is None or "://" not in obj["db"]:
             raise UsageError("--cluster lays the tables out on a ClickHouse server: give --db http(s)://... "
                              "(or --print for the DDL)")
         with _store(obj["db"], "creating tables", write=True) as store:
             db_name = database or store.query("SELECT currentDatabase()")[0][0]
-            tables = {**TABLES, **keyframes.derived_ddl()}
             statements = cluster_mod.cluster_ddl(tables, cluster, db_name, replicated, ADDED_COLUMNS)
             for st in statements:
                 store.client.command(st)
     except cluster_mod.ClusterError as exc:
         raise UsageError(str(exc)) from None
+    if as_json:
+        _emit_json({"store": store.location, "cluster": cluster, "tables": sorted(tables)})
+        return
     echo(f"cluster {cluster}: {len(tables)} tables laid out (local and Distributed)")
 
 

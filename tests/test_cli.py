@@ -124,11 +124,18 @@ def test_record_needs_a_scope(tmp_path):
 
 
 def test_every_command_has_help_with_example_and_json():
-    for name, command in cli.commands.items():
+    import click
+
+    commands = [([name], c) for name, c in cli.commands.items()]
+    while commands:
+        path, command = commands.pop()
         text = command.help or ""
-        assert "Example" in text, name
-        assert any(p.name == "as_json" for p in command.params), name
-        out = osrewind(name, "--help")
+        assert "Example" in text, path
+        if isinstance(command, click.Group):   # its subcommands, each with its own options
+            commands += [([*path, n], c) for n, c in command.commands.items()]
+        else:
+            assert any(p.name == "as_json" for p in command.params), path
+        out = osrewind(*path, "--help")
         assert out.returncode == 0 and "Usage:" in out.stdout
 
 
