@@ -16,7 +16,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(SUDO) $(PY) -m pytest -q
+	$(SUDO) $(PY) -m pytest -q -n 2 --dist loadgroup
 
 bench: setup
 	$(SUDO) $(PY) bench/record_rate.py

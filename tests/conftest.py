@@ -79,3 +79,12 @@ def record_json(db: Path, *args: str, check_exit: int | None = None) -> dict:
 @pytest.fixture(scope="session")
 def store_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("store") / "db"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``make test`` (pytest -n 2 --dist loadgroup): the tests that load BPF programs run one
+    after another on one worker (they record for real, and some measure losses on a 2-core machine),
+    while the others share the second worker. Without xdist the mark changes nothing."""
+    for item in items:
+        if item.get_closest_marker("kernel") or "kernel" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("kernel"))

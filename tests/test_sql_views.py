@@ -93,10 +93,10 @@ def agree_everywhere(db, run_spec: str, samples: int, seed: int) -> int:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_views_equal_the_rewind_at_random_instants_of_generated_runs(tmp_path, seed):
     db = tmp_path / "db"
-    run_id = random_run(str(db), seed, n=2500)
+    run_id = random_run(str(db), seed, n=2000)
     with Store(str(db)) as store:
         keyframes.build(store, resolve_run(store, run_id), every=97)
-    assert agree_everywhere(db, run_id, samples=40, seed=seed) > 40
+    assert agree_everywhere(db, run_id, samples=20, seed=seed) > 20
 
 
 @pytest.mark.kernel
@@ -105,13 +105,13 @@ def test_views_equal_the_rewind_at_random_instants_of_a_real_recording(kernel, t
     live indexer (while recording), then again from a rebuild (reindex)."""
     db = tmp_path / "db"
     summary = record_json(db, "--", sys.executable, str(WORKLOADS / "net.py"), str(tmp_path), check_exit=0)
-    assert agree_everywhere(db, summary["run_id"], samples=30, seed=5) > 20
+    assert agree_everywhere(db, summary["run_id"], samples=20, seed=5) > 15
     with Store(str(db)) as store:
         rec = Recording(store, resolve_run(store, summary["run_id"]))
         _, listening = rec.sql("SELECT count() FROM listening_ports WHERE protocol = 6")
         assert listening[0][0] > 0   # the workload's server listened
         rec.reindex()
-    assert agree_everywhere(db, summary["run_id"], samples=20, seed=6) > 10
+    assert agree_everywhere(db, summary["run_id"], samples=10, seed=6) > 5
 
 
 def test_history_across_runs_in_one_store(tmp_path):
