@@ -225,10 +225,11 @@ class _RecordedSession:
             a, b = Recording.of(store, kept[True][0]), Recording.of(store, kept[False][0])
             result = a.diff(b)
             from osrewind import render
+            from osrewind.text import safe
 
             sys.stdout.write("osrewind: hunt: a passing and a failing session:\n")
             for line in render.diff(a.run, b.run, result):
-                sys.stdout.write(line + "\n")
+                sys.stdout.write(safe(line) + "\n")   # recorded paths: escaped, as the CLI shows them
         return kept[False][1]
 
     def file_tests(self, name: str, marks_path: str, keep_passing: bool) -> None:
