@@ -475,8 +475,8 @@ def test_unusable_store_paths(tmp_path):
 
 
 def test_rows_of_one_run_get_their_run_id_from_the_store(tmp_path):
-    """``insert_arrow(..., run_id=)``: the rows carry no run_id column; the embedded engine fills it
-    in the statement, and the server path (the driver's insert) adds the column itself."""
+    """``insert_arrow(..., run_id=)``: the rows come without a run_id column and the store adds it, on
+    the embedded path and on a server's (the driver's insert)."""
     import pyarrow as pa
 
     from osrewind.ingest.store import Store
