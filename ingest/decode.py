@@ -28,7 +28,7 @@ _TWO_PATH_KINDS = np.array([records.KIND_CODES["rename"]], dtype=np.uint16)
 _ARGV_KIND = records.KIND_CODES["exec_args"]
 
 
-def to_arrow(ev: np.ndarray, run_id: uuid.UUID | str | None, seq_start: int, mat: np.ndarray | None = None) -> pa.Table:
+def to_arrow(ev: np.ndarray, run_id: uuid.UUID | str, seq_start: int, mat: np.ndarray | None = None) -> pa.Table:
     """One Arrow table (schema.EVENT_COLUMNS) for a drain of state-lane records, in the order given."""
     return table(state_columns(ev, mat), run_id, seq_start)
 
@@ -100,12 +100,11 @@ _INT_COLUMNS = {"ts": np.int64, "kind": np.int8, "tgid": np.uint32, "tid": np.ui
 _EMPTY_BINARY = pa.array([], type=pa.binary())
 
 
-def table(cols: dict, run_id: uuid.UUID | str | None, seq_start: int) -> pa.Table:
-    """The ``events`` Arrow table of one set of columns (from any lane); absent columns are zero/empty.
-    ``run_id`` None: no run_id column (the store fills it: ``Store.insert_arrow(..., run_id=)``)."""
+def table(cols: dict, run_id: uuid.UUID | str, seq_start: int) -> pa.Table:
+    """The ``events`` Arrow table of one set of columns (from any lane); absent columns are zero/empty."""
     n = len(cols["ts"])
-    out = {} if run_id is None else {"run_id": pa.repeat(pa.scalar(str(run_id), type=pa.string()), n)}
-    out.update({"ts": None, "seq": pa.array(np.arange(seq_start, seq_start + n, dtype=np.uint64))})
+    out = {"run_id": pa.repeat(pa.scalar(str(run_id), type=pa.string()), n),
+           "ts": None, "seq": pa.array(np.arange(seq_start, seq_start + n, dtype=np.uint64))}
     for name, typ in _INT_COLUMNS.items():
         v = cols.get(name)
         out[name] = pa.array(np.zeros(n, dtype=typ) if v is None else np.asarray(v).astype(typ, copy=False))
@@ -351,11 +350,11 @@ def _run_or_index(idx: np.ndarray):
     return idx
 
 
-def lane_tables(batches: list, pairer: SyscallPairer, run_id: uuid.UUID | str | None, seq_start: int,
-                final: bool = False) -> tuple[list[pa.Table], int, int | None]:
+def lane_tables(batches: list, pairer: SyscallPairer, run_id, seq_start: int, final: bool = False
+                ) -> tuple[list[pa.Table], int, int | None]:
     """Decode drained batches (``records.Drained``) into ``events`` tables: the state lane's facts
     (with strings, then the compact ones), then the paired syscalls, then the scheduler's, numbered
-    from ``seq_start`` (``run_id`` None: no run_id column, see ``table``).
+    from ``seq_start``.
 
     Returns (tables, rows, held_since): ``held_since`` is the time of the earliest record held back
     for pairing, so the caller knows how far the store is complete."""

@@ -473,19 +473,8 @@ class Store:
                              "(files left untouched; move it aside or restore a backup)")
         return present
 
-    def insert_arrow(self, table: str, data: Any, run_id: str | None = None) -> None:
-        """Insert an Arrow table. ``run_id``: every row belongs to this run and ``data`` has no
-        ``run_id`` column; it is added here. (Letting the engine fill it, INSERT ... SELECT
-        toUUID(...) FROM file(), was a fifth quicker but not all-or-nothing on a full disk: a run
-        could count facts the store did not keep.)"""
+    def insert_arrow(self, table: str, data: Any) -> None:
         try:
-            if run_id is not None:
-                import uuid
-
-                import pyarrow as pa
-
-                run = str(uuid.UUID(str(run_id)))
-                data = data.add_column(0, "run_id", pa.repeat(pa.scalar(run), data.num_rows))
             if self.embedded and not self.read_only_view:
                 self._insert_arrow_file(table, data)
             else:

@@ -348,8 +348,7 @@ class EventWriter:
                 raw = {r: spool.valid_prefix(b, records.RINGS[r]) for r, b in raw.items()}
             state = data.get(spool.PART_STATE)
             drains.append(records.Drained(raw, None if state is None else state.view(records.EVENT_DTYPE)))
-        # without a run_id column: the store fills it once per insert
-        tables, n, held_since = decode.lane_tables(drains, self.pairer, None, self.seq, final=final)
+        tables, n, held_since = decode.lane_tables(drains, self.pairer, self.run_id, self.seq, final=final)
         batch = None
         if n:
             batch = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
@@ -367,7 +366,7 @@ class EventWriter:
             if self.guard is not None:
                 self.guard()
             if batch is not None:
-                self.store.insert_arrow("events", batch, run_id=str(self.run_id))
+                self.store.insert_arrow("events", batch)
             self.written = mark[1]
             if end is not None:
                 self.spool.checkpoint(end, *mark)

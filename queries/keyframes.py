@@ -628,6 +628,7 @@ def _write_intervals(store, run_id: str, procs: list[tuple], fds: list[tuple], g
 
     if procs:   # (pid, start_ns, (comm, exe, argv, cwd, ppid, threads, uid), valid_from, valid_to)
         store.insert_arrow("process_intervals", pa.table({
+            "run_id": pa.array([run_id] * len(procs)),
             "pid": pa.array([r[0] for r in procs], type=pa.uint32()),
             "start_ns": pa.array([r[1] for r in procs], type=pa.int64()),
             "valid_from_ns": pa.array([r[3] for r in procs], type=pa.int64()),
@@ -640,7 +641,7 @@ def _write_intervals(store, run_id: str, procs: list[tuple], fds: list[tuple], g
             "threads": pa.array([r[2][5] for r in procs], type=pa.uint32()),
             "uid": pa.array([r[2][6] for r in procs], type=pa.int64()),
             "gen": pa.array([gen] * len(procs), type=pa.uint64()),
-        }), run_id=run_id)
+        }))
     if fds:   # (pid, start_ns, fd, (since, kind, path, inode, family, protocol, local, remote, state,
         #        listening), valid_from, valid_to)
         local = [split_endpoint(r[3][6]) for r in fds]
@@ -648,6 +649,7 @@ def _write_intervals(store, run_id: str, procs: list[tuple], fds: list[tuple], g
         # a unix socket's path: its own (the addresses say unix:PATH, unix:@NAME or unix: as ever)
         path = [lo[0].removeprefix("unix:") if r[3][4] == 1 else r[3][2] for r, lo in zip(fds, local, strict=True)]
         store.insert_arrow("fd_intervals", pa.table({
+            "run_id": pa.array([run_id] * len(fds)),
             "pid": pa.array([r[0] for r in fds], type=pa.uint32()),
             "start_ns": pa.array([r[1] for r in fds], type=pa.int64()),
             "fd": pa.array([r[2] for r in fds], type=pa.int32()),
@@ -665,7 +667,7 @@ def _write_intervals(store, run_id: str, procs: list[tuple], fds: list[tuple], g
             "state": pa.array([r[3][8] for r in fds], type=pa.string()),
             "listening": pa.array([int(r[3][9]) for r in fds], type=pa.uint8()),
             "gen": pa.array([gen] * len(fds), type=pa.uint64()),
-        }), run_id=run_id)
+        }))
 
 
 def _write_history(store, run_id: str, log: HistoryLog, gen: int = 0) -> None:

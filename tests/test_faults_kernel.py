@@ -266,7 +266,7 @@ class FlakyStore:
         self.tables: list[str] = []
         self.lock = threading.Lock()
 
-    def insert_arrow(self, table: str, data, run_id=None) -> None:
+    def insert_arrow(self, table: str, data) -> None:
         if self.full:
             raise StoreError(CHDB_FULL)
         self.tables.append(table)
@@ -316,7 +316,7 @@ def test_decoded_batches_go_in_in_order_and_the_checkpoint_stops_at_the_first_th
             self.rows: list[tuple[int, int]] = []
             self.go = threading.Event()
 
-        def insert_arrow(self, table: str, data, run_id=None) -> None:
+        def insert_arrow(self, table: str, data) -> None:
             self.go.wait(10)
             if self.full:
                 raise StoreError(CHDB_FULL)
@@ -422,7 +422,7 @@ def test_an_insert_failing_because_the_store_went_is_the_store_gone(tmp_path):
     w.insert("snapshot_procs", _small_table())
     time.sleep(0.2)
 
-    def insert_after_removal(table, data, run_id=None):
+    def insert_after_removal(table, data):
         gone.set()   # the directory goes between the guard's check and the engine's write
         raise StoreError("writing events to store /x failed: Code: 107. DB::Exception: File /x/store not found")
 

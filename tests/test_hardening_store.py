@@ -473,35 +473,3 @@ def test_unusable_store_paths(tmp_path):
     assert "not UTF-8" in one_line_error(proc, 2)
     assert "--timeout" in one_line_error(osrewind("--timeout", "nan", "runs", db=tmp_path / "x"), 2)
 
-
-def test_rows_of_one_run_get_their_run_id_from_the_store(tmp_path):
-    """``insert_arrow(..., run_id=)``: the rows come without a run_id column and the store adds it, on
-    the embedded path and on a server's (the driver's insert)."""
-    import pyarrow as pa
-
-    from osrewind.ingest.store import Store
-
-    run = uuid.uuid4()
-    rows = pa.table({"ts": pa.array([5, 7], pa.int64()), "seq": pa.array([0, 1], pa.uint64()),
-                     "kind": pa.array([1, 1], pa.int8()), "path": pa.array([b"/a", b"/b"], pa.binary())})
-    with Store(str(tmp_path / "db")) as s:
-        s.ensure_schema()
-        s.insert_arrow("events", rows, run_id=str(run))
-        got = s.query("SELECT toString(run_id), ts, path FROM events ORDER BY ts")
-        assert got == [(str(run), 5, "/a"), (str(run), 7, "/b")]
-
-        sent = []
-
-        class Driver:   # what a server's client receives
-            def insert_arrow(self, table, data):
-                sent.append((table, data))
-
-        real = s.client
-        s.embedded, s.client = False, Driver()
-        try:
-            s.insert_arrow("events", rows, run_id=str(run))
-        finally:
-            s.embedded, s.client = True, real
-        table, data = sent[0]
-        assert table == "events" and data.column("run_id").to_pylist() == [str(run)] * 2
-        assert data.drop_columns(["run_id"]).equals(rows)
