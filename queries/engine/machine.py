@@ -107,12 +107,15 @@ class Machine:
             files.release_held(self, f.ts)
             released = True
         handler = HANDLERS.get(f.kind)
+        if self.intervals is None:   # rewinding: nobody to tell
+            if handler is not None:
+                handler(self, f)
+            return
         if handler is not None:
             held = len(self.held)
             handler(self, f)
             released = released or len(self.held) < held   # this fact let held renames apply
-        if self.intervals is not None:
-            self.intervals.after(self, f, released)
+        self.intervals.after(self, f, released)
 
     def settle(self) -> None:
         """Apply the renames still held back (the recording has ended: nothing more will come)."""
