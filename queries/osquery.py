@@ -109,6 +109,12 @@ _OWN = (
     ViewColumn("valid_to_ns", "valid_to_ns", "until this one, excluded (osrewind)"),
 )
 
+# columns several of osquery's tables share
+_HOLDER = ViewColumn("pid", "pid", "the process holding it")
+_FD = ViewColumn("fd", "fd", "the descriptor")
+_SOCKET = ViewColumn("socket", "inode", "the socket's inode (0: not known)")
+_UNIX_PATH = ViewColumn("path", "path", "a unix socket's path")
+
 VIEWS = (
     View("processes", "running processes (osquery: processes)", "process_intervals", "1", (
         ViewColumn("pid", "pid", "process id"),
@@ -125,17 +131,14 @@ VIEWS = (
     )),
     View("process_open_files", "open file descriptors that are not sockets (osquery: process_open_files)",
          "fd_intervals", "kind != 'socket'", (
-             ViewColumn("pid", "pid", "the process holding it"),
-             ViewColumn("fd", "fd", "the descriptor"),
+             _HOLDER, _FD,
              ViewColumn("path", "path", "what it refers to: a path, pipe:[...], anon_inode:[...]"),
              ViewColumn("kind", "kind", "file, pipe, anon or other (osrewind)"),
              ViewColumn("inode", "inode", "the kernel's inode (0: not known) (osrewind)"),
              *_OWN,
          )),
     View("process_open_sockets", "open sockets (osquery: process_open_sockets)", "fd_intervals", "kind = 'socket'", (
-        ViewColumn("pid", "pid", "the process holding it"),
-        ViewColumn("fd", "fd", "the descriptor"),
-        ViewColumn("socket", "inode", "the socket's inode (0: not known)"),
+        _HOLDER, _FD, _SOCKET,
         ViewColumn("family", "family", "address family: 1 unix, 2 IPv4, 10 IPv6"),
         ViewColumn("protocol", "protocol", "6 TCP, 17 UDP (0: other)"),
         ViewColumn("local_address", "local_address", "local address"),
@@ -143,19 +146,17 @@ VIEWS = (
         ViewColumn("remote_address", "remote_address", "peer's address"),
         ViewColumn("remote_port", "remote_port", "peer's port"),
         ViewColumn("state", "state", "TCP state"),
-        ViewColumn("path", "path", "a unix socket's path"),
+        _UNIX_PATH,
         *_OWN,
     )),
     View("listening_ports", "sockets that listen (TCP) or are bound to a port (UDP) (osquery: listening_ports)",
          "fd_intervals", "kind = 'socket' AND (listening = 1 OR (protocol = 17 AND local_port > 0))", (
-             ViewColumn("pid", "pid", "the process holding it"),
+             _HOLDER,
              ViewColumn("port", "local_port", "the port"),
              ViewColumn("protocol", "protocol", "6 TCP, 17 UDP"),
              ViewColumn("family", "family", "2 IPv4, 10 IPv6"),
              ViewColumn("address", "local_address", "the address it listens on"),
-             ViewColumn("fd", "fd", "the descriptor"),
-             ViewColumn("socket", "inode", "the socket's inode (0: not known)"),
-             ViewColumn("path", "path", "a unix socket's path"),
+             _FD, _SOCKET, _UNIX_PATH,
              *_OWN,
          )),
 )
