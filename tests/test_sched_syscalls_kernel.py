@@ -81,16 +81,24 @@ def test_who_runs_on_cpu0_while_the_sleeper_sleeps(contend):
         marks = dict(store.query("SELECT path, ts FROM events WHERE run_id = {r:UUID} AND kind = 'mkdir'",
                                  {"r": run.run_id}))
         by_name = {p.rsplit("/", 1)[1]: ts for p, ts in marks.items()}
-        hits = 0
+        hits = samples = 0
         for i in range(5):
-            mid = (by_name[f"sleep-{i}"] + by_name[f"spin-{i}"]) // 2
-            st = state_at(store, run, mid)
-            procs = {p.pid: p for p in st.processes}
-            assert procs[sleeper].run_state == "sleeping"
-            assert procs[hog].run_state in ("running", "runnable")
-            cpu0 = {c.cpu: c for c in st.cpus}[0]
-            hits += cpu0.tgid == hog and procs[hog].on_cpu == {hog: 0}
-    assert hits >= 4  # a kernel thread may hold CPU 0 for a moment at one sampled instant
+            start, end = by_name[f"sleep-{i}"], by_name[f"spin-{i}"]
+            for k in range(1, 6):   # five instants spread over each sleep
+                at = start + (end - start) * k // 6
+                st = state_at(store, run, at)
+                procs = {p.pid: p for p in st.processes}
+                assert procs[sleeper].run_state == "sleeping"
+                assert procs[hog].run_state in ("running", "runnable")
+                cpu0 = {c.cpu: c for c in st.cpus}[0]
+                # both are pinned to CPU 0 and the sleeper sleeps: CPU 0 runs the hog or a task out of
+                # scope (a loaded machine's, a kernel thread), and the hog runs nowhere else
+                assert cpu0.tgid != sleeper and procs[hog].on_cpu in ({}, {hog: 0})
+                assert (cpu0.tgid == hog) == (procs[hog].on_cpu == {hog: 0})
+                hits += cpu0.tgid == hog
+                samples += 1
+    # the hog holds CPU 0 most of the time on a quiet machine, about half of it beside one busy task
+    assert hits >= samples // 5, (hits, samples)
 
 
 def test_run_queue_latency_when_they_contend(contend):
