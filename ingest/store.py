@@ -476,33 +476,26 @@ class Store:
     def insert_arrow(self, table: str, data: Any) -> None:
         try:
             if self.embedded and not self.read_only_view:
-                self._insert_arrow_file(table, data)
+                self._insert_arrow_in_process(table, data)
             else:
                 self.client.insert_arrow(table, data)
         except Exception as exc:
             raise StoreError(f"writing {table} to store {self.location} failed: {_one_line(exc)}") from exc
 
-    def _insert_arrow_file(self, table: str, data: Any) -> None:
-        """The embedded engine reads an insert from a file: the Arrow stream is written straight into
-        one, private, in the store's directory (the driver would serialise it to memory, copy it and
-        write it to /tmp: ~30% slower for a million events)."""
-        import tempfile
+    # One insert is one block, so one part: all of it is in the store or none of it (a full disk
+    # mid-insert leaves nothing half-written for the spool's checkpoint to disagree with).
+    _ONE_PART = ("SETTINGS max_threads = 1, max_insert_threads = 1, min_insert_block_size_rows = 1000000000000, "
+                 "min_insert_block_size_bytes = 0")
 
-        import pyarrow as pa
-
-        fd, path = tempfile.mkstemp(prefix=".insert-", suffix=".arrow", dir=os.path.abspath(self.location))
-        try:
-            with pa.OSFile(path, "wb") as f, pa.ipc.new_stream(f, data.schema) as w:
-                w.write_table(data)
-            cols = ", ".join("`" + c.replace("`", "``") + "`" for c in data.column_names)
-            where = path.replace("\\", "\\\\").replace("'", "\\'")
-            self.client.command(f"INSERT INTO `{table}` ({cols}) FROM INFILE '{where}' FORMAT ArrowStream")
-        finally:
-            os.close(fd)
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+    def _insert_arrow_in_process(self, table: str, data: Any) -> None:
+        """The embedded engine reads the Arrow table where it lies, through chDB's ``Python()`` table
+        function (which finds the table by its name among the caller's local variables): no copy
+        into a file or a buffer first. Half the cost of sending the same table as an Arrow stream
+        (bench: 270 against 580 ns a row for the syscall stream)."""
+        osrewind_insert_table = data  # noqa: F841 - read by name by the engine
+        cols = ", ".join("`" + c.replace("`", "``") + "`" for c in data.column_names)
+        self.client.command(f"INSERT INTO `{table}` ({cols}) SELECT {cols} FROM Python(osrewind_insert_table) "
+                            + self._ONE_PART)
 
     # Text in the store is bytes: a ClickHouse String holds whatever a program gave the kernel, and a
     # path or argv need not be UTF-8. Recorded strings go in as their original bytes and come back as
