@@ -103,7 +103,7 @@ _EMPTY_BINARY = pa.array([], type=pa.binary())
 def table(cols: dict, run_id: uuid.UUID | str, seq_start: int) -> pa.Table:
     """The ``events`` Arrow table of one set of columns (from any lane); absent columns are zero/empty."""
     n = len(cols["ts"])
-    out = {"run_id": pa.repeat(pa.scalar(str(run_id), type=pa.string()), n),
+    out = {"run_id": run_column(run_id, n),
            "ts": None, "seq": pa.array(np.arange(seq_start, seq_start + n, dtype=np.uint64))}
     for name, typ in _INT_COLUMNS.items():
         v = cols.get(name)
@@ -115,6 +115,12 @@ def table(cols: dict, run_id: uuid.UUID | str, seq_start: int) -> pa.Table:
     out["argv"] = argv if argv is not None else pa.ListArray.from_arrays(
         pa.array(np.zeros(n + 1, dtype=np.int32)), _EMPTY_BINARY.cast(pa.binary()))
     return pa.table(out)
+
+
+def run_column(run_id: uuid.UUID | str, n: int) -> pa.Array:
+    """The run id of n rows: one string and n one-byte indexes to it (a dictionary), instead of n
+    copies of it (a 36-byte string a row was as dear to build as the rest of a syscall's row)."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), pa.array([str(run_id)]))
 
 
 def _root_first(paths: pa.Array, rows: np.ndarray) -> pa.Array:
