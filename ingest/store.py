@@ -476,7 +476,10 @@ class Store:
     def insert_arrow(self, table: str, data: Any) -> None:
         try:
             if self.embedded and not self.read_only_view:
-                self._insert_arrow_in_process(table, data)
+                if any(c.null_count for c in data.columns):
+                    self._insert_arrow_file(table, data)
+                else:
+                    self._insert_arrow_in_process(table, data)
             else:
                 self.client.insert_arrow(table, data)
         except Exception as exc:
@@ -496,6 +499,28 @@ class Store:
         cols = ", ".join("`" + c.replace("`", "``") + "`" for c in data.column_names)
         self.client.command(f"INSERT INTO `{table}` ({cols}) SELECT {cols} FROM Python(osrewind_insert_table) "
                             + self._ONE_PART)
+
+    def _insert_arrow_file(self, table: str, data: Any) -> None:
+        """A table with nulls (a few rows: a run's row, a test's) goes in as an Arrow stream read from
+        a file, as a client's would: a null then becomes its column's default where the column is
+        not Nullable, which the ``Python()`` path refuses."""
+        import tempfile
+
+        import pyarrow as pa
+
+        fd, path = tempfile.mkstemp(prefix=".insert-", suffix=".arrow", dir=os.path.abspath(self.location))
+        try:
+            with pa.OSFile(path, "wb") as f, pa.ipc.new_stream(f, data.schema) as w:
+                w.write_table(data)
+            cols = ", ".join("`" + c.replace("`", "``") + "`" for c in data.column_names)
+            where = path.replace("\\", "\\\\").replace("'", "\\'")
+            self.client.command(f"INSERT INTO `{table}` ({cols}) FROM INFILE '{where}' FORMAT ArrowStream")
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     # Text in the store is bytes: a ClickHouse String holds whatever a program gave the kernel, and a
     # path or argv need not be UTF-8. Recorded strings go in as their original bytes and come back as

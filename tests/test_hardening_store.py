@@ -473,3 +473,28 @@ def test_unusable_store_paths(tmp_path):
     assert "not UTF-8" in one_line_error(proc, 2)
     assert "--timeout" in one_line_error(osrewind("--timeout", "nan", "runs", db=tmp_path / "x"), 2)
 
+
+
+def test_inserts_keep_every_byte_and_read_nulls_as_the_columns_allow(tmp_path):
+    """The embedded store's two ways in (the Arrow table read in place; a table with nulls, as a
+    stream) store the same thing: bytes that are not UTF-8 as they were, empty arrays, and a null
+    as the column's default where it is not Nullable, as a null where it is."""
+    import pyarrow as pa
+
+    from osrewind.ingest import decode
+    from osrewind.ingest.store import Store
+
+    run = str(uuid.uuid4())
+    with Store(str(tmp_path / "db"), purpose="test") as store:
+        store.ensure_schema()
+        cols = {"ts": [1, 2], "seq": [0, 1], "path": [b"/a\xffb", b""], "argv": [[b"x", b"\x80"], []]}
+        t = decode.table({"ts": cols["ts"], "kind": [decode.records.KIND_CODES["open"]] * 2}, run, 0)
+        t = t.set_column(t.schema.get_field_index("path"), "path", pa.array(cols["path"], pa.binary()))
+        t = t.set_column(t.schema.get_field_index("argv"), "argv", pa.array(cols["argv"], pa.list_(pa.binary())))
+        store.insert_arrow("events", t)
+        got = store.query("SELECT ts, path, argv FROM events WHERE run_id = {r:UUID} ORDER BY ts", {"r": run})
+        store.insert_rows("runs", [[uuid.UUID(run), "n", None, None, 5]], ["run_id", "name", "command", "exit_code",
+                                                                          "updated_ns"])
+        row = store.query("SELECT command, exit_code FROM runs WHERE run_id = {r:UUID}", {"r": run})
+    assert [(ts, p, list(a)) for ts, p, a in got] == [(1, "/a\udcffb", ["x", "\udc80"]), (2, "", [])]
+    assert row == [([], None)]
