@@ -2,8 +2,8 @@
 
 Input is what ``osrewind.probes.loader.Probe.drain`` returns (``records.Drained``): the committed
 bytes of each ring, viewed per lane as numpy structured records (``records.DTYPES``). The state lane's
-records become facts as they are; the syscall lane's enter and exit records are paired per thread
-(``SyscallPairer``, a sort, no Python per record); the scheduler's are facts as they are. Strings are
+records become facts as they are; so do the syscall lane's (``SyscallStream``: one record per call,
+the task name carried forward per thread) and the scheduler's. Strings are
 cut to their recorded lengths in one vectorised pass; only ``exec_args`` rows (one per exec) are
 split into argv lists in Python.
 
@@ -196,174 +196,86 @@ def sched_columns(recs: np.ndarray) -> dict:
 _SYSCALL = records.KIND_CODES["syscall"]
 
 
-class SyscallPairer:
-    """Pairs the syscall lane's enter and exit records into one ``syscall`` fact each, vectorised.
+class SyscallStream:
+    """The syscall lane's records (``records.DTYPES['sc_call']``, one per call, written when it
+    returned) as ``syscall`` facts, vectorised.
 
-    A thread's enters and exits alternate, so sorting a batch by (tid, ts) puts each exit right after
-    its enter. What cannot be paired yet is carried to the next batch: an enter whose exit has not
-    been read (a syscall still running), and, once, an exit whose enter was not read yet (the reader
-    takes the exit ring first, so this happens only when the enter sits behind a record still being
-    written). Enters of calls that never return (``exit``, ``exit_group``) are facts on their own.
-    An enter followed by another enter of its thread lost its exit (counted where the ring dropped
-    it); an exit still without an enter after its second batch is counted in ``unpaired_exits``
-    (its enter was dropped, or the call began before the thread was in scope).
-
-    Task names: an exit record carries its thread's name only when the kernel sends it (the first
-    syscall of a thread, and the first after its name changed: ``records.SC_EXIT_COMM``); every other
-    syscall takes the last name sent for its thread, in this batch or carried from an earlier one
-    (``names``, a per-thread map, saved with the spool's checkpoints like the held records).
+    Task names: a record carries its thread's name only when the kernel sends it (the first syscall
+    of a thread, and the first after its name changed: ``records.SC_COMM``); every other syscall
+    takes the last name sent for its thread, in this batch or in an earlier one (``names``, a
+    per-thread map, saved with the spool's checkpoints).
     """
 
-    def __init__(self, arch: str | None = None, no_return: tuple[int, ...] | None = None) -> None:
+    def __init__(self, arch: str | None = None) -> None:
         import platform
-
-        from osrewind.probes import syscall_table
 
         arch = arch or platform.machine()
         self.arg_words = list(records.REGS_ARGS.get(arch, (0, 1, 2, 3, 4, 5)))
-        if no_return is None:
-            no_return = tuple(n for n in (syscall_table.number("exit"), syscall_table.number("exit_group"))
-                              if n is not None)
-        self.no_return = np.array(no_return, dtype=np.uint32)
-        self._enters = np.zeros(0, dtype=records.DTYPES["sc_enter"])
-        self._exits = np.zeros(0, dtype=records.DTYPES["sc_exit"])
         self.names: dict[int, bytes] = {}      # tid -> its task name, as last sent by the kernel
-        self.unpaired_exits = 0
 
     def held(self) -> dict[str, np.ndarray]:
-        """What is carried to the next batch (a spool checkpoint saves it): records and task names."""
+        """What is carried to the next batch (a spool checkpoint saves it): the task names."""
         names = np.array(list(self.names.items()), dtype=records.TID_COMM_DTYPE) if self.names else \
             np.zeros(0, dtype=records.TID_COMM_DTYPE)
-        return {"sc_enter": self._enters, "sc_exit": self._exits, "tid_comm": names}
+        return {"tid_comm": names}
 
     def restore(self, held: dict[str, np.ndarray]) -> None:
-        """Carry on from :meth:`held` of an earlier pairer (recovering a spool)."""
-        self._enters = held.get("sc_enter", self._enters)
-        self._exits = held.get("sc_exit", self._exits)
+        """Carry on from :meth:`held` of an earlier stream (recovering a spool)."""
         if "tid_comm" in held:
             self.names = {int(t): bytes(c) for t, c in held["tid_comm"]}
 
-    def _names(self, X: np.ndarray, xs: np.ndarray, n_held: int) -> np.ndarray:
-        """The task name (S16) of each exit ``X[xs]`` (``xs``: every exit, in (tid, ts) order): the
-        last one sent for its thread up to it; ``names`` then holds each thread's latest. The first
-        ``n_held`` exits of ``X`` were held from the last batch, where their names were taken into
-        account already: they keep their own and pass nothing on (their thread may have been
-        renamed since)."""
-        n = len(xs)
-        tids = X["tid"][xs]
-        own = (X["flags"][xs] & records.SC_EXIT_COMM) != 0
-        sent = own & (xs >= n_held)
-        src = np.maximum.accumulate(np.where(sent, np.arange(n), -1))
+    def _name_codes(self, calls: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+        """Each call's task name as an index into a list of names: the last one sent for its
+        thread up to it (in the order the calls returned); ``names`` then holds each thread's latest."""
+        n = len(calls)
+        tids = calls["tid"]
+        order = np.argsort(tids, kind="stable")          # each thread's calls together, in order
+        st = tids[order]
+        sent = (calls["flags"][order] & records.SC_COMM) != 0
         first = np.ones(n, dtype=bool)
-        first[1:] = tids[1:] != tids[:-1]
-        group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
-        here = src >= group_start                 # a name sent earlier in this batch, same thread
-        out = np.zeros(n, dtype="S16")
-        out[here] = X["comm"][xs[src[here]]]
-        if not here.all():                        # before the thread's first name in this batch
-            for t in np.unique(tids[~here]):
-                out[~here & (tids == t)] = self.names.get(int(t), b"")
-        last = np.flatnonzero(np.append(first[1:], True) & here)   # each thread's last exit, if named
-        self.names.update(zip(tids[last].tolist(), out[last].tolist(), strict=True))
-        held = own & ~sent
-        out[held] = X["comm"][xs[held]]
-        return out
+        first[1:] = st[1:] != st[:-1]
+        pos = np.arange(n)
+        src = np.maximum.accumulate(np.where(sent, pos, -1))
+        group_start = np.maximum.accumulate(np.where(first, pos, 0))
+        here = src >= group_start                        # a name sent earlier in this batch, same thread
+        # the names: those sent in this batch, then those carried for threads that sent none yet
+        sent_pos = np.flatnonzero(sent)
+        sent_names = calls["comm"][order[sent_pos]]
+        dictionary, sent_code = np.unique(sent_names, return_inverse=True)
+        names = [bytes(b) for b in dictionary]
+        code_at = np.zeros(n, dtype=np.int32)
+        code_at[sent_pos] = sent_code.reshape(-1)
+        codes_sorted = code_at[np.maximum(src, 0)]
+        if not here.all():                               # before the thread's first name in this batch
+            for t in np.unique(st[~here]):
+                names.append(self.names.get(int(t), b""))
+                codes_sorted[~here & (st == t)] = len(names) - 1
+        last = np.flatnonzero(np.append(first[1:], True) & here)   # each thread's last call, if named
+        self.names.update(zip(st[last].tolist(), [names[c] for c in codes_sorted[last].tolist()], strict=True))
+        codes = np.empty(n, dtype=np.int32)
+        codes[order] = codes_sorted
+        return codes, names
 
-    @property
-    def held_since(self) -> int | None:
-        """The earliest exit still waiting for its enter (rows before it may still come)."""
-        return int(self._exits["ts"].min()) if len(self._exits) else None
-
-    def feed(self, enters: np.ndarray, exits: np.ndarray, final: bool = False) -> dict | None:
-        """Columns of the syscalls completed by this batch (None if none); ``final``: nothing more comes."""
-        n_held_x = len(self._exits)
-        E = np.concatenate([self._enters, enters]) if len(self._enters) else enters
-        X = np.concatenate([self._exits, exits]) if n_held_x else exits
-        ne, nx = len(E), len(X)
-        if ne + nx == 0:
+    def feed(self, calls: np.ndarray) -> dict | None:
+        """Columns of this batch's syscalls (None if none)."""
+        n = len(calls)
+        if not n:
             return None
-        tid = np.concatenate([E["tid"], X["tid"]])
-        ts = np.concatenate([E["ts"], X["ts"]])
-        is_exit = np.concatenate([np.zeros(ne, dtype=np.uint8), np.ones(nx, dtype=np.uint8)])
-        order = np.lexsort((is_exit, ts, tid))
-        st, sx = tid[order], is_exit[order]
-        n = len(order)
-        same_prev = np.zeros(n, dtype=bool)
-        same_prev[1:] = st[1:] == st[:-1]
-        prev_enter = np.zeros(n, dtype=bool)
-        prev_enter[1:] = sx[:-1] == 0
-        paired_x = (sx == 1) & same_prev & prev_enter          # positions of exits with their enter
-        pos_x = np.flatnonzero(paired_x)
-        ei = order[pos_x - 1]                                   # indexes into E
-        xi = order[pos_x] - ne                                  # indexes into X
-        enter_paired = np.zeros(n, dtype=bool)
-        enter_paired[pos_x - 1] = True
-        lone = (sx == 0) & ~enter_paired
-        # an enter after its thread's last exit in this batch is still running (or its exit is in the
-        # ring behind the ones read): held for the next batch; one before a later exit lost its exit
-        starts = np.flatnonzero(np.concatenate([[True], ~same_prev[1:]]))
-        exit_pos = np.where(sx == 1, np.arange(n), -1)
-        last_exit = np.repeat(np.maximum.reduceat(exit_pos, starts), np.diff(np.append(starts, n)))
-        pending = lone & (np.arange(n) > last_exit)
-        lone_e = order[lone]
-        no_ret = np.isin(E["nr"][lone_e], self.no_return)
-        alone = lone_e[no_ret]                                  # exit/exit_group: complete as they are
-        keep_e = order[pending]                                 # still running: wait for the exit
-        keep_e = keep_e[~np.isin(E["nr"][keep_e], self.no_return)]
-        lone_x = order[(sx == 1) & ~paired_x] - ne
-        name_of = np.zeros(nx, dtype="S16")
-        all_x = order[sx == 1] - ne               # every exit, in (tid, ts) order
-        name_of[all_x] = self._names(X, all_x, n_held_x)
-        first_time = lone_x >= n_held_x
-        if final:
-            self.unpaired_exits += len(lone_x)
-            self._enters = E[:0]
-            self._exits = X[:0]
-        else:
-            self.unpaired_exits += int((~first_time).sum())
-            self._enters = E[keep_e]
-            self._exits = X[lone_x[first_time]]
-        if not len(ei) and not len(alone):
-            return None
-        # field by field: only the bytes each column needs are gathered, never whole records; a
-        # single thread's calls, paired in the order they were read, are taken as slices instead
-        e_idx = _run_or_index(np.concatenate([ei, alone]) if len(alone) else ei)
-        xi = _run_or_index(xi)
-        m, k = len(ei), len(alone)
-        e_ts = E["ts"][e_idx]
-        regs = E["regs"].view(np.int64)
-        cols = {"ts": e_ts, "kind": np.full(m + k, _SYSCALL, dtype=np.int8),
-                "tgid": E["tgid"][e_idx],
-                "tid": np.concatenate([X["tid"][xi], E["tid"][alone]]),
-                "ret": np.concatenate([X["ret"][xi], np.zeros(k, dtype=np.int64)]),
-                "dur": np.concatenate([(X["ts"][xi] - e_ts[:m]).astype(np.int64), np.zeros(k, dtype=np.int64)]),
-                "nr": E["nr"][e_idx], "cpu": E["cpu"][e_idx]}
+        regs = calls["regs"].view(np.int64)
+        cols = {"ts": calls["ts"], "kind": np.full(n, _SYSCALL, dtype=np.int8), "tgid": calls["tgid"],
+                "tid": calls["tid"], "ret": calls["ret"], "dur": calls["dur"], "nr": calls["nr"],
+                "cpu": calls["cpu"]}
         for i, w in enumerate(self.arg_words):
-            cols[f"a{i}"] = regs[:, w][e_idx]
-        names = name_of[xi]
-        if k:   # exit and exit_group: the name last sent for their thread
-            names = np.concatenate([names, np.array([self.names.get(int(t), b"") for t in E["tid"][alone]],
-                                                    dtype="S16")])
-        cols["comm"] = comm_runs(np.ascontiguousarray(names).view(np.uint8).reshape(m + k, 16))
+            cols[f"a{i}"] = regs[:, w]
+        codes, names = self._name_codes(calls)
+        cols["comm"] = pa.array(names, type=pa.binary()).take(pa.array(codes))
         return cols
 
 
-def _run_or_index(idx: np.ndarray):
-    """``idx`` as a slice when it is a run of consecutive indexes (a view instead of a gather)."""
-    n = len(idx)
-    if n and int(idx[-1]) - int(idx[0]) == n - 1 and (n == 1 or bool((np.diff(idx) == 1).all())):
-        return slice(int(idx[0]), int(idx[0]) + n)
-    return idx
-
-
-def lane_tables(batches: list, pairer: SyscallPairer, run_id, seq_start: int, final: bool = False
-                ) -> tuple[list[pa.Table], int, int | None]:
+def lane_tables(batches: list, stream: SyscallStream, run_id, seq_start: int) -> tuple[list[pa.Table], int]:
     """Decode drained batches (``records.Drained``) into ``events`` tables: the state lane's facts
-    (with strings, then the compact ones), then the paired syscalls, then the scheduler's, numbered
-    from ``seq_start``.
-
-    Returns (tables, rows, held_since): ``held_since`` is the time of the earliest record held back
-    for pairing, so the caller knows how far the store is complete."""
+    (with strings, then the compact ones), then the syscalls, then the scheduler's, numbered from
+    ``seq_start``. Returns (tables, rows)."""
     def joined(ring: str) -> np.ndarray:
         # the drains' bytes joined first (one memcpy), then viewed as records once: concatenating the
         # strided record views instead copies field by field, several times slower
@@ -392,7 +304,7 @@ def lane_tables(batches: list, pairer: SyscallPairer, run_id, seq_start: int, fi
     if len(facts):
         tables.append(table(fact_columns(facts, fmat), run_id, seq))
         seq += len(facts)
-    cols = pairer.feed(lane("rb_sc_enter"), lane("rb_sc_exit"), final=final)
+    cols = stream.feed(lane("rb_sc"))
     if cols is not None:
         t = table(cols, run_id, seq)
         tables.append(t)
@@ -401,7 +313,7 @@ def lane_tables(batches: list, pairer: SyscallPairer, run_id, seq_start: int, fi
     if len(sched):
         tables.append(table(sched_columns(sched), run_id, seq))
         seq += len(sched)
-    return tables, seq - seq_start, pairer.held_since
+    return tables, seq - seq_start
 
 
 _SOCKADDR_KINDS = [records.KIND_CODES[k] for k in ("bind", "connect", "accept", "sockname")]

@@ -8,7 +8,7 @@ difference, up to ``max_bytes`` (``record --max-spool``). The run is complete wh
 caught up.
 
 The spool is also the crash log. After each insert the writer saves a checkpoint (how far the
-store is complete: spool position, next ``seq``, the syscall pairer's held records) and deletes the
+store is complete: spool position, next ``seq``, the syscall lane's task names) and deletes the
 segments behind it. When a recorder dies (SIGKILL, power loss), the segments that reached the disk
 are still there: :func:`recover` deletes the rows its last insert may have left past the checkpoint,
 ingests the rest and marks the run ``recovered``. Each spool holds ``spool.lock`` (flock) while its
@@ -65,7 +65,9 @@ MAGIC = b"OSF1"
 # frame types
 DRAIN, LOST, TABLE = 1, 2, 3
 # what a part holds: the rings' raw slot bytes, state-lane records made in user space, the rest
-RING_PARTS = {"events": 0, "rb_sc_enter": 1, "rb_sc_exit": 2, "rb_sched": 3, "rb_facts": 8, "rb_short": 9}
+# (1 and 2 were the syscall lane's enter and exit rings before it became one ring: a spool of an older
+# osrewind recovers without its syscall stream)
+RING_PARTS = {"events": 0, "rb_sched": 3, "rb_facts": 8, "rb_short": 9, "rb_sc": 10}
 PART_RINGS = {v: k for k, v in RING_PARTS.items()}
 PART_STATE, PART_LOST, PART_NAME, PART_ARROW = 4, 5, 6, 7
 LOST_ROW = struct.Struct("<qqq")   # ts, count, cause
@@ -293,14 +295,14 @@ def save_checkpoint(path: Path, pos: Pos, seq: int, written: int, held: dict[str
 
 
 def load_checkpoint(path: Path) -> dict | None:
-    """The last checkpoint (``held`` decoded back to record arrays), None if none was saved."""
+    """The last checkpoint (``held`` decoded back to arrays: the syscall lane's task names), None if
+    none was saved."""
     try:
         with open(path / CHECKPOINT_NAME, "rb") as f:
             doc = json.loads(f.read(1 << 24))
         doc["pos"] = Pos(int(doc["seg"]), int(doc["off"]))
-        doc["held"] = {k: np.frombuffer(base64.b64decode(v), dtype=records.TID_COMM_DTYPE if k == "tid_comm"
-                                        else records.DTYPES[k]).copy()
-                       for k, v in doc.get("held", {}).items()}
+        doc["held"] = {k: np.frombuffer(base64.b64decode(v), dtype=records.TID_COMM_DTYPE).copy()
+                       for k, v in doc.get("held", {}).items() if k == "tid_comm"}
         return doc
     except FileNotFoundError:
         return None

@@ -67,7 +67,7 @@ CATCH_UP_RECORDS = 250_000
 CATCH_UP_BYTES = 32 << 20
 IDLE_CHECK_SECONDS = 0.25
 
-_STREAM_RINGS = ("rb_sc_enter", "rb_sc_exit", "rb_sched")
+_STREAM_RINGS = ("rb_sc", "rb_sched")
 
 
 def keep_freed_memory() -> None:
@@ -112,7 +112,7 @@ class EventWriter:
         self.guard = guard
         self.failed_ns: int | None = None   # CLOCK_MONOTONIC when the store failed, None while it works
         self.seq = 0
-        self.pairer = decode.SyscallPairer()   # the syscall lane's enters and exits, paired across batches
+        self.stream = decode.SyscallStream()   # the syscall lane: task names carried across batches
         # recovering a dead recorder's spool: ring bytes the disk lost are cut, and a whole table's rows
         # of this run (the baseline) replace any its first insert left
         self.recovering = False
@@ -206,7 +206,7 @@ class EventWriter:
         if checkpoint:
             self.seq = int(checkpoint["seq"])
             self.written = self._decoded = int(checkpoint["written"])
-            self.pairer.restore(checkpoint["held"])
+            self.stream.restore(checkpoint["held"])
 
     def replay(self, frames: Iterable[Frame]) -> None:
         """Insert ``frames`` (read back from a dead recorder's spool) on this thread, then the end."""
@@ -223,7 +223,7 @@ class EventWriter:
                 self._insert(pending)
                 pending, rows = [], 0
                 self._one(f)
-        self._insert(pending, final=True)
+        self._insert(pending)
 
     # ------------------------------------------------------------------ thread
 
@@ -250,7 +250,7 @@ class EventWriter:
                 if item == "flush" and self._flooding(arrivals):
                     continue
                 if item is None or item == "flush":
-                    self._insert(pending, taken, final=item is None)
+                    self._insert(pending, taken)
                     pending, rows = [], 0
                     if item is None:
                         self._settle()
@@ -323,7 +323,7 @@ class EventWriter:
         self._checkpoint(f.end)
 
     def _checkpoint(self, pos: Pos) -> None:
-        self.spool.checkpoint(pos, self.seq, self.written, self.pairer.held(), self._consumed)
+        self.spool.checkpoint(pos, self.seq, self.written, self.stream.held(), self._consumed)
 
     def _settle(self) -> None:
         """Wait until every decoded batch is in the store; raise what stopped the inserter."""
@@ -350,19 +350,19 @@ class EventWriter:
             finally:
                 self._jobs.task_done()
 
-    def _insert(self, pending: list[Frame], taken_ns: int = 0, final: bool = False) -> None:
+    def _insert(self, pending: list[Frame], taken_ns: int = 0) -> None:
         """Read back, decode and insert ``pending`` (in parts of about CATCH_UP_RECORDS records)."""
-        if not pending and not final:
+        if not pending:
             return
         start, count = 0, 0
         for i, f in enumerate(pending):
             count += f.records()
             if count >= CATCH_UP_RECORDS and i + 1 < len(pending):
-                self._insert_part(pending[start : i + 1], 0, False)  # the store is complete only at the end
+                self._insert_part(pending[start : i + 1], 0)  # the store is complete only at the end
                 start, count = i + 1, 0
-        self._insert_part(pending[start:], taken_ns, final)
+        self._insert_part(pending[start:], taken_ns)
 
-    def _insert_part(self, frames: list[Frame], taken_ns: int, final: bool) -> None:
+    def _insert_part(self, frames: list[Frame], taken_ns: int) -> None:
         if self.guard is not None:
             self.guard()
         drains = []
@@ -373,19 +373,17 @@ class EventWriter:
                 raw = {r: spool.valid_prefix(b, records.RINGS[r]) for r, b in raw.items()}
             state = data.get(spool.PART_STATE)
             drains.append(records.Drained(raw, None if state is None else state.view(records.EVENT_DTYPE)))
-        tables, n, held_since = decode.lane_tables(drains, self.pairer, self.run_id, self.seq, final=final)
+        tables, n = decode.lane_tables(drains, self.stream, self.run_id, self.seq)
         batch = None
         if n:
             batch = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
             batch = self.redact.table("events", batch) if self.redact else batch
         self.seq += n
         self._decoded += n
-        if held_since is not None:  # a syscall whose enter is still to come may be older than the drain
-            taken_ns = min(taken_ns, held_since)
         # what the checkpoint after this batch's insert says: as things stand now, decoded
         end = frames[-1].end if frames else None
         self._consumed += sum(f.nbytes for f in frames)
-        mark = (self.seq, self._decoded, self.pairer.held(), self._consumed)
+        mark = (self.seq, self._decoded, self.stream.held(), self._consumed)
 
         def job() -> None:
             if self.guard is not None:

@@ -44,7 +44,7 @@ class ProbeOptions:
     syscalls: bool = True       # the generic stream of every syscall
     sched: bool = True          # context switches, wakeups, migrations
     aggregate_io: bool = False  # byte counts per (process, fd) instead of a record per read/write
-    ringbuf_pages: int = 16384  # the syscall enter ring: 64 MiB, ~700k syscalls of headroom between drains
+    ringbuf_pages: int = 16384  # half the syscall ring (128 MiB: ~1M syscalls of headroom between drains)
     self_tgid: int = field(default_factory=os.getpid)
     kernel_identity: bool = True  # read what the kernel opened (inode, resolved path) where it has BTF
     cgroup: tuple[int, str] | None = None  # (hierarchy id, path): tasks moved into it come into scope
@@ -101,18 +101,16 @@ def _pages(n: int) -> int:
 
 
 def ring_pages(opts: ProbeOptions) -> dict[str, int]:
-    """Pages of each ring. ``ringbuf_pages`` sizes the syscall lane's enter ring (the busiest); the
-    exit ring as much (its records are half the size: room for every exit of a recorded enter), the
-    scheduler ring by its share (far fewer records). The state lane never degrades and its records are
-    the largest (an fd-heavy flood fills it first), so its string ring gets as much room as the enter
-    ring, its short-path ring (records 40% the size) half of that, its compact ring (a fifth) a quarter."""
+    """Pages of each ring. The syscall lane's ring (the busiest) gets twice ``ringbuf_pages``, the
+    scheduler ring its share (far fewer records). The state lane never degrades and its records are
+    the largest (an fd-heavy flood fills it first), so its string ring gets ``ringbuf_pages``, its
+    short-path ring (records 40% the size) half of that, its compact ring (a fifth) a quarter."""
     base = _pages(opts.ringbuf_pages)
     state = max(base, STATE_RING_MIN_PAGES)
     rings = {"events": state, "rb_short": max(state // 2, STATE_RING_MIN_PAGES),
              "rb_facts": max(state // 4, STATE_RING_MIN_PAGES)}
     if opts.syscalls and platform.machine() in syscall_table.TABLES:
-        rings["rb_sc_enter"] = base
-        rings["rb_sc_exit"] = base   # twice the enter ring's records: an exit finds room (see record.bpf.c)
+        rings["rb_sc"] = base * 2
     if opts.sched:
         rings["rb_sched"] = _pages(base // 4)
     return rings
@@ -125,11 +123,11 @@ def cflags(opts: ProbeOptions) -> list[str]:
     if opts.system_wide:
         flags.append("-DSYSTEM_WIDE")
     machine = platform.machine()
-    if "rb_sc_enter" not in rings:
+    if "rb_sc" not in rings:
         flags.append("-DNO_SYSCALLS")
     else:
-        flags += [f"-DSC_ENTER_PAGES={rings['rb_sc_enter']}", f"-DSC_EXIT_PAGES={rings['rb_sc_exit']}"]
-        flags += [f"-DNR_{name.upper()}={nr}" for name in ("exit", "exit_group")
+        flags += [f"-DSC_PAGES={rings['rb_sc']}"]
+        flags += [f"-DNR_{name.upper()}={nr}" for name in ("exit", "exit_group", "execve", "execveat")
                   if (nr := syscall_table.number(name)) is not None]
     if not opts.sched:
         flags.append("-DNO_SCHED")
@@ -166,9 +164,10 @@ def header() -> str:
     if window:
         lines.append(f"#define REGS_WINDOW {window}")
         lines.append(f"#define REGS_ARG0 {records.REGS_ARGS[machine][0]}")
-        lines.append(f"#define REGS_NR {records.REGS_NR_C[machine]}")
+        if machine in records.REGS_ARG0_AT_EXIT_C:
+            lines.append(f"#define REGS_ARG0_AT_EXIT {records.REGS_ARG0_AT_EXIT_C[machine]}")
     else:  # unknown architecture: the syscall lane is off (cflags), nothing reads registers
-        lines.append("#define REGS_WINDOW 0\n#define REGS_ARG0 0\n#define REGS_NR 0")
+        lines.append("#define REGS_WINDOW 0\n#define REGS_ARG0 0")
     return "\n".join(lines) + "\n"
 
 
@@ -352,9 +351,8 @@ class Probe:
                 self._tids.set(tid, pid)
 
     def drain(self) -> records.Drained:
-        """Every ring's committed records, copied once each. The syscall lane's exit ring is read
-        before its enter ring, so every exit read has its enter written already."""
-        order = ("rb_sc_exit", "rb_sc_enter", "events", "rb_short", "rb_facts", "rb_sched")
+        """Every ring's committed records, copied once each."""
+        order = ("rb_sc", "events", "rb_short", "rb_facts", "rb_sched")
         return records.Drained({ring: self.readers[ring].drain_bytes() for ring in order if ring in self.readers})
 
     def drain_into(self, sink: Callable[[dict[str, np.ndarray]], None]) -> int:
@@ -362,7 +360,7 @@ class Probe:
         copies them, e.g. into the run's spool), then release their space. Ring order as
         :meth:`drain`. Returns the bytes handed over."""
         views, ends = {}, []
-        for ring in ("rb_sc_exit", "rb_sc_enter", "events", "rb_short", "rb_facts", "rb_sched"):
+        for ring in ("rb_sc", "events", "rb_short", "rb_facts", "rb_sched"):
             reader = self.readers.get(ring)
             if reader is None:
                 continue
@@ -408,7 +406,7 @@ class Probe:
         those are taken one call later (call every ~0.1 s: at most ~0.2 s late). ``final`` (at the
         end) also flips, waits AGG_SETTLE_S and takes the rest."""
         dt = records.DTYPES["sc_agg"]
-        if "rb_sc_enter" not in self.readers:
+        if "rb_sc" not in self.readers:
             return np.zeros(0, dtype=dt)
         table, ctl = self.bpf[b"sc_agg"], self.bpf[b"sc_ctl"]
         epoch = int(ctl[ctypes.c_int(0)].value)

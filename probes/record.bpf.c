@@ -10,10 +10,9 @@
 //     socket address, name) is a `struct event` in `events`; one without is the same record minus the
 //     string, a `struct fact` in `rb_facts` (112 bytes instead of 624: close, fork, exit, dup, ...),
 //     and one whose only string is a short path a `struct event_short` in `rb_short` (240 bytes);
-//   - the syscall lane (`rb_sc_enter`, `rb_sc_exit`): every syscall of the scoped processes as a small
-//     enter record (time, ids, number, the argument registers) and a small exit record (time, ids,
-//     result; the task name only when it is new), paired in user space; when the enter ring is
-//     full it degrades to in-kernel counts
+//   - the syscall lane (`rb_sc`): every syscall of the scoped processes as one `struct sc_call`,
+//     written when it returns (entry time, duration, ids, number, the argument registers, result;
+//     the task name only when it is new); when the ring is full it degrades to in-kernel counts
 //     per (thread, syscall) instead of dropping (see "degraded syscalls");
 //   - the scheduler lane (`rb_sched`): one compact `struct sched_rec` per switch/wakeup/migration.
 // Every record of a ring has the same size, so user space decodes a whole drain with one numpy view:
@@ -31,15 +30,16 @@
 //   SELF_TGID=n     the recorder's own tgid
 //   CGROUP_SCOPE    record --cgroup: a task moved into that cgroup (cg_scope) comes into scope
 //   PID_MAX=n       entries of the arrays indexed by pid (the kernel's pid_max)
-//   RINGBUF_PAGES=n, FACTS_PAGES, SHORT_PAGES, SC_ENTER_PAGES, SC_EXIT_PAGES, SCHED_PAGES   ring sizes in pages
+//   RINGBUF_PAGES=n, FACTS_PAGES, SHORT_PAGES, SC_PAGES, SCHED_PAGES   ring sizes in pages
 //                   (powers of two)
 //   HAVE_<name>     the tracepoint syscalls:sys_enter_<name> exists on this kernel/arch
 //   REGS_WINDOW=expr   where the syscall argument registers start in struct pt_regs
 //   NO_SYSCALLS     leave out the generic every-syscall stream (no raw syscall hook is attached)
 //   NO_SCHED        leave out the scheduler (no sched_switch/wakeup/migrate hook is attached)
 //   AGGREGATE_IO    sum successful read/write-family syscalls per (process, fd) instead of a record each
-//   REGS_NR=expr    where the syscall number is in struct pt_regs (read at sys_exit, degraded calls only)
+//   REGS_ARG0_AT_EXIT=expr   where the first argument is at sys_exit, if not in the window (aarch64)
 //   NR_EXIT, NR_EXIT_GROUP   the numbers of exit and exit_group (they never reach sys_exit)
+//   NR_EXECVE, NR_EXECVEAT   the numbers of execve and execveat (their registers are replaced)
 
 #include <uapi/linux/ptrace.h>
 #include <linux/signal.h>
@@ -59,11 +59,8 @@
 #ifndef SHORT_PAGES
 #define SHORT_PAGES RINGBUF_PAGES
 #endif
-#ifndef SC_ENTER_PAGES
-#define SC_ENTER_PAGES RINGBUF_PAGES
-#endif
-#ifndef SC_EXIT_PAGES
-#define SC_EXIT_PAGES RINGBUF_PAGES
+#ifndef SC_PAGES
+#define SC_PAGES RINGBUF_PAGES
 #endif
 #ifndef SCHED_PAGES
 #define SCHED_PAGES RINGBUF_PAGES
@@ -137,7 +134,7 @@
 enum anon { ANON_EVENTFD = 1, ANON_EPOLL = 2, ANON_MEMFD = 3, ANON_TIMERFD = 4, ANON_SIGNALFD = 5,
             ANON_INOTIFY = 6, ANON_PIDFD = 7 };
 
-// struct event, struct sc_enter, struct sc_exit, struct sched_rec: see probes/records.py (LAYOUTS).
+// struct event, struct sc_call, struct sched_rec: see probes/records.py (LAYOUTS).
 
 // Syscall arguments saved at sys_enter, completed at sys_exit (keyed by pid_tgid).
 struct inflight {
@@ -152,8 +149,7 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_RINGBUF_OUTPUT(rb_facts, FACTS_PAGES);
 BPF_RINGBUF_OUTPUT(rb_short, SHORT_PAGES);
 #ifndef NO_SYSCALLS
-BPF_RINGBUF_OUTPUT(rb_sc_enter, SC_ENTER_PAGES);
-BPF_RINGBUF_OUTPUT(rb_sc_exit, SC_EXIT_PAGES);
+BPF_RINGBUF_OUTPUT(rb_sc, SC_PAGES);
 #endif
 #ifndef NO_SCHED
 BPF_RINGBUF_OUTPUT(rb_sched, SCHED_PAGES);
@@ -200,35 +196,35 @@ struct io_total {
 };
 BPF_HASH(io, struct io_key, struct io_total, 65536);
 BPF_ARRAY(ionr, u8, 1024);                // syscall nr -> 1 sends bytes, 2 receives bytes
-#ifdef AGGREGATE_IO
-// --aggregate-io: read/write-family calls are held here from enter to exit instead of being sent;
-// a failed one is sent at exit as an enter + exit pair like any other syscall.
-struct iocall_t {
-    u64 ts;
-    u32 nr;
-    u32 cpu;
-    u64 regs[8];
-};
-BPF_HASH(iocall, u64, struct iocall_t, 16384);
-#endif
 #ifndef NO_SYSCALLS
-// Degraded syscalls. When the enter ring is full (its reserve fails), sys_enter writes no record: it
-// notes the entry time in `sc_deg[tid]`, and
-// sys_exit, finding it there, adds the call to `sc_agg` (epoch, tgid, tid, nr) -> count, failures,
-// time spent, first entry, last exit, instead of writing an exit record. A call whose enter record
-// was written always gets its exit record (or a counted ring_sc_exit drop). User space takes the
-// aggregates out by epoch: it flips `sc_ctl[0]` and reads and deletes the previous epoch's entries
-// one sweep later, when no program can still be adding to them. The exit ring holds twice as many
-// records as the enter ring (same bytes, half-size records), so an exit's reserve does not fail
-// while its enter could be written: no fill check is needed on the hot path (one cost ~20 ns a call).
+// Degraded syscalls. When the syscall ring is full (a record's reserve fails), the call is added to
+// `sc_agg` (epoch, tgid, tid, nr) -> count, failures, time spent, first entry, last exit, instead
+// of being written. User space takes the aggregates out by epoch: it flips `sc_ctl[0]` and reads
+// and deletes the previous epoch's entries one sweep later, when no program can still be adding
+// to them.
 #ifndef NR_EXIT
 #define NR_EXIT 0xffffffff
 #endif
 #ifndef NR_EXIT_GROUP
 #define NR_EXIT_GROUP 0xffffffff
 #endif
-BPF_F_TABLE("array", u32, u32, sc_comm, PID_MAX, 0);  // tid -> 1 once its task name went out in an exit record
-BPF_F_TABLE("array", u32, u64, sc_deg, PID_MAX, 0);   // tid -> entry time of its degraded syscall, 0: none
+#ifndef NR_EXECVE
+#define NR_EXECVE 0xffffffff
+#endif
+#ifndef NR_EXECVEAT
+#define NR_EXECVEAT 0xffffffff
+#endif
+struct sc_slot {
+    u64 ts;     // entry time of the syscall the thread is in, 0: none (or not seen entering)
+    u32 nr;
+    u32 cpu;
+};
+struct sc_exec_args {
+    u64 regs[8];
+};
+BPF_F_TABLE("array", u32, u32, sc_comm, PID_MAX, 0);  // tid -> 1 once its task name went out in a record
+BPF_F_TABLE("array", u32, struct sc_slot, sc_slot, PID_MAX, 0);   // tid -> the syscall it is in
+BPF_HASH(sc_exec, u32, struct sc_exec_args, 1024);      // tid -> the registers its execve entered with
 BPF_ARRAY(sc_ctl, u32, 1);                            // [0]: the aggregates' current epoch
 BPF_HASH(sc_agg, struct sc_agg_key, struct sc_agg, 65536);
 #endif
@@ -238,8 +234,7 @@ BPF_ARRAY(layout_sc_agg, struct sc_agg, 1);
 BPF_ARRAY(layout_event, struct event, 1);
 BPF_ARRAY(layout_fact, struct fact, 1);
 BPF_ARRAY(layout_event_short, struct event_short, 1);
-BPF_ARRAY(layout_sc_enter, struct sc_enter, 1);
-BPF_ARRAY(layout_sc_exit, struct sc_exit, 1);
+BPF_ARRAY(layout_sc_call, struct sc_call, 1);
 BPF_ARRAY(layout_sched_rec, struct sched_rec, 1);
 
 static __always_inline int is_tracked_tgid(u32 tgid) {
@@ -566,7 +561,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
         dropped(DROP_SCOPE_RANGE);
 #ifndef NO_SYSCALLS
     u32 unsent = 0;
-    sc_comm.update(&child, &unsent);  // the new thread's first exit record names it
+    sc_comm.update(&child, &unsent);  // the new thread's first syscall record names it
 #endif
     struct fact *e = new_fact(K_FORK);
     if (!e)
@@ -706,13 +701,11 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     tids.update(&tid, &none);
     woken.delete(&tid);
 #ifndef NO_SYSCALLS
-    u64 never = 0;
-    sc_deg.update(&tid, &never);
+    struct sc_slot none_in = {};
+    sc_slot.update(&tid, &none_in);  // a thread that reuses this tid starts with no call entered
+    sc_exec.delete(&tid);
     u32 unsent = 0;
     sc_comm.update(&tid, &unsent);  // a thread that reuses this tid sends its own name
-#endif
-#ifdef AGGREGATE_IO
-    iocall.delete(&id);
 #endif
     struct fact *e = new_fact(K_TASK_EXIT);
     if (e) {
@@ -1390,14 +1383,17 @@ TRACEPOINT_PROBE(oom, mark_victim) {
 }
 
 // ---------------------------------------------------------------- every syscall (raw tracepoints)
-// One enter and one exit record per syscall: user space pairs them by thread (a thread's enter and
-// exit alternate). Besides the ring, the normal path loads the thread's `sc_deg` slot (an array: no
-// hash lookup); a degraded call writes no record at all. An out-of-scope task pays one array load. The arguments are
-// the saved user registers (struct pt_regs is the architecture's syscall ABI, stable across
-// kernels), copied as one window with one read.
+// One record per syscall, written when it returns. sys_enter writes no record: it notes the entry
+// time, number and CPU in the thread's `sc_slot` (an array: a store, no hash, no ring); sys_exit
+// reads the slot back and writes the whole call at once, its argument registers read from the
+// same struct pt_regs (the architecture's syscall ABI, stable across kernels; a syscall leaves
+// them as it found them) as one window with one read. One ring reservation and one register read
+// a call instead of two and two (an enter and an exit record, paired in user space): half the
+// kernel's cost per call. An out-of-scope task pays one array load per hook.
+// execve and execveat replace the registers before they return: their arguments are read at entry
+// into `sc_exec` (a small hash, exec calls only). exit and exit_group never return: written at entry.
 
 #ifndef NO_SYSCALLS
-
 // A degraded syscall of the current thread: entered at t0, returned `ret` at `now`.
 static __always_inline void sc_aggregate(u64 id, u32 nr, u64 t0, long ret, u64 now) {
     u32 zero = 0;
@@ -1426,51 +1422,71 @@ static __always_inline void sc_aggregate(u64 id, u32 nr, u64 t0, long ret, u64 n
         dropped(DROP_MAP_SC_AGG);
 }
 
+// The record of a call of the current thread that entered at t0 on `cpu` and returned `ret` now; its
+// argument registers are in `regs` (the pt_regs of sys_exit), or in `saved` when given. Degraded
+// (added to `sc_agg`) when the ring has no room.
+static __always_inline void sc_record(u64 id, u32 nr, u32 cpu, u64 t0, long ret, u64 now, void *regs, u64 *saved) {
+    struct sc_call *c = rb_sc.ringbuf_reserve(sizeof(struct sc_call));
+    if (!c) {
+        sc_aggregate(id, nr, t0, ret, now);
+        return;
+    }
+    u32 tid = (u32)id;
+    c->ts = t0;
+    c->dur = now - t0;
+    c->ret = ret;
+    c->tid = tid;
+    c->tgid = id >> 32;
+    c->nr = nr;
+    c->cpu = cpu;
+    c->pad = 0;
+    if (saved) {
+        __builtin_memcpy(&c->regs, saved, sizeof(c->regs));
+    } else {
+        bpf_probe_read_kernel(&c->regs, sizeof(c->regs), regs + REGS_WINDOW);
+#ifdef REGS_ARG0_AT_EXIT
+        bpf_probe_read_kernel(&c->regs[REGS_ARG0], sizeof(u64), regs + REGS_ARG0_AT_EXIT);
+#endif
+    }
+    u32 *sent = sc_comm.lookup(&tid);
+    if (sent && !*sent) {  // the thread's first syscall, or its name changed since: send it once
+        bpf_get_current_comm(&c->comm, sizeof(c->comm));
+        c->flags = SC_COMM;
+        *sent = 1;
+    } else {
+        c->flags = 0;
+    }
+    rb_sc.ringbuf_submit(c, BPF_RB_NO_WAKEUP);
+}
+
 RAW_TRACEPOINT_PROBE(sys_enter) {
     u64 id = bpf_get_current_pid_tgid();
     if (!is_tracked_tgid(id >> 32))
         return 0;
-#ifdef AGGREGATE_IO
-    u32 inr = ctx->args[1];
-    u8 *dir = ionr.lookup(&inr);
-    if (dir && *dir) {
-        struct iocall_t c = {};
-        c.ts = bpf_ktime_get_ns();
-        c.nr = inr;
-        c.cpu = bpf_get_smp_processor_id();
-        bpf_probe_read_kernel(&c.regs, sizeof(c.regs), (void *)ctx->args[0] + REGS_WINDOW);
-        if (iocall.update(&id, &c))
-            dropped(DROP_MAP_IOCALL);
-        return 0;
-    }
-#endif
     u32 tid = (u32)id;
-    u64 *deg = sc_deg.lookup(&tid);
-    if (!deg)
+    struct sc_slot *s = sc_slot.lookup(&tid);
+    if (!s)
         return 0;  // a tid beyond PID_MAX: cannot happen (the scope test would have failed)
-    struct sc_enter *e = rb_sc_enter.ringbuf_reserve(sizeof(struct sc_enter));
-    if (!e) {  // degraded: counted at sys_exit (exit and exit_group never get there: counted now)
-        u64 now = bpf_ktime_get_ns();
-        u32 nr = ctx->args[1];
-        if (nr == NR_EXIT || nr == NR_EXIT_GROUP)
-            sc_aggregate(id, nr, now, 0, now);
-        else
-            *deg = now;
+    u32 nr = ctx->args[1];
+    u64 now = bpf_ktime_get_ns();
+    if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {  // never returns: its record now
+        s->ts = 0;
+        sc_record(id, nr, bpf_get_smp_processor_id(), now, 0, now, (void *)ctx->args[0], NULL);
         return 0;
     }
-    if (*deg)
-        *deg = 0;  // a degraded call that never returned (the thread was taken out of scope meanwhile)
-    e->ts = bpf_ktime_get_ns();
-    e->tid = (u32)id;
-    e->tgid = id >> 32;
-    e->nr = ctx->args[1];
-    e->cpu = bpf_get_smp_processor_id();
-    bpf_probe_read_kernel(&e->regs, sizeof(e->regs), (void *)ctx->args[0] + REGS_WINDOW);
-    rb_sc_enter.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    if (nr == NR_EXECVE || nr == NR_EXECVEAT) {
+        struct sc_exec_args a = {};
+        bpf_probe_read_kernel(&a.regs, sizeof(a.regs), (void *)ctx->args[0] + REGS_WINDOW);
+        if (sc_exec.update(&tid, &a))
+            dropped(DROP_MAP_SC_EXEC);
+    }
+    s->ts = now;
+    s->nr = nr;
+    s->cpu = bpf_get_smp_processor_id();
     return 0;
 }
 
-// A thread's task name changed (exec, prctl(PR_SET_NAME), a write to /proc/PID/comm): its next exit
+// A thread's task name changed (exec, prctl(PR_SET_NAME), a write to /proc/PID/comm): its next
 // record sends the new one. Rare, so no scope test.
 TRACEPOINT_PROBE(task, task_rename) {
     u32 tid = args->pid;
@@ -1479,45 +1495,35 @@ TRACEPOINT_PROBE(task, task_rename) {
     return 0;
 }
 
-static __always_inline void sc_exit_record(u64 id, long ret) {
-    struct sc_exit *x = rb_sc_exit.ringbuf_reserve(sizeof(struct sc_exit));
-    if (!x) {
-        dropped(DROP_RING_SC_EXIT);
-        return;
-    }
-    x->ts = bpf_ktime_get_ns();
-    u32 tid = (u32)id;
-    x->tid = tid;
-    x->ret = ret;
-    u32 *sent = sc_comm.lookup(&tid);
-    if (sent && !*sent) {  // the thread's first syscall, or its name changed since: send it once
-        bpf_get_current_comm(&x->comm, sizeof(x->comm));
-        x->flags = SC_EXIT_COMM;
-        *sent = 1;
-    } else {
-        x->flags = 0;
-    }
-    rb_sc_exit.ringbuf_submit(x, BPF_RB_NO_WAKEUP);
-}
-
 RAW_TRACEPOINT_PROBE(sys_exit) {
     u64 id = bpf_get_current_pid_tgid();
     if (!is_tracked_tgid(id >> 32))
         return 0;
+    u32 tid = (u32)id;
+    struct sc_slot *s = sc_slot.lookup(&tid);
+    if (!s || !s->ts)
+        return 0;  // entered before the thread was in scope, or a new thread's first return (fork)
+    u64 t0 = s->ts;
+    u32 nr = s->nr;
+    u32 cpu = s->cpu;
+    s->ts = 0;
     long ret = ctx->args[1];
 #ifdef AGGREGATE_IO
-    struct iocall_t *c = iocall.lookup(&id);
-    if (c) {
-        if (ret > 0) {
-            u32 nr = c->nr;
-            u8 *dir = ionr.lookup(&nr);
-            struct io_key k = {.tgid = id >> 32, .fd = (s32)c->regs[REGS_ARG0]};
+    if (ret > 0 && nr < 1024) {
+        u8 *dir = ionr.lookup(&nr);
+        if (dir && *dir) {
+            u64 fd = 0;
+            bpf_probe_read_kernel(&fd, sizeof(fd), (void *)ctx->args[0] + REGS_WINDOW + REGS_ARG0 * 8);
+#ifdef REGS_ARG0_AT_EXIT
+            bpf_probe_read_kernel(&fd, sizeof(fd), (void *)ctx->args[0] + REGS_ARG0_AT_EXIT);
+#endif
+            struct io_key k = {.tgid = id >> 32, .fd = (s32)fd};
             u64 now = bpf_ktime_get_ns();
             struct io_total zero = {.first = now};
             struct io_total *t = io.lookup_or_try_init(&k, &zero);
             if (!t) {
                 dropped(DROP_MAP_IO);
-            } else if (dir) {
+            } else {
                 if (*dir == 1)
                     __sync_fetch_and_add(&t->out, ret);
                 else
@@ -1526,34 +1532,20 @@ RAW_TRACEPOINT_PROBE(sys_exit) {
                 if (t->calls >= IO_FLUSH_CALLS || now - t->first >= IO_FLUSH_NS)
                     io_flush(&k, t, now);
             }
-            iocall.delete(&id);
             return 0;
         }
-        struct sc_enter *e = rb_sc_enter.ringbuf_reserve(sizeof(struct sc_enter));
-        if (e) {
-            e->ts = c->ts;
-            e->tid = (u32)id;
-            e->tgid = id >> 32;
-            e->nr = c->nr;
-            e->cpu = c->cpu;
-            __builtin_memcpy(&e->regs, &c->regs, sizeof(e->regs));
-            rb_sc_enter.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-        } else {
-            dropped(DROP_RING_SC_ENTER);
-        }
-        iocall.delete(&id);
     }
 #endif
-    u32 tid = (u32)id;
-    u64 *deg = sc_deg.lookup(&tid);
-    if (deg && *deg) {
-        u64 nr = 0;
-        bpf_probe_read_kernel(&nr, sizeof(nr), (void *)ctx->args[0] + REGS_NR);
-        sc_aggregate(id, (u32)nr, *deg, ret, bpf_ktime_get_ns());
-        *deg = 0;
-        return 0;
+    if (nr == NR_EXECVE || nr == NR_EXECVEAT) {
+        struct sc_exec_args *a = sc_exec.lookup(&tid);
+        if (a) {
+            struct sc_exec_args copy = *a;
+            sc_exec.delete(&tid);
+            sc_record(id, nr, cpu, t0, ret, bpf_ktime_get_ns(), (void *)ctx->args[0], copy.regs);
+            return 0;
+        }
     }
-    sc_exit_record(id, ret);
+    sc_record(id, nr, cpu, t0, ret, bpf_ktime_get_ns(), (void *)ctx->args[0], NULL);
     return 0;
 }
 #endif

@@ -10,10 +10,10 @@
   a ``struct event_short`` in ``rb_short``: the same fields and a 128-byte string, 240 bytes. The
   kernel picks the ring per record, by the string it has to carry. Low volume; never shares space
   with the floods below.
-- ``rb_sc_enter`` / ``rb_sc_exit`` (the syscall lane): every syscall of the scoped processes as two small
-  records, written by the raw ``sys_enter`` and ``sys_exit`` tracepoints (one array load besides the
-  ring), and paired in user space (``osrewind.ingest.decode.SyscallPairer``). When these rings fill
-  up faster than they are read, the lane degrades instead of dropping: the kernel counts each
+- ``rb_sc`` (the syscall lane): every syscall of the scoped processes as one record, written by the
+  raw ``sys_exit`` tracepoint when the call returns; the raw ``sys_enter`` tracepoint only notes the
+  entry in a per-thread slot (an array, no ring). When the ring fills up faster than it is read,
+  the lane degrades instead of dropping: the kernel counts each
   thread's syscalls per number (``sc_agg``: calls, failures, time, window) until there is room again,
   and user space stores those as ``syscall_agg`` facts.
 - ``rb_sched`` (the scheduler lane): context switches, wakeups and migrations, one compact record each.
@@ -63,22 +63,22 @@ LAYOUTS: dict[str, list[tuple]] = {
     # with a shorter `str` (both filled in below)
     "fact": [],
     "event_short": [],
-    # the syscall lane, raw sys_enter: the argument registers as one window of struct pt_regs
-    # (REGS_ARGS below says which word is which argument on this architecture)
-    "sc_enter": [
-        ("ts", "u64", 1),
-        ("tid", "u32", 1), ("tgid", "u32", 1),
-        ("nr", "u32", 1), ("cpu", "u32", 1),
-        ("regs", "u64", 8, "(8,)<u8"),
-    ],
-    # the syscall lane, raw sys_exit. The task name is read only on a thread's first syscall and after
-    # it changed (exec, prctl, /proc/PID/comm: the task_rename tracepoint): `flags & SC_EXIT_COMM`
-    # says `comm` holds it; the decoder carries it forward per thread (reading it on every syscall
-    # cost ~60-100 ns a call here).
-    "sc_exit": [
-        ("ts", "u64", 1),
-        ("tid", "u32", 1), ("flags", "u32", 1),
+    # the syscall lane: one record per syscall, written when it returns (raw sys_exit). Its entry
+    # time, number and CPU were noted at raw sys_enter in a per-thread slot (no record, no string);
+    # the argument registers are read at the return, from the same struct pt_regs (a syscall leaves
+    # them as it found them; execve replaces them, so its arguments are kept from its entry). The
+    # task name is read only on a thread's first syscall and after it changed (exec, prctl,
+    # /proc/PID/comm: the task_rename tracepoint): `flags & SC_COMM` says `comm` holds it; the
+    # decoder carries it forward per thread (reading it on every syscall cost ~60-100 ns a call).
+    # exit and exit_group never return: theirs is written at entry, with dur 0.
+    "sc_call": [
+        ("ts", "u64", 1),      # entry
+        ("dur", "u64", 1),     # return - entry
         ("ret", "s64", 1),
+        ("tid", "u32", 1), ("tgid", "u32", 1),
+        ("nr", "u32", 1), ("cpu", "u32", 1),   # the CPU it entered on
+        ("flags", "u32", 1), ("pad", "u32", 1),
+        ("regs", "u64", 8, "(8,)<u8"),
         ("comm", "char", 16, "S16"),
     ],
     # the syscall lane degraded (see record.bpf.c, "degraded syscalls"): the `sc_agg` map's key and
@@ -112,16 +112,17 @@ LAYOUTS["fact"] = LAYOUTS["event"][:-1]
 LAYOUTS["event_short"] = [*LAYOUTS["fact"], ("str", "char", STR_SHORT, f"V{STR_SHORT}")]
 
 # Which ring each layout travels in, and the lane it belongs to (losses are counted per ring).
-RINGS = {"events": "event", "rb_short": "event_short", "rb_facts": "fact", "rb_sc_enter": "sc_enter", "rb_sc_exit": "sc_exit", "rb_sched": "sched_rec"}
-LANES = {"events": "state", "rb_short": "state", "rb_facts": "state", "rb_sc_enter": "syscall", "rb_sc_exit": "syscall", "rb_sched": "sched"}
+RINGS = {"events": "event", "rb_short": "event_short", "rb_facts": "fact", "rb_sc": "sc_call", "rb_sched": "sched_rec"}
+LANES = {"events": "state", "rb_short": "state", "rb_facts": "state", "rb_sc": "syscall", "rb_sched": "sched"}
 
-# The syscall argument registers inside the sc_enter `regs` window, per architecture: the window
+# The syscall argument registers inside the sc_call `regs` window, per architecture: the window
 # starts at REGS_WINDOW_C (a C expression) and args[i] is regs[REGS_ARGS[arch][i]].
 # x86_64 struct pt_regs (uapi, stable): ... r10 r9 r8 ax cx dx si di ...
 REGS_WINDOW_C = {"x86_64": "offsetof(struct pt_regs, r10)", "aarch64": "offsetof(struct pt_regs, regs[0])"}
 REGS_ARGS = {"x86_64": (7, 6, 5, 0, 2, 1), "aarch64": (0, 1, 2, 3, 4, 5)}
-# Where the syscall number is in struct pt_regs at sys_exit (what the kernel's own sys_exit event reads).
-REGS_NR_C = {"x86_64": "offsetof(struct pt_regs, orig_ax)", "aarch64": "offsetof(struct pt_regs, syscallno)"}
+# Where the first argument is kept at sys_exit when the return value has taken its register (aarch64:
+# x0 holds both; the kernel keeps the argument in orig_x0). Read over the window's word REGS_ARGS[0].
+REGS_ARG0_AT_EXIT_C = {"aarch64": "offsetof(struct pt_regs, orig_x0)"}
 
 
 def _dtype(fields: list[tuple]) -> np.dtype:
@@ -148,13 +149,13 @@ COMM_OFFSET = EVENT_DTYPE.fields["comm"][1]
 FACT_DTYPE = DTYPES["fact"]
 assert FACT_DTYPE.itemsize == STR_OFFSET == 112 and FACT_DTYPE.fields["comm"][1] == COMM_OFFSET
 
-SC_EXIT_COMM = 1   # sc_exit.flags: `comm` holds the thread's task name
+SC_COMM = 1        # sc_call.flags: `comm` holds the thread's task name
 EV_KPATH = 1       # event.flags: the second string is the kernel's path of what the call opened (or
                    # the new cwd), its components leaf first ("f/dir/tmp" for /tmp/dir/f, "" for /)
 EV_UNLINKED = 2    # event.flags: what was opened has no name any more (O_TMPFILE, a deleted file
                    # reopened through /proc/PID/fd): /proc shows its path with " (deleted)"
 
-# what a syscall pairer carries between batches besides records: the task name of each thread
+# what the syscall decoder carries between batches: the task name of each thread
 TID_COMM_DTYPE = np.dtype([("tid", "<u4"), ("comm", "S16")])
 
 RB_HEADER = 8
@@ -224,19 +225,20 @@ KIND_CODES: dict[str, int] = {v: k for k, v in KINDS.items()}
 # as `lost` facts: a0 = how many, a1 = the cause code. Code 0 is also what older runs' single ring was.
 DROPS: dict[int, tuple[str, str]] = {
     0: ("ring_events", "state ring full"),   # facts with a string (older runs: every state fact)
-    1: ("ring_sc_enter", "syscall ring full (enter)"),
-    2: ("ring_sc_exit", "syscall ring full (exit)"),
+    1: ("ring_sc_enter", "syscall ring full (enter; older runs)"),
+    2: ("ring_sc_exit", "syscall ring full (exit; older runs)"),
     3: ("ring_sched", "scheduler ring full"),
     4: ("map_pending", "in-flight syscall map full: an fd/file fact lost"),
     5: ("map_cloneflags", "clone flags map full: a fork without its flags"),
     6: ("map_woken", "wakeup map full: a run-queue wait unknown"),
     7: ("map_tports", "TCP port map full: softirq TCP state changes may be missed"),
     8: ("map_io", "--aggregate-io sums map full: byte counts lost"),
-    9: ("map_iocall", "--aggregate-io in-flight map full: a read/write lost"),
+    9: ("map_iocall", "--aggregate-io in-flight map full: a read/write lost (older runs)"),
     10: ("scope_range", "a pid beyond the scope array (pid_max raised while recording)"),
     11: ("spool_full", "the spool reached --max-spool ahead of the store: stream records shed, state facts kept"),
     12: ("map_sc_agg", "syscall aggregate map full: syscalls of a degraded stream lost"),
     13: ("ring_facts", "state ring full (facts without a string)"),
+    14: ("map_sc_exec", "execve argument map full: an execve's syscall record has the new program's registers"),
 }
 DROP_CODES: dict[str, int] = {v[0]: k for k, v in DROPS.items()}
 
@@ -258,7 +260,7 @@ def c_header() -> str:
     lines.append(f"#define STR_HALF {STR_HALF}")
     lines.append(f"#define STR_LEN {STR_LEN}")
     lines.append(f"#define STR_SHORT {STR_SHORT}")
-    lines.append(f"#define SC_EXIT_COMM {SC_EXIT_COMM}")
+    lines.append(f"#define SC_COMM {SC_COMM}")
     lines.append(f"#define EV_KPATH {EV_KPATH}")
     lines.append(f"#define EV_UNLINKED {EV_UNLINKED}")
     for name, fields in LAYOUTS.items():

@@ -3,8 +3,8 @@
 The bytes are laid out as the kernel's rings lay them out (an 8-byte header with the BUSY/DISCARD
 bits, then the record), packed here with ``struct`` field by field from the C declarations, not from
 the numpy dtypes under test: the state lane's ``struct event``, ``struct event_short`` and compact
-``struct fact``, the syscall lane's enter and exit
-records (paired by ``decode.SyscallPairer``), the scheduler lane's ``struct sched_rec``."""
+``struct fact``, the syscall lane's ``struct sc_call`` (``decode.SyscallStream``), the scheduler
+lane's ``struct sched_rec``."""
 
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ K = records.KIND_CODES
 EVENT = "<QqqqqqqqQIIHHHHII16s512s"
 FACT = "<QqqqqqqqQIIHHHHII16s"      # struct event without its string
 EVENT_SHORT = FACT + "128s"          # and with a short one
-SC_ENTER = "<QIIII8Q"
-SC_EXIT = "<QIIq16s"
+SC_CALL = "<QQqIIIIII8Q16s"
 SCHED = "<QIIHHIqqqqQ16s16s"
 X86_WINDOW = (7, 6, 5, 0, 2, 1)  # r10 r9 r8 ax cx dx si di: di, si, dx, r10, r8, r9
 
@@ -61,17 +60,14 @@ def short_event(ts, kind, tgid=7, tid=7, ret=0, a=(), s1=b"", comm=b"sh", cpu=1)
                        (comm + b"\0" + b"\x55" * 16)[:16], bytes(body))
 
 
-def enter(ts, tid, nr, args, tgid=None, cpu=0) -> bytes:
+def call(ts, tid, nr, args, ret=0, dur=0, tgid=None, cpu=0, comm=b"dd", sent=True) -> bytes:
+    """A syscall's record; ``sent``: it carries the thread's task name (else the ring's junk is there)."""
     regs = [0] * 8
     for i, w in enumerate(X86_WINDOW):
         regs[w] = args[i] & (2**64 - 1)
-    return struct.pack(SC_ENTER, ts, tid, tgid or tid, nr, cpu, *regs)
-
-
-def leave(ts, tid, ret, comm=b"dd", sent=True) -> bytes:
-    """An exit record; ``sent``: it carries the thread's task name (else the ring's junk is there)."""
     name = (comm + b"\0" * 16)[:16] if sent else b"\x5a" * 16
-    return struct.pack(SC_EXIT, ts, tid, records.SC_EXIT_COMM if sent else 0, ret, name)
+    return struct.pack(SC_CALL, ts, dur, ret, tid, tgid or tid, nr, cpu, records.SC_COMM if sent else 0, 0,
+                       *regs, name)
 
 
 def sched(ts, kind, tgid, tid, a=(0, 0, 0, 0), dur=0, comm=b"hog", s=b"", cpu=0) -> bytes:
@@ -80,12 +76,11 @@ def sched(ts, kind, tgid, tid, a=(0, 0, 0, 0), dur=0, comm=b"hog", s=b"", cpu=0)
 
 
 def test_struct_formats_are_the_declared_layouts():
-    for fmt, layout in ((EVENT, "event"), (FACT, "fact"), (EVENT_SHORT, "event_short"), (SC_ENTER, "sc_enter"), (SC_EXIT, "sc_exit"), (SCHED, "sched_rec")):
+    for fmt, layout in ((EVENT, "event"), (FACT, "fact"), (EVENT_SHORT, "event_short"), (SC_CALL, "sc_call"), (SCHED, "sched_rec")):
         assert struct.calcsize(fmt) == records.DTYPES[layout].itemsize, layout
     assert records.slot_size("event") == 632 and records.slot_size("fact") == 120
     assert records.slot_size("event_short") == 248
-    assert records.slot_size("sc_enter") == 96
-    assert records.slot_size("sc_exit") == 48 and records.slot_size("sched_rec") == 104
+    assert records.slot_size("sc_call") == 136 and records.slot_size("sched_rec") == 104
 
 
 def test_c_header_declares_every_kind_cause_and_layout():
@@ -122,7 +117,7 @@ def test_every_state_kind_decodes_from_a_compact_record_as_from_a_full_one(kind)
     """The compact ring's record (no string) decodes to the same row as the full record without one."""
     a = (1, -2, 3, 4, 5, 6)
     compact = decode.lane_tables([records.Drained({"rb_facts": buf(slot(fact(100, K[kind], 7, 8, ret=3, a=a)))})],
-                                 decode.SyscallPairer(arch="x86_64"), RUN, 5)[0][0].to_pydict()
+                                 decode.SyscallStream(arch="x86_64"), RUN, 5)[0][0].to_pydict()
     full = decode.to_arrow(records.records_of(buf(slot(event(100, K[kind], 7, 8, ret=3, a=a))), "event"),
                            RUN, 5).to_pydict()
     assert compact == full
@@ -139,7 +134,7 @@ def test_a_short_path_record_decodes_as_the_full_one(kind, path):
     a = (-100, 2, 0o2000000, 0o644)
     short = decode.lane_tables(
         [records.Drained({"rb_short": buf(slot(short_event(100, K[kind], 7, 8, ret=3, a=a, s1=path)))})],
-        decode.SyscallPairer(arch="x86_64"), RUN, 5)[0][0].to_pydict()
+        decode.SyscallStream(arch="x86_64"), RUN, 5)[0][0].to_pydict()
     full = decode.to_arrow(records.records_of(buf(slot(event(100, K[kind], 7, 8, ret=3, a=a, s1=path))), "event"),
                            RUN, 5).to_pydict()
     assert short == full and short["path"] == [path] and short["path2"] == [b""]
@@ -169,50 +164,19 @@ def test_state_strings_argv_and_committed_prefix():
     assert t["argv"] == [[b"ls", b"-l", b"/tmp"]] and t["path"] == [b""]
 
 
-def test_syscalls_pair_across_batches_and_threads():
-    p = decode.SyscallPairer(arch="x86_64", no_return=(231,))
-    # thread 5: read (enter, exit), then write whose exit comes in the next batch; thread 6: exit_group
-    b1_enter = buf(slot(enter(100, 5, 0, (3, 0x7000, 1, 0, 0, 0), cpu=1)),
-                   slot(enter(300, 5, 1, (1, 0x7000, 1, 0, 0, 0))),
-                   slot(enter(310, 6, 231, (2, 0, 0, 0, 0, 0))))
-    b1_exit = buf(slot(leave(200, 5, 1)))
-    cols = p.feed(records.records_of(b1_enter, "sc_enter"), records.records_of(b1_exit, "sc_exit"))
-    t = decode.table(cols, RUN, 0).to_pydict()
-    assert t["kind"] == [K["syscall"]] * 2
-    by_nr = {nr: i for i, nr in enumerate(t["nr"])}
-    r = by_nr[0]
-    assert (t["ts"][r], t["dur"][r], t["ret"][r], t["tid"][r], t["cpu"][r], t["comm"][r]) == (100, 100, 1, 5, 1,
-                                                                                              b"dd")
-    assert [t[f"a{i}"][r] for i in range(6)] == [3, 0x7000, 1, 0, 0, 0]
-    g = by_nr[231]
-    assert (t["ts"][g], t["a0"][g], t["dur"][g], t["tid"][g]) == (310, 2, 0, 6)  # exit_group never returns
-    assert p.held_since is None
-    # the write's exit arrives in the next batch: paired with the enter held back
-    cols = p.feed(records.records_of(buf(), "sc_enter"), records.records_of(buf(slot(leave(450, 5, 1))), "sc_exit"))
-    t = decode.table(cols, RUN, 2).to_pydict()
-    assert (t["nr"], t["ts"], t["dur"], t["seq"]) == ([1], [300], [150], [2])
-
-
-def test_an_exit_read_before_its_enter_waits_one_batch():
-    p = decode.SyscallPairer(arch="x86_64", no_return=())
-    cols = p.feed(records.records_of(buf(), "sc_enter"), records.records_of(buf(slot(leave(50, 9, -11))), "sc_exit"))
-    assert cols is None and p.held_since == 50
-    cols = p.feed(records.records_of(buf(slot(enter(40, 9, 7, (0,) * 6))), "sc_enter"),
-                  records.records_of(buf(), "sc_exit"))
-    t = decode.table(cols, RUN, 0).to_pydict()
-    assert (t["ts"], t["ret"], t["dur"]) == ([40], [-11], [10]) and p.unpaired_exits == 0
-    # an exit whose enter never comes (dropped, or the call began before the thread was in scope)
-    p.feed(records.records_of(buf(), "sc_enter"), records.records_of(buf(slot(leave(90, 9, 0))), "sc_exit"))
-    p.feed(records.records_of(buf(), "sc_enter"), records.records_of(buf(), "sc_exit"))
-    assert p.unpaired_exits == 1 and p.held_since is None
-
-
-def test_an_enter_that_lost_its_exit_is_not_paired_with_the_next_one():
-    p = decode.SyscallPairer(arch="x86_64", no_return=())
-    e = buf(slot(enter(10, 3, 0, (0,) * 6)), slot(enter(30, 3, 1, (0,) * 6)))
-    cols = p.feed(records.records_of(e, "sc_enter"), records.records_of(buf(slot(leave(40, 3, 5))), "sc_exit"))
-    t = decode.table(cols, RUN, 0).to_pydict()
-    assert (t["nr"], t["ts"], t["dur"]) == ([1], [30], [10])
+def test_syscall_records_become_facts():
+    p = decode.SyscallStream(arch="x86_64")
+    # thread 5: read, then write; thread 6: exit_group (written at entry: dur 0)
+    raw = buf(slot(call(100, 5, 0, (3, 0x7000, 1, 0, 0, 0), ret=1, dur=100, cpu=1)),
+              slot(call(310, 6, 231, (2, 0, 0, 0, 0, 0), comm=b"sh")),
+              slot(call(300, 5, 1, (1, 0x7000, 1, 0, 0, 0), ret=1, dur=150, sent=False)))
+    t = decode.table(p.feed(records.records_of(raw, "sc_call")), RUN, 7).to_pydict()
+    assert t["kind"] == [K["syscall"]] * 3 and t["seq"] == [7, 8, 9]
+    assert (t["ts"], t["dur"], t["ret"], t["tid"], t["tgid"], t["nr"]) == (
+        [100, 310, 300], [100, 0, 150], [1, 0, 1], [5, 6, 5], [5, 6, 5], [0, 231, 1])
+    assert t["cpu"] == [1, 0, 0] and t["comm"] == [b"dd", b"sh", b"dd"]
+    assert [t[f"a{i}"][0] for i in range(6)] == [3, 0x7000, 1, 0, 0, 0] and t["a0"][1] == 2
+    assert p.feed(records.records_of(buf(), "sc_call")) is None
 
 
 @pytest.mark.parametrize("kind", ["sched_switch", "sched_wakeup", "sched_migrate"])
@@ -229,50 +193,38 @@ def test_lanes_become_one_table_in_lane_order():
         "events": buf(slot(event(500, K["open"], s1=b"/a", ret=3))),
         "rb_short": buf(slot(short_event(505, K["chdir"], s1=b"/tmp"))),
         "rb_facts": buf(slot(fact(510, K["close"], a=(3,)))),
-        "rb_sc_enter": buf(slot(enter(400, 7, 0, (3, 0, 1, 0, 0, 0)))),
-        "rb_sc_exit": buf(slot(leave(450, 7, 1))),
+        "rb_sc": buf(slot(call(400, 7, 0, (3, 0, 1, 0, 0, 0), ret=1, dur=50))),
         "rb_sched": buf(slot(sched(420, K["sched_switch"], 7, 7))),
     }, state=decode.io_records([(7, 3, 10, 20, 2)], 600))
-    assert len(d) == 7
-    tables, n, held = decode.lane_tables([d], decode.SyscallPairer(arch="x86_64"), RUN, 100)
+    assert len(d) == 6
+    tables, n = decode.lane_tables([d], decode.SyscallStream(arch="x86_64"), RUN, 100)
     import pyarrow as pa
 
     t = pa.concat_tables(tables).to_pydict()
-    assert n == 6 and held is None and t["seq"] == [100, 101, 102, 103, 104, 105]
+    assert n == 6 and t["seq"] == [100, 101, 102, 103, 104, 105]
     assert t["kind"] == [K["open"], K["io"], K["chdir"], K["close"], K["syscall"], K["sched_switch"]]
     assert t["path"][:3] == [b"/a", b"", b"/tmp"]
-    lost = decode.lost_row(RUN, 700, 104, 12, records.DROP_CODES["ring_sc_enter"]).to_pydict()
-    assert (lost["kind"], lost["a0"], lost["a1"]) == ([K["lost"]], [12], [1])
+    lost = decode.lost_row(RUN, 700, 104, 12, records.DROP_CODES["map_sc_agg"]).to_pydict()
+    assert (lost["kind"], lost["a0"], lost["a1"]) == ([K["lost"]], [12], [12])
 
 
 def test_task_names_are_carried_per_thread_across_batches():
     """The kernel sends a thread's name on its first syscall and after a rename only: every other
     syscall of that thread takes the last name sent, in the batch or an earlier one; a rename in the
     middle applies from that call on; the names survive a checkpoint (held/restore)."""
-    p = decode.SyscallPairer()
-    e1 = buf(*(slot(enter(100 + 10 * i, t, 39, [0] * 6)) for i in range(3) for t in (5, 6)))
-    x1 = buf(slot(leave(101, 5, 1, b"first")), slot(leave(102, 6, 1, b"other")),
-             slot(leave(111, 5, 1, sent=False)), slot(leave(112, 6, 1, sent=False)),
-             slot(leave(121, 5, 1, b"renamed")), slot(leave(122, 6, 1, sent=False)))
-    cols = p.feed(records.records_of(e1, "sc_enter"), records.records_of(x1, "sc_exit"))
-    got = sorted(zip(cols["ts"].tolist(), cols["comm"].to_pylist(), strict=True))
-    assert got == [(100, b"first"), (100, b"other"), (110, b"first"), (110, b"other"), (120, b"other"),
-                   (120, b"renamed")]
-    q = decode.SyscallPairer()
+    p = decode.SyscallStream()
+    raw = buf(slot(call(100, 5, 39, [0] * 6, comm=b"first")), slot(call(100, 6, 39, [0] * 6, comm=b"other")),
+              slot(call(110, 5, 39, [0] * 6, sent=False)), slot(call(110, 6, 39, [0] * 6, sent=False)),
+              slot(call(120, 5, 39, [0] * 6, comm=b"renamed")), slot(call(120, 6, 39, [0] * 6, sent=False)))
+    cols = p.feed(records.records_of(raw, "sc_call"))
+    got = list(zip(cols["ts"].tolist(), cols["tid"].tolist(), cols["comm"].to_pylist(), strict=True))
+    assert got == [(100, 5, b"first"), (100, 6, b"other"), (110, 5, b"first"), (110, 6, b"other"),
+                   (120, 5, b"renamed"), (120, 6, b"other")]
+    q = decode.SyscallStream()
     q.restore(p.held())
-    cols = q.feed(records.records_of(buf(slot(enter(200, 5, 39, [0] * 6))), "sc_enter"),
-                  records.records_of(buf(slot(leave(201, 5, 1, sent=False))), "sc_exit"))
-    assert cols["comm"].to_pylist() == [b"renamed"]
-    # an exit held one batch (its enter was not read yet) passes its old name on to nobody: here the
-    # thread ran exec meanwhile, and its later calls are named by exec's exit
-    r = decode.SyscallPairer()
-    r.feed(records.records_of(buf(slot(enter(305, 8, 59, [0] * 6))), "sc_enter"),
-           records.records_of(buf(slot(leave(301, 8, 1, b"python")), slot(leave(306, 8, 0, b"dd"))), "sc_exit"))
-    cols = r.feed(records.records_of(buf(slot(enter(300, 8, 0, [0] * 6)), slot(enter(310, 8, 0, [0] * 6))),
-                                     "sc_enter"),
-                  records.records_of(buf(slot(leave(311, 8, 1, sent=False))), "sc_exit"))
-    assert sorted(zip(cols["ts"].tolist(), cols["comm"].to_pylist(), strict=True)) == [(300, b"python"),
-                                                                                          (310, b"dd")]
+    cols = q.feed(records.records_of(buf(slot(call(200, 5, 39, [0] * 6, sent=False)),
+                                         slot(call(201, 7, 39, [0] * 6, sent=False))), "sc_call"))
+    assert cols["comm"].to_pylist() == [b"renamed", b""]   # thread 7 never sent one: unknown
 
 
 def test_state_strings_are_cut_from_the_drained_bytes_with_or_without_discards():

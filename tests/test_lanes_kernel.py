@@ -84,12 +84,12 @@ def test_options_attach_only_the_hooks_they_need(kernel):
     probe = _probe(ringbuf_pages=16)
     try:
         assert {k.decode() for k in probe.bpf.raw_tracepoint_fds} == {"sys_enter", "sys_exit"}
-        assert set(probe.readers) == {"events", "rb_short", "rb_facts", "rb_sc_enter", "rb_sc_exit", "rb_sched"}
+        assert set(probe.readers) == {"events", "rb_short", "rb_facts", "rb_sc", "rb_sched"}
     finally:
         probe.close(background=False)
 
 
-def test_out_of_scope_processes_leave_no_record_and_the_stream_pairs(kernel):
+def test_out_of_scope_processes_leave_no_record_and_the_stream_has_every_call(kernel):
     probe = _probe(ringbuf_pages=256)
     try:
         outsider = subprocess.run(["/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=2000"],
@@ -113,8 +113,7 @@ def test_out_of_scope_processes_leave_no_record_and_the_stream_pairs(kernel):
     from osrewind.ingest import decode
     from osrewind.probes import syscall_table
 
-    pairer = decode.SyscallPairer()
-    tables, n, _ = decode.lane_tables(batches, pairer, "3f2a0000-0000-0000-0000-000000000001", 0, final=True)
+    tables, n = decode.lane_tables(batches, decode.SyscallStream(), "3f2a0000-0000-0000-0000-000000000001", 0)
     import pyarrow as pa
 
     t = pa.concat_tables(tables).to_pydict()
@@ -129,7 +128,7 @@ def test_out_of_scope_processes_leave_no_record_and_the_stream_pairs(kernel):
 
 
 def test_a_full_stream_ring_degrades_to_aggregates_and_costs_the_state_lane_nothing(kernel):
-    """The enter ring is one page and nobody drains it while dd runs: the stream lane degrades at
+    """The syscall ring is two pages and nobody drains it while dd runs: the stream lane degrades at
     once (the kernel counts dd's syscalls per thread and number instead of recording them), drops
     nothing, and the state lane keeps every fact."""
     from osrewind.probes import syscall_table
@@ -153,10 +152,10 @@ def test_a_full_stream_ring_degrades_to_aggregates_and_costs_the_state_lane_noth
     for row in agg:
         assert row["tgid"] == pid and row["first"] <= row["last"] and row["comm"] == b"dd"
         calls[int(row["nr"])] = calls.get(int(row["nr"]), 0) + int(row["count"])
-    enters = records.records_of(d.raw["rb_sc_enter"], "sc_enter")
+    written = records.records_of(d.raw["rb_sc"], "sc_call")
     for name in ("read", "write"):
         nr = syscall_table.number(name)
-        assert calls.get(nr, 0) + int((enters["nr"] == nr).sum()) >= 20_000, name
+        assert calls.get(nr, 0) + int((written["nr"] == nr).sum()) >= 20_000, name
         assert calls.get(nr, 0) > 19_000, name
     # the state lane kept every fact, each in the ring of its size class: with a string, with a short
     # path, without a string
@@ -245,8 +244,7 @@ def _facts(probe) -> list[dict]:
     from osrewind.ingest import decode
 
     time.sleep(0.02)
-    tables, _n, _ = decode.lane_tables([probe.drain()], decode.SyscallPairer(),
-                                       "3f2a0000-0000-0000-0000-000000000001", 0, final=True)
+    tables, _n = decode.lane_tables([probe.drain()], decode.SyscallStream(), "3f2a0000-0000-0000-0000-000000000001", 0)
     return pa.concat_tables(tables).to_pylist()
 
 

@@ -9,7 +9,7 @@ import uuid
 
 import numpy as np
 import pyarrow as pa
-from test_decode_fixtures import buf, enter, event, leave, slot
+from test_decode_fixtures import buf, call, event, slot
 
 from osrewind.ingest import recover, spool
 from osrewind.ingest.store import Store
@@ -64,9 +64,9 @@ def test_a_full_spool_sheds_the_stream_and_keeps_the_state(tmp_path):
         w = EventWriter(store, run, sp)
         sp.appended = 1 << 20      # as if a megabyte were waiting for the store
         n = 1000
-        flood = buf(*[slot(enter(200 + i, 9, 39, [0] * 6)) for i in range(n)])
+        flood = buf(*[slot(call(200 + i, 9, 39, [0] * 6)) for i in range(n)])
         state = buf(slot(event(100, K["open"], s1=b"/kept", ret=3)))
-        w.put_rings({"events": state, "rb_sc_enter": flood}, 50)
+        w.put_rings({"events": state, "rb_sc": flood}, 50)
         sp.appended = sp.consumed = 0
         w.close()
         assert w.shed == n
@@ -78,13 +78,12 @@ def test_a_full_spool_sheds_the_stream_and_keeps_the_state(tmp_path):
 
 
 def _fill(w: EventWriter, base: int) -> tuple[int, int]:
-    """A drain of every lane's kind of record: 2 state facts, 3 syscalls (one still running)."""
+    """A drain of every lane's kind of record: 2 state facts, 2 syscalls."""
     state = buf(slot(event(base, K["open"], s1=b"/f%d" % base, ret=3)), slot(event(base + 1, K["close"], a=(3,))))
-    ent = buf(slot(enter(base + 2, 9, 39, [0] * 6)), slot(enter(base + 4, 9, 39, [0] * 6)),
-              slot(enter(base + 6, 9, 0, [3, 0, 1, 0, 0, 0])))
-    ext = buf(slot(leave(base + 3, 9, 9)), slot(leave(base + 5, 9, 9)))
-    w.put_rings({"rb_sc_exit": ext, "rb_sc_enter": ent, "events": state}, base + 7)
-    return 2, 3
+    sc = buf(slot(call(base + 2, 9, 39, [0] * 6, ret=9, dur=1)),
+             slot(call(base + 4, 9, 0, [3, 0, 1, 0, 0, 0], ret=9, dur=1, sent=False)))
+    w.put_rings({"rb_sc": sc, "events": state}, base + 7)
+    return 2, 2
 
 
 def _facts(store, run) -> list[tuple]:
@@ -121,7 +120,7 @@ def test_a_writer_killed_mid_run_is_recovered_exactly_once(tmp_path):
         _die(sp)
         assert [o.run_id for o in recover.pending(store)] == [str(run)]
         done = recover.recover_all(store)
-        assert [(r.run_id, r.from_spool) for r in done] == [(str(run), 3 + 1)]   # frame 3: 2 state + 2 paired
+        assert [(r.run_id, r.from_spool) for r in done] == [(str(run), 3 + 1)]   # frame 3: 2 state + 2 syscalls
         assert recover.pending(store) == []
         got = _facts(store, run)
         status, detail, events, lost = store.query(
@@ -154,10 +153,9 @@ def test_a_live_recorders_spool_is_not_recovered(tmp_path):
         sp.remove()
 
 
-def test_checkpoint_keeps_the_pairers_held_records(tmp_path):
-    held = {"sc_enter": np.frombuffer(enter(5, 9, 0, [1, 2, 3, 4, 5, 6]), dtype=records.DTYPES["sc_enter"]),
-            "sc_exit": np.zeros(0, dtype=records.DTYPES["sc_exit"])}
+def test_checkpoint_keeps_the_syscall_lanes_task_names(tmp_path):
+    held = {"tid_comm": np.array([(9, b"dd"), (12, b"\xffname")], dtype=records.TID_COMM_DTYPE)}
     spool.save_checkpoint(tmp_path, spool.Pos(2, 40), 17, 12, held)
     cp = spool.load_checkpoint(tmp_path)
     assert (cp["pos"], cp["seq"], cp["written"]) == (spool.Pos(2, 40), 17, 12)
-    assert cp["held"]["sc_enter"].tobytes() == held["sc_enter"].tobytes()
+    assert cp["held"]["tid_comm"].tobytes() == held["tid_comm"].tobytes()
