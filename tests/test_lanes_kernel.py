@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -336,3 +337,57 @@ def test_processes_carry_the_kernels_exact_start_and_real_parent(kernel):
     assert abs(fork["a4"] - estimate) <= 10**9 // os.sysconf("SC_CLK_TCK") + 10**6
     told = next(row for row in rows if records.KINDS[row["kind"]] == "identity" and row["tgid"] == child)
     assert (told["a0"], told["a1"]) == (fork["a4"], os.getpid())
+
+
+SPINNER = r"""
+import os, sys
+os.sched_setaffinity(0, {1})
+os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))   # nothing switches it out while it spins
+r = int(sys.argv[1])
+os.set_blocking(r, False)
+print("spinning", flush=True)
+while True:                      # never blocks: the CPU never switches away from it
+    os.getppid()
+    try:
+        if os.read(r, 1):
+            break
+    except BlockingIOError:
+        pass
+for _ in range(int(sys.argv[2])):
+    os.getppid()
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_running_process_put_in_scope_is_recorded_at_once(kernel):
+    """A process put in scope while it runs, and that never switches out after (a FIFO spinner pinned
+    to CPU 1), is recorded from then on, not from its next switch (what a scope test cached per CPU
+    at context switches would get wrong): every one of the getppid() calls it makes after the
+    test's go is there (recorded, or counted degraded)."""
+    from osrewind.probes import syscall_table
+
+    calls = 3000
+    probe = _probe(ringbuf_pages=256, sched=False)
+    r, w = os.pipe()
+    child = subprocess.Popen([sys.executable, "-c", SPINNER, str(r), str(calls)], pass_fds=(r,),
+                             stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"spinning\n"
+        time.sleep(0.05)
+        probe.track([child.pid])
+        time.sleep(0.05)
+        os.write(w, b"g")
+        assert child.wait(timeout=30) == 0
+        time.sleep(0.02)
+        d = probe.drain()
+        agg = probe.agg_sweep(final=True)
+    finally:
+        child.kill()
+        os.close(r)
+        os.close(w)
+        probe.close(background=False)
+    nr = syscall_table.number("getppid")
+    got = records.records_of(d.raw["rb_sc"], "sc_call")
+    recorded = int(((got["nr"] == nr) & (got["tgid"] == child.pid)).sum())
+    counted = int(agg["count"][(agg["nr"] == nr) & (agg["tgid"] == child.pid)].sum())
+    assert recorded + counted >= calls, (recorded, counted)
