@@ -247,9 +247,9 @@ class SyscallStream:
         code_at[sent_pos] = sent_code.reshape(-1)
         codes_sorted = code_at[np.maximum(src, 0)]
         if not here.all():                               # before the thread's first name in this batch
-            for t in np.unique(st[~here]):
-                names.append(self.names.get(int(t), b""))
-                codes_sorted[~here & (st == t)] = len(names) - 1
+            carried, which = np.unique(st[~here], return_inverse=True)
+            codes_sorted[~here] = len(names) + which.reshape(-1)
+            names += [self.names.get(int(t), b"") for t in carried.tolist()]
         last = np.flatnonzero(np.append(first[1:], True) & here)   # each thread's last call, if named
         self.names.update(zip(st[last].tolist(), [names[c] for c in codes_sorted[last].tolist()], strict=True))
         codes = np.empty(n, dtype=np.int32)
