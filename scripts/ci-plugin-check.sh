@@ -15,9 +15,14 @@ fail() { echo "ci-plugin-check: $*" >&2; exit 1; }
 traces=("$work"/traces/*.osr)
 [ "${#traces[@]}" -eq 1 ] && [ -f "${traces[0]}" ] || fail "expected one run file in $work/traces"
 grep -qF "[[ATTACHMENT|${traces[0]}]]" "$work/junit.xml" || fail "the JUnit XML does not attach ${traces[0]}"
-XDG_CACHE_HOME="$work/cache" $PY -m osrewind tests "${traces[0]}" --failed --json \
-    | grep -q '"nodeid": "tests/workloads/failing_suite.py::test_reads_a_setting_that_is_not_there"' \
+# each command's whole output first, then grep: `cmd | grep -q` under pipefail fails when grep has
+# found its line and gone before cmd writes the rest (cmd then dies of EPIPE)
+tests=$(XDG_CACHE_HOME="$work/cache" $PY -m osrewind tests "${traces[0]}" --failed --json) \
+    || fail "osrewind tests could not read the run file"
+grep -qF '"nodeid": "tests/workloads/failing_suite.py::test_reads_a_setting_that_is_not_there"' <<<"$tests" \
     || fail "the run file does not hold the failing test"
-XDG_CACHE_HOME="$work/cache" $PY -m osrewind events "${traces[0]}" --test test_reads_a_setting_that_is_not_there \
-    --failed --kind open --json | grep -q 'no-such-settings.conf' || fail "the failing open is not in the run file"
+opens=$(XDG_CACHE_HOME="$work/cache" $PY -m osrewind events "${traces[0]}" \
+    --test test_reads_a_setting_that_is_not_there --failed --kind open --json) \
+    || fail "osrewind events could not read the run file"
+grep -qF 'no-such-settings.conf' <<<"$opens" || fail "the failing open is not in the run file"
 echo "ci-plugin-check: ok (a failing suite under pytest --osrewind: exit 1, its run file opens)"
