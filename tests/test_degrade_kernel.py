@@ -23,7 +23,7 @@ from osrewind.queries.api import Recording
 pytestmark = pytest.mark.kernel
 
 STEPS = 30          # fd changes, each sampled
-CALLS = 60_000      # getppid() per burst: a burst alone is ~4x what the syscall ring (2 MiB at --ring-mb 1) holds
+CALLS = 120_000     # getppid() per burst: a burst alone is ~8x what the syscall ring (2 MiB at --ring-mb 1) holds
 STREAM_DROPS = ("ring_sc_enter", "ring_sc_exit", "map_sc_agg", "spool_full")
 
 
