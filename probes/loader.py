@@ -317,6 +317,9 @@ class Probe:
         entries = pid_max()
         self._tracked = _PidArray(self.bpf[b"tracked"], entries)
         self._tids = _PidArray(self.bpf[b"tids"], entries)
+        # scope_gen[0].user (the record's second u64): bumped after pids are put in scope, so the
+        # raw syscall hooks' out-of-scope memos go stale (record.bpf.c, out_memo)
+        self._scope_gen = None if opts.system_wide else _PidArray(self.bpf[b"scope_gen"], 2)
         self._drops = self.bpf[b"drops"]
         if opts.cgroup is not None:
             root, path = opts.cgroup
@@ -349,6 +352,8 @@ class Probe:
                 threads = [pid]
             for tid in threads:
                 self._tids.set(tid, pid)
+        if self._scope_gen is not None:  # after the scope's stores (x86 keeps stores in order)
+            self._scope_gen.set(1, self._scope_gen.get(1) + 1)
 
     def drain(self) -> records.Drained:
         """Every ring's committed records, copied once each."""
@@ -475,6 +480,8 @@ class Probe:
             reader.close()
         self._tracked.close()
         self._tids.close()
+        if self._scope_gen is not None:
+            self._scope_gen.close()
         for tp in list(self.bpf.raw_tracepoint_fds):
             self.bpf.detach_raw_tracepoint(tp)
         go = None

@@ -22,7 +22,8 @@
 // submitted with BPF_RB_NO_WAKEUP: the reader polls on a short timer.
 //
 // Scope: `tracked` is an array indexed by tgid (sized to pid_max), read first in every program, before
-// any other work: a process out of scope pays one array load per hook. Every drop is counted at its
+// any other work: a process out of scope pays one array load per hook; in the raw syscall hooks,
+// which every syscall on the machine runs, two loads of a per-CPU memo (`out_memo`). Every drop is counted at its
 // cause in the per-CPU `drops` array (full rings per lane, full maps), and stored with the run.
 //
 // Options come in as -D cflags from the loader:
@@ -237,6 +238,35 @@ BPF_ARRAY(layout_event_short, struct event_short, 1);
 BPF_ARRAY(layout_sc_call, struct sc_call, 1);
 BPF_ARRAY(layout_sched_rec, struct sched_rec, 1);
 
+#ifndef SYSTEM_WIDE
+// The raw syscall hooks' scope memo, so a task out of scope pays two loads per hook instead of a
+// helper call and a load. Each CPU keeps the pt_regs address of the last task it found out of scope
+// (that address is the top of the task's own kernel stack: no two live tasks share it) with the
+// scope's generation at the time; the generation goes up after every growth of the scope: [0] by
+// the kernel (a process or thread forked in scope, a process moved into the recorded cgroup), [1]
+// by user space (pids put in scope). A new task that reuses a dead one's stack is born into a
+// grown scope, or out of it, so a memo is never taken for a task in scope. The generation is read
+// before the scope is: a growth after that read leaves the memo stale. Programs of a tracepoint
+// run with preemption off, so a CPU's memo is never read halfway through a write.
+struct scope_gen_t {
+    u64 kernel;
+    u64 user;
+};
+BPF_F_TABLE("array", u32, struct scope_gen_t, scope_gen, 1, BPF_F_MMAPABLE);
+struct out_memo_t {
+    u64 regs;
+    u64 gen;
+};
+BPF_PERCPU_ARRAY(out_memo, struct out_memo_t, 1);
+
+static __always_inline void scope_grew(void) {
+    u32 zero = 0;
+    struct scope_gen_t *g = scope_gen.lookup(&zero);
+    if (g)
+        __sync_fetch_and_add(&g->kernel, 1);
+}
+#endif
+
 static __always_inline int is_tracked_tgid(u32 tgid) {
 #ifdef SYSTEM_WIDE
     return tgid != SELF_TGID;
@@ -254,6 +284,32 @@ static __always_inline void set_tracked(u32 tgid, u32 on) {
 #ifndef SYSTEM_WIDE
     if (tracked.update(&tgid, &on))
         dropped(DROP_SCOPE_RANGE);
+    else if (on)
+        scope_grew();
+#endif
+}
+
+// The raw syscall hooks' scope test: 1 and the current pid_tgid in *id when the task is in scope.
+// Out of scope, the CPU's memo answers (see out_memo) or is set.
+static __always_inline int sc_in_scope(void *regs, u64 *id) {
+#ifdef SYSTEM_WIDE
+    *id = bpf_get_current_pid_tgid();
+    return is_tracked_tgid(*id >> 32);
+#else
+    u32 zero = 0;
+    struct out_memo_t *m = out_memo.lookup(&zero);
+    struct scope_gen_t *g = scope_gen.lookup(&zero);
+    if (!m || !g)
+        return 0;
+    u64 gen = *(volatile u64 *)&g->kernel + *(volatile u64 *)&g->user;
+    if (m->regs == (u64)regs && m->gen == gen)
+        return 0;
+    *id = bpf_get_current_pid_tgid();
+    if (is_tracked_tgid(*id >> 32))
+        return 1;
+    m->regs = (u64)regs;
+    m->gen = gen;
+    return 0;
 #endif
 }
 
@@ -559,6 +615,9 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     }
     if (tids.update(&child, &child_tgid))
         dropped(DROP_SCOPE_RANGE);
+#ifndef SYSTEM_WIDE
+    scope_grew();  // a new thread too: its stack may be one a CPU's memo holds as out of scope
+#endif
 #ifndef NO_SYSCALLS
     u32 unsent = 0;
     sc_comm.update(&child, &unsent);  // the new thread's first syscall record names it
@@ -1389,8 +1448,8 @@ TRACEPOINT_PROBE(oom, mark_victim) {
 // same struct pt_regs (the architecture's syscall ABI, stable across kernels; a syscall leaves
 // them as it found them) as one window with one read. One ring reservation and one register read
 // a call instead of two and two (an enter and an exit record, paired in user space); the two clock
-// reads, about 60 ns each here, are most of what is left. An out-of-scope task pays the scope test
-// per hook (a helper call for its pid, then one array load).
+// reads, about 60 ns each here, are most of what is left. An out-of-scope task pays two loads per
+// hook once its CPU has found it out of scope (`out_memo`).
 // execve and execveat replace the registers before they return: their arguments are read at entry
 // into `sc_exec` (a small hash, exec calls only). exit and exit_group never return: written at entry.
 
@@ -1461,8 +1520,8 @@ static __always_inline void sc_record(u64 id, u32 nr, u32 cpu, u64 t0, long ret,
 }
 
 RAW_TRACEPOINT_PROBE(sys_enter) {
-    u64 id = bpf_get_current_pid_tgid();
-    if (!is_tracked_tgid(id >> 32))
+    u64 id = 0;
+    if (!sc_in_scope((void *)ctx->args[0], &id))
         return 0;
     u32 tid = (u32)id;
     struct sc_slot *s = sc_slot.lookup(&tid);
@@ -1497,8 +1556,8 @@ TRACEPOINT_PROBE(task, task_rename) {
 }
 
 RAW_TRACEPOINT_PROBE(sys_exit) {
-    u64 id = bpf_get_current_pid_tgid();
-    if (!is_tracked_tgid(id >> 32))
+    u64 id = 0;
+    if (!sc_in_scope((void *)ctx->args[0], &id))
         return 0;
     u32 tid = (u32)id;
     struct sc_slot *s = sc_slot.lookup(&tid);

@@ -391,3 +391,77 @@ def test_a_running_process_put_in_scope_is_recorded_at_once(kernel):
     recorded = int(((got["nr"] == nr) & (got["tgid"] == child.pid)).sum())
     counted = int(agg["count"][(agg["nr"] == nr) & (agg["tgid"] == child.pid)].sum())
     assert recorded + counted >= calls, (recorded, counted)
+
+
+THREADER = r"""
+import os, sys, threading
+os.sched_setaffinity(0, {1})
+cmd, ack, calls = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def work():
+    for _ in range(calls):
+        os.getppid()
+made = []
+print("ready", flush=True)
+while os.read(cmd, 1) == b"t":
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    made.append(t.native_id)
+    os.write(ack, b"k")
+print(" ".join(map(str, made)), flush=True)
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_thread_on_a_dead_out_of_scope_tasks_stack_is_recorded(kernel):
+    """The raw syscall hooks remember, per CPU, the last task they found out of scope by the address
+    of its registers, which is the top of its kernel stack. A task that dies leaves its stack to the
+    next one made on that CPU: here, each time, a process out of scope makes a syscall on CPU 1 and
+    exits there, then a recorded process makes a thread on CPU 1. Every getppid() of every thread is
+    there (recorded, or counted degraded): none is taken for the dead process's."""
+    from osrewind.probes import syscall_table
+
+    rounds, calls = 40, 200
+    probe = _probe(ringbuf_pages=256, sched=False)
+    cmd_r, cmd_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    child = subprocess.Popen([sys.executable, "-c", THREADER, str(cmd_r), str(ack_w), str(calls)],
+                             pass_fds=(cmd_r, ack_w), stdout=subprocess.PIPE)
+    mine = os.sched_getaffinity(0)
+    try:
+        assert child.stdout.readline() == b"ready\n"
+        probe.track([child.pid])
+        for _ in range(rounds):
+            # fork on CPU 1 (the child's stack is the one CPU 1 keeps for its next task), then leave
+            # it: this process's own syscalls must not be the last out-of-scope ones there
+            os.sched_setaffinity(0, {1})
+            pid = os.fork()
+            if pid == 0:   # out of scope: a syscall on CPU 1, then its stack is free there
+                os.getppid()
+                os._exit(0)
+            os.sched_setaffinity(0, {0})
+            os.waitpid(pid, 0)
+            os.write(cmd_w, b"t")
+            assert os.read(ack_r, 1) == b"k"
+        os.write(cmd_w, b"q")
+        tids = [int(t) for t in child.stdout.readline().split()]
+        assert child.wait(timeout=30) == 0
+        time.sleep(0.02)
+        d = probe.drain()
+        agg = probe.agg_sweep(final=True)
+    finally:
+        os.sched_setaffinity(0, mine)
+        child.kill()
+        for fd in (cmd_r, cmd_w, ack_r, ack_w):
+            os.close(fd)
+        probe.close(background=False)
+    nr = syscall_table.number("getppid")
+    got = records.records_of(d.raw["rb_sc"], "sc_call")
+    assert len(tids) == rounds
+    short = {}
+    for tid in tids:
+        n = int(((got["nr"] == nr) & (got["tid"] == tid)).sum())
+        n += int(agg["count"][(agg["nr"] == nr) & (agg["tid"] == tid)].sum())
+        if n < calls:
+            short[tid] = n
+    assert not short, f"threads with calls missing (of {calls} each): {short}"
