@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
@@ -62,7 +62,11 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("VFSMOUNT_ROOT", "vfsmount", "mnt_root"),
 )
 
-_STRUCT, _UNION = 4, 5
+# Raw tracepoints a program may be loaded for as a BTF raw tracepoint ("tp_btf"): the kernel
+# declares each as the typedef btf_trace_<name>, whose type id the load names.
+RAW_TPS: tuple[str, ...] = ("sys_enter", "sys_exit")
+
+_STRUCT, _UNION, _TYPEDEF = 4, 5, 8
 _MODIFIERS = {8, 9, 10, 11, 18}  # typedef, volatile, const, restrict, type tag: look through
 # bytes that follow a type record, per kind (vlen-sized ones as (fixed, per-vlen))
 _TRAILER = {1: (4, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 13: (0, 8), 14: (4, 0),
@@ -78,6 +82,7 @@ class Offsets:
     """Byte offsets of the probe's fields in the running kernel, and which kernel build they are of."""
     build: str
     fields: dict[str, int]
+    raw_tps: dict[str, int] = field(default_factory=dict)   # RAW_TPS name -> its typedef's type id
 
     def cflags(self) -> list[str]:
         return ["-DKERNEL_IDENTITY"] + [f"-DOFF_{name}={off}" for name, off in sorted(self.fields.items())]
@@ -113,12 +118,17 @@ def _name(strings: bytes, off: int) -> str:
     return strings[off: strings.index(b"\0", off)].decode()
 
 
-def _resolve(data: bytes) -> dict[str, int]:
+def _resolve(data: bytes) -> tuple[dict[str, int], dict[str, int]]:
+    """(the FIELDS' offsets, the RAW_TPS' type ids: those the kernel has)."""
     types, strings = _parse(data)
     structs: dict[str, int] = {}
+    traces = {f"btf_trace_{name}": name for name in RAW_TPS}
+    raw_tps: dict[str, int] = {}
     for tid, (kind, name_off, _s, _m) in enumerate(types):
         if kind == _STRUCT and name_off:
             structs.setdefault(_name(strings, name_off), tid)
+        elif kind == _TYPEDEF and name_off and (tp := traces.get(_name(strings, name_off))):
+            raw_tps.setdefault(tp, tid)
 
     def strip(tid: int) -> int:
         while types[tid][0] in _MODIFIERS:
@@ -151,7 +161,7 @@ def _resolve(data: bytes) -> dict[str, int]:
         if bits % 8:
             raise BtfError(f"{struct_name}.{path} is a bit field")
         out[macro] = bits // 8
-    return out
+    return out, raw_tps
 
 
 def _cache_dir() -> Path:
@@ -174,13 +184,14 @@ def offsets(vmlinux: Path | None = None, cache: Path | None = None) -> Offsets |
     cache = cache if cache is not None else _cache_dir()
     cached = cache / f"{build}.json"
     try:
-        fields = json.loads(cached.read_text())
-        if isinstance(fields, dict) and set(fields) == {f[0] for f in FIELDS}:
-            return Offsets(build, {k: int(v) for k, v in fields.items()})
-    except (OSError, ValueError):
+        saved = json.loads(cached.read_text())
+        fields, raw_tps = saved["fields"], saved["raw_tps"]
+        if set(fields) == {f[0] for f in FIELDS} and set(raw_tps) <= set(RAW_TPS):
+            return Offsets(build, {k: int(v) for k, v in fields.items()}, {k: int(v) for k, v in raw_tps.items()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     try:
-        fields = _resolve(vmlinux.read_bytes())
+        fields, raw_tps = _resolve(vmlinux.read_bytes())
     except OSError:
         return None
     except (struct.error, ValueError, IndexError) as e:
@@ -188,8 +199,8 @@ def offsets(vmlinux: Path | None = None, cache: Path | None = None) -> Offsets |
     try:
         cache.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(fields))
+        tmp.write_text(json.dumps({"fields": fields, "raw_tps": raw_tps}))
         tmp.replace(cached)
     except OSError:
         pass  # a read-only home: parse again next time
-    return Offsets(build, fields)
+    return Offsets(build, fields, raw_tps)

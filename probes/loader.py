@@ -291,6 +291,62 @@ class _PidArray:
         self._mm.close()
 
 
+_BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
+_BPF_PROG_LOAD, _BPF_RAW_TRACEPOINT_OPEN = 5, 17
+_BPF_PROG_TYPE_TRACING, _BPF_TRACE_RAW_TP = 26, 23
+
+
+def _bpf(cmd: int, attr: bytearray) -> int:
+    """The bpf(2) syscall; the new fd, or OSError."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    nr = _BPF_SYSCALL.get(platform.machine())
+    if nr is None:
+        raise OSError(f"bpf(2) number unknown on {platform.machine()}")
+    buf = (ctypes.c_char * len(attr)).from_buffer(attr)
+    fd = libc.syscall(nr, cmd, buf, len(attr))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(fd)
+
+
+def attach_btf_raw_tp(insns: bytes, name: str, type_id: int) -> tuple[int, int]:
+    """Load a program BCC compiled (its instructions, map fds already in them) as a BTF raw
+    tracepoint ("tp_btf") on the tracepoint whose typedef btf_trace_<tp> has BTF type ``type_id``,
+    and attach it: (program fd, link fd). Closing the link detaches it at once, as for a raw
+    tracepoint. BCC loads no such program itself (it names the BTF target by prefix, and has none
+    for this type). OSError with the verifier's last word when the kernel refuses it."""
+    import struct
+
+    code = ctypes.create_string_buffer(insns, len(insns))
+    license_ = ctypes.create_string_buffer(b"GPL")
+    log = ctypes.create_string_buffer(1 << 16)
+    attr = bytearray(128)   # union bpf_attr, BPF_PROG_LOAD
+    struct.pack_into("<IIQQIIQ", attr, 0, _BPF_PROG_TYPE_TRACING, len(insns) // 8, ctypes.addressof(code),
+                     ctypes.addressof(license_), 0, 0, 0)
+    attr[48:48 + min(len(name), 15)] = name.encode()[:15]            # prog_name
+    struct.pack_into("<I", attr, 68, _BPF_TRACE_RAW_TP)              # expected_attach_type
+    struct.pack_into("<I", attr, 108, type_id)                       # attach_btf_id
+    try:
+        prog = _bpf(_BPF_PROG_LOAD, attr)
+    except OSError as exc:
+        struct.pack_into("<IIQ", attr, 24, 1, len(log), ctypes.addressof(log))   # again, with the log
+        try:
+            os.close(_bpf(_BPF_PROG_LOAD, attr))
+        except OSError:
+            pass
+        lines = [ln for ln in log.value.decode(errors="replace").splitlines() if ln.strip()]
+        raise OSError(exc.errno, f"{exc.strerror}: {lines[-1] if lines else 'no verifier log'}") from exc
+    link_attr = bytearray(24)   # BPF_RAW_TRACEPOINT_OPEN: name 0 (the program's own target), prog_fd
+    struct.pack_into("<QI", link_attr, 0, 0, prog)
+    try:
+        return prog, _bpf(_BPF_RAW_TRACEPOINT_OPEN, link_attr)
+    except OSError:
+        os.close(prog)
+        raise
+
+
 class Probe:
     """The loaded recorder program: scope arrays, ring readers (one per ring) and drop counters."""
 
@@ -303,10 +359,14 @@ class Probe:
         flags = cflags(opts)
         # "kernel": fd facts carry what the kernel opened; "path": the path passed (no BTF)
         self.identity = "kernel" if "-DKERNEL_IDENTITY" in flags else "path"
+        self._btf_hooks: list[tuple[str, int, int]] = []   # (tracepoint, program fd, link fd)
+        self.syscall_regs = ""   # how the every-syscall hooks read registers: "btf" loads, "probe_read"
         try:
             self.bpf = bcc.BPF(text=program_text().encode(), cflags=flags)
             for name, program in state_exits():
                 self.bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{name}".encode(), fn_name=program.encode())
+            if "-DNO_SYSCALLS" not in flags:
+                self._attach_syscall_hooks()
         except Exception as exc:  # BCC raises bare Exception on compile/attach failure
             msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise EnvironmentProblem(f"loading the BPF program failed: {msg}") from exc
@@ -338,6 +398,36 @@ class Probe:
                 nr = syscall_table.number(name)
                 if nr is not None and nr < 1024:
                     ionr[ctypes.c_int(nr)] = ctypes.c_uint8(1 if name in records.IO_SENDS else 2)
+
+    def _attach_syscall_hooks(self) -> None:
+        """sys_enter and sys_exit: as BTF raw tracepoints where the kernel's BTF declares them (the
+        registers are then plain loads), else as raw tracepoints (a probe read)."""
+        try:
+            ids = (btf.offsets() or btf.Offsets("", {})).raw_tps
+        except btf.BtfError:
+            ids = {}
+        if all(tp in ids for tp in ("sys_enter", "sys_exit")):
+            try:
+                for tp in ("sys_enter", "sys_exit"):
+                    fn = f"sc_{tp[4:]}_btf"
+                    self._btf_hooks.append((tp, *attach_btf_raw_tp(self.bpf.dump_func(fn.encode()), fn, ids[tp])))
+                self.syscall_regs = "btf"
+                return
+            except OSError:
+                self._detach_btf_hooks()
+        self.bpf.attach_raw_tracepoint(tp=b"sys_enter", fn_name=b"sc_enter")
+        self.bpf.attach_raw_tracepoint(tp=b"sys_exit", fn_name=b"sc_exit")
+        self.syscall_regs = "probe_read"
+
+    def _detach_btf_hooks(self) -> None:
+        for _tp, prog, link in self._btf_hooks:
+            os.close(link)
+            os.close(prog)
+        self._btf_hooks = []
+
+    def raw_hooks(self) -> set[str]:
+        """The raw tracepoints the every-syscall hooks are attached to (either way)."""
+        return {tp for tp, _p, _l in self._btf_hooks} | {k.decode() for k in self.bpf.raw_tracepoint_fds}
 
     def track(self, pids) -> None:
         """Put processes in scope: the tgid for syscalls, each thread's tid for the scheduler."""
@@ -482,6 +572,7 @@ class Probe:
         self._tids.close()
         if self._scope_gen is not None:
             self._scope_gen.close()
+        self._detach_btf_hooks()
         for tp in list(self.bpf.raw_tracepoint_fds):
             self.bpf.detach_raw_tracepoint(tp)
         go = None

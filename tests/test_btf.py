@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import struct
+import subprocess
 
 import pytest
 
 from osrewind.probes import btf
 
 
-def _blob(structs: dict[str, list[tuple[str, int, int]]]) -> bytes:
-    """A minimal BTF blob: an int type, then each struct's members (name, type id, bit offset)."""
+def _blob(structs: dict[str, list[tuple[str, int, int]]], typedefs: tuple[str, ...] = ()) -> bytes:
+    """A minimal BTF blob: an int type, then each struct's members (name, type id, bit offset), then
+    typedefs of int."""
     strings = b"\0"
     def name(s: str) -> int:
         nonlocal strings
@@ -22,6 +26,8 @@ def _blob(structs: dict[str, list[tuple[str, int, int]]]) -> bytes:
         types += struct.pack("<III", name(sname), (4 << 24) | len(members), 64)
         for mname, mtype, bits in members:
             types += struct.pack("<III", name(mname) if mname else 0, mtype, bits)
+    for tname in typedefs:
+        types += struct.pack("<III", name(tname), 8 << 24, 1)
     hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
     return hdr + types + strings
 
@@ -34,6 +40,12 @@ def test_offsets_of_the_running_kernel_are_cached_per_build(tmp_path):
     assert (tmp_path / f"{first.build}.json").exists()
     assert btf.offsets(cache=tmp_path) == first
     assert "-DKERNEL_IDENTITY" in first.cflags() and f"-DOFF_FDT_FD={first.fields['FDT_FD']}" in first.cflags()
+    if shutil.which("bpftool"):   # the raw tracepoints' typedefs, as bpftool reads the same BTF
+        dump = subprocess.run(["bpftool", "btf", "dump", "file", str(btf.VMLINUX)], capture_output=True,
+                              text=True).stdout
+        truth = {m.group(2): int(m.group(1)) for m in re.finditer(r"^\[(\d+)\] TYPEDEF 'btf_trace_(\w+)'", dump, re.M)
+                 if m.group(2) in btf.RAW_TPS}
+        assert truth and first.raw_tps == truth
 
 
 def test_members_are_found_through_anonymous_unions_and_embedded_structs(tmp_path, monkeypatch):
@@ -43,7 +55,12 @@ def test_members_are_found_through_anonymous_unions_and_embedded_structs(tmp_pat
                   "dentry": [("d_flags", 1, 0), ("d_name", 3, 128)]})
     monkeypatch.setattr(btf, "FIELDS", (("LEN", "qstr", "len"), ("NAME", "dentry", "d_name.name"),
                                         ("NAME_LEN", "dentry", "d_name.len")))
-    assert btf._resolve(data) == {"LEN": 4, "NAME": 24, "NAME_LEN": 20}
+    assert btf._resolve(data) == ({"LEN": 4, "NAME": 24, "NAME_LEN": 20}, {})
+    with_tps = _blob({"qstr": [("len", 1, 32)]}, typedefs=("btf_trace_other", "btf_trace_sys_exit"))
+    monkeypatch.setattr(btf, "FIELDS", (("LEN", "qstr", "len"),))
+    assert btf._resolve(with_tps) == ({"LEN": 4}, {"sys_exit": 4})   # int 1, qstr 2, the typedefs 3 and 4
+    monkeypatch.setattr(btf, "FIELDS", (("LEN", "qstr", "len"), ("NAME", "dentry", "d_name.name"),
+                                        ("NAME_LEN", "dentry", "d_name.len")))
     monkeypatch.setattr(btf, "FIELDS", (("X", "dentry", "d_name.nope"),))
     with pytest.raises(btf.BtfError, match="struct dentry has no member d_name.nope"):
         btf._resolve(data)

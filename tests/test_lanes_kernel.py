@@ -75,7 +75,7 @@ def test_every_layout_of_the_compiled_program_matches_the_decoder(kernel):
 def test_options_attach_only_the_hooks_they_need(kernel):
     probe = _probe(ringbuf_pages=16, syscalls=False, sched=False)
     try:
-        assert not probe.bpf.raw_tracepoint_fds  # no every-syscall hook for anybody
+        assert not probe.raw_hooks()  # no every-syscall hook for anybody
         tps = {k.decode() for k in probe.bpf.tracepoint_fds}
         assert not {t for t in tps if t.startswith("sched:sched_switch") or "wakeup" in t or "migrate" in t}
         assert "sched:sched_process_fork" in tps and "syscalls:sys_enter_openat" in tps
@@ -84,7 +84,7 @@ def test_options_attach_only_the_hooks_they_need(kernel):
         probe.close(background=False)
     probe = _probe(ringbuf_pages=16)
     try:
-        assert {k.decode() for k in probe.bpf.raw_tracepoint_fds} == {"sys_enter", "sys_exit"}
+        assert probe.raw_hooks() == {"sys_enter", "sys_exit"} and probe.syscall_regs == "btf"
         assert set(probe.readers) == {"events", "rb_short", "rb_facts", "rb_sc", "rb_sched"}
     finally:
         probe.close(background=False)
@@ -465,3 +465,52 @@ def test_a_thread_on_a_dead_out_of_scope_tasks_stack_is_recorded(kernel):
         if n < calls:
             short[tid] = n
     assert not short, f"threads with calls missing (of {calls} each): {short}"
+
+
+ARGS = r"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print(fd, flush=True)
+sys.stdin.read(1)
+os.pread(fd, 7, 4242)
+os.lseek(fd, 31337, os.SEEK_SET)
+"""
+
+
+@pytest.mark.parametrize("regs", ["btf", "probe_read"])
+def test_every_syscall_carries_its_arguments_as_the_program_passed_them(kernel, regs, monkeypatch, tmp_path):
+    """The every-syscall hooks read the argument registers with plain loads where the kernel's BTF
+    declares the hooks ("btf"), else with a probe read (a kernel without BTF: OSREWIND_BTF pointing
+    nowhere stands in for one). Either way pread64 and lseek carry the arguments the program gave."""
+    from osrewind.ingest import decode
+    from osrewind.probes import btf, syscall_table
+
+    if regs == "probe_read":
+        monkeypatch.setenv(btf.ENV, str(tmp_path / "no-btf"))
+    elif btf.offsets() is None:
+        pytest.skip("this kernel has no BTF")
+    probe = _probe(ringbuf_pages=64, sched=False)
+    try:
+        assert probe.syscall_regs == regs
+        data = tmp_path / "data"
+        data.write_bytes(b"x" * 8192)
+        child = subprocess.Popen([sys.executable, "-c", ARGS, str(data)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
+        fd = int(child.stdout.readline())
+        probe.track([child.pid])
+        child.stdin.write(b"g")
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+        time.sleep(0.02)
+        d = probe.drain()
+    finally:
+        probe.close(background=False)
+    tables, _n = decode.lane_tables([d], decode.SyscallStream(), "3f2a0000-0000-0000-0000-000000000002", 0)
+    import pyarrow as pa
+
+    t = pa.concat_tables(tables).to_pylist()
+    calls = [r for r in t if r["kind"] == records.KIND_CODES["syscall"] and r["tgid"] == child.pid]
+    pread = [r for r in calls if r["nr"] == syscall_table.number("pread64")]
+    lseek = [r for r in calls if r["nr"] == syscall_table.number("lseek")]
+    assert [(r["a0"], r["a2"], r["a3"], r["ret"]) for r in pread] == [(fd, 7, 4242, 7)]
+    assert [(r["a0"], r["a1"], r["a2"], r["ret"]) for r in lseek] == [(fd, 31337, os.SEEK_SET, 31337)]
