@@ -2,8 +2,10 @@
 //
 // Compiled by BCC at record time (probes/loader.py). Tracepoints only: this kernel has no kprobes or
 // fentry, and the kernel headers BCC compiles against may be older than the running kernel, so this
-// program reads nothing but tracepoint arguments (their layout comes from tracefs at run time), BPF
-// helpers, and syscall pointer arguments from user memory. Never a kernel struct field.
+// program reads tracepoint arguments (their layout comes from tracefs at run time), BPF helpers,
+// syscall pointer arguments from user memory, the syscall registers (struct pt_regs: the
+// architecture's ABI), and kernel struct fields only at offsets taken from the running kernel's BTF
+// (KERNEL_IDENTITY, OFF_*), never through the headers' structs.
 //
 // Three lanes, each in rings of its own, so a flood in one never costs another its records:
 //   - the state lane: process lifecycle and fd/file/socket facts. A fact with a string (path, argv,
