@@ -229,7 +229,11 @@ def test_a_store_reads_while_it_records_and_refuses_writers(kernel, tmp_path):
             if procs or time.time() > deadline:
                 break
             time.sleep(0.2)
-        assert procs, f"the recorded open never showed while recording: {out.stdout[-2000:]}"
+        if not procs:   # what the store held then, to tell a missing fact from a stale keyframe
+            facts = osrewind("events", "last", "--kind", "open", "--kind", "exec", "--json", db=db)
+            runs = osrewind("runs", "--json", db=db)
+            pytest.fail(f"the recorded open never showed while recording: {out.stdout[-1500:]}\n"
+                        f"runs: {runs.stdout[-800:]}\nfacts: {facts.stdout[-3000:]}{facts.stderr[-300:]}")
         pid = procs[0]["pid"]
         assert [f["target"] for f in procs[0]["fds"] if f["fd"] == 7] == [os.readlink(f"/proc/{pid}/fd/7")]
         runs = json.loads(osrewind("runs", "--json", db=db).stdout)
