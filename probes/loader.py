@@ -17,6 +17,7 @@ import mmap
 import os
 import platform
 import re
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -317,8 +318,6 @@ def attach_btf_raw_tp(insns: bytes, name: str, type_id: int) -> tuple[int, int]:
     and attach it: (program fd, link fd). Closing the link detaches it at once, as for a raw
     tracepoint. BCC loads no such program itself (it names the BTF target by prefix, and has none
     for this type). OSError with the verifier's last word when the kernel refuses it."""
-    import struct
-
     code = ctypes.create_string_buffer(insns, len(insns))
     license_ = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(1 << 16)
