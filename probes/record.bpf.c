@@ -248,8 +248,10 @@ BPF_ARRAY(layout_sched_rec, struct sched_rec, 1);
 // the kernel (a process or thread forked in scope, a process moved into the recorded cgroup), [1]
 // by user space (pids put in scope). A new task that reuses a dead one's stack is born into a
 // grown scope, or out of it, so a memo is never taken for a task in scope. The generation is read
-// before the scope is: a growth after that read leaves the memo stale. Programs of a tracepoint
-// run with preemption off, so a CPU's memo is never read halfway through a write.
+// before the scope is: a growth after that read leaves the memo stale. The syscall tracepoints run
+// their programs with preemption off (include/trace/bpf_probe.h), so a CPU's memo is written whole
+// before another program on that CPU reads it; it is read as task, generation, task again all the
+// same, so that another task's write between the reads would be seen.
 struct scope_gen_t {
     u64 kernel;
     u64 user;
@@ -304,13 +306,14 @@ static __always_inline int sc_in_scope(void *regs, u64 *id) {
     if (!m || !g)
         return 0;
     u64 gen = *(volatile u64 *)&g->kernel + *(volatile u64 *)&g->user;
-    if (m->regs == (u64)regs && m->gen == gen)
+    u64 was = *(volatile u64 *)&m->regs;
+    if (was == (u64)regs && *(volatile u64 *)&m->gen == gen && *(volatile u64 *)&m->regs == was)
         return 0;
     *id = bpf_get_current_pid_tgid();
     if (is_tracked_tgid(*id >> 32))
         return 1;
-    m->regs = (u64)regs;
-    m->gen = gen;
+    *(volatile u64 *)&m->regs = (u64)regs;
+    *(volatile u64 *)&m->gen = gen;
     return 0;
 #endif
 }
