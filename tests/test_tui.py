@@ -34,7 +34,9 @@ def db(tmp_path_factory):
 
 
 async def settle(pilot, screen=None, timeout: float = 20) -> None:
-    """Until every worker is done and the screen shows the instant it was asked for."""
+    """Until every worker is done, the screen shows the instant it was asked for, and every run
+    screen's scrubber shows the event density of its current width (a screen under a modal one, such
+    as help, counts too: it is drawn behind it)."""
     app = pilot.app
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -43,7 +45,10 @@ async def settle(pilot, screen=None, timeout: float = 20) -> None:
         await app.workers.wait_for_complete()
         await pilot.pause(0.05)
         s = screen or app.screen
-        if not isinstance(s, RunScreen) or (s.shown.at == s.at and not s._loading and not app.workers._workers):
+        runs = [r for r in app.screen_stack if isinstance(r, RunScreen)]
+        if (not app.workers._workers
+                and all(len(r.scrubber.density) == r.scrubber.columns for r in runs if r.scrubber.size.width)
+                and (not isinstance(s, RunScreen) or (s.shown.at == s.at and not s._loading))):
             return
     raise AssertionError("the TUI did not settle")
 
