@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import stat
 import threading
 import time
@@ -241,6 +242,48 @@ def _one_line(exc: BaseException) -> str:
     return line[:300]
 
 
+VIEW_PREFIX = ".osrewind-view-"   # a live view's mirror inside the store: VIEW_PREFIX<pid>-<random>
+
+
+def _mirror_store(src: Path, dst: Path) -> None:
+    """The store's metadata, data and parts under ``dst``: directories made, files hard-linked,
+    symlinks copied as they are (the engine's are relative, so they resolve inside the mirror).
+    A ``tmp_*`` directory (an insert or merge in progress) is left out; a part removed while it is
+    linked is left out whole. OSError when the filesystem cannot link."""
+    for top in ("metadata", "store", "data"):
+        root = src / top
+        if not root.exists():
+            continue
+        for here, dirs, files in os.walk(root):
+            rel = Path(here).relative_to(src)
+            dirs[:] = [d for d in dirs if not d.startswith("tmp")]
+            out = dst / rel
+            out.mkdir(mode=0o700, exist_ok=True)
+            for name in dirs[:]:
+                if os.path.islink(os.path.join(here, name)):   # os.walk lists a symlinked directory as one
+                    os.symlink(os.readlink(os.path.join(here, name)), out / name)
+                    dirs.remove(name)
+            for name in files:
+                f = os.path.join(here, name)
+                try:
+                    if os.path.islink(f):
+                        os.symlink(os.readlink(f), out / name)
+                    else:
+                        os.link(f, out / name)
+                except FileNotFoundError:   # removed meanwhile (an outdated part): leave the part out
+                    shutil.rmtree(out, ignore_errors=True)
+                    dirs[:] = []
+                    break
+
+
+def _remove_dead_views(store: Path) -> None:
+    """Mirrors left by readers that died (their pid is gone)."""
+    for view in store.glob(VIEW_PREFIX + "*"):
+        pid = view.name[len(VIEW_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(view, ignore_errors=True)
+
+
 class Store:
     """An open store. Use as a context manager; closing releases the embedded store's lock.
 
@@ -319,7 +362,7 @@ class Store:
             # (its parts are immutable once written; the engine loads them as they are now)
             self.live_snapshot = True
             self.recording_run = recording
-            self._open_view(path)
+            self._open_view(path, mirror=True)
             return
         if writable and not foreign:
             self._make_private(path, st)
@@ -354,15 +397,32 @@ class Store:
             raise StoreError(f"cannot open store {shown}: {_one_line(exc)}") from exc
         self._check_damage(shown)
 
-    def _open_view(self, path: Path) -> None:
+    def _open_view(self, path: Path, mirror: bool = False) -> None:
         """chDB writes a status file and temporary files beside the data even to read: give it a
-        private scratch directory whose data and metadata are the store's, read-only."""
+        private scratch directory whose data and metadata are the store's, read-only.
+
+        ``mirror`` (a store a recording is writing): the scratch directory is a mirror of the store
+        made of hard links, inside the store (hard links stay on one filesystem), not symlinks to
+        its directories. The engine, even read-only, deletes a table's ``tmp_*`` part directories
+        as it loads it: through symlinks that was the recording's insert in progress, whose
+        failure ended the recording. Parts are immutable once named, so the mirror is what the
+        recording had stored when it was made; the recording's later merges do not touch it."""
         import tempfile
 
-        self._scratch = tempfile.mkdtemp(prefix="osrewind-view-")
-        for part in ("metadata", "store", "data"):
-            if (path / part).exists():
-                os.symlink(path.resolve() / part, os.path.join(self._scratch, part))
+        if mirror:
+            _remove_dead_views(path)
+            try:
+                self._scratch = tempfile.mkdtemp(prefix=f"{VIEW_PREFIX}{os.getpid()}-", dir=path)
+                _mirror_store(path, Path(self._scratch))
+            except OSError:   # no hard links here: the directories themselves, as for other views
+                if self._scratch is not None:
+                    shutil.rmtree(self._scratch, ignore_errors=True)
+                mirror = False
+        if not mirror:
+            self._scratch = tempfile.mkdtemp(prefix="osrewind-view-")
+            for part in ("metadata", "store", "data"):
+                if (path / part).exists():
+                    os.symlink(path.resolve() / part, os.path.join(self._scratch, part))
         self.read_only_view = True
         self._connect_chdb(f"file:{self._scratch}?mode=ro", path)
 
@@ -689,9 +749,7 @@ class Store:
             os.close(self._lock_fd)
             self._lock_fd = None
         if self._scratch is not None:
-            import shutil
-
-            shutil.rmtree(self._scratch, ignore_errors=True)  # symlinks are removed, never followed
+            shutil.rmtree(self._scratch, ignore_errors=True)  # links are removed, never followed
             self._scratch = None
 
     def __enter__(self) -> Store:

@@ -498,3 +498,38 @@ def test_inserts_keep_every_byte_and_read_nulls_as_the_columns_allow(tmp_path):
         row = store.query("SELECT command, exit_code FROM runs WHERE run_id = {r:UUID}", {"r": run})
     assert [(ts, p, list(a)) for ts, p, a in got] == [(1, "/a\udcffb", ["x", "\udc80"]), (2, "", [])]
     assert row == [([], None)]
+
+
+HOLDER = r"""
+import os, sys
+from osrewind.ingest.store import Store
+store = Store(sys.argv[1], purpose="recording run 3f2a0000-0000-0000-0000-00000000000a (held)")
+store.ensure_schema()
+rows = store.query("SELECT data_paths[1] FROM system.tables WHERE database = currentDatabase() AND name = 'events'")
+tmp = os.path.join(rows[0][0], "tmp_insert_all_9_9_0")
+os.makedirs(tmp)
+open(os.path.join(tmp, "count.txt"), "w").close()
+print(tmp, flush=True)
+sys.stdin.read()
+store.close()
+"""
+
+
+def test_reading_a_store_being_recorded_leaves_its_inserts_alone(tmp_path):
+    """A reader of a store a recording writes opens a mirror of it made of hard links: the engine,
+    even read-only, deletes the tmp_* part directories of a table it loads, and through links to
+    the store's own directories that was the recording's insert in progress (which then failed and
+    ended the recording). The insert's directory is still there after the read, and the reader's
+    mirror is gone."""
+    db = tmp_path / "db"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        tmp = holder.stdout.readline().strip()
+        assert tmp and os.path.isdir(tmp)
+        out = osrewind("runs", "--json", db=db)
+        assert out.returncode == 0, out.stderr
+        assert os.path.isfile(os.path.join(tmp, "count.txt"))
+        assert not list(db.glob(".osrewind-view-*"))
+    finally:
+        holder.communicate("", timeout=60)
