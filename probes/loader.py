@@ -271,8 +271,9 @@ class RingReader:
                 pass
 
 
-class _PidArray:
-    """A BPF array indexed by pid (``tracked``, ``tids``), mmap'ed: reads and writes are plain numpy."""
+class _MappedArray:
+    """A BPF array of 8-byte slots, mmap'ed: reads and writes are plain numpy. The arrays indexed by
+    pid (``tracked``, ``tids``: u32 values, 8-aligned) and the scope generations (``scope_gen``)."""
 
     def __init__(self, table, entries: int) -> None:
         self.entries = entries
@@ -374,11 +375,11 @@ class Probe:
             self.readers[ring] = RingReader(self.bpf[ring.encode()].map_fd, pages * mmap.PAGESIZE,
                                             records.RINGS[ring])
         entries = pid_max()
-        self._tracked = _PidArray(self.bpf[b"tracked"], entries)
-        self._tids = _PidArray(self.bpf[b"tids"], entries)
+        self._tracked = _MappedArray(self.bpf[b"tracked"], entries)
+        self._tids = _MappedArray(self.bpf[b"tids"], entries)
         # scope_gen[0].user (the record's second u64): bumped after pids are put in scope, so the
         # raw syscall hooks' out-of-scope memos go stale (record.bpf.c, out_memo)
-        self._scope_gen = None if opts.system_wide else _PidArray(self.bpf[b"scope_gen"], 2)
+        self._scope_gen = None if opts.system_wide else _MappedArray(self.bpf[b"scope_gen"], 2)
         self._drops = self.bpf[b"drops"]
         if opts.cgroup is not None:
             root, path = opts.cgroup
