@@ -258,6 +258,7 @@ class Recorder:
         self._start_ns = 0
         self._reserve: str | None = None
         self._spool: spool.Spool | None = None
+        self._guard: Callable[[], None] | None = None   # raises StoreGone once the store is gone
         self._busy = False                  # the last drain was a big one: drain again soon
         self._sched: tuple | None = None    # this thread's scheduling policy before recording (restored)
         self._shed_told = False
@@ -502,6 +503,19 @@ class Recorder:
 
         return guard
 
+    def _gone_after_all(self) -> None:
+        """A failure first seen as a file of the store (or of its spool) vanishing, while `rm -rf` of
+        the store was still under way, is the store being gone: say that, as when the guard saw it."""
+        assert self._failure is not None
+        if self._failure.store_gone or self._guard is None:
+            return
+        try:
+            self._guard()
+        except StoreGone as gone:
+            self._failure.reason = failure_reason(gone)
+            self._failure.store_gone = True
+            self._failure.in_store = True
+
     def _take_reserve(self) -> None:
         """Set aside a little space on the store's filesystem, freed for the run's last row: on a disk
         that fills up mid-run the run can still say that it failed, and why."""
@@ -598,6 +612,7 @@ class Recorder:
         """The run's spool and the writer behind it (before the command starts: a spool that cannot
         be made stops the recording there)."""
         root = spool.spool_root(self.store.location, getattr(self.store, "embedded", False))
+        self._guard = self._store_guard()
         meta = {"run_id": str(self.run_id), "name": self.name, "start_ns": start_ns, "pid": os.getpid(),
                 "redact": list(self.opts.redact), "version": __version__}
         try:
@@ -606,7 +621,7 @@ class Recorder:
             raise self._not_started(f"cannot make the run's spool in {root}", exc) from exc
         return EventWriter(self.store, self.run_id, self._spool, self._ingest_progress,
                            on_insert=self.indexer.inserted if self.indexer is not None else None,
-                           redact=self.redact, guard=self._store_guard())
+                           redact=self.redact, guard=self._guard)
 
     def _ingest_progress(self, written: int) -> None:
         behind = self._writer.backlog if self._writer is not None else 0
@@ -630,6 +645,7 @@ class Recorder:
         ``failure.row_saved`` tells the caller to say so."""
         if self._failure is not None:
             status = "failed"
+            self._gone_after_all()
             self._status_detail = self._failure.detail
             if self._failure.store_gone:
                 self._failure.row_saved = False
@@ -789,6 +805,7 @@ class Recorder:
                 if (self._failure is not None and not self._failure_told
                         and time.monotonic() - self._failure.noticed >= FAILURE_NOTICE_SECONDS):
                     self._failure_told = True
+                    self._gone_after_all()
                     self.notice(f"recording failed at +{self._failure.at_ns / 1e9:.1f}s: {self._failure.reason}; "
                                 f"waiting for {self.waiting_for()} to exit (no longer recorded)")
                 if self._writer.shed and not self._shed_told:

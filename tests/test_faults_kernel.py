@@ -23,7 +23,7 @@ import pytest
 from conftest import osrewind
 from osrewind.errors import StoreError
 from osrewind.ingest.recorder import RecordingFailure, RunResult, StoreGone, failure_line, failure_reason
-from osrewind.ingest.spool import Spool
+from osrewind.ingest.spool import SPOOL_DIR_NAME, Spool
 from osrewind.ingest.store import Store
 from osrewind.ingest.writer import EventWriter
 
@@ -167,10 +167,17 @@ def remove_while_written(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def test_store_deleted_mid_run(kernel, tmp_path):
+@pytest.mark.parametrize("order", ["all", "spool first"])
+def test_store_deleted_mid_run(kernel, tmp_path, order):
+    """``spool first``: `rm -rf` reached the run's spool (inside the store) and the writer failed on a
+    vanished segment before the store's directory itself was gone; the run still says the store was
+    deleted, not "no such file"."""
     db, work = tmp_path / "db", tmp_path / "work"
     proc = start_record(db, work, "deleted")
     wait_started(db, work, proc)
+    if order == "spool first":
+        remove_while_written(db / SPOOL_DIR_NAME)
+        time.sleep(1.5)   # the workload's loop goes on: the writer reads a segment that is gone
     remove_while_written(db)
     time.sleep(1.0)
     (work / "go").touch()
