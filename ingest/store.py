@@ -22,6 +22,7 @@ import shutil
 import stat
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,29 @@ class _Serialized:
 def _column_list(names: list[str]) -> str:
     """Column names quoted for an INSERT's column list."""
     return ", ".join("`" + c.replace("`", "``") + "`" for c in names)
+
+
+def _constant_uuid(column: Any) -> str | None:
+    """The one UUID of a dictionary column whose every row is that one value (a batch's ``run_id``),
+    else None. The engine then gets it as a constant in the INSERT's SELECT: parsing the same
+    36-character text on every row was a sixth of a syscall row's insert (50 ns of 300)."""
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(column.type) or column.null_count:
+        return None
+    values = set()
+    for chunk in getattr(column, "chunks", [column]):
+        if len(chunk) == 0:
+            continue
+        if len(chunk.dictionary) != 1:
+            return None
+        values.add(chunk.dictionary[0].as_py())
+    if len(values) != 1:
+        return None
+    try:
+        return str(uuid.UUID(str(values.pop())))
+    except ValueError:
+        return None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -560,9 +584,13 @@ class Store:
         function (which finds the table by its name among the caller's local variables): no copy
         into a file or a buffer first. Half the cost of sending the same table as an Arrow stream
         (bench: 270 against 580 ns a row for the syscall stream)."""
-        osrewind_insert_table = data  # noqa: F841 - read by name by the engine
-        cols = _column_list(data.column_names)
-        self.client.command(f"INSERT INTO `{table}` ({cols}) SELECT {cols} FROM Python(osrewind_insert_table) "
+        consts = {"run_id": value} if "run_id" in data.column_names and len(data.column_names) > 1 and \
+            (value := _constant_uuid(data.column("run_id"))) is not None else {}
+        osrewind_insert_table = data.drop_columns(list(consts)) if consts else data  # noqa: F841 - read by name
+        cols = _column_list(osrewind_insert_table.column_names)
+        into = _column_list([*consts, *osrewind_insert_table.column_names])
+        values = ", ".join([*(f"toUUID('{v}')" for v in consts.values()), cols])
+        self.client.command(f"INSERT INTO `{table}` ({into}) SELECT {values} FROM Python(osrewind_insert_table) "
                             + self._ONE_PART)
 
     def _insert_arrow_file(self, table: str, data: Any) -> None:

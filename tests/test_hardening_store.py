@@ -500,6 +500,33 @@ def test_inserts_keep_every_byte_and_read_nulls_as_the_columns_allow(tmp_path):
     assert row == [([], None)]
 
 
+def test_a_batch_of_one_run_and_of_several_runs_keep_each_rows_run(tmp_path):
+    """A batch's run id goes in as one constant when every row has it (``_constant_uuid``), as
+    itself otherwise (two runs in one table, or a dictionary of two values)."""
+    import pyarrow as pa
+
+    from osrewind.ingest import decode
+    from osrewind.ingest.store import Store, _constant_uuid
+
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    def rows(ts: list[int], run: str, seq: int) -> pa.Table:
+        return decode.table({"ts": ts, "kind": [decode.records.KIND_CODES["open"]] * len(ts)}, run, seq)
+
+    one = rows([1, 2, 3], a, 0)
+    two = pa.concat_tables([rows([4], a, 3), rows([5, 6], b, 4)])
+    mixed = one.set_column(0, "run_id", pa.DictionaryArray.from_arrays(pa.array([0, 1, 0], pa.int8()),
+                                                                       pa.array([b, a])))
+    assert _constant_uuid(one.column("run_id")) == a
+    assert _constant_uuid(two.column("run_id")) is None and _constant_uuid(mixed.column("run_id")) is None
+    assert _constant_uuid(pa.chunked_array([pa.array(["not a uuid"]).dictionary_encode()])) is None
+    with Store(str(tmp_path / "db"), purpose="test") as store:
+        store.ensure_schema()
+        for t in (one, two, mixed):
+            store.insert_arrow("events", t)
+        got = store.query("SELECT toString(run_id), ts FROM events")
+    assert sorted(got) == sorted([(a, 1), (a, 2), (a, 3), (a, 4), (b, 5), (b, 6), (b, 1), (a, 2), (b, 3)])
+
+
 HOLDER = r"""
 import os, sys
 from osrewind.ingest.store import Store
