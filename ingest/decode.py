@@ -179,6 +179,58 @@ def comm_runs(comm16: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(values)])
 
 
+TRANSPOSE_BLOCK = 4096   # records a step of record_columns' transpose: their words stay in cache
+
+
+class _WordView:
+    """Records seen as rows of 8-byte words, stride kept: through the array interface, which numpy
+    reads for a view (a strided structured array has no buffer to view any other way)."""
+
+    def __init__(self, recs: np.ndarray) -> None:
+        self.recs = recs   # kept alive by the view
+        self.__array_interface__ = {"data": (recs.__array_interface__["data"][0], True),
+                                    "shape": (len(recs), recs.dtype.itemsize // 8),
+                                    "strides": (recs.strides[0], 8), "typestr": "<i8", "version": 3}
+
+
+def record_columns(recs: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """Fields of fixed-size records as columns. Copying one field at a time out of 100-byte records
+    reads every record's cache lines once per field; instead the records' 8-byte words are
+    transposed in blocks that stay in cache, and each field is then a row of words (or a short
+    stride within one): 36 against 120 ns a syscall record for its 13 columns, measured here.
+    A field of a sub-array (``regs``) is its rows, one per element (shape (elements, n))."""
+    dt = recs.dtype
+    if len(recs) == 0 or dt.itemsize % 8 or recs.strides[0] % 8 or dt.byteorder == ">":
+        return {name: np.ascontiguousarray(recs[name]) if recs.dtype.fields[name][0].subdtype is None
+                else np.ascontiguousarray(recs[name].T) for name in names}
+    words = np.asarray(_WordView(recs))
+    spans = {}
+    for name in names:
+        ft, off = dt.fields[name][:2]
+        spans[name] = (off // 8, (off + ft.itemsize + 7) // 8)
+    lo, hi = min(a for a, _ in spans.values()), max(b for _, b in spans.values())
+    n = len(recs)
+    rows = np.empty((hi - lo, n), dtype=np.int64)
+    for start in range(0, n, TRANSPOSE_BLOCK):
+        rows[:, start : start + TRANSPOSE_BLOCK] = words[start : start + TRANSPOSE_BLOCK, lo:hi].T
+    out = {}
+    for name in names:
+        ft, off = dt.fields[name][:2]
+        first, last = spans[name]
+        if ft.subdtype is not None:
+            base, shape = ft.subdtype
+            out[name] = rows[first - lo : last - lo].view(base).reshape(*shape, n) if base.itemsize == 8 \
+                else np.ascontiguousarray(recs[name].T)
+        elif ft.itemsize == 8 and off % 8 == 0:
+            out[name] = rows[first - lo].view(ft)
+        elif ft.itemsize in (1, 2, 4) and off % ft.itemsize == 0:
+            per = 8 // ft.itemsize
+            out[name] = rows[first - lo].view(ft)[(off % 8) // ft.itemsize :: per]
+        else:
+            out[name] = np.ascontiguousarray(recs[name])
+    return out
+
+
 def _matrix(recs: np.ndarray) -> np.ndarray:
     recs = np.ascontiguousarray(recs)
     return recs.view(np.uint8).reshape(len(recs), recs.dtype.itemsize)
@@ -188,10 +240,10 @@ def sched_columns(recs: np.ndarray) -> dict:
     """Columns of scheduler-lane records (``records.DTYPES['sched_rec']``): next comm in ``path``."""
     mat = _matrix(recs)
     dt = records.DTYPES["sched_rec"]
-    return {"ts": recs["ts"], "kind": recs["kind"], "tgid": recs["tgid"], "tid": recs["tid"],
-            "a0": recs["a0"], "a1": recs["a1"], "a2": recs["a2"], "a3": recs["a3"], "dur": recs["dur"],
-            "cpu": recs["cpu"], "comm": comm_column(mat, dt.fields["comm"][1]),
-            "path": binary_column(mat, recs["len1"], dt.fields["str"][1], 16)}
+    cols = record_columns(recs, ["ts", "kind", "tgid", "tid", "a0", "a1", "a2", "a3", "dur", "cpu", "len1"])
+    len1 = cols.pop("len1")
+    return {**cols, "comm": comm_column(mat, dt.fields["comm"][1]),
+            "path": binary_column(mat, len1, dt.fields["str"][1], 16)}
 
 
 _SYSCALL = records.KIND_CODES["syscall"]
@@ -225,14 +277,13 @@ class SyscallStream:
         if "tid_comm" in held:
             self.names = {int(t): bytes(c) for t, c in held["tid_comm"]}
 
-    def _name_codes(self, calls: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+    def _name_codes(self, calls: np.ndarray, tids: np.ndarray, flags: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
         """Each call's task name as an index into a list of names: the last one sent for its
         thread up to it (in the order the calls returned); ``names`` then holds each thread's latest."""
         n = len(calls)
-        tids = calls["tid"]
         order = np.argsort(tids, kind="stable")          # each thread's calls together, in order
         st = tids[order]
-        sent = (calls["flags"][order] & records.SC_COMM) != 0
+        sent = (flags[order] & records.SC_COMM) != 0
         first = np.ones(n, dtype=bool)
         first[1:] = st[1:] != st[:-1]
         pos = np.arange(n)
@@ -262,13 +313,12 @@ class SyscallStream:
         n = len(calls)
         if not n:
             return None
-        regs = calls["regs"].view(np.int64)
-        cols = {"ts": calls["ts"], "kind": np.full(n, _SYSCALL, dtype=np.int8), "tgid": calls["tgid"],
-                "tid": calls["tid"], "ret": calls["ret"], "dur": calls["dur"], "nr": calls["nr"],
-                "cpu": calls["cpu"]}
+        cols = record_columns(calls, ["ts", "tgid", "tid", "ret", "dur", "nr", "cpu", "flags", "regs"])
+        regs, flags = cols.pop("regs").view(np.int64), cols.pop("flags")
+        cols["kind"] = np.full(n, _SYSCALL, dtype=np.int8)
         for i, w in enumerate(self.arg_words):
-            cols[f"a{i}"] = regs[:, w]
-        codes, names = self._name_codes(calls)
+            cols[f"a{i}"] = regs[w]
+        codes, names = self._name_codes(calls, cols["tid"], flags)
         cols["comm"] = pa.array(names, type=pa.binary()).take(pa.array(codes))
         return cols
 

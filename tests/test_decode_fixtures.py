@@ -252,3 +252,23 @@ def test_the_kernels_paths_come_root_first_and_deleted_as_proc_says():
     cols = decode.state_columns(recs, mat)
     assert cols["path2"].to_pylist() == [b"/tmp/dir/f", b"/tmp/#123 (deleted)", b"/", b"/a/\xffb", b""]
     assert cols["path"].to_pylist() == [b"link/f", b"x", b"/", b"/a\xffb", b"plain"]
+
+
+@pytest.mark.parametrize("layout", ["sc_call", "sched_rec", "event"])
+@pytest.mark.parametrize("n", [0, 1, 5000, decode.TRANSPOSE_BLOCK * 2 + 3])
+def test_record_columns_are_the_fields_as_numpy_reads_them(layout, n):
+    """The blocked transpose gives each field exactly as a field-by-field copy does: in a ring's
+    slots (strided, header first), after a discarded slot (a copy), every field and sub-array."""
+    rng = np.random.default_rng(n)
+    size = records.slot_size(layout)
+    raw = rng.integers(0, 256, n * size, dtype=np.uint8)
+    raw.view(np.uint32)[:: size // 4] = records.DTYPES[layout].itemsize     # headers: committed, kept
+    if n > 3:
+        raw.view(np.uint32)[2 * size // 4] |= records.RB_DISCARD
+    recs = records.records_of(raw, layout)
+    names = list(records.DTYPES[layout].names)
+    got = decode.record_columns(recs, names)
+    for name in names:
+        want = recs[name] if recs.dtype.fields[name][0].subdtype is None else recs[name].T
+        assert got[name].dtype == want.dtype and got[name].shape == want.shape, name
+        assert np.ascontiguousarray(got[name]).tobytes() == np.ascontiguousarray(want).tobytes(), name
