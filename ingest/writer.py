@@ -378,6 +378,7 @@ class EventWriter:
         if n:
             batch = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
             batch = self.redact.table("events", batch) if self.redact else batch
+            batch = decode.without_empty_columns(batch)
         self.seq += n
         self._decoded += n
         # what the checkpoint after this batch's insert says: as things stand now, decoded

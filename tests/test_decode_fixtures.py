@@ -272,3 +272,17 @@ def test_record_columns_are_the_fields_as_numpy_reads_them(layout, n):
         want = recs[name] if recs.dtype.fields[name][0].subdtype is None else recs[name].T
         assert got[name].dtype == want.dtype and got[name].shape == want.shape, name
         assert np.ascontiguousarray(got[name]).tobytes() == np.ascontiguousarray(want).tobytes(), name
+
+
+def test_columns_empty_on_every_row_are_left_to_the_stores_default():
+    import pyarrow as pa
+
+    t = decode.table({"ts": [1, 2, 3], "kind": [K["open"]] * 3}, RUN, 0)
+    assert set(decode.EMPTY_BY_DEFAULT).isdisjoint(decode.without_empty_columns(t).column_names)
+    path = t.set_column(t.schema.get_field_index("path"), "path", pa.array([b"", b"/x", b""], pa.binary()))
+    argv = t.set_column(t.schema.get_field_index("argv"), "argv", pa.array([[], [b""], []], pa.list_(pa.binary())))
+    assert "path" in decode.without_empty_columns(path).column_names
+    assert "path" not in decode.without_empty_columns(path.slice(2, 1)).column_names   # a slice: its own offsets
+    assert "path" in decode.without_empty_columns(path.slice(1, 1)).column_names
+    assert "argv" in decode.without_empty_columns(argv).column_names                   # one empty argument
+    assert "argv" not in decode.without_empty_columns(argv.slice(2, 1)).column_names
