@@ -25,6 +25,14 @@ SCHEMA_VERSION = 1
 _KIND_ENUM = ", ".join(f"'{name}' = {code}" for code, name in sorted(KINDS.items()))
 KIND_TYPE = f"Enum8({_KIND_ENUM})"
 
+# Table settings, also set on stores made before them (ALTER ... MODIFY SETTING). A recorder's
+# insert (a few hundred thousand rows) makes a compact part (one file for all columns) rather than a
+# wide one (two files a column): 12% less insert time for a syscall batch, measured side by side
+# (bench: 229-250 against 263-290 ns a row), and far fewer files made and deleted as parts merge.
+# Merged parts over 256 MiB (about 2.5M syscall rows) are wide, as usual.
+TABLE_SETTINGS = {"events": {"min_bytes_for_wide_part": 256 << 20}}
+_EVENTS_SETTINGS = ", ".join(f"{k} = {v}" for k, v in TABLE_SETTINGS["events"].items())
+
 TABLES = {
     "meta": """
 CREATE TABLE IF NOT EXISTS meta (
@@ -76,7 +84,7 @@ CREATE TABLE IF NOT EXISTS events (
     path String CODEC(ZSTD(1)),
     path2 String CODEC(ZSTD(1)),
     argv Array(String) CODEC(ZSTD(1))
-) ENGINE = MergeTree ORDER BY (run_id, ts, seq)
+) ENGINE = MergeTree ORDER BY (run_id, ts, seq) SETTINGS {_EVENTS_SETTINGS}
 """,
     "snapshot_procs": """
 CREATE TABLE IF NOT EXISTS snapshot_procs (

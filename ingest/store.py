@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from osrewind.errors import StoreError, UsageError
-from osrewind.ingest.schema import ADDED_COLUMNS, KIND_TYPE, SCHEMA_VERSION, TABLES
+from osrewind.ingest.schema import ADDED_COLUMNS, KIND_TYPE, SCHEMA_VERSION, TABLE_SETTINGS, TABLES
 
 # the driver logs its own copy of every error it raises; osrewind reports them once, in one line
 logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
@@ -538,9 +538,23 @@ class Store:
             self._upgrade_kinds()
             for table, column, ctype in ADDED_COLUMNS:
                 self.client.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {ctype}")
+            self._upgrade_settings()
             self.remember_tables()
         except Exception as exc:
             raise StoreError(f"cannot create tables in store {self.location}: {_one_line(exc)}") from exc
+
+    def _upgrade_settings(self) -> None:
+        """Table settings (schema.TABLE_SETTINGS) that a store made by an older osrewind lacks: a
+        metadata-only change, for the parts made from then on."""
+        for table, settings in TABLE_SETTINGS.items():
+            rows = self.client.query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
+                                     "AND name = {t:String}", parameters={"t": table}).result_rows
+            if not rows:
+                continue
+            missing = {k: v for k, v in settings.items() if f"{k} = {v}" not in rows[0][0]}
+            if missing:
+                listed = ", ".join(f"{k} = {v}" for k, v in missing.items())
+                self.client.command(f"ALTER TABLE {table} MODIFY SETTING {listed}")
 
     def _upgrade_kinds(self) -> None:
         """A store made by an older osrewind knows fewer event kinds: extending an Enum is a

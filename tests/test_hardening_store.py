@@ -527,6 +527,34 @@ def test_a_batch_of_one_run_and_of_several_runs_keep_each_rows_run(tmp_path):
     assert sorted(got) == sorted([(a, 1), (a, 2), (a, 3), (a, 4), (b, 5), (b, 6), (b, 1), (a, 2), (b, 3)])
 
 
+def test_a_recorders_batch_is_a_compact_part_in_new_and_older_stores(tmp_path):
+    """The events table's settings (schema.TABLE_SETTINGS) hold in a new store and are set on one
+    made before them; a batch of syscall rows then makes one compact part, read back whole."""
+    from osrewind.ingest import decode
+    from osrewind.ingest.schema import TABLE_SETTINGS
+    from osrewind.ingest.store import Store
+
+    run = str(uuid.uuid4())
+    n = 20000
+    with Store(str(tmp_path / "db"), purpose="test") as store:
+        store.ensure_schema()
+        store.client.command("ALTER TABLE events MODIFY SETTING min_bytes_for_wide_part = 0")   # as before
+        store.ensure_schema()
+        engine = store.query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
+                             "AND name = 'events'")[0][0]
+        batch = decode.without_empty_columns(decode.table(
+            {"ts": list(range(n)), "kind": [decode.records.KIND_CODES["syscall"]] * n, "nr": [1] * n}, run, 0))
+        store.insert_arrow("events", batch)
+        parts = store.query("SELECT part_type, rows FROM system.parts WHERE database = currentDatabase() "
+                            "AND table = 'events' AND active")
+        got = store.query("SELECT count(), countIf(path = '' AND path2 = '' AND empty(argv)), sum(nr) "
+                          "FROM events WHERE run_id = {r:UUID}", {"r": run})
+    for key, value in TABLE_SETTINGS["events"].items():
+        assert f"{key} = {value}" in engine
+    assert parts == [("Compact", n)]
+    assert got == [(n, n, n)]
+
+
 HOLDER = r"""
 import os, sys
 from osrewind.ingest.store import Store
