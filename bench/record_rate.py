@@ -101,11 +101,18 @@ def disk_usage(db: Path) -> dict:
 
     with Store(str(db)) as s:
         s.client.command("OPTIMIZE TABLE events FINAL")
-        rows = s.query("SELECT sum(rows) FROM system.parts WHERE table = 'events' AND active "
-                       "AND database = currentDatabase()")[0][0]
+        rows, total = s.query("SELECT sum(rows), sum(data_compressed_bytes) FROM system.parts "
+                              "WHERE table = 'events' AND active AND database = currentDatabase()")[0]
+        # a compact part (one file for all columns: schema.TABLE_SETTINGS) has no per-column sizes;
+        # a wide copy of the same rows has them
+        s.client.command("DROP TABLE IF EXISTS wide_probe")
+        s.client.command("CREATE TABLE wide_probe AS events")
+        s.client.command("ALTER TABLE wide_probe MODIFY SETTING min_bytes_for_wide_part = 0")
+        s.client.command("INSERT INTO wide_probe SELECT * FROM events")
+        s.client.command("OPTIMIZE TABLE wide_probe FINAL")
         cols = s.query("SELECT name, data_compressed_bytes, data_uncompressed_bytes FROM system.columns "
-                       "WHERE table = 'events' AND database = currentDatabase()")
-    total = sum(c[1] for c in cols)
+                       "WHERE table = 'wide_probe' AND database = currentDatabase()")
+        s.client.command("DROP TABLE wide_probe")
     return {"rows": int(rows), "compressed_bytes": int(total),
             "bytes_per_event": total / rows if rows else 0.0,
             "per_column": {c[0]: round(c[1] / rows, 2) for c in cols} if rows else {}}
