@@ -576,6 +576,15 @@ class Store:
                              "(files left untouched; move it aside or restore a backup)")
         return present
 
+    def pause_merges(self, table: str, paused: bool) -> bool:
+        """Stop (or restart) the embedded engine's background merges of ``table``; False where that is
+        not this process's to decide (a server's merges serve every client). Merges are only put off:
+        the parts made meanwhile are merged once they restart."""
+        if not self.embedded or self.read_only_view:
+            return False
+        self.client.command(f"SYSTEM {'STOP' if paused else 'START'} MERGES `{table}`")
+        return True
+
     def insert_arrow(self, table: str, data: Any) -> None:
         try:
             if self.embedded and not self.read_only_view:

@@ -66,6 +66,9 @@ CATCH_UP_RECORDS = 250_000
 # indexer is not woken (about a quarter of a second of the writer's work at flood rates)
 CATCH_UP_BYTES = 32 << 20
 IDLE_CHECK_SECONDS = 0.25
+# While catching up, the embedded store's merges wait (a quarter of the CPU time of a catch-up went
+# to merging the parts it had just made): for at most this many inserts, then they run again
+PAUSED_MERGES_INSERTS = 200
 
 _STREAM_RINGS = ("rb_sc", "rb_sched")
 
@@ -126,6 +129,8 @@ class EventWriter:
         self._jobs: queue.Queue | None = None
         self._inserter = None
         self._insert_error: BaseException | None = None
+        self._merges_paused = 0     # inserts made while merges wait (0: they run)
+        self._merges_capped = False  # they waited PAUSED_MERGES_INSERTS inserts: they run until caught up
         keep_freed_memory()
         if thread:
             self._jobs = queue.Queue(maxsize=1)
@@ -329,8 +334,29 @@ class EventWriter:
         """Wait until every decoded batch is in the store; raise what stopped the inserter."""
         if self._jobs is not None:
             self._jobs.join()
+        self._pace_merges(False)
         if self._insert_error is not None:
             raise self._insert_error
+
+    def _pace_merges(self, catching_up: bool) -> None:
+        """Merges wait while the writer catches up, for at most PAUSED_MERGES_INSERTS inserts (then
+        they run until it has caught up), and run again once it has. Called on the inserting thread,
+        or on the writer's once the inserter is idle."""
+        try:
+            if not catching_up:
+                self._merges_capped = False
+                if self._merges_paused:
+                    self._merges_paused = 0
+                    self.store.pause_merges("events", False)
+            elif self._merges_paused:
+                self._merges_paused += 1
+                if self._merges_paused > PAUSED_MERGES_INSERTS:
+                    self._merges_paused, self._merges_capped = 0, True
+                    self.store.pause_merges("events", False)
+            elif not self._merges_capped:
+                self._merges_paused = 1 if self.store.pause_merges("events", True) else 0
+        except Exception:  # noqa: BLE001, S110 - merges are the engine's housekeeping: never stops an insert
+            pass
 
     def _insert_jobs(self) -> None:
         """The inserter thread: each decoded batch into the store, then its checkpoint, in order.
@@ -386,9 +412,12 @@ class EventWriter:
         self._consumed += sum(f.nbytes for f in frames)
         mark = (self.seq, self._decoded, self.stream.held(), self._consumed)
 
+        catching_up = self.spool.backlog >= CATCH_UP_BYTES
+
         def job() -> None:
             if self.guard is not None:
                 self.guard()
+            self._pace_merges(catching_up)
             if batch is not None:
                 self.store.insert_arrow("events", batch)
             self.written = mark[1]

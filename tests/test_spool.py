@@ -8,6 +8,7 @@ import os
 import uuid
 
 import numpy as np
+import pytest
 import pyarrow as pa
 from test_decode_fixtures import buf, call, event, slot
 
@@ -159,3 +160,38 @@ def test_checkpoint_keeps_the_syscall_lanes_task_names(tmp_path):
     cp = spool.load_checkpoint(tmp_path)
     assert (cp["pos"], cp["seq"], cp["written"]) == (spool.Pos(2, 40), 17, 12)
     assert cp["held"]["tid_comm"].tobytes() == held["tid_comm"].tobytes()
+
+
+def test_merges_wait_while_the_writer_catches_up_and_run_again_after(tmp_path, monkeypatch):
+    """Far behind (spool backlog over CATCH_UP_BYTES), the embedded store's merges wait, for at most
+    PAUSED_MERGES_INSERTS inserts, then run until the writer has caught up; caught up, they run: the
+    engine merges the parts made meanwhile (OPTIMIZE refuses while they wait)."""
+    from osrewind.ingest import writer
+
+    monkeypatch.setattr(writer, "PAUSED_MERGES_INSERTS", 3)
+    run = uuid.uuid4()
+    with Store(str(tmp_path / "db"), purpose="test") as store:
+        store.ensure_schema()
+        calls = []
+        real = store.pause_merges
+        monkeypatch.setattr(store, "pause_merges", lambda t, p: calls.append(p) or real(t, p))
+        sp = _spool(tmp_path, run)
+        w = EventWriter(store, run, sp, thread=False)
+        for i in range(6):
+            _fill(w, 100 * (i + 1))
+        frames = [f for f in spool.frames(sp.path) if f.type == spool.DRAIN]
+        sp.appended = sp.consumed + writer.CATCH_UP_BYTES     # far behind
+        w._insert(frames[:1])
+        with pytest.raises(Exception, match="(?i)cancel|abort|merg"):
+            store.client.command("OPTIMIZE TABLE events FINAL")
+        for f in frames[1:5]:
+            w._insert([f])
+        assert calls == [True, False]     # paused, then (after 3 more inserts) running to the end
+        sp.appended = sp.consumed = 0     # caught up
+        w._insert(frames[5:])
+        w.close()
+        assert calls == [True, False]
+        store.client.command("OPTIMIZE TABLE events FINAL")
+        parts = store.query("SELECT count() FROM system.parts WHERE database = currentDatabase() "
+                            "AND table = 'events' AND active")[0][0]
+        assert parts == 1 and len(_facts(store, run)) == 6 * 4
