@@ -412,6 +412,7 @@ class Store:
         warn(f"store {path} was readable by other users (mode {was:04o}); made it private (0700, files 0600)")
 
     def _connect_chdb(self, where: str, shown: Path) -> None:
+        self._chdb_path = where
         try:
             import clickhouse_connect
 
@@ -575,6 +576,26 @@ class Store:
             raise StoreError(f"store {self.location} is damaged: its tables cannot be loaded "
                              "(files left untouched; move it aside or restore a backup)")
         return present
+
+    def insert_channel(self) -> Store | None:
+        """One more connection to this embedded store, for a second insert at the same time (the
+        engine runs each insert on one thread, and two connections to one store in one process
+        work side by side). It shares this store's lock and files; closing it closes only its
+        connection. None where there is none to have (a read-only view, a server)."""
+        if not self.embedded or self.read_only_view or getattr(self, "client", None) is None:
+            return None
+        import copy
+
+        import clickhouse_connect
+
+        other = copy.copy(self)
+        other._lock_fd = None
+        other._scratch = None
+        try:
+            other.client = _Serialized(clickhouse_connect.get_client(interface="chdb", path=self._chdb_path))
+        except Exception:  # noqa: BLE001 - the writer then inserts one batch at a time, as before
+            return None
+        return other
 
     def pause_merges(self, table: str, paused: bool) -> bool:
         """Stop (or restart) the embedded engine's background merges of ``table``; False where that is

@@ -195,3 +195,59 @@ def test_merges_wait_while_the_writer_catches_up_and_run_again_after(tmp_path, m
         parts = store.query("SELECT count() FROM system.parts WHERE database = currentDatabase() "
                             "AND table = 'events' AND active")[0][0]
         assert parts == 1 and len(_facts(store, run)) == 6 * 4
+
+
+def _two_batches_first_slow(tmp_path, monkeypatch, fail: bool):
+    """A writer whose first batch's insert is slow (and fails, with ``fail``) while its second
+    inserter puts the second batch in at once. Returns (rows stored, checkpoints, error)."""
+    import threading
+    import time
+
+    run = uuid.uuid4()
+    checkpoints = []
+    store = Store(str(tmp_path / "db"), purpose="test")
+    store.ensure_schema()
+    real_insert = Store.insert_arrow
+    second_in = threading.Event()
+
+    def insert_arrow(self, table, data):
+        if table == "events" and data.column("seq")[0].as_py() == 0:
+            assert second_in.wait(10)          # the second batch went in first
+            time.sleep(0.2)
+            if fail:
+                raise OSError(28, "No space left on device")
+        real_insert(self, table, data)
+        if table == "events" and data.column("seq")[0].as_py() > 0:
+            second_in.set()
+
+    monkeypatch.setattr(Store, "insert_arrow", insert_arrow)
+    sp = _spool(tmp_path, run)
+    real_checkpoint = sp.checkpoint
+    monkeypatch.setattr(sp, "checkpoint", lambda pos, seq, *a: checkpoints.append(seq) or real_checkpoint(pos, seq, *a))
+    w = EventWriter(store, run, sp, batch_rows=1, batch_seconds=0.01)
+    assert len(w._inserters) == 2
+    _fill(w, 100)
+    time.sleep(0.1)
+    _fill(w, 200)
+    error = None
+    try:
+        w.close()
+    except Exception as exc:  # noqa: BLE001
+        error = exc
+    rows = _facts(store, run)
+    store.close()
+    return rows, checkpoints, error, w
+
+
+def test_two_inserters_commit_in_spool_order(tmp_path, monkeypatch):
+    rows, checkpoints, error, w = _two_batches_first_slow(tmp_path, monkeypatch, fail=False)
+    assert error is None
+    assert checkpoints == [4, 8]                  # the second batch's checkpoint waited for the first's
+    assert [r[0] for r in rows] == list(range(8)) and w.written == 8
+
+
+def test_a_failed_insert_takes_out_the_batch_that_went_in_after_it(tmp_path, monkeypatch):
+    rows, checkpoints, error, w = _two_batches_first_slow(tmp_path, monkeypatch, fail=True)
+    assert isinstance(error, OSError) and error.errno == 28
+    assert checkpoints == [] and w.written == 0
+    assert rows == []                             # the second batch was in, and is out again
