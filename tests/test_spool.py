@@ -8,8 +8,8 @@ import os
 import uuid
 
 import numpy as np
-import pytest
 import pyarrow as pa
+import pytest
 from test_decode_fixtures import buf, call, event, slot
 
 from osrewind.ingest import recover, spool
