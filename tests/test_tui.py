@@ -122,6 +122,22 @@ def test_scrub_shows_processes_fds_and_events_at_each_instant(db):
     asyncio.run(go())
 
 
+def test_a_density_counted_for_an_old_width_is_counted_again(db):
+    """The scrubber's density worker read the width, the scrubber was resized meanwhile, and the
+    worker for the new width finished first: the stale count is not shown, it is counted again for
+    the width the scrubber has (before, the scrubber kept the stale one and never filled its row)."""
+    async def go():
+        async with running(db, run="job", at="+0.4s") as (app, pilot):
+            s = app.screen
+            right = list(s.scrubber.density)
+            s._show_marks([], right[:-7] or [1], None)     # a count for a narrower scrubber arrives late
+            assert s.scrubber.density == right               # not shown
+            await settle(pilot, timeout=10)
+            assert s.scrubber.density == right and len(right) == s.scrubber.columns
+
+    asyncio.run(go())
+
+
 def test_event_log_follows_the_selection_and_enter_jumps(db):
     async def go():
         async with running(db, run="job", at="+1.2s") as (app, pilot):

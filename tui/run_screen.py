@@ -226,6 +226,11 @@ class RunScreen(Screen):
         if tests is not None:
             self.tests = tests
         self.scrubber.set_marks(gaps, self.bookmarks, [(t.start_ns, t.end_ns, t.failed) for t in self.tests])
+        if len(dens) != self.scrubber.columns:
+            # counted for a width the scrubber no longer has (it was resized meanwhile, and the
+            # worker for the new width may have finished first): count again for this one
+            self.run_worker(self._load_marks, thread=True, group="marks", exclusive=True, exit_on_error=False)
+            return
         self.scrubber.density = dens
 
     def _show_state(self, at: int, st, asked: float) -> None:
