@@ -546,16 +546,23 @@ class Store:
 
     def _upgrade_settings(self) -> None:
         """Table settings (schema.TABLE_SETTINGS) that a store made by an older osrewind lacks: a
-        metadata-only change, for the parts made from then on."""
+        metadata-only change, for the parts made from then on. Only where the table itself is a
+        MergeTree (a cluster's are its nodes' local tables, laid out by ``store init --cluster``);
+        a server that refuses it (no ALTER right) keeps its settings: they are a matter of speed."""
+        if self.cluster:
+            return
         for table, settings in TABLE_SETTINGS.items():
-            rows = self.client.query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
-                                     "AND name = {t:String}", parameters={"t": table}).result_rows
-            if not rows:
+            try:
+                rows = self.client.query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
+                                         "AND name = {t:String}", parameters={"t": table}).result_rows
+                if not rows or "MergeTree" not in rows[0][0]:
+                    continue
+                missing = {k: v for k, v in settings.items() if f"{k} = {v}" not in rows[0][0]}
+                if missing:
+                    listed = ", ".join(f"{k} = {v}" for k, v in missing.items())
+                    self.client.command(f"ALTER TABLE {table} MODIFY SETTING {listed}")
+            except Exception:  # noqa: BLE001, S112 - see above
                 continue
-            missing = {k: v for k, v in settings.items() if f"{k} = {v}" not in rows[0][0]}
-            if missing:
-                listed = ", ".join(f"{k} = {v}" for k, v in missing.items())
-                self.client.command(f"ALTER TABLE {table} MODIFY SETTING {listed}")
 
     def _upgrade_kinds(self) -> None:
         """A store made by an older osrewind knows fewer event kinds: extending an Enum is a

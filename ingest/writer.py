@@ -70,9 +70,10 @@ CATCH_UP_RECORDS = 250_000
 # indexer is not woken (about a quarter of a second of the writer's work at flood rates)
 CATCH_UP_BYTES = 32 << 20
 IDLE_CHECK_SECONDS = 0.25
-# Inserts at once (each its own connection, the engine runs an insert on one thread): after a flood,
-# two inserts side by side with the decode caught up in 0.94-1.0 s what one at a time took 1.28-1.52
-# (4M-event dd spool, merges waiting, 3 rounds each)
+# Inserts at once (each its own connection, the engine runs an insert on one thread). Replaying a
+# 4M-event dd spool with merges waiting, two side by side caught up in 0.94-1.0 s what one at a time
+# took 1.28-1.52; in the recorder itself, whose catch-up shares the CPUs with more (the hooks being
+# released, the spool's files), 1.30-1.33 s against 1.35-1.50 (3 rounds each, interleaved)
 INSERTERS = 2
 # While catching up, the embedded store's merges wait (a quarter of the CPU time of a catch-up went
 # to merging the parts it had just made): for at most this many inserts, then they run again
@@ -132,8 +133,8 @@ class EventWriter:
         self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
         self._thread = None
-        # decoded batches waiting for the inserter thread: one queued, so besides the batch being
-        # inserted at most two more are decoded (one queued, one waiting to be)
+        # decoded batches waiting for an inserter thread: one queued, so besides the batches being
+        # inserted (one per inserter) at most two more are decoded (one queued, one waiting to be)
         self._jobs: queue.Queue | None = None
         self._inserters: list[threading.Thread] = []
         self._channels: list[Store] = []        # the inserters' own connections besides ``store``
