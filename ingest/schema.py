@@ -26,11 +26,12 @@ _KIND_ENUM = ", ".join(f"'{name}' = {code}" for code, name in sorted(KINDS.items
 KIND_TYPE = f"Enum8({_KIND_ENUM})"
 
 # Table settings, also set on stores made before them (ALTER ... MODIFY SETTING). A recorder's
-# insert (a few hundred thousand rows) makes a compact part (one file for all columns) rather than a
-# wide one (two files a column): 12% less insert time for a syscall batch, measured side by side
-# (bench: 229-250 against 263-290 ns a row), and far fewer files made and deleted as parts merge.
-# Merged parts over 256 MiB (about 2.5M syscall rows) are wide, as usual.
-TABLE_SETTINGS = {"events": {"min_bytes_for_wide_part": 256 << 20}}
+# insert (up to 250k rows, about 25 MB of syscall rows) makes a compact part (one file for all
+# columns) rather than a wide one (two files a column): 12% less insert time for a syscall batch,
+# measured side by side (bench: 229-250 against 263-290 ns a row), and fewer files made and deleted.
+# Parts over 64 MiB, which merges make, are wide as before: compact ones of 2M rows took 20% more
+# room (bench/record_rate.py: 6.7 against 5.6 bytes an event).
+TABLE_SETTINGS = {"events": {"min_bytes_for_wide_part": 64 << 20}}
 _EVENTS_SETTINGS = ", ".join(f"{k} = {v}" for k, v in TABLE_SETTINGS["events"].items())
 
 TABLES = {
