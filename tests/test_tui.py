@@ -9,6 +9,7 @@ import contextlib
 
 import pytest
 import tui_runs
+from textual.worker import WorkerCancelled
 from tui_runs import MS, START
 
 from conftest import osrewind
@@ -42,7 +43,10 @@ async def settle(pilot, screen=None, timeout: float = 20) -> None:
     deadline = loop.time() + timeout
     while loop.time() < deadline:
         await pilot.pause(0.05)
-        await app.workers.wait_for_complete()
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:   # a newer one took its place (a resize, a stale count): wait for that
+            continue
         await pilot.pause(0.05)
         s = screen or app.screen
         runs = [r for r in app.screen_stack if isinstance(r, RunScreen)]
