@@ -91,8 +91,7 @@ def recover(store, orphan: Orphan, progress: Callable[[str], None] | None = None
         seq = int(cp["seq"]) if cp else 0
         before = int(cp["written"]) if cp else 0
         # rows the dead writer inserted after its last checkpoint come again from the spool
-        store.client.command(f"{store.delete_from('events')} WHERE run_id = {{run:UUID}} AND seq >= {{seq:UInt64}}",
-                             parameters={"run": str(run_id), "seq": seq})
+        store.delete_events_from(str(run_id), seq)
         writer = EventWriter(store, run_id, Spool.reopen(orphan.path), thread=False,
                              redact=Redactor(orphan.meta.get("redact", [])))
         writer.recovering = True

@@ -783,6 +783,12 @@ class Store:
         node (a Distributed table takes no deletes)."""
         return f"DELETE FROM {table}_local ON CLUSTER {self.cluster}" if self.cluster else f"DELETE FROM {table}"
 
+    def delete_events_from(self, run_id: str, seq: int) -> None:
+        """Delete the run's events numbered ``seq`` and after: rows a writer inserted past what its
+        spool's checkpoint says (a recorder killed, or a failed insert's later batch)."""
+        self.client.command(f"{self.delete_from('events')} WHERE run_id = {{run:UUID}} AND seq >= {{seq:UInt64}}",
+                            parameters={"run": run_id, "seq": seq})
+
     def delete_run(self, run_id: str, keep: tuple[str, ...] = ()) -> None:
         """Every row of a run, in every table but ``keep`` (``osrewind hunt`` keeps one passing and one
         failing run; a passing pytest session keeps only its ``runs`` and ``tests`` rows)."""

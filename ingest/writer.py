@@ -430,9 +430,7 @@ class EventWriter:
             return
         self._done.clear()
         try:
-            self.store.client.command(f"{self.store.delete_from('events')} WHERE run_id = {{run:UUID}} "
-                                      "AND seq >= {seq:UInt64}",
-                                      parameters={"run": str(self.run_id), "seq": self._committed_seq})
+            self.store.delete_events_from(str(self.run_id), self._committed_seq)
         except Exception:  # noqa: BLE001, S110 - the run says it failed, and when
             pass
 
