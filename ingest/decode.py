@@ -267,9 +267,10 @@ def _matrix(recs: np.ndarray) -> np.ndarray:
     return recs.view(np.uint8).reshape(len(recs), recs.dtype.itemsize)
 
 
-def sched_columns(recs: np.ndarray) -> dict:
-    """Columns of scheduler-lane records (``records.DTYPES['sched_rec']``): next comm in ``path``."""
-    mat = _matrix(recs)
+def sched_columns(recs: np.ndarray, mat: np.ndarray | None = None) -> dict:
+    """Columns of scheduler-lane records (``records.DTYPES['sched_rec']``): next comm in ``path``.
+    ``mat``: the same records as a byte matrix, if the caller has one (``records.records_and_matrix``)."""
+    mat = _matrix(recs) if mat is None else mat
     dt = records.DTYPES["sched_rec"]
     cols = record_columns(recs, ["ts", "kind", "tgid", "tid", "a0", "a1", "a2", "a3", "dur", "cpu", "len1"])
     len1 = cols.pop("len1")
@@ -391,9 +392,9 @@ def lane_tables(batches: list, stream: SyscallStream, run_id, seq_start: int) ->
         t = table(cols, run_id, seq)
         tables.append(t)
         seq += len(t)
-    sched = lane("rb_sched")
+    sched, schmat = records.records_and_matrix(joined("rb_sched"), "sched_rec")
     if len(sched):
-        tables.append(table(sched_columns(sched), run_id, seq))
+        tables.append(table(sched_columns(sched, schmat), run_id, seq))
         seq += len(sched)
     return tables, seq - seq_start
 
