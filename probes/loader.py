@@ -140,8 +140,8 @@ def cflags(opts: ProbeOptions) -> list[str]:
     if opts.cgroup is not None:
         flags.append("-DCGROUP_SCOPE")
     offsets = kernel_offsets(opts)
-    if offsets is not None:
-        flags += offsets.cflags()
+    if offsets is not None:   # a kernel with BTF: task-local storage for the syscalls in flight too
+        flags += offsets.cflags() + ["-DPENDING_TASK_STORAGE"]
     del machine
     return flags
 
@@ -362,7 +362,7 @@ class Probe:
         self._btf_hooks: list[tuple[str, int, int]] = []   # (tracepoint, program fd, link fd)
         self.syscall_regs = ""   # how the every-syscall hooks read registers: "btf" loads, "probe_read"
         try:
-            self.bpf = bcc.BPF(text=program_text().encode(), cflags=flags)
+            self.bpf = self._compile(bcc, flags)
             for name, program in state_exits():
                 self.bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{name}".encode(), fn_name=program.encode())
             if "-DNO_SYSCALLS" not in flags:
@@ -398,6 +398,18 @@ class Probe:
                 nr = syscall_table.number(name)
                 if nr is not None and nr < 1024:
                     ionr[ctypes.c_int(nr)] = ctypes.c_uint8(1 if name in records.IO_SENDS else 2)
+
+    @staticmethod
+    def _compile(bcc, flags: list[str]):
+        """The program, compiled and loaded. A kernel with BTF whose tracepoint programs may not use
+        task-local storage (older than 5.11) gets the hash for the syscalls in flight instead."""
+        try:
+            return bcc.BPF(text=program_text().encode(), cflags=flags)
+        except Exception:  # BCC raises bare Exception on compile/load failure
+            if "-DPENDING_TASK_STORAGE" not in flags:
+                raise
+            flags.remove("-DPENDING_TASK_STORAGE")
+            return bcc.BPF(text=program_text().encode(), cflags=flags)
 
     def _attach_syscall_hooks(self) -> None:
         """sys_enter and sys_exit: as BTF raw tracepoints where the kernel's BTF declares them (the

@@ -162,7 +162,6 @@ BPF_PERCPU_ARRAY(drops, u64, N_DROPS);    // records dropped, per cause (DROP_*)
 // Arrays, not hashes: a load instead of a hash lookup, and they cannot fill. User space maps them.
 BPF_F_TABLE("array", u32, u32, tracked, PID_MAX, BPF_F_MMAPABLE);
 BPF_F_TABLE("array", u32, u32, tids, PID_MAX, BPF_F_MMAPABLE);
-BPF_HASH(pending, u64, struct inflight, 16384);
 BPF_HASH(cloneflags, u32, u64, 16384);
 BPF_HASH(woken, u32, u64, 65536);         // tid -> when it was woken (run-queue latency)
 BPF_HASH(tports, u16, u8, 4096);          // local TCP ports of tracked sockets (host order)
@@ -173,6 +172,42 @@ static __always_inline void dropped(u32 cause) {
     if (n)
         (*n)++;
 }
+
+// `pending`: each thread's syscall in flight, from its enter to its exit. With PENDING_TASK_STORAGE
+// (the loader sets it where the kernel has BTF) it is task-local storage: a slot that lives with the
+// task, found from the task itself (a helper call of a few ns, no hashing, nothing to delete; a hash
+// update at enter and a lookup and delete at exit cost about 300 ns a call here). Otherwise a hash
+// keyed by pid_tgid. pend_put / pend_get / pend_done hide which.
+#ifdef PENDING_TASK_STORAGE
+BPF_TASK_STORAGE(pending, struct inflight);
+static __always_inline void pend_put(u64 id, struct inflight *f) {
+    struct inflight *slot = pending.task_storage_get(bpf_get_current_task_btf(), 0,
+                                                     BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!slot) {
+        dropped(DROP_MAP_PENDING);
+        return;
+    }
+    __builtin_memcpy(slot, f, sizeof(*f));
+}
+static __always_inline struct inflight *pend_get(u64 id) {
+    struct inflight *slot = pending.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+    return slot && slot->kind ? slot : 0;
+}
+static __always_inline void pend_done(u64 id, struct inflight *f) {
+    if (f)
+        f->kind = 0;   // no call in flight (kinds start at 1)
+}
+static __always_inline void pend_forget(u64 id) {}  // the slot goes with the task
+#else
+BPF_HASH(pending, u64, struct inflight, 16384);
+static __always_inline void pend_put(u64 id, struct inflight *f) {
+    if (pending.update(&id, f))
+        dropped(DROP_MAP_PENDING);
+}
+static __always_inline struct inflight *pend_get(u64 id) { return pending.lookup(&id); }
+static __always_inline void pend_done(u64 id, struct inflight *f) { pending.delete(&id); }
+static __always_inline void pend_forget(u64 id) { pending.delete(&id); }
+#endif
 
 // renames entered so far (in scope)
 static __always_inline u64 renames_entered(void) {
@@ -399,26 +434,79 @@ static __always_inline u16 str_len(long n) {
 #define KPATH_SLOTS 40     // path components plus mount points crossed; a deeper path goes without
 #define RD(dst, base, off) bpf_probe_read_kernel(&(dst), sizeof(dst), (void *)(base) + (off))
 
+// Several fields of one struct in one probe read (each probe read is a helper call of about 40 ns
+// here; a path walk made some 30 of them). The window starts at the lowest field's offset and
+// spans at most WIN_BYTES: a field outside it (a kernel whose layout spreads them) is read on its
+// own. The offsets are constants (from BTF), so the choice is made at compile time.
+#define WIN_BYTES 48
+#define MIN2(a, b) ((a) < (b) ? (a) : (b))
+#define MAX2(a, b) ((a) > (b) ? (a) : (b))
+#define WIN_READ(win, base, lo, hi) bpf_probe_read_kernel((win), MIN2((hi) - (lo), WIN_BYTES), (void *)(base) + (lo))
+#define WIN_GET(dst, win, lo, base, off)                                            \
+    do {                                                                            \
+        if ((off) >= (lo) && (off) - (lo) + sizeof(dst) <= WIN_BYTES)               \
+            __builtin_memcpy(&(dst), (char *)(win) + (off) - (lo), sizeof(dst));    \
+        else                                                                        \
+            RD(dst, base, off);                                                     \
+    } while (0)
+
+// struct dentry: d_hash.pprev, d_parent, d_name.len, d_name.name
+#define DENT_LO MIN2(MIN2(OFF_DENTRY_HASH_PPREV, OFF_DENTRY_PARENT), MIN2(OFF_DENTRY_NAME_LEN, OFF_DENTRY_NAME))
+#define DENT_HI MAX2(MAX2(OFF_DENTRY_HASH_PPREV + 8, OFF_DENTRY_PARENT + 8), \
+                     MAX2(OFF_DENTRY_NAME_LEN + 4, OFF_DENTRY_NAME + 8))
+struct dent {
+    void *pprev, *parent;
+    u64 name;
+    u32 len;
+};
+static __always_inline void dent_read(struct dent *d, void *dentry) {
+    u64 win[WIN_BYTES / 8];
+    WIN_READ(win, dentry, DENT_LO, DENT_HI);
+    WIN_GET(d->pprev, win, DENT_LO, dentry, OFF_DENTRY_HASH_PPREV);
+    WIN_GET(d->parent, win, DENT_LO, dentry, OFF_DENTRY_PARENT);
+    WIN_GET(d->name, win, DENT_LO, dentry, OFF_DENTRY_NAME);
+    WIN_GET(d->len, win, DENT_LO, dentry, OFF_DENTRY_NAME_LEN);
+}
+
+// struct mount: mnt_parent, mnt_mountpoint, and mnt.mnt_root (struct vfsmount embedded at MOUNT_MNT)
+#define MNT_ROOT (OFF_MOUNT_MNT + OFF_VFSMOUNT_ROOT)
+#define MNT_LO MIN2(MIN2(OFF_MOUNT_PARENT, OFF_MOUNT_MOUNTPOINT), MNT_ROOT)
+#define MNT_HI MAX2(MAX2(OFF_MOUNT_PARENT, OFF_MOUNT_MOUNTPOINT), MNT_ROOT) + 8
+struct mnt {
+    void *parent, *mountpoint, *root;
+};
+static __always_inline void mnt_read(struct mnt *m, void *mount) {
+    u64 win[WIN_BYTES / 8];
+    WIN_READ(win, mount, MNT_LO, MNT_HI);
+    WIN_GET(m->parent, win, MNT_LO, mount, OFF_MOUNT_PARENT);
+    WIN_GET(m->mountpoint, win, MNT_LO, mount, OFF_MOUNT_MOUNTPOINT);
+    WIN_GET(m->root, win, MNT_LO, mount, MNT_ROOT);
+}
+
 struct kpath_scratch {
     char buf[512];          // the path being assembled (at most STR_HALF - 1 bytes; slack for the verifier)
 };
 BPF_PERCPU_ARRAY(kpath_scratch, struct kpath_scratch, 1);
 
 // The struct file behind the current task's fd `fd`, or 0.
+#define FDT_LO MIN2(OFF_FDT_MAX_FDS, OFF_FDT_FD)
+#define FDT_HI MAX2(OFF_FDT_MAX_FDS + 4, OFF_FDT_FD + 8)
 static __always_inline void *fd_file(long fd) {
     void *task = (void *)bpf_get_current_task();
     void *files = 0, *fdt = 0, *fds = 0, *file = 0;
     u32 max = 0;
+    u64 win[WIN_BYTES / 8];
     RD(files, task, OFF_TASK_FILES);
     if (!files)
         return 0;
     RD(fdt, files, OFF_FILES_FDT);
     if (!fdt)
         return 0;
-    RD(max, fdt, OFF_FDT_MAX_FDS);
+    WIN_READ(win, fdt, FDT_LO, FDT_HI);
+    WIN_GET(max, win, FDT_LO, fdt, OFF_FDT_MAX_FDS);
     if (fd < 0 || fd >= max)
         return 0;
-    RD(fds, fdt, OFF_FDT_FD);
+    WIN_GET(fds, win, FDT_LO, fdt, OFF_FDT_FD);
     if (!fds)
         return 0;
     bpf_probe_read_kernel(&file, sizeof(file), fds + fd * sizeof(void *));
@@ -436,41 +524,39 @@ static __always_inline u64 file_ino(void *file) {
     return ino;
 }
 
-// The path of (vfsmount, dentry) into s->buf, its components leaf first ("f/dir/tmp" for
+// The path of (vfsmnt, dentry) into s->buf, its components leaf first ("f/dir/tmp" for
 // /tmp/dir/f; "" for /): user space puts them root first. Returns its length + 1 (0: unknown, or
 // longer than STR_HALF - 1 bytes). One fixed loop; the bound is checked on the next offset, so the
-// verifier sees the offset in [0, STR_HALF) on every path and few distinct states.
-static __always_inline u32 kpath(struct kpath_scratch *s, void *vfsmnt, void *dentry) {
+// verifier sees the offset in [0, STR_HALF) on every path and few distinct states. A dentry is one
+// window read (its parent and name) plus its name; a mount crossed, one window read of the mount.
+// `d` holds the first dentry, read already (the caller needed its fields too).
+static __always_inline u32 kpath(struct kpath_scratch *s, void *vfsmnt, void *dentry, struct dent *d) {
     if (!vfsmnt || !dentry)
         return 0;
-    void *mnt = vfsmnt - OFF_MOUNT_MNT;  // struct mount embeds struct vfsmount
+    void *mount = vfsmnt - OFF_MOUNT_MNT;  // struct mount embeds struct vfsmount
+    struct mnt m = {};
+    mnt_read(&m, mount);
     u32 off = 0;
     for (int i = 0; i < KPATH_SLOTS; i++) {
-        void *root = 0, *parent = 0;
-        RD(root, vfsmnt, OFF_VFSMOUNT_ROOT);
-        RD(parent, dentry, OFF_DENTRY_PARENT);
-        if (dentry == root || dentry == parent) {
-            void *up = 0;
-            RD(up, mnt, OFF_MOUNT_PARENT);
-            if (dentry != root || !up || up == mnt)  // the global root (or a root mounted nowhere)
+        if (i)
+            dent_read(d, dentry);
+        if (dentry == m.root || dentry == d->parent) {
+            if (dentry != m.root || !m.parent || m.parent == mount)  // the global root (or a root mounted nowhere)
                 return off + 1;
-            RD(dentry, mnt, OFF_MOUNT_MOUNTPOINT);  // on into the mount this one is mounted on
-            mnt = up;
-            vfsmnt = up + OFF_MOUNT_MNT;
+            dentry = m.mountpoint;  // on into the mount this one is mounted on
+            mount = m.parent;
+            mnt_read(&m, mount);
             continue;
         }
-        u32 l = 0;
-        u64 name = 0;
-        RD(l, dentry, OFF_DENTRY_NAME_LEN);
-        RD(name, dentry, OFF_DENTRY_NAME);
+        u32 l = d->len;
         u64 next = (u64)off + (off ? 1 : 0) + l;
         if (next > STR_HALF - 1)
             return 0;
         if (off)
             s->buf[off & 255] = '/';
-        bpf_probe_read_kernel(&s->buf[(off + (off ? 1 : 0)) & 255], l & 255, (void *)name);
+        bpf_probe_read_kernel(&s->buf[(off + (off ? 1 : 0)) & 255], l & 255, (void *)d->name);
         off = next;
-        dentry = parent;
+        dentry = d->parent;
     }
     return 0;  // deeper than we walk
 }
@@ -508,9 +594,11 @@ static __always_inline void *forked(u32 child) {
     return 0;
 }
 
-// The kernel's path of (vfsmount, dentry) as the record's second string (EV_KPATH).
-static __always_inline void put_kpath_of(struct event *e, struct kpath_scratch *s, void *vfsmnt, void *dentry) {
-    u32 n = kpath(s, vfsmnt, dentry);
+// The kernel's path of (vfsmount, dentry) as the record's second string (EV_KPATH); `d` is the
+// dentry's fields, read already.
+static __always_inline void put_kpath_of(struct event *e, struct kpath_scratch *s, void *vfsmnt, void *dentry,
+                                         struct dent *d) {
+    u32 n = kpath(s, vfsmnt, dentry, d);
     if (n) {
         bpf_probe_read_kernel(&e->str[STR_HALF], STR_HALF, s->buf);
         e->len2 = n - 1;
@@ -524,12 +612,20 @@ static __always_inline int wants_kpath(u16 kind, long ret) {
     return (kind == K_OPEN && ret >= 0) || ((kind == K_CHDIR || kind == K_FCHDIR) && ret == 0);
 }
 
+// struct file: f_inode, f_path.mnt, f_path.dentry; struct inode: i_sb, i_ino
+#define FILE_LO MIN2(OFF_FILE_INODE, MIN2(OFF_FILE_PATH_MNT, OFF_FILE_PATH_DENTRY))
+#define FILE_HI MAX2(OFF_FILE_INODE, MAX2(OFF_FILE_PATH_MNT, OFF_FILE_PATH_DENTRY)) + 8
+#define INODE_LO MIN2(OFF_INODE_SB, OFF_INODE_INO)
+#define INODE_HI MAX2(OFF_INODE_SB, OFF_INODE_INO) + 8
+
 static __always_inline void put_kpath(struct event *e, u16 kind, long ret) {
     u32 zero = 0;
     struct kpath_scratch *s = kpath_scratch.lookup(&zero);
     if (!s)
         return;
     void *vfsmnt = 0, *dentry = 0;
+    struct dent d = {};
+    u64 win[WIN_BYTES / 8];
     if (kind == K_OPEN) {
         void *file = fd_file(ret);
         if (!file)
@@ -537,21 +633,23 @@ static __always_inline void put_kpath(struct event *e, u16 kind, long ret) {
         void *inode = 0, *sb = 0;
         u64 ino = 0;
         u32 dev = 0;
-        RD(inode, file, OFF_FILE_INODE);
+        WIN_READ(win, file, FILE_LO, FILE_HI);
+        WIN_GET(inode, win, FILE_LO, file, OFF_FILE_INODE);
+        WIN_GET(vfsmnt, win, FILE_LO, file, OFF_FILE_PATH_MNT);
+        WIN_GET(dentry, win, FILE_LO, file, OFF_FILE_PATH_DENTRY);
         if (inode) {
-            RD(ino, inode, OFF_INODE_INO);
-            RD(sb, inode, OFF_INODE_SB);
+            WIN_READ(win, inode, INODE_LO, INODE_HI);
+            WIN_GET(ino, win, INODE_LO, inode, OFF_INODE_INO);
+            WIN_GET(sb, win, INODE_LO, inode, OFF_INODE_SB);
             if (sb)
                 RD(dev, sb, OFF_SB_DEV);
         }
         e->a4 = ino;
         e->a5 = dev;
-        RD(vfsmnt, file, OFF_FILE_PATH_MNT);
-        RD(dentry, file, OFF_FILE_PATH_DENTRY);
-        void *pprev = 0, *parent = 0;
-        RD(pprev, dentry, OFF_DENTRY_HASH_PPREV);
-        RD(parent, dentry, OFF_DENTRY_PARENT);
-        if (dentry && !pprev && parent != dentry)
+        if (!dentry)
+            return;
+        dent_read(&d, dentry);
+        if (!d.pprev && d.parent != dentry)
             e->flags |= EV_UNLINKED;  // unhashed, not a root: d_path says " (deleted)"
     } else {
         void *task = (void *)bpf_get_current_task();
@@ -561,8 +659,11 @@ static __always_inline void put_kpath(struct event *e, u16 kind, long ret) {
             return;
         RD(vfsmnt, fs, OFF_FS_PWD_MNT);
         RD(dentry, fs, OFF_FS_PWD_DENTRY);
+        if (!dentry)
+            return;
+        dent_read(&d, dentry);
     }
-    put_kpath_of(e, s, vfsmnt, dentry);
+    put_kpath_of(e, s, vfsmnt, dentry, &d);
 }
 
 // The running program's file as the kernel holds it (what /proc/PID/exe shows) as the record's
@@ -571,6 +672,7 @@ static __always_inline void put_exe(struct event *e, void *task) {
     u32 zero = 0;
     struct kpath_scratch *s = kpath_scratch.lookup(&zero);
     void *mm = 0, *exe = 0, *vfsmnt = 0, *dentry = 0;
+    struct dent d = {};
     if (!s)
         return;
     RD(mm, task, OFF_TASK_MM);
@@ -580,7 +682,10 @@ static __always_inline void put_exe(struct event *e, void *task) {
         return;
     RD(vfsmnt, exe, OFF_FILE_PATH_MNT);
     RD(dentry, exe, OFF_FILE_PATH_DENTRY);
-    put_kpath_of(e, s, vfsmnt, dentry);
+    if (!dentry)
+        return;
+    dent_read(&d, dentry);
+    put_kpath_of(e, s, vfsmnt, dentry, &d);
 }
 
 // The inodes of the fds a pipe, socket, socketpair or accept made (what /proc shows as pipe:[N]).
@@ -692,8 +797,7 @@ static __always_inline int exec_enter(const char *filename, const char *const *a
     f.kind = K_EXEC_FAIL;
     f.p1 = (u64)filename;
     u64 id = bpf_get_current_pid_tgid();
-    if (pending.update(&id, &f))
-        dropped(DROP_MAP_PENDING);
+    pend_put(id, &f);
 
     struct event *e = new_event(K_EXEC_ARGS);
     if (!e)
@@ -760,7 +864,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
         return 0;
     u32 tid = (u32)id;
     u32 none = 0;
-    pending.delete(&id);
+    pend_forget(id);
     cloneflags.delete(&tid);
     tids.update(&tid, &none);
     woken.delete(&tid);
@@ -788,8 +892,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_wait4) {
     f.kind = K_WAIT;
     f.p1 = (u64)args->stat_addr;
     u64 id = bpf_get_current_pid_tgid();
-    if (pending.update(&id, &f))
-        dropped(DROP_MAP_PENDING);
+    pend_put(id, &f);
     return 0;
 }
 
@@ -808,8 +911,7 @@ static __always_inline int stash_in_scope(u16 kind, u16 sub, u64 a0, u64 a1, u64
     f.p1 = (u64)p1;
     f.p2 = (u64)p2;
     u64 id = bpf_get_current_pid_tgid();
-    if (pending.update(&id, &f))
-        dropped(DROP_MAP_PENDING);
+    pend_put(id, &f);
     return 0;
 }
 
@@ -853,7 +955,7 @@ static __always_inline void io_flush(struct io_key *k, struct io_total *t, u64 n
 static __always_inline int complete_fact(struct inflight *f, u16 kind, long ret, u64 id) {
     struct fact *e = new_fact(kind);
     if (!e) {
-        pending.delete(&id);
+        pend_done(id, f);
         return 0;
     }
     FILL_RESULT(e, f, kind, ret);
@@ -872,7 +974,7 @@ static __always_inline int complete_fact(struct inflight *f, u16 kind, long ret,
 #ifdef KERNEL_IDENTITY
     put_fd_inodes(e, kind, ret);
 #endif
-    pending.delete(&id);
+    pend_done(id, f);
     send_fact(e);
     return 0;
 }
@@ -893,7 +995,7 @@ static __always_inline int complete_short(struct inflight *f, u16 kind, long ret
     FILL_STATE(e);
     e->len1 = str_len(n);
     FILL_RESULT(e, f, kind, ret);
-    pending.delete(&id);
+    pend_done(id, f);
     rb_short.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
     return 0;
 }
@@ -902,12 +1004,12 @@ static __always_inline int complete_short(struct inflight *f, u16 kind, long ret
 // (the kernel has already copied them in, so they are paged in).
 static __always_inline int complete_as(long ret, int kpath_here) {
     u64 id = bpf_get_current_pid_tgid();
-    struct inflight *f = pending.lookup(&id);
+    struct inflight *f = pend_get(id);
     if (!f)
         return 0;
     u16 kind = f->kind;
     if (kind == K_EXEC_FAIL && ret == 0) {  // exec succeeded: sched_process_exec told it
-        pending.delete(&id);
+        pend_done(id, f);
         return 0;
     }
 #ifdef AGGREGATE_IO
@@ -928,7 +1030,7 @@ static __always_inline int complete_as(long ret, int kpath_here) {
         return 0;
     struct event *e = new_event(kind);
     if (!e) {
-        pending.delete(&id);
+        pend_done(id, f);
         return 0;
     }
     FILL_RESULT(e, f, kind, ret);
@@ -964,7 +1066,7 @@ static __always_inline int complete_as(long ret, int kpath_here) {
                 e->a4 = file_ino(fd_file(ret));
 #endif
         }
-        pending.delete(&id);
+        pend_done(id, f);
         send(e);
         return 0;
     }
@@ -982,7 +1084,7 @@ static __always_inline int complete_as(long ret, int kpath_here) {
     if (kp)
         put_kpath(e, kind, ret);
 #endif
-    pending.delete(&id);
+    pend_done(id, f);
     send(e);
     return 0;
 }
