@@ -49,14 +49,18 @@ def on_open(m: Machine, f: Fact) -> None:
     p = m.proc(f)
     if f.ret < 0:
         return
-    # the kernel's path of what it opened where the probe read it (path2)
-    passed = m.resolve(p, int(f.a0), f.path)
-    m.add_fd(p, int(f.ret), "file", f.path2 or passed, bool(f.a2 & O_CLOEXEC), f.ts,
-             int(f.a2), int(f.a4), user_dev(int(f.a5)))
-    if f.path2 and f.a2 & O_DIRECTORY:
-        m.learn(passed, f.path2)
+    # the kernel's path of what it opened where the probe read it (path2); the path passed, made
+    # absolute, where it did not, or to learn a directory's symlinks from
+    target = f.path2
+    if not target or f.a2 & O_DIRECTORY:
+        passed = m.resolve(p, int(f.a0), f.path)
+        if target:
+            m.learn(passed, target)
+        else:
+            target = passed
+    m.add_fd(p, int(f.ret), "file", target, bool(f.a2 & O_CLOEXEC), f.ts, int(f.a2), int(f.a4), user_dev(int(f.a5)))
     if m.log is not None:
-        m.log.file(f.ts, p, "write" if f.a2 & WRITE_FLAGS else "read", p.fds[int(f.ret)].target)
+        m.log.file(f.ts, p, "write" if f.a2 & WRITE_FLAGS else "read", target)
 
 
 def on_close(m: Machine, f: Fact) -> None:
