@@ -617,6 +617,7 @@ class LiveIndexer:
         self.stop()
         if self._ix is None or self.error is not None:
             return build(self.store, run, self.every, self.progress)
+        self._ix.page = PAGE   # the recording has ended: no insert shares the client now
         return self._ix.finish(self.progress)
 
 
