@@ -77,3 +77,30 @@ def test_no_btf_means_none_and_a_broken_one_a_clear_error(tmp_path):
     bad.write_bytes(b"\0" * 64)
     with pytest.raises(btf.BtfError, match="not a little-endian BTF blob"):
         btf.offsets(bad, cache=tmp_path / "c")
+
+
+def test_a_kernel_that_refuses_task_storage_gets_the_hash_for_calls_in_flight():
+    """The loader keeps a syscall in flight in task-local storage where the kernel has BTF; a
+    kernel that refuses the program with it (task storage for tracepoint programs is 5.11+) gets
+    it compiled again with the hash. Another failure is not retried. (BCC stood in for by a module
+    whose BPF() refuses what a kernel would: the loader's choice, not the kernel, is under test.)"""
+    from osrewind.probes.loader import Probe
+
+    class Refusing:
+        def __init__(self, refuse):
+            self.refuse, self.calls = refuse, []
+
+        def BPF(self, text, cflags):  # noqa: N802 - BCC's name
+            self.calls.append(list(cflags))
+            if self.refuse(cflags):
+                raise Exception("Failed to load BPF program state_exit: Invalid argument")  # noqa: TRY002
+            return "loaded"
+
+    old_kernel = Refusing(lambda flags: "-DPENDING_TASK_STORAGE" in flags)
+    assert Probe._compile(old_kernel, ["-DKERNEL_IDENTITY", "-DPENDING_TASK_STORAGE"]) == "loaded"
+    assert old_kernel.calls == [["-DKERNEL_IDENTITY", "-DPENDING_TASK_STORAGE"], ["-DKERNEL_IDENTITY"]]
+
+    broken = Refusing(lambda flags: True)
+    with pytest.raises(Exception, match="Invalid argument"):
+        Probe._compile(broken, ["-DKERNEL_IDENTITY"])
+    assert len(broken.calls) == 1
