@@ -263,6 +263,13 @@ def read_elapsed(out: Path) -> tuple[int, int]:
     return int(start), int(end)
 
 
+def output_tail(stdout: str) -> list[str]:
+    """What a workload's output says of how it ended: its last line, after the lines that name a
+    failed test (pytest -rf: "FAILED tests/...::test - why")."""
+    lines = [x for x in stdout.strip().splitlines() if x.strip() and not x.startswith("{")]
+    return [x for x in lines[:-1] if x.startswith(("FAILED ", "ERROR "))] + lines[-1:]
+
+
 def run_untraced(elapsed: Path, scratch: Path, cmd: list[str], cwd: Path, env: dict) -> dict:
     out = scratch / "elapsed.untraced"
     out.unlink(missing_ok=True)
@@ -270,7 +277,7 @@ def run_untraced(elapsed: Path, scratch: Path, cmd: list[str], cwd: Path, env: d
                        capture_output=True, text=True)
     start, end = read_elapsed(out)
     return {"workload_s": (end - start) / 1e9, "rc": p.returncode,
-            "tail": [x for x in p.stdout.strip().splitlines() if x.strip()][-1:]}
+            "tail": output_tail(p.stdout)}
 
 
 def lost_causes(tree: Tree, db: Path, run_id: str) -> dict[str, int]:
@@ -309,7 +316,7 @@ def run_recorded(tree: Tree, elapsed: Path, scratch: Path, cmd: list[str], cwd: 
     summary = benchlib.last_json_line(p.stdout)
     res = {"rc": p.returncode, "record_s": (t1 - t0) / 1e9, "events": summary.get("events"),
            "lost": summary.get("lost"), "status": summary.get("status"), "run_id": summary.get("run_id"),
-           "tail": [x for x in p.stdout.strip().splitlines() if x.strip() and not x.startswith("{")][-1:]}
+           "tail": output_tail(p.stdout)}
     if out.exists():
         start, end = read_elapsed(out)
         res.update(workload_s=(end - start) / 1e9, startup_s=(start - t0) / 1e9, tail_s=(t1 - end) / 1e9)
@@ -366,8 +373,11 @@ def print_table(r: dict) -> None:
                 line += f"  error: {rec['error'][:120]}"
             print(line)
             if w["workload"] == "tests" and (u.get("tail") or rec.get("tail")):
-                print(f"    pytest: untraced {' '.join(u.get('tail') or [])!r}; recorded "
-                      f"{' '.join(rec.get('tail') or [])!r}")
+                print(f"    pytest: untraced {(u.get('tail') or [''])[-1]!r}; recorded "
+                      f"{(rec.get('tail') or [''])[-1]!r}")
+                for side, res in (("untraced", u), ("recorded", rec)):
+                    for failed in (res.get("tail") or [])[:-1]:
+                        print(f"    {side}: {failed}")
     for n in r["notes"]:
         print("note:", n)
     la = r["loadavg_1min_at_steps"]
@@ -427,7 +437,8 @@ def main() -> int:
 
             plans.append(("make", desc, clean, cmd, src, ENV))
         if args.workload in ("tests", "all"):
-            tests = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "--ignore-glob=*_kernel.py", "-m", "not kernel"]
+            tests = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", "--ignore-glob=*_kernel.py",
+                     "-m", "not kernel"]
             if not args.tests_all:
                 tests += ["--ignore=tests/test_hardening_store.py", "--ignore-glob=tests/test_tui*.py"]
             desc = ("pytest " + " ".join(tests[2:]) + (" (the whole non-kernel suite)" if args.tests_all else
