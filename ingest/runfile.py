@@ -140,7 +140,10 @@ def read(path: str) -> tuple[Manifest, dict[str, pa.Table]]:
                 blob = z.read(info["file"])
                 if hashlib.sha256(blob).hexdigest() != info["sha256"]:
                     raise RunFileError(f"{path}: {info['file']} is corrupt (its checksum does not match)")
-                tables[table] = pq.read_table(io.BytesIO(blob))
+                # one thread: Arrow's pool, started for a read just before the process exits (a
+                # bad file's one-line error), aborted the interpreter's exit now and then
+                # ("terminate called without an active exception", SIGABRT instead of exit 2)
+                tables[table] = pq.read_table(io.BytesIO(blob), use_threads=False)
                 if tables[table].num_rows != info["rows"]:
                     raise RunFileError(f"{path}: {info['file']} holds {tables[table].num_rows} rows, "
                                        f"the manifest says {info['rows']}")
