@@ -471,7 +471,7 @@ static __always_inline void dent_read(struct dent *d, void *dentry) {
 // struct mount: mnt_parent, mnt_mountpoint, and mnt.mnt_root (struct vfsmount embedded at MOUNT_MNT)
 #define MNT_ROOT (OFF_MOUNT_MNT + OFF_VFSMOUNT_ROOT)
 #define MNT_LO MIN2(MIN2(OFF_MOUNT_PARENT, OFF_MOUNT_MOUNTPOINT), MNT_ROOT)
-#define MNT_HI MAX2(MAX2(OFF_MOUNT_PARENT, OFF_MOUNT_MOUNTPOINT), MNT_ROOT) + 8
+#define MNT_HI (MAX2(MAX2(OFF_MOUNT_PARENT, OFF_MOUNT_MOUNTPOINT), MNT_ROOT) + 8)
 struct mnt {
     void *parent, *mountpoint, *root;
 };
@@ -614,9 +614,9 @@ static __always_inline int wants_kpath(u16 kind, long ret) {
 
 // struct file: f_inode, f_path.mnt, f_path.dentry; struct inode: i_sb, i_ino
 #define FILE_LO MIN2(OFF_FILE_INODE, MIN2(OFF_FILE_PATH_MNT, OFF_FILE_PATH_DENTRY))
-#define FILE_HI MAX2(OFF_FILE_INODE, MAX2(OFF_FILE_PATH_MNT, OFF_FILE_PATH_DENTRY)) + 8
+#define FILE_HI (MAX2(OFF_FILE_INODE, MAX2(OFF_FILE_PATH_MNT, OFF_FILE_PATH_DENTRY)) + 8)
 #define INODE_LO MIN2(OFF_INODE_SB, OFF_INODE_INO)
-#define INODE_HI MAX2(OFF_INODE_SB, OFF_INODE_INO) + 8
+#define INODE_HI (MAX2(OFF_INODE_SB, OFF_INODE_INO) + 8)
 
 static __always_inline void put_kpath(struct event *e, u16 kind, long ret) {
     u32 zero = 0;
