@@ -402,7 +402,9 @@ class Probe:
     @staticmethod
     def _compile(bcc, flags: list[str]):
         """The program, compiled and loaded. A kernel with BTF whose tracepoint programs may not use
-        task-local storage (older than 5.11) gets the hash for the syscalls in flight instead."""
+        task-local storage (older than 5.11) gets the hash for the syscalls in flight instead: then
+        -DPENDING_TASK_STORAGE is taken out of ``flags`` itself, so the caller's later checks of
+        ``flags`` see what was compiled."""
         try:
             return bcc.BPF(text=program_text().encode(), cflags=flags)
         except Exception:  # BCC raises bare Exception on compile/load failure
