@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 
 from osrewind.errors import OsrewindError, StoreError
 from osrewind.probes.records import KIND_CODES
@@ -46,6 +47,9 @@ PAGE = 200_000
 LIVE_PAGE = 50_000      # while recording: short reads, the recorder's inserts share the client
 _SYSCALL = KIND_CODES["syscall"]   # in state_events_after: a successful read or write, or a setuid-family call
 SHORT_STRETCH = 16      # reads and writes in a row below which they are applied one by one
+# A page where at least this share of the facts are reads and writes is read in two queries
+# (``_page_sql``): the next page is read so too
+TWO_STEP_SHARE = 0.5
 
 HISTORY_DDL = ["""
 CREATE TABLE IF NOT EXISTS processes (
@@ -110,6 +114,27 @@ FORMAT = codec.FORMAT
 
 
 # ------------------------------------------------------------------ store
+
+
+_WIDE_COLUMNS = "ts, seq, CAST(kind, 'Int8') AS kind_code, tgid, tid, ret, a0, a1, a2, a3, a4, a5, nr, cpu, comm, path, path2, argv"
+_KEY_COLUMNS = "ts, seq, CAST(kind, 'Int8') AS kind_code, tgid, ret, a0, nr"
+_ORDER = "ORDER BY ts, seq"
+
+
+@cache
+def _page_sql() -> tuple[str, str]:
+    """The indexer's two queries for a page of an io-heavy run, both ``state_events_after`` itself:
+    its facts with only the columns a read or write needs (what most of them are), then every
+    column of its facts other than reads and writes (those up to the page's last instant ``at``
+    are exactly the page's, unless a fact was stored in between). Measured on a dd run's 4M
+    facts: the pages read in 0.99-1.0 s against 1.14-1.19 s with every column of every fact, and
+    the run indexed in 2.23-2.31 s against 2.56-2.81 s."""
+    text = named.sql("state_events_after")
+    if text.count(_WIDE_COLUMNS) != 1 or text.count(_ORDER) != 1:
+        raise RuntimeError("state_events_after.sql no longer has the column list or order the indexer expects")
+    keys = text.replace(_WIDE_COLUMNS, _KEY_COLUMNS)
+    others = text.replace(_ORDER, f"  AND NOT (kind = 'syscall' AND ret > 0)\n{_ORDER}")
+    return keys, others
 
 
 # One line of meaning for every column of the index's tables (osrewind sql --schema).
@@ -330,6 +355,7 @@ class Indexer:
         self.rows_since = 0             # facts of any kind since the last keyframe
         self.facts = 0
         self.frames = 0                 # keyframes inserted
+        self.two_step = False           # the last page was mostly reads and writes: see _page
 
     def _machine(self) -> Machine:
         if self.m is None:  # the baseline is in the store before the first fact is
@@ -351,13 +377,12 @@ class Indexer:
         m = self._machine()
         done = 0
         while True:
-            table = named.run_arrow(self.store, "state_events_after", run=self.run_id, at=upto_ns, c_ts=self.c_ts,
-                                    c_seq=self.c_seq, lim=self.page, **syscall_params(m))
+            table, others = self._page(m, upto_ns)
             n = table.num_rows
             if n == 0:
                 break
             with _collector_paused():
-                frames = self._apply(m, table)
+                frames = self._apply(m, table, others)
                 self.c_ts, self.c_seq = int(table.column("ts")[n - 1].as_py()), int(table.column("seq")[n - 1].as_py())
                 done += n
                 self._insert(frames)
@@ -369,8 +394,36 @@ class Indexer:
                 break
         return done
 
-    def _apply(self, m: Machine, table) -> list[tuple[int, int, int, bytes]]:
-        """One page of facts, in order: the keyframes that fell due in it."""
+    def _page(self, m: Machine, upto_ns: int):
+        """The next page of facts after the cursor: (its facts, None) in one query, or, while pages
+        are mostly reads and writes, (its facts with the columns a read or write needs, every column
+        of its other facts) in two (``_page_sql``)."""
+        import numpy as np
+
+        params = {"run": self.run_id, "at": upto_ns, "c_ts": self.c_ts, "c_seq": self.c_seq, "lim": self.page,
+                  **syscall_params(m)}
+        narrow = self.two_step
+        if narrow:
+            keys_sql, others_sql = _page_sql()
+            table = self.store.query_arrow(keys_sql, params, binary=True)
+        else:
+            table = named.run_arrow(self.store, "state_events_after", **params)
+        n, others = table.num_rows, None
+        if n:
+            io = int(np.count_nonzero((table.column("kind_code").to_numpy() == _SYSCALL) &
+                                      (table.column("ret").to_numpy() > 0)))
+            if narrow and io < n:
+                last = int(table.column("ts")[n - 1].as_py())
+                # one more than expected: a fact stored between the two queries, inside the page, shows
+                others = self.store.query_arrow(others_sql, {**params, "at": last, "lim": n - io + 1}, binary=True)
+                if others.num_rows != n - io:   # it did: the page is read again, whole
+                    table, others = named.run_arrow(self.store, "state_events_after", **params), None
+            self.two_step = io >= TWO_STEP_SHARE * n
+        return table, others
+
+    def _apply(self, m: Machine, table, others=None) -> list[tuple[int, int, int, bytes]]:
+        """One page of facts, in order: the keyframes that fell due in it. ``others``: every column
+        of its facts other than reads and writes, when ``table`` has only the keys (``_page``)."""
         import numpy as np
 
         n = table.num_rows
@@ -380,7 +433,7 @@ class Indexer:
         io = (table.column("kind_code").to_numpy() == _SYSCALL) & (table.column("ret").to_numpy() > 0)
         bounds = np.flatnonzero(io[1:] != io[:-1]) + 1           # where a stretch of one sort ends
         other = np.flatnonzero(~io)
-        cols = named.columns(table.take(other)) if len(other) else {}
+        cols = {} if not len(other) else named.columns(others if others is not None else table.take(other))
         rw = _ReadsWrites(table, m) if len(other) < n else None
         frames: list[tuple[int, int, int, bytes]] = []
         j = 0                                                    # next row of ``cols``

@@ -117,15 +117,19 @@ def reference(store, run) -> tuple[HistoryLog, list]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_bulk_reads_and_writes_index_exactly(tmp_path, seed):
+def test_bulk_reads_and_writes_index_exactly(tmp_path, seed, monkeypatch):
     db = str(tmp_path / "db")
     run_id = mixed_run(db, seed, 12_000)
+    narrow = []
+    page_sql = keyframes._page_sql
+    monkeypatch.setattr(keyframes, "_page_sql", lambda: narrow.append(1) or page_sql())
     with Store(db, purpose="test") as store:
         run = resolve_run(store, run_id)
         keyframes.ensure_table(store)
-        ix = keyframes.Indexer(store, run_id, every=60, page=1_700)   # pages end inside stretches too
+        ix = keyframes.Indexer(store, run_id, every=60, page=700)   # pages end inside stretches too
         frames = ix.finish()
         assert frames >= 10
+        assert len(narrow) >= 4, "the pages were not read in two queries (keys, then the other facts)"
         # every keyframe is the state the one-fact-at-a-time machine has at its instant
         rows = store.query("SELECT ts, seq FROM keyframes WHERE run_id = {r:UUID} ORDER BY ts", {"r": run_id})
         for ts, seq in rows:
@@ -157,6 +161,34 @@ def test_a_live_index_and_a_rebuild_write_the_same_keyframes(tmp_path):
         assert keyframes.build(store, run, every=45) == len(written)
         assert store.query("SELECT ts, seq, facts FROM keyframes WHERE run_id = {r:UUID} ORDER BY ts",
                            {"r": run_id}) == written
+
+
+def test_a_fact_landing_between_a_pages_two_queries_is_indexed(tmp_path, monkeypatch):
+    # a page read in two queries (keys, then the facts other than reads and writes): a fact stored
+    # between them, inside the page, makes the page read again whole, so nothing is skipped
+    db = str(tmp_path / "db")
+    run_id = mixed_run(db, 4, 6_000)
+    late = []
+    with Store(db, purpose="test") as store:
+        run = resolve_run(store, run_id)
+        keyframes.ensure_table(store)
+        keys_sql, others_sql = keyframes._page_sql()
+        query_arrow = store.query_arrow
+
+        def landing(sql, params=None, **kw):
+            if sql == others_sql and not late:   # the run's last process opens a file, mid-page
+                late.append(record(params["at"] - 1, "open", 100, ret=77, a0=AT_FDCWD, path=b"/late"))
+                store.insert_arrow("events", decode.to_arrow(np.concatenate(late), run_id, 10**9))
+            return query_arrow(sql, params, **kw)
+
+        monkeypatch.setattr(store, "query_arrow", landing)
+        ix = keyframes.Indexer(store, run_id, every=60, page=900)
+        ix.finish()
+        monkeypatch.undo()
+        assert late, "no page was read in two queries"
+        log, final = reference(store, run)
+        assert codec.document(ix.m) == final
+        assert any(f.target == "/late" for f in ix.m.procs[100].fds.values())
 
 
 def only_io_run(db: str, n: int, fd_kind: str, chdir_every: int = 0) -> str:
