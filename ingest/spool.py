@@ -331,36 +331,6 @@ def read_payload(path: Path, frame: Frame) -> dict[int, np.ndarray]:
     return out
 
 
-def read_joined(path: Path, frames_: list[Frame]) -> dict[int, np.ndarray]:
-    """The parts of ``frames_`` (DRAIN frames, in spool order) joined by what they hold: one array
-    per part code, each frame's part read straight into its place (one copy out of the page cache;
-    reading each frame on its own and then joining them copied every byte twice: 10-15% of a
-    catch-up's CPU time)."""
-    sizes: dict[int, int] = {}
-    for f in frames_:
-        for code, n in f.parts:
-            sizes[code] = sizes.get(code, 0) + n
-    out = {code: np.empty(n, dtype=np.uint8) for code, n in sizes.items()}
-    at = dict.fromkeys(sizes, 0)
-    fds: dict[int, int] = {}
-    try:
-        for f in frames_:
-            fd = fds.get(f.seg)
-            if fd is None:
-                fd = fds[f.seg] = os.open(path / segment_name(f.seg), os.O_RDONLY | os.O_CLOEXEC)
-            off = f.payload_off
-            for code, n in f.parts:
-                got = os.preadv(fd, [out[code][at[code] : at[code] + n]], off) if n else 0
-                if got != n:
-                    raise SpoolError(errno.EIO, f"spool segment {f.seg} of {path} is shorter than its frames")
-                at[code] += n
-                off += n
-    finally:
-        for fd in fds.values():
-            os.close(fd)
-    return out
-
-
 def frames(path: Path, start: Pos | None = None) -> Iterator[Frame]:
     """Every whole frame of a spool from ``start`` (recovery): a torn or damaged frame ends its
     segment, and the next segment carries on."""

@@ -450,9 +450,8 @@ class EventWriter:
         if self.guard is not None:
             self.guard()
         drains = []
-        # recovering, each drain is cut where the disk lost its records; else the drains are one
-        for data in ([spool.read_payload(self.spool.path, f) for f in frames] if self.recovering else
-                     [spool.read_joined(self.spool.path, frames)] if frames else []):
+        for f in frames:
+            data = spool.read_payload(self.spool.path, f)
             raw = {spool.PART_RINGS[c]: b for c, b in data.items() if c in spool.PART_RINGS}
             if self.recovering:
                 raw = {r: spool.valid_prefix(b, records.RINGS[r]) for r, b in raw.items()}

@@ -51,27 +51,6 @@ def test_frames_round_trip_and_a_torn_tail_ends_the_segment(tmp_path):
     assert not (tmp_path / "spool").exists()
 
 
-def test_drains_read_back_joined_are_their_parts_in_spool_order(tmp_path, monkeypatch):
-    monkeypatch.setattr(spool, "SEGMENT_BYTES", 1)   # a segment a frame: the batch spans segments
-    sp = _spool(tmp_path, uuid.uuid4())
-    ev, sc = spool.RING_PARTS["events"], spool.RING_PARTS["rb_sc"]
-    drains = [{ev: buf(slot(event(10 + i, K["open"], s1=b"/x" * i, ret=3)))} |
-              ({sc: buf(slot(call(20 + i, 7, 0, (i, 0, 0, 0, 0, 0))))} if i % 2 else {}) for i in range(5)]
-    frames = [sp.append(spool.DRAIN, i, list(d.items())) for i, d in enumerate(drains)]
-    assert len({f.seg for f in frames}) == 5
-    got = spool.read_joined(sp.path, frames)
-    assert set(got) == {ev, sc}
-    for code in (ev, sc):
-        want = b"".join(d[code].tobytes() for d in drains if code in d)
-        assert got[code].tobytes() == want
-        assert want == b"".join(spool.read_payload(sp.path, f).get(code, np.zeros(0, np.uint8)).tobytes()
-                                for f in frames)
-    assert spool.read_joined(sp.path, []) == {}
-    (sp.path / spool.segment_name(5)).write_bytes(b"")   # a segment cut short under the reader
-    with pytest.raises(spool.SpoolError, match="shorter than its frames"):
-        spool.read_joined(sp.path, frames)
-
-
 def test_ring_slots_lost_by_the_disk_are_cut_on_recovery():
     good = slot(event(10, K["close"], a=(3,)))
     raw = buf(good, good, b"\0" * len(good))
