@@ -26,6 +26,15 @@ def record(ts: int, kind: str, tgid: int, ret: int = 0, a0: int = 0, a1: int = 0
     return ev
 
 
+def rename(ts: int, tgid: int, old: bytes, new: bytes, flags: int = 0) -> np.ndarray:
+    """A rename(2) fact as the probe writes it: the two paths in the two halves of its string."""
+    ev = record(ts, "rename", tgid, a0=AT_FDCWD, a1=AT_FDCWD, a2=flags, path=old)
+    raw = bytearray(ev["str"][0].tobytes())
+    raw[STR_HALF : STR_HALF + len(new)] = new
+    ev["str"], ev["len2"] = bytes(raw), len(new)
+    return ev
+
+
 def write_run(db: str, name: str = "synthetic", start_ns: int = 10_000_000_000, duration_ns: int = 2_000_000_000,
               pid: int = 4242) -> str:
     """A run: one baseline shell that opens /tmp/a at +0.5s, forks a child at +1s, exits 0 at +1.5s."""
@@ -155,13 +164,19 @@ def random_run(db: str, seed: int, n: int = 3000, name: str = "random") -> str:
             out.append(record(t, "socket", pid, ret=low, a0=2, a1=1))
             fds.add(low)
         k = len(out)
+    return store_generated(db, out, start, t + 1, name)
+
+
+def store_generated(db: str, out: list[np.ndarray], start: int, end: int, name: str) -> str:
+    """A generated run's facts stored as a run of process 100 (a shell in /work with fds 0-2 on a
+    terminal at the start); returns its id."""
     evs = np.concatenate(out)
     run_id = uuid.uuid4()
     with Store(db, purpose="test") as store:
         store.ensure_schema()
         store.insert_rows(
             "runs",
-            [[run_id, name, "testhost", "", "6.18", ["sh", "gen"], "/work", "command", 100, start, t + 1, 0,
+            [[run_id, name, "testhost", "", "6.18", ["sh", "gen"], "/work", "command", 100, start, end, 0,
               len(evs), 0, 0, "complete", "test", time.time_ns()]],
             ["run_id", "name", "host", "boot_id", "kernel", "command", "cwd", "scope", "root_pid", "start_ns",
              "end_ns", "wall_offset_ns", "events", "lost", "exit_code", "status", "version", "updated_ns"],

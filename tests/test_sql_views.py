@@ -12,12 +12,14 @@ import random
 import sys
 
 import pytest
-from synthetic import random_run
+from synthetic import random_run, record, rename, store_generated
 
 from conftest import WORKLOADS, osrewind, record_json
 from osrewind.ingest.store import Store
+from osrewind.probes.records import AT_FDCWD
 from osrewind.queries import keyframes, osquery
 from osrewind.queries.api import Recording
+from osrewind.queries.engine.intervals import IntervalLog
 from osrewind.queries.runs import resolve_run
 from osrewind.queries.state import state_at
 
@@ -27,6 +29,7 @@ SOCKET_COLUMNS = ["pid", "fd", "family", "protocol", "local_address", "local_por
                   "remote_port", "state"]
 PORT_COLUMNS = ["pid", "port", "protocol", "family", "address"]
 OWN = ["run_id", "start_ns", "valid_from_ns", "valid_to_ns"]
+START_NS = 60_000_000_000
 
 
 def _joined(family: int, address: str, port: int, path: str) -> str:
@@ -112,6 +115,59 @@ def test_views_equal_the_rewind_at_random_instants_of_a_real_recording(kernel, t
         assert listening[0][0] > 0   # the workload's server listened
         rec.reindex()
     assert agree_everywhere(db, summary["run_id"], samples=10, seed=6) > 5
+
+
+def test_facts_compare_only_what_they_changed(tmp_path, monkeypatch):
+    """Two processes hold many files and their cwds in directories that are renamed (the directory,
+    a file onto an open one, an exchange) and unlinked (files held open, a directory that is a cwd),
+    and make pipes, threads and chdirs: the intervals equal the rewind at every fact, and the index
+    compared only what each fact changed (the holders a rename or unlink moved, a pipe's two fds, a
+    process's own row), never every fd of a process (the per-fact cost that made a process with
+    thousands of fds quadratic to index)."""
+    db = tmp_path / "db"
+    t, out = START_NS, []
+
+    def at(step: int = 1000) -> int:
+        nonlocal t
+        t += step
+        return t
+
+    for i in range(40):
+        out.append(record(at(), "open", 100, ret=3 + i, a0=AT_FDCWD, path=f"/data/d1/f{i}".encode()))
+    out.append(record(at(), "chdir", 100, path=b"/data/d1"))
+    out.append(record(at(), "pipe", 100, a0=43, a1=44))
+    out.append(record(at(), "fork", 100, a0=100, a1=7001, a2=0x10000))     # a thread
+    ev = record(at(), "task_exit", 100)
+    ev["tid"] = 7001
+    out.append(ev)
+    out.append(record(at(), "fork", 100, a0=100, a1=101, a2=0x1200011))
+    out.append(record(at(), "chdir", 101, path=b"/data/d2/sub"))
+    out.append(rename(at(), 100, b"/data/d1", b"/data/d3"))                 # fds and a cwd move
+    out.append(rename(at(), 101, b"/data/d3/f1", b"/data/d3/f2", flags=2))   # RENAME_EXCHANGE
+    out.append(record(at(), "unlink", 100, a0=AT_FDCWD, path=b"/data/d3/f5"))  # held open by both
+    out.append(rename(at(), 101, b"/data/d3/f6", b"/data/d3/f7"))           # onto an open file
+    out.append(record(at(), "unlink", 101, a0=AT_FDCWD, a2=0x200, path=b"/data/d2/sub"))  # a cwd's directory
+    out.append(record(at(), "close", 101, a0=9))
+    out.append(record(at(), "open", 101, ret=9, a0=AT_FDCWD, path=b"f8"))   # relative to the new cwd
+    out.append(rename(at(), 100, b"/data/d3", b"/data/d4"))
+    for i in range(30):
+        out.append(record(at(), "unlink", 100 + i % 2, a0=AT_FDCWD, path=f"/data/d4/f{10 + i}".encode()))
+    run_id = store_generated(str(db), out, START_NS - 1, at(), "tree")
+    compared, whole = [], []
+    everything, process = IntervalLog.everything, IntervalLog.process
+    monkeypatch.setattr(IntervalLog, "everything", lambda self, m, ts: compared.append(ts) or everything(self, m, ts))
+    monkeypatch.setattr(IntervalLog, "process", lambda self, m, pid, ts: whole.append(pid) or process(self, m, pid, ts))
+    with Store(str(db)) as store:
+        keyframes.build(store, resolve_run(store, run_id), every=3)
+    assert len(compared) == 1, "a rename or unlink compared every process (only the run's start should)"
+    assert whole.count(100) == 1 and whole.count(101) == 1, "a process was compared whole after it began"
+    with Store(str(db)) as store:
+        st = state_at(store, resolve_run(store, run_id), t)
+        assert st.processes[0].fds[8].target == "/data/d4/f5 (deleted)"
+        assert st.processes[0].fds[3 + 15].target == "/data/d4/f15 (deleted)"
+        assert [p.cwd for p in st.processes] == ["/data/d4", "/data/d2/sub (deleted)"]
+        assert st.processes[0].fds[44].kind == "pipe" and st.processes[0].threads == 1
+    assert agree_everywhere(db, run_id, samples=30, seed=3) > 20
 
 
 def test_history_across_runs_in_one_store(tmp_path):

@@ -203,7 +203,9 @@ def on_unlink(m: Machine, f: Fact) -> None:
     if f.ret != 0:
         return
     gone = m.unalias(m.resolve(p, int(f.a0), f.path))
-    unlinked(_holders(m, gone), gone)
+    holders = _holders(m, gone)
+    unlinked(holders, gone)
+    _touched(m, holders)
     if m.log is not None:
         m.log.file(f.ts, p, "delete", gone)
 
@@ -225,15 +227,27 @@ def moved(m: Machine, old: str, new: str, exchange: bool = False) -> None:
     else:
         unlinked(at_new, new)
     _rebase(at_old, old, new)
+    _touched(m, at_old + at_new)
+
+
+def _touched(m: Machine, holders: list[tuple[Proc, Fd | None]]) -> None:
+    """While indexing, the interval log compares these holders alone (a process with thousands of
+    fds would otherwise be compared whole at every unlink)."""
+    if m.touched is not None:
+        m.touched += holders
 
 
 def _holders(m: Machine, path: str) -> list[tuple[Proc, Fd | None]]:
-    """Every file fd (proc, fd) and cwd (proc, None) at ``path`` or beneath it."""
-    prefix = path.rstrip("/") + "/"
+    """Every file fd (proc, fd) and cwd (proc, None) at ``path`` or beneath it. Run at every unlink
+    and rename over every fd of every process: the cheapest test goes first (the target starts
+    with the path), which almost every fd fails at its first characters."""
+    base = path.rstrip("/")
+    prefix = base + "/"
     out: list[tuple[Proc, Fd | None]] = []
     for q in m.procs.values():
         out += [(q, fd) for fd in q.fds.values()
-                if fd.kind == "file" and not fd.gone and (fd.target == path or fd.target.startswith(prefix))]
+                if fd.target.startswith(base) and fd.kind == "file" and not fd.gone
+                and (fd.target == path or fd.target.startswith(prefix))]
         if q.cwd == path or q.cwd.startswith(prefix):
             out.append((q, None))
     return out

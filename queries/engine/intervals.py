@@ -8,8 +8,8 @@ ends is valid to ``OPEN_END``. So the state at T is the rows with ``valid_from_n
 valid_to_ns``: the facts stamped up to and including T, as ``state --at T`` replays them.
 
 What each fact kind can change is declared once (``SCOPE``): the fact's own process (its fds, cwd,
-exe), a fork's parent and child, or anything (a rename moves every holder's path; a socket is
-shared by every fd that refers to it). Kinds not listed change nothing shown here (syscalls, the
+exe), a fork's parent and child, the fds and cwds a rename or unlink moved or unlinked (the engine
+lists them: ``Machine.touched``), or anything (a socket is shared by every fd that refers to it). Kinds not listed change nothing shown here (syscalls, the
 scheduler, exit codes, close-on-exec). A rename the engine held back and applies later
 (``files.release_held``) is seen by the fact that released it. Renames still held when the run ends
 are not applied here: a rewind does not apply them either.
@@ -25,15 +25,21 @@ from osrewind.queries.engine.model import Fd, Proc
 
 OPEN_END = 2**63 - 1   # valid_to_ns of a row that still held when the run ended
 
-FD_RET, FD_A0, PROC, FORK, ALL = 1, 2, 3, 4, 5   # the fd the fact returned / named, its process, ...
+# the fd the fact returned / named, the two it made (a0, a1), its process's own row (not its fds),
+# its process, a fork's parent (its row) and child, the fds and cwds it moved or unlinked
+# (``Machine.touched``), anything
+FD_RET, FD_A0, FD_PAIR, ROW, PROC, FORK, HOLDERS, ALL = 1, 2, 3, 4, 5, 6, 7, 8
 _K = KIND_CODES
 _SYSCALL = _K["syscall"]
 SCOPE = {
     **{_K[k]: FD_RET for k in ("open", "dup", "anonfd", "socket", "accept")},
     _K["close"]: FD_A0,
-    **{_K[k]: PROC for k in ("close_range", "pipe", "chdir", "fchdir", "exec", "socketpair", "task_exit", "identity")},
+    **{_K[k]: FD_PAIR for k in ("pipe", "socketpair")},
+    **{_K[k]: ROW for k in ("chdir", "fchdir", "task_exit", "identity")},   # (the last thread's exit: all)
+    **{_K[k]: PROC for k in ("close_range", "exec")},
     _K["fork"]: FORK,
-    **{_K[k]: ALL for k in ("rename", "unlink", "bind", "connect", "listen", "shutdown", "sockname", "sock_state")},
+    **{_K[k]: HOLDERS for k in ("rename", "unlink")},
+    **{_K[k]: ALL for k in ("bind", "connect", "listen", "shutdown", "sockname", "sock_state")},
 }
 
 _FAMILY_CODES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16, "AF_PACKET": 17}
@@ -100,7 +106,7 @@ class IntervalLog:
         tgid, ts = f.tgid, f.ts
         scope = ALL if released else SCOPE.get(f.kind)
         if scope is None and f.kind == _SYSCALL and f.nr in m.uid_calls:
-            scope = PROC   # a setuid-family call: the process's uid
+            scope = ROW   # a setuid-family call: the process's uid
         if scope is None:
             if tgid not in self.live and tgid in m.procs:   # a process first known by this fact
                 self.process(m, tgid, ts)
@@ -108,12 +114,33 @@ class IntervalLog:
             self.fd(m, tgid, int(f.ret), ts)
         elif scope == FD_A0:
             self.fd(m, tgid, int(f.a0), ts)
+        elif scope == FD_PAIR:
+            self.fd(m, tgid, int(f.a0), ts)
+            self.fd(m, tgid, int(f.a1), ts)
+        elif scope == ROW:
+            self.row(m, tgid, ts)
+        elif scope == FORK:
+            self.row(m, tgid, ts)             # a thread more, or nothing: the parent's fds stay
+            self.process(m, int(f.a1), ts)    # a new process (a new thread is none)
+        elif scope == HOLDERS:
+            self.holders(m, tgid, ts)
         elif scope == ALL:
             self.everything(m, ts)
         else:
             self.process(m, tgid, ts)
-            if scope == FORK:
-                self.process(m, int(f.a1), ts)
+
+    def row(self, m, pid: int, ts: int) -> None:
+        """Compare process ``pid``'s own row (cwd, threads, uid, parent: not its fds), or all of it
+        when the fact began or ended a life of it."""
+        p = m.procs.get(pid)
+        if p is None or self.live.get(pid) != p.start_ns:
+            self.process(m, pid, ts)
+            return
+        row = process_row(p)
+        old, since = self.proc_open[pid]
+        if row != old:
+            self.procs.append((pid, p.start_ns, old, since, ts))
+            self.proc_open[pid] = (row, ts)
 
     def fd(self, m, pid: int, n: int, ts: int) -> None:
         """Compare fd ``n`` of process ``pid`` (the only thing the fact can have changed)."""
@@ -135,6 +162,17 @@ class IntervalLog:
         elif was[0] != row:
             self.fds.append((pid, p.start_ns, n, was[0], was[1], ts))
             held[n] = (row, ts)
+
+    def holders(self, m, tgid: int, ts: int) -> None:
+        """A rename or unlink: the fds and cwds it moved or unlinked (``Machine.touched``), and its
+        own process if this fact is the first to show it."""
+        if tgid not in self.live and tgid in m.procs:
+            self.process(m, tgid, ts)
+        for q, f in m.touched or ():
+            if f is None:
+                self.row(m, q.pid, ts)   # a cwd: the process's own row shows it
+            else:
+                self.fd(m, q.pid, f.fd, ts)
 
     def everything(self, m, ts: int) -> None:
         for pid in [pid for pid in self.live if pid not in m.procs]:

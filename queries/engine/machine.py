@@ -72,6 +72,9 @@ class Machine:
         self.renames_seen: set[int] = set()
         self.held: list[tuple[Fact, str, str]] = []
         self.intervals = None   # an IntervalLog while indexing (engine/intervals.py): told of every fact
+        # while indexing, the fds and cwds (proc, fd or None) the fact being applied moved or unlinked
+        # (files.moved, files.on_unlink): all that a rename or unlink changed; None while rewinding
+        self.touched: list[tuple[Proc, Fd | None]] | None = None
 
     def set_io_numbers(self) -> None:
         """The syscalls whose successful calls move bytes (this machine's architecture's numbers)."""
@@ -111,11 +114,13 @@ class Machine:
             if handler is not None:
                 handler(self, f)
             return
+        self.touched = []
         if handler is not None:
             held = len(self.held)
             handler(self, f)
             released = released or len(self.held) < held   # this fact let held renames apply
         self.intervals.after(self, f, released)
+        self.touched = None
 
     def settle(self) -> None:
         """Apply the renames still held back (the recording has ended: nothing more will come)."""
