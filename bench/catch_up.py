@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import benchlib
@@ -58,7 +59,7 @@ def replay(spool_dir: Path) -> dict:
         frames = list(spool.frames(copy))
         with Store(str(Path(tmp) / "store")) as store:
             store.ensure_schema()
-            writer = EventWriter(store, __import__("uuid").UUID(meta["run_id"]), spool.Spool.reopen(copy))
+            writer = EventWriter(store, uuid.UUID(meta["run_id"]), spool.Spool.reopen(copy))
             c0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
             for f in frames:
                 writer._queue.put(f)   # what put_rings queued during the flood

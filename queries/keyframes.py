@@ -304,6 +304,12 @@ def frame(store, run: RunInfo, at_ns: int) -> tuple[int, int, tuple, tuple[int, 
 # ------------------------------------------------------------------ indexing
 
 
+def _io_mask(table):
+    """Which facts of a ``state_events_after`` page are successful reads and writes (a setuid-family
+    call is a syscall fact too, with ret 0: applied as a fact)."""
+    return (table.column("kind_code").to_numpy() == _SYSCALL) & (table.column("ret").to_numpy() > 0)
+
+
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while one page of facts is applied and its rows
@@ -377,12 +383,12 @@ class Indexer:
         m = self._machine()
         done = 0
         while True:
-            table, others = self._page(m, upto_ns)
+            table, io, others = self._page(m, upto_ns)
             n = table.num_rows
             if n == 0:
                 break
             with _collector_paused():
-                frames = self._apply(m, table, others)
+                frames = self._apply(m, table, io, others)
                 self.c_ts, self.c_seq = int(table.column("ts")[n - 1].as_py()), int(table.column("seq")[n - 1].as_py())
                 done += n
                 self._insert(frames)
@@ -395,9 +401,10 @@ class Indexer:
         return done
 
     def _page(self, m: Machine, upto_ns: int):
-        """The next page of facts after the cursor: (its facts, None) in one query, or, while pages
-        are mostly reads and writes, (its facts with the columns a read or write needs, every column
-        of its other facts) in two (``_page_sql``)."""
+        """The next page of facts after the cursor and which of them are reads and writes: (its
+        facts, that mask, None) in one query, or, while pages are mostly reads and writes, (its facts
+        with the columns a read or write needs, that mask, every column of its other facts) in two
+        (``_page_sql``)."""
         import numpy as np
 
         params = {"run": self.run_id, "at": upto_ns, "c_ts": self.c_ts, "c_seq": self.c_seq, "lim": self.page,
@@ -408,29 +415,28 @@ class Indexer:
             table = self.store.query_arrow(keys_sql, params, binary=True)
         else:
             table = named.run_arrow(self.store, "state_events_after", **params)
-        n, others = table.num_rows, None
+        n, others, io = table.num_rows, None, _io_mask(table)
         if n:
-            io = int(np.count_nonzero((table.column("kind_code").to_numpy() == _SYSCALL) &
-                                      (table.column("ret").to_numpy() > 0)))
-            if narrow and io < n:
+            moved = int(np.count_nonzero(io))
+            if narrow and moved < n:
                 last = int(table.column("ts")[n - 1].as_py())
                 # one more than expected: a fact stored between the two queries, inside the page, shows
-                others = self.store.query_arrow(others_sql, {**params, "at": last, "lim": n - io + 1}, binary=True)
-                if others.num_rows != n - io:   # it did: the page is read again, whole
+                others = self.store.query_arrow(others_sql, {**params, "at": last, "lim": n - moved + 1}, binary=True)
+                if others.num_rows != n - moved:   # it did: the page is read again, whole
                     table, others = named.run_arrow(self.store, "state_events_after", **params), None
-            self.two_step = io >= TWO_STEP_SHARE * n
-        return table, others
+                    io = _io_mask(table)
+            self.two_step = moved >= TWO_STEP_SHARE * n
+        return table, io, others
 
-    def _apply(self, m: Machine, table, others=None) -> list[tuple[int, int, int, bytes]]:
-        """One page of facts, in order: the keyframes that fell due in it. ``others``: every column
-        of its facts other than reads and writes, when ``table`` has only the keys (``_page``)."""
+    def _apply(self, m: Machine, table, io, others=None) -> list[tuple[int, int, int, bytes]]:
+        """One page of facts, in order: the keyframes that fell due in it. ``io``: which are
+        successful reads and writes; ``others``: every column of the other facts, when ``table``
+        has only the keys (``_page``)."""
         import numpy as np
 
         n = table.num_rows
         ts = table.column("ts").to_numpy()
         seq = table.column("seq").to_numpy()
-        # the reads and writes (a setuid-family call is a syscall fact too, with ret 0: applied as a fact)
-        io = (table.column("kind_code").to_numpy() == _SYSCALL) & (table.column("ret").to_numpy() > 0)
         bounds = np.flatnonzero(io[1:] != io[:-1]) + 1           # where a stretch of one sort ends
         other = np.flatnonzero(~io)
         cols = {} if not len(other) else named.columns(others if others is not None else table.take(other))

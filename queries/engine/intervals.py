@@ -108,8 +108,7 @@ class IntervalLog:
         if scope is None and f.kind == _SYSCALL and f.nr in m.uid_calls:
             scope = ROW   # a setuid-family call: the process's uid
         if scope is None:
-            if tgid not in self.live and tgid in m.procs:   # a process first known by this fact
-                self.process(m, tgid, ts)
+            self.first_seen(m, tgid, ts)
         elif scope == FD_RET:
             self.fd(m, tgid, int(f.ret), ts)
         elif scope == FD_A0:
@@ -129,6 +128,11 @@ class IntervalLog:
         else:
             self.process(m, tgid, ts)
 
+    def first_seen(self, m, pid: int, ts: int) -> None:
+        """A process first known by this fact gets its rows."""
+        if pid not in self.live and pid in m.procs:
+            self.process(m, pid, ts)
+
     def row(self, m, pid: int, ts: int) -> None:
         """Compare process ``pid``'s own row (cwd, threads, uid, parent: not its fds), or all of it
         when the fact began or ended a life of it."""
@@ -136,11 +140,7 @@ class IntervalLog:
         if p is None or self.live.get(pid) != p.start_ns:
             self.process(m, pid, ts)
             return
-        row = process_row(p)
-        old, since = self.proc_open[pid]
-        if row != old:
-            self.procs.append((pid, p.start_ns, old, since, ts))
-            self.proc_open[pid] = (row, ts)
+        self._own_row(pid, p, ts)
 
     def fd(self, m, pid: int, n: int, ts: int) -> None:
         """Compare fd ``n`` of process ``pid`` (the only thing the fact can have changed)."""
@@ -148,26 +148,13 @@ class IntervalLog:
         if p is None or self.live.get(pid) != p.start_ns:
             self.process(m, pid, ts)
             return
-        held = self.fd_open[pid]
         f = p.fds.get(n)
-        was = held.get(n)
-        if f is None:
-            if was is not None:
-                del held[n]
-                self.fds.append((pid, p.start_ns, n, was[0], was[1], ts))
-            return
-        row = fd_row(f, m.tcp)
-        if was is None:
-            held[n] = (row, ts)
-        elif was[0] != row:
-            self.fds.append((pid, p.start_ns, n, was[0], was[1], ts))
-            held[n] = (row, ts)
+        self._fd_row(pid, p.start_ns, self.fd_open[pid], n, None if f is None else fd_row(f, m.tcp), ts)
 
     def holders(self, m, tgid: int, ts: int) -> None:
         """A rename or unlink: the fds and cwds it moved or unlinked (``Machine.touched``), and its
         own process if this fact is the first to show it."""
-        if tgid not in self.live and tgid in m.procs:
-            self.process(m, tgid, ts)
+        self.first_seen(m, tgid, ts)
         for q, f in m.touched or ():
             if f is None:
                 self.row(m, q.pid, ts)   # a cwd: the process's own row shows it
@@ -194,24 +181,32 @@ class IntervalLog:
             self.proc_open[pid] = (process_row(p), ts)
             self.fd_open[pid] = {n: (fd_row(f, m.tcp), ts) for n, f in p.fds.items()}
             return
-        row = process_row(p)
-        old, since = self.proc_open[pid]
-        if row != old:
-            self.procs.append((pid, start, old, since, ts))
-            self.proc_open[pid] = (row, ts)
+        self._own_row(pid, p, ts)
         held = self.fd_open[pid]
         fds = p.fds
         for n in [n for n in held if n not in fds]:
-            r, since = held.pop(n)
-            self.fds.append((pid, start, n, r, since, ts))
+            self._fd_row(pid, start, held, n, None, ts)
         for n, f in fds.items():
-            row = fd_row(f, m.tcp)
-            was = held.get(n)
-            if was is None:
-                held[n] = (row, ts)
-            elif was[0] != row:
-                self.fds.append((pid, start, n, was[0], was[1], ts))
-                held[n] = (row, ts)
+            self._fd_row(pid, start, held, n, fd_row(f, m.tcp), ts)
+
+    def _own_row(self, pid: int, p: Proc, ts: int) -> None:
+        """Process ``pid`` (live, this life) now shows ``p``'s own row: its open row closes if that changed."""
+        row = process_row(p)
+        old, since = self.proc_open[pid]
+        if row != old:
+            self.procs.append((pid, p.start_ns, old, since, ts))
+            self.proc_open[pid] = (row, ts)
+
+    def _fd_row(self, pid: int, start: int, held: dict, n: int, row: tuple | None, ts: int) -> None:
+        """Fd ``n`` of process ``pid`` (life ``start``, open rows ``held``) now shows ``row`` (None:
+        closed): its open row closes if that changed, a new one opens."""
+        was = held.get(n)
+        if was is not None and was[0] != row:
+            self.fds.append((pid, start, n, was[0], was[1], ts))
+            del held[n]
+            was = None
+        if was is None and row is not None:
+            held[n] = (row, ts)
 
     def _end(self, pid: int, ts: int) -> None:
         start = self.live.pop(pid)
