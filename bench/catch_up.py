@@ -59,7 +59,11 @@ def replay(spool_dir: Path) -> dict:
         frames = list(spool.frames(copy))
         with Store(str(Path(tmp) / "store")) as store:
             store.ensure_schema()
-            writer = EventWriter(store, uuid.UUID(meta["run_id"]), spool.Spool.reopen(copy))
+            behind = spool.Spool.reopen(copy)
+            # as the recorder's spool counts them: every frame appended, none in the store yet (the
+            # writer's catch-up, e.g. merges waiting, goes by this backlog)
+            behind.appended = sum(f.nbytes for f in frames)
+            writer = EventWriter(store, uuid.UUID(meta["run_id"]), behind)
             c0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
             for f in frames:
                 writer._queue.put(f)   # what put_rings queued during the flood
