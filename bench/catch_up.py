@@ -59,11 +59,9 @@ def replay(spool_dir: Path) -> dict:
         frames = list(spool.frames(copy))
         with Store(str(Path(tmp) / "store")) as store:
             store.ensure_schema()
-            behind = spool.Spool.reopen(copy)
-            # as the recorder's spool counts them: every frame appended, none in the store yet (the
-            # writer's catch-up, e.g. merges waiting, goes by this backlog)
-            behind.appended = sum(f.nbytes for f in frames)
-            writer = EventWriter(store, uuid.UUID(meta["run_id"]), behind)
+            # reopened, the spool counts its segments as not in the store yet (the backlog), as the
+            # recorder's did when the flood ended: the writer catches up as it did (merges wait)
+            writer = EventWriter(store, uuid.UUID(meta["run_id"]), spool.Spool.reopen(copy))
             c0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
             for f in frames:
                 writer._queue.put(f)   # what put_rings queued during the flood

@@ -177,7 +177,9 @@ class Spool:
     @classmethod
     def reopen(cls, path: Path) -> Spool:
         """A dead recorder's spool, for its recovery (the caller holds its lock): checkpoints and
-        deletions as the recorder's writer would make them; nothing is appended."""
+        deletions as the recorder's writer would make them; nothing is appended. Its segments count
+        as appended and not yet consumed (the backlog), as they were when the recorder died, so
+        the writer catches up on them as after a flood (e.g. merges wait)."""
         self = cls.__new__(cls)
         self.path = Path(path)
         self.max_bytes = DEFAULT_MAX_BYTES
@@ -185,9 +187,9 @@ class Spool:
         self.seg = 0
         self.off = 0
         self._fd = -1
-        self.appended = self.consumed = 0
         self._mutex = threading.Lock()
         self._on_disk = {s: 0 for s in segments(self.path)}
+        self.appended, self.consumed = sum(_size(self.path / segment_name(s)) for s in self._on_disk), 0
         return self
 
     # --------------------------------------------------------------- recorder thread
@@ -281,6 +283,13 @@ def _write_json(path: Path, doc: dict) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _rmdir_if_empty(path: Path) -> None:

@@ -240,7 +240,8 @@ class EventWriter:
             self.stream.restore(checkpoint["held"])
 
     def replay(self, frames: Iterable[Frame]) -> None:
-        """Insert ``frames`` (read back from a dead recorder's spool) on this thread, then the end."""
+        """Insert ``frames`` (read back from a dead recorder's spool) on this thread, then the end;
+        far behind (a large spool), merges wait meanwhile, as after a flood."""
         pending: list[Frame] = []
         rows = 0
         for f in frames:
@@ -255,6 +256,7 @@ class EventWriter:
                 pending, rows = [], 0
                 self._one(f)
         self._insert(pending)
+        self._settle()   # merges run again (a catch-up made them wait)
 
     # ------------------------------------------------------------------ thread
 

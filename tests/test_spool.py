@@ -197,6 +197,47 @@ def test_merges_wait_while_the_writer_catches_up_and_run_again_after(tmp_path, m
         assert parts == 1 and len(_facts(store, run)) == 6 * 4
 
 
+def test_a_large_spool_is_recovered_as_a_catch_up(tmp_path, monkeypatch):
+    """A dead recorder's spool counts as the writer's backlog (its segments' bytes), so recovering
+    one larger than CATCH_UP_BYTES makes merges wait, as a catch-up after a flood does, and run again
+    once it is in: the engine merges the parts it made (OPTIMIZE refuses while merges wait)."""
+    from osrewind.ingest import writer
+
+    run = uuid.uuid4()
+    db = str(tmp_path / "db")
+    with Store(db, purpose="test") as store:
+        store.ensure_schema()
+        store.insert_rows("runs", [[run, "t", 1, 0, "recording"]], ["run_id", "name", "start_ns", "end_ns", "status"])
+        sp = spool.Spool(spool.spool_root(db, True), str(run), {"run_id": str(run), "name": "t", "start_ns": 1})
+        w = EventWriter(store, run, sp, thread=False)
+        for i in range(4):
+            _fill(w, 100 * (i + 1))
+        _die(sp)
+        on_disk = sum(p.stat().st_size for p in sp.path.glob("seg-*"))
+        assert spool.Spool.reopen(sp.path).backlog == on_disk > 0
+        monkeypatch.setattr(writer, "CATCH_UP_BYTES", 1)   # behind by any of it: catching up
+        monkeypatch.setattr(writer, "CATCH_UP_RECORDS", 4)   # a part per frame
+        calls, refused = [], []
+        real_pause, real_insert = store.pause_merges, store.insert_arrow
+        monkeypatch.setattr(store, "pause_merges", lambda t, p: calls.append(p) or real_pause(t, p))
+
+        def insert(table, data):
+            real_insert(table, data)
+            if table == "events" and calls[-1:] == [True]:   # while merges wait, the engine will not merge
+                with pytest.raises(Exception, match="(?i)cancel|abort|merg"):
+                    store.client.command("OPTIMIZE TABLE events FINAL")
+                refused.append(len(data))
+
+        monkeypatch.setattr(store, "insert_arrow", insert)
+        done = recover.recover_all(store)
+        assert [(r.run_id, r.from_spool) for r in done] == [(str(run), 16)]
+        assert calls == [True, False] and refused == [4, 4, 4, 4]
+        store.client.command("OPTIMIZE TABLE events FINAL")
+        parts = store.query("SELECT count() FROM system.parts WHERE database = currentDatabase() "
+                            "AND table = 'events' AND active")[0][0]
+        assert parts == 1 and len(_facts(store, run)) == 16
+
+
 def _two_batches_first_slow(tmp_path, monkeypatch, fail: bool):
     """A writer whose first batch's insert is slow (and fails, with ``fail``) while its second
     inserter puts the second batch in at once. Returns (rows stored, checkpoints, error)."""
