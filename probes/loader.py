@@ -188,7 +188,7 @@ def program_text() -> str:
     """What BCC compiles: the generated header, then record.bpf.c."""
     src = SOURCE.read_text()
     # the header goes after the #includes (it uses the kernel's types and struct pt_regs)
-    marker = "#include <linux/signal.h>\n"
+    marker = "#include <uapi/linux/ptrace.h>\n"
     return src.replace(marker, marker + header(), 1)
 
 

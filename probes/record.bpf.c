@@ -45,7 +45,15 @@
 //   NR_EXECVE, NR_EXECVEAT   the numbers of execve and execveat (their registers are replaced)
 
 #include <uapi/linux/ptrace.h>
-#include <linux/signal.h>
+
+// Kept short to compile (BCC compiles this program at every recording): the tracepoints' argument
+// structs that BCC generates name sigset_t only through pointers, so its declaration here stands in
+// for <linux/signal.h> (0.2 s of parsing); and user memory is read through helpers named here,
+// because a call to bpf_probe_read_user{,_str} makes BCC load every kernel symbol
+// (/proc/kallsyms) to check that the kernel has it (0.5-0.8 s; it has since 5.5).
+typedef struct { unsigned long sig[1]; } sigset_t;
+static long (*read_user)(void *dst, u32 size, const void *src) = (void *)BPF_FUNC_probe_read_user;
+static long (*read_user_str)(void *dst, u32 size, const void *src) = (void *)BPF_FUNC_probe_read_user_str;
 
 #ifndef RINGBUF_PAGES
 #define RINGBUF_PAGES 4096
@@ -761,7 +769,7 @@ static __always_inline int stash_clone(u64 flags) {
 TRACEPOINT_PROBE(syscalls, sys_enter_clone) { return stash_clone(args->clone_flags); }
 TRACEPOINT_PROBE(syscalls, sys_enter_clone3) {
     u64 flags = 0;
-    bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);  // clone_args.flags is first
+    read_user(&flags, sizeof(flags), (void *)args->uargs);  // clone_args.flags is first
     return stash_clone(flags);
 }
 #ifdef HAVE_fork
@@ -808,13 +816,13 @@ static __always_inline int exec_enter(const char *filename, const char *const *a
 #pragma unroll
     for (i = 0; i < ARGV_MAX; i++) {
         const char *p = NULL;
-        if (bpf_probe_read_user(&p, sizeof(p), &argv[i]) || !p)
+        if (read_user(&p, sizeof(p), &argv[i]) || !p)
             break;
         if (off >= STR_HALF) {
             e->a1 = 1;
             break;
         }
-        long n = bpf_probe_read_user_str(&e->str[off & (STR_HALF - 1)], STR_HALF, p);
+        long n = read_user_str(&e->str[off & (STR_HALF - 1)], STR_HALF, p);
         if (n <= 0)
             break;
         off += n;
@@ -962,13 +970,13 @@ static __always_inline int complete_fact(struct inflight *f, u16 kind, long ret,
     if (kind == K_PIPE || kind == K_SOCKETPAIR) {
         int fds[2] = {-1, -1};
         if (ret == 0)
-            bpf_probe_read_user(&fds, sizeof(fds), (void *)f->p1);
+            read_user(&fds, sizeof(fds), (void *)f->p1);
         e->a0 = fds[0];
         e->a1 = fds[1];
     } else if (kind == K_WAIT) {
         int status = -1;
         if (ret > 0 && f->p1)
-            bpf_probe_read_user(&status, sizeof(status), (void *)f->p1);
+            read_user(&status, sizeof(status), (void *)f->p1);
         e->a0 = status;
     }
 #ifdef KERNEL_IDENTITY
@@ -986,7 +994,7 @@ static __always_inline int complete_short(struct inflight *f, u16 kind, long ret
     struct event_short *e = rb_short.ringbuf_reserve(sizeof(struct event_short));
     if (!e)
         return 1;  // not a loss: the full ring takes it
-    long n = bpf_probe_read_user_str(&e->str, STR_SHORT, (void *)f->p1);
+    long n = read_user_str(&e->str, STR_SHORT, (void *)f->p1);
     if (n >= STR_SHORT) {  // STR_SHORT - 1 bytes and no NUL yet: may be longer
         rb_short.ringbuf_discard(e, BPF_RB_NO_WAKEUP);
         return 1;
@@ -1039,7 +1047,7 @@ static __always_inline int complete_as(long ret, int kpath_here) {
         u32 n = out ? 0 : (u32)f->a[1];
         if (out && ret >= 0 && f->p2) {
             int alen = 0;
-            bpf_probe_read_user(&alen, sizeof(alen), (void *)f->p2);
+            read_user(&alen, sizeof(alen), (void *)f->p2);
             n = alen > 0 ? alen : 0;
         }
         if (n > SOCKADDR_MAX)
@@ -1047,7 +1055,7 @@ static __always_inline int complete_as(long ret, int kpath_here) {
         u64 sz = n;
         asm volatile("%0 &= 0x7f" : "+r"(sz));  // a bound the verifier sees (the compiler drops plain masks)
         if (f->p1 && sz > 0 && (!out || ret >= 0)) {
-            bpf_probe_read_user(&e->str, sz, (void *)f->p1);
+            read_user(&e->str, sz, (void *)f->p1);
             e->len1 = sz;
         }
         if (kind == K_BIND && ret == 0 && n >= 4) {  // family, then the port in network order
@@ -1071,10 +1079,10 @@ static __always_inline int complete_as(long ret, int kpath_here) {
         return 0;
     }
     {  // a path (two for rename; or the path passed and the kernel's)
-        long n = f->p1 ? bpf_probe_read_user_str(&e->str, STR_HALF, (void *)f->p1) : 0;
+        long n = f->p1 ? read_user_str(&e->str, STR_HALF, (void *)f->p1) : 0;
         e->len1 = str_len(n);
         if (f->p2) {
-            n = bpf_probe_read_user_str(&e->str[STR_HALF], STR_HALF, (void *)f->p2);
+            n = read_user_str(&e->str[STR_HALF], STR_HALF, (void *)f->p2);
             e->len2 = str_len(n);
         }
     }
@@ -1124,7 +1132,7 @@ EXIT_KPATH(openat)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_openat2) {
     u64 flags = 0;
-    bpf_probe_read_user(&flags, sizeof(flags), (void *)args->how);  // open_how.flags is first
+    read_user(&flags, sizeof(flags), (void *)args->how);  // open_how.flags is first
     return stash(K_OPEN, 2, I(args->dfd), 0, flags, 0, args->filename, NULL);
 }
 EXIT_KPATH(openat2)

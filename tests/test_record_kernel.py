@@ -271,6 +271,19 @@ def test_print_bpf_shows_final_program():
     assert "#define SYSTEM_WIDE" in out.stdout and "TRACEPOINT_PROBE(sched, sched_process_fork)" in out.stdout
 
 
+def test_the_program_calls_no_helper_that_makes_bcc_read_every_kernel_symbol():
+    """BCC compiles the program at every recording; a call of bpf_probe_read_user{,_str} by that
+    name makes it load /proc/kallsyms first (0.5-0.8 s here), so user memory is read through the
+    program's own names for the same helpers."""
+    import re
+
+    from osrewind.probes.loader import ProbeOptions, final_source
+
+    code = re.sub(r"//[^\n]*|/\*.*?\*/", "", final_source(ProbeOptions()), flags=re.S)
+    assert "read_user(" in code and "read_user_str(" in code
+    assert not re.search(r"\bbpf_probe_read_user(_str)?\s*\(", code)
+
+
 def test_demo_shell_workload_rewound_at_its_checkpoint(kernel, tmp_path):
     """`osrewind demo` records osrewind/demo/workload.sh (a real shell script) and rewinds it."""
     proc = osrewind("demo", "--json", db=tmp_path / "db", env={"TMPDIR": str(tmp_path)})
