@@ -701,6 +701,9 @@ class LiveIndexer:
         return self._ix.finish(self.progress)
 
 
+_NO_ENDPOINT = ("", 0)
+
+
 def _write_intervals(store, run_id: str, procs: list[tuple], fds: list[tuple], gen: int) -> None:
     """Rows of ``IntervalLog`` into ``process_intervals`` and ``fd_intervals``."""
     import pyarrow as pa
@@ -725,8 +728,8 @@ def _write_intervals(store, run_id: str, procs: list[tuple], fds: list[tuple], g
         }))
     if fds:   # (pid, start_ns, fd, (since, kind, path, inode, family, protocol, local, remote, state,
         #        listening), valid_from, valid_to)
-        local = [split_endpoint(r[3][6]) for r in fds]
-        remote = [split_endpoint(r[3][7]) for r in fds]
+        local = [split_endpoint(r[3][6]) if r[3][6] else _NO_ENDPOINT for r in fds]   # none: not a socket
+        remote = [split_endpoint(r[3][7]) if r[3][7] else _NO_ENDPOINT for r in fds]
         # a unix socket's path: its own (the addresses say unix:PATH, unix:@NAME or unix: as ever)
         path = [lo[0].removeprefix("unix:") if r[3][4] == 1 else r[3][2] for r, lo in zip(fds, local, strict=True)]
         store.insert_arrow("fd_intervals", pa.table({

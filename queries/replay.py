@@ -29,11 +29,10 @@ def syscall_params(m: Machine) -> dict[str, list[int]]:
 def apply_rows(m: Machine, cols: dict[str, list], start: int, end: int) -> None:
     """Feed rows [start, end) of a state_events_after result (as column lists: ``named.columns``, whose
     text is ``str`` already) to the machine."""
-    ts, kind, tgid, tid, ret = cols["ts"], cols["kind_code"], cols["tgid"], cols["tid"], cols["ret"]
-    a0, a1, a2, a3, a4, a5 = cols["a0"], cols["a1"], cols["a2"], cols["a3"], cols["a4"], cols["a5"]
-    nr, cpu = cols["nr"], cols["cpu"]
-    comm, path, path2, argv = cols["comm"], cols["path"], cols["path2"], cols["argv"]
-    feed = m.feed
-    for i in range(start, end):
-        feed(Fact(ts[i], kind[i], tgid[i], tid[i], ret[i], a0[i], a1[i], a2[i], a3[i], comm[i], path[i], path2[i],
-                  argv[i], cpu[i], a5[i], nr[i], a4[i]))
+    feed, make = m.feed, tuple.__new__   # a Fact straight from its fields' row, in Fact's order
+    for row in zip(*(cols[name][start:end] for name in _FACT_COLUMNS), strict=True):
+        feed(make(Fact, row))
+
+
+# ``state_events_after``'s column of each of Fact's fields, in Fact's order
+_FACT_COLUMNS = tuple("kind_code" if f == "kind" else f for f in Fact._fields)
