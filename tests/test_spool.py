@@ -4,6 +4,7 @@ with every fact exactly once. Records are byte fixtures laid out as the kernel's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -92,17 +93,24 @@ def _facts(store, run) -> list[tuple]:
                        {"r": run})
 
 
-def test_a_writer_killed_mid_run_is_recovered_exactly_once(tmp_path):
-    """Some frames inserted and checkpointed, one inserted after the last checkpoint (the kill came
-    between), the rest only spooled: recovery deletes the unchecked rows, ingests the rest, and the
-    run reads exactly as an uninterrupted one."""
+@contextlib.contextmanager
+def _recording(tmp_path):
+    """A store whose run is 'recording', with that run's spool and a writer over it (no thread: the
+    test inserts), as a recorder has them: (store, run, spool, writer)."""
     run = uuid.uuid4()
     db = str(tmp_path / "db")
     with Store(db, purpose="test") as store:
         store.ensure_schema()
         store.insert_rows("runs", [[run, "t", 1, 0, "recording"]], ["run_id", "name", "start_ns", "end_ns", "status"])
         sp = spool.Spool(spool.spool_root(db, True), str(run), {"run_id": str(run), "name": "t", "start_ns": 1})
-        w = EventWriter(store, run, sp, thread=False)
+        yield store, run, sp, EventWriter(store, run, sp, thread=False)
+
+
+def test_a_writer_killed_mid_run_is_recovered_exactly_once(tmp_path):
+    """Some frames inserted and checkpointed, one inserted after the last checkpoint (the kill came
+    between), the rest only spooled: recovery deletes the unchecked rows, ingests the rest, and the
+    run reads exactly as an uninterrupted one."""
+    with _recording(tmp_path) as (store, run, sp, w):
         w.insert("snapshot_procs", pa.table({"run_id": pa.array([str(run)]), "ts": pa.array([1], pa.int64()),
                                              "pid": pa.array([9], pa.uint32())}))
         _fill(w, 100)
@@ -203,13 +211,7 @@ def test_a_large_spool_is_recovered_as_a_catch_up(tmp_path, monkeypatch):
     once it is in: the engine merges the parts it made (OPTIMIZE refuses while merges wait)."""
     from osrewind.ingest import writer
 
-    run = uuid.uuid4()
-    db = str(tmp_path / "db")
-    with Store(db, purpose="test") as store:
-        store.ensure_schema()
-        store.insert_rows("runs", [[run, "t", 1, 0, "recording"]], ["run_id", "name", "start_ns", "end_ns", "status"])
-        sp = spool.Spool(spool.spool_root(db, True), str(run), {"run_id": str(run), "name": "t", "start_ns": 1})
-        w = EventWriter(store, run, sp, thread=False)
+    with _recording(tmp_path) as (store, run, sp, w):
         for i in range(4):
             _fill(w, 100 * (i + 1))
         _die(sp)
