@@ -177,9 +177,10 @@ class Spool:
     @classmethod
     def reopen(cls, path: Path) -> Spool:
         """A dead recorder's spool, for its recovery (the caller holds its lock): checkpoints and
-        deletions as the recorder's writer would make them; nothing is appended. Its segments count
-        as appended and not yet consumed (the backlog), as they were when the recorder died, so
-        the writer catches up on them as after a flood (e.g. merges wait)."""
+        deletions as the recorder's writer would make them; nothing is appended. What its segments
+        hold past the last checkpoint counts as appended and not yet consumed (the backlog), as it
+        was when the recorder died, so the writer catches up on it as after a flood (e.g. merges
+        wait)."""
         self = cls.__new__(cls)
         self.path = Path(path)
         self.max_bytes = DEFAULT_MAX_BYTES
@@ -189,8 +190,18 @@ class Spool:
         self._fd = -1
         self._mutex = threading.Lock()
         self._on_disk = {s: 0 for s in segments(self.path)}
-        self.appended, self.consumed = sum(_size(self.path / segment_name(s)) for s in self._on_disk), 0
+        self.appended, self.consumed = self._past_checkpoint(), 0
         return self
+
+    def _past_checkpoint(self) -> int:
+        """Bytes of the segments after the last checkpoint (all of them without a readable one)."""
+        try:
+            cp = load_checkpoint(self.path)
+        except SpoolError:
+            cp = None
+        start = cp["pos"] if cp else Pos(0, 0)
+        return sum(max(0, _size(self.path / segment_name(s)) - (start.off if s == start.seg else 0))
+                   for s in self._on_disk if s >= start.seg)
 
     # --------------------------------------------------------------- recorder thread
 

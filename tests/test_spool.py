@@ -127,6 +127,10 @@ def test_a_writer_killed_mid_run_is_recovered_exactly_once(tmp_path):
         w._insert([inserted_past_checkpoint])
         spool.save_checkpoint(sp.path, saved["pos"], saved["seq"], saved["written"], saved["held"])  # the kill
         _die(sp)
+        # what a recovery has to catch up on: the bytes past the checkpoint
+        assert [int(p.name[4:12]) for p in sp.path.glob("seg-*")] == [saved["pos"].seg]
+        past = (sp.path / spool.segment_name(saved["pos"].seg)).stat().st_size - saved["pos"].off
+        assert spool.Spool.reopen(sp.path).backlog == past > 0
         assert [o.run_id for o in recover.pending(store)] == [str(run)]
         done = recover.recover_all(store)
         assert [(r.run_id, r.from_spool) for r in done] == [(str(run), 3 + 1)]   # frame 3: 2 state + 2 syscalls
