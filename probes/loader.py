@@ -179,7 +179,8 @@ EXIT_PROGRAMS = {"EXIT": "state_exit", "EXIT_KPATH": "state_exit_kpath"}
 def state_exits() -> list[tuple[str, str]]:
     """(syscall, program) for each state-lane exit: record.bpf.c's EXIT(name) and EXIT_KPATH(name)
     lines, whose programs are attached to sys_exit_<name> here (one compiled program for them all),
-    on this kernel's syscalls only (as their enters are: HAVE_<name>)."""
+    on this kernel's syscalls only (as their enters are: HAVE_<name>). With the every-syscall stream
+    on, the raw sys_exit hook completes these calls instead (``Probe``: record.bpf.c's state_nr)."""
     return [(name, EXIT_PROGRAMS[mark]) for mark, name in _EXIT_LINE.findall(SOURCE.read_text())
             if syscall_exists(name)]
 
@@ -363,9 +364,15 @@ class Probe:
         self.syscall_regs = ""   # how the every-syscall hooks read registers: "btf" loads, "probe_read"
         try:
             self.bpf = self._compile(bcc, flags)
-            for name, program in state_exits():
-                self.bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{name}".encode(), fn_name=program.encode())
-            if "-DNO_SYSCALLS" not in flags:
+            if "-DNO_SYSCALLS" in flags:
+                for name, program in state_exits():
+                    self.bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{name}".encode(), fn_name=program.encode())
+            else:   # the raw sys_exit hook completes the state lane's calls too (record.bpf.c, state_nr)
+                state_nr = self.bpf[b"state_nr"]
+                for name, _program in state_exits():
+                    nr = syscall_table.number(name)
+                    if nr is not None and nr < 1024:
+                        state_nr[ctypes.c_int(nr)] = ctypes.c_uint8(1)
                 self._attach_syscall_hooks()
         except Exception as exc:  # BCC raises bare Exception on compile/attach failure
             msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

@@ -273,6 +273,12 @@ BPF_F_TABLE("array", u32, struct sc_slot, sc_slot, PID_MAX, 0);   // tid -> the 
 BPF_HASH(sc_exec, u32, struct sc_exec_args, 1024);      // tid -> the registers its execve entered with
 BPF_ARRAY(sc_ctl, u32, 1);                            // [0]: the aggregates' current epoch
 BPF_HASH(sc_agg, struct sc_agg_key, struct sc_agg, 65536);
+// syscall nr -> 1 when its calls complete a state-lane fact (the EXIT / EXIT_KPATH lines below):
+// with the every-syscall stream on, the raw sys_exit hook completes them, so the loader attaches
+// no syscalls:sys_exit_<name> tracepoint for them (the kernel releases each classic tracepoint
+// through a grace period, one at a time: 44 fewer make detaching, and a recording started meanwhile,
+// about half as long)
+BPF_ARRAY(state_nr, u8, 1024);
 #endif
 // Never written by the kernel: their value types let user space check the record layouts.
 BPF_ARRAY(layout_sc_agg_key, struct sc_agg_key, 1);
@@ -1719,6 +1725,11 @@ static __always_inline int on_sys_exit(struct bpf_raw_tracepoint_args *ctx, cons
     u32 cpu = s->cpu;
     s->ts = 0;
     long ret = ctx->args[1];
+    if (nr < 1024) {  // a state-lane call (its enter stashed it): its fact first
+        u8 *state = state_nr.lookup(&nr);
+        if (state && *state)
+            complete_as(ret, 1);  // the kernel's path only where the kind wants it (wants_kpath)
+    }
 #ifdef AGGREGATE_IO
     if (ret > 0 && nr < 1024) {
         u8 *dir = ionr.lookup(&nr);
