@@ -79,6 +79,7 @@ def test_options_attach_only_the_hooks_they_need(kernel):
         tps = {k.decode() for k in probe.bpf.tracepoint_fds}
         assert not {t for t in tps if t.startswith("sched:sched_switch") or "wakeup" in t or "migrate" in t}
         assert "sched:sched_process_fork" in tps and "syscalls:sys_enter_openat" in tps
+        assert "syscalls:sys_exit_openat" in tps   # the state lane's exits: their own tracepoints
         assert set(probe.readers) == {"events", "rb_short", "rb_facts"}
     finally:
         probe.close(background=False)
@@ -86,6 +87,12 @@ def test_options_attach_only_the_hooks_they_need(kernel):
     try:
         assert probe.raw_hooks() == {"sys_enter", "sys_exit"} and probe.syscall_regs == "btf"
         assert set(probe.readers) == {"events", "rb_short", "rb_facts", "rb_sc", "rb_sched"}
+        # the raw sys_exit hook completes the state lane's calls: none of their exit tracepoints
+        from osrewind.probes.loader import state_exits
+
+        tps = {k.decode() for k in probe.bpf.tracepoint_fds}
+        exits = {f"syscalls:sys_exit_{name}" for name, _ in state_exits()}
+        assert "syscalls:sys_exit_openat" in exits and "syscalls:sys_enter_openat" in tps and not exits & tps
     finally:
         probe.close(background=False)
 
