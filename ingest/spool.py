@@ -131,6 +131,17 @@ def segments(path: Path) -> list[int]:
     return sorted(int(m.group(1)) for m in map(_SEG_RE.match, names) if m)
 
 
+def segment_sizes(path: Path) -> dict[int, int]:
+    """The bytes of each segment present in a spool directory (one removed meanwhile: left out)."""
+    out = {}
+    for s in segments(path):
+        try:
+            out[s] = (path / segment_name(s)).stat().st_size
+        except OSError:
+            continue
+    return out
+
+
 def spool_root(location: str, embedded: bool) -> Path:
     """Where the spools of a store's runs live (see the module docstring)."""
     if embedded:
@@ -200,8 +211,8 @@ class Spool:
         except SpoolError:
             cp = None
         start = cp["pos"] if cp else Pos(0, 0)
-        return sum(max(0, _size(self.path / segment_name(s)) - (start.off if s == start.seg else 0))
-                   for s in self._on_disk if s >= start.seg)
+        return sum(max(0, n - (start.off if s == start.seg else 0))
+                   for s, n in segment_sizes(self.path).items() if s >= start.seg)
 
     # --------------------------------------------------------------- recorder thread
 
@@ -294,13 +305,6 @@ def _write_json(path: Path, doc: dict) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def _rmdir_if_empty(path: Path) -> None:
@@ -447,7 +451,7 @@ def orphans(root: Path) -> list[Orphan]:
                 o.meta = json.loads(f.read(1 << 20))
         except (OSError, ValueError):
             o.meta = {}
-        o.bytes = sum((path / segment_name(s)).stat().st_size for s in segments(path))
+        o.bytes = sum(segment_sizes(path).values())
         out.append(o)
     out.sort(key=lambda o: o.meta.get("start_ns", 0))
     return out

@@ -371,7 +371,7 @@ class Probe:
                 state_nr = self.bpf[b"state_nr"]
                 for name, _program in state_exits():
                     nr = syscall_table.number(name)
-                    if nr is not None and nr < 1024:
+                    if nr is not None and nr < state_nr.max_entries:
                         state_nr[ctypes.c_int(nr)] = ctypes.c_uint8(1)
                 self._attach_syscall_hooks()
         except Exception as exc:  # BCC raises bare Exception on compile/attach failure

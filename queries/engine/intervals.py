@@ -133,20 +133,26 @@ class IntervalLog:
         if pid not in self.live and pid in m.procs:
             self.process(m, pid, ts)
 
+    def _same_life(self, m, pid: int, ts: int) -> Proc | None:
+        """Process ``pid`` if its rows are open for the life the machine shows; else (the fact began
+        or ended a life of it) it is compared whole here, and None."""
+        p = m.procs.get(pid)
+        if p is None or self.live.get(pid) != p.start_ns:
+            self.process(m, pid, ts)
+            return None
+        return p
+
     def row(self, m, pid: int, ts: int) -> None:
         """Compare process ``pid``'s own row (cwd, threads, uid, parent: not its fds), or all of it
         when the fact began or ended a life of it."""
-        p = m.procs.get(pid)
-        if p is None or self.live.get(pid) != p.start_ns:
-            self.process(m, pid, ts)
-            return
-        self._own_row(pid, p, ts)
+        p = self._same_life(m, pid, ts)
+        if p is not None:
+            self._own_row(pid, p, ts)
 
     def fd(self, m, pid: int, n: int, ts: int) -> None:
         """Compare fd ``n`` of process ``pid`` (the only thing the fact can have changed)."""
-        p = m.procs.get(pid)
-        if p is None or self.live.get(pid) != p.start_ns:
-            self.process(m, pid, ts)
+        p = self._same_life(m, pid, ts)
+        if p is None:
             return
         f = p.fds.get(n)
         self._fd_row(pid, p.start_ns, self.fd_open[pid], n, None if f is None else fd_row(f, m.tcp), ts)
