@@ -1112,11 +1112,14 @@ static __always_inline int complete_as(long ret, int kpath_here) {
 // verify: in every exit program it doubled the probe's load time).
 static __always_inline int complete(long ret) { return complete_as(ret, 0); }
 
-// The state lane's exits are two programs, each attached by the loader (probes/loader.py,
-// state_exits) to the sys_exit_<name> tracepoint of every EXIT(name) / EXIT_KPATH(name) below: every
-// syscall exit tracepoint has this one layout. One compiled copy of complete_as instead of one per
-// syscall makes the program a third of its size and BCC's compile (the recorder's start-up) about
-// three times quicker.
+// The state lane's exits: the calls of every EXIT(name) / EXIT_KPATH(name) below. With the
+// every-syscall stream on, the raw sys_exit hook completes them (on_sys_exit, state_nr). Without it
+// (NO_SYSCALLS) they are two programs, each attached by the loader (probes/loader.py, state_exits)
+// to the sys_exit_<name> tracepoint of those syscalls: every syscall exit tracepoint has this one
+// layout. One compiled copy of complete_as instead of one per syscall makes the program a third of
+// its size and BCC's compile (the recorder's start-up) about three times quicker; only the build
+// that attaches them compiles them.
+#ifdef NO_SYSCALLS
 struct sys_exit_args {
     u64 common;
     int syscall_nr;
@@ -1124,6 +1127,7 @@ struct sys_exit_args {
 };
 int state_exit(struct sys_exit_args *args) { return complete(args->ret); }
 int state_exit_kpath(struct sys_exit_args *args) { return complete_as(args->ret, 1); }
+#endif
 #define EXIT(name)
 #define EXIT_KPATH(name)
 
