@@ -355,6 +355,45 @@ def read_payload(path: Path, frame: Frame) -> dict[int, np.ndarray]:
     return out
 
 
+def read_drains(path: Path, frames_: list[Frame]) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """The DRAIN frames ``frames_`` read back as one: each ring's parts of all of them read straight
+    into one array (in frame order, one copy out of the page cache: no joining afterwards, which
+    copied a catch-up's records a second time into fresh memory), and their state parts."""
+    sizes: dict[int, int] = {}
+    for f in frames_:
+        for code, n in f.parts:
+            if code in PART_RINGS:
+                sizes[code] = sizes.get(code, 0) + n
+    rings = {code: np.empty(n, dtype=np.uint8) for code, n in sizes.items()}
+    filled = dict.fromkeys(rings, 0)
+    state: list[np.ndarray] = []
+    fd, fd_seg = -1, -1
+    try:
+        for f in frames_:
+            if f.seg != fd_seg:
+                if fd >= 0:
+                    os.close(fd)
+                    fd = -1
+                fd = os.open(path / segment_name(f.seg), os.O_RDONLY | os.O_CLOEXEC)
+                fd_seg = f.seg
+            bufs = []
+            for code, n in f.parts:
+                if code in rings:
+                    bufs.append(rings[code][filled[code] : filled[code] + n])
+                    filled[code] += n
+                else:
+                    bufs.append(np.empty(n, dtype=np.uint8))
+                    if code == PART_STATE:
+                        state.append(bufs[-1])
+            want = f.nbytes
+            if want and os.preadv(fd, [b for b in bufs if len(b)], f.payload_off) != want:
+                raise SpoolError(errno.EIO, f"spool segment {f.seg} of {path} is shorter than its frames")
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return {PART_RINGS[code]: buf for code, buf in rings.items()}, state
+
+
 def frames(path: Path, start: Pos | None = None) -> Iterator[Frame]:
     """Every whole frame of a spool from ``start`` (recovery): a torn or damaged frame ends its
     segment, and the next segment carries on."""

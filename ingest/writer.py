@@ -451,14 +451,18 @@ class EventWriter:
     def _insert_part(self, frames: list[Frame], taken_ns: int) -> None:
         if self.guard is not None:
             self.guard()
-        drains = []
-        for f in frames:
-            data = spool.read_payload(self.spool.path, f)
-            raw = {spool.PART_RINGS[c]: b for c, b in data.items() if c in spool.PART_RINGS}
-            if self.recovering:
-                raw = {r: spool.valid_prefix(b, records.RINGS[r]) for r, b in raw.items()}
-            state = data.get(spool.PART_STATE)
-            drains.append(records.Drained(raw, None if state is None else state.view(records.EVENT_DTYPE)))
+        if self.recovering:   # each frame's ring bytes cut where a torn one ends, before joining
+            drains = []
+            for f in frames:
+                data = spool.read_payload(self.spool.path, f)
+                raw = {spool.PART_RINGS[c]: spool.valid_prefix(b, records.RINGS[spool.PART_RINGS[c]])
+                       for c, b in data.items() if c in spool.PART_RINGS}
+                state = data.get(spool.PART_STATE)
+                drains.append(records.Drained(raw, None if state is None else state.view(records.EVENT_DTYPE)))
+        else:
+            raw, states = spool.read_drains(self.spool.path, frames)
+            state = None if not states else (states[0] if len(states) == 1 else np.concatenate(states))
+            drains = [records.Drained(raw, None if state is None else state.view(records.EVENT_DTYPE))]
         tables, n = decode.lane_tables(drains, self.stream, self.run_id, self.seq)
         batch = None
         if n:
