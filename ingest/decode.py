@@ -309,13 +309,30 @@ class SyscallStream:
         if "tid_comm" in held:
             self.names = {int(t): bytes(c) for t, c in held["tid_comm"]}
 
-    def _name_codes(self, calls: np.ndarray, tids: np.ndarray, flags: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+    def _name_codes(self, comm: np.ndarray, tids: np.ndarray, flags: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
         """Each call's task name as an index into a list of names: the last one sent for its
-        thread up to it (in the order the calls returned); ``names`` then holds each thread's latest."""
-        n = len(calls)
+        thread up to it (in the order the calls returned); ``names`` then holds each thread's latest.
+        ``comm``: the calls' name fields (read only where a name was sent).
+
+        A thread's calls come in runs (between its context switches), and within a run that sends no
+        name every call has its first call's name: the names are worked out for the runs' first
+        calls only (a run starts where the thread changes or a name is sent), then repeated."""
+        n = len(tids)
+        sent = (flags & records.SC_COMM) != 0
+        head = np.ones(n, dtype=bool)
+        if n > 1:
+            head[1:] = (tids[1:] != tids[:-1]) | sent[1:]
+        heads = np.flatnonzero(head)
+        codes, names = self._first_call_codes(comm, heads, tids[heads], sent[heads])
+        return np.repeat(codes, np.diff(heads, append=n)), names
+
+    def _first_call_codes(self, comm: np.ndarray, at: np.ndarray, tids: np.ndarray,
+                          sent: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+        """``_name_codes`` of the calls at positions ``at`` (their ``tids``, whether each ``sent`` its name)."""
+        n = len(tids)
         order = np.argsort(tids, kind="stable")          # each thread's calls together, in order
         st = tids[order]
-        sent = (flags[order] & records.SC_COMM) != 0
+        sent = sent[order]
         first = np.ones(n, dtype=bool)
         first[1:] = st[1:] != st[:-1]
         pos = np.arange(n)
@@ -324,7 +341,7 @@ class SyscallStream:
         here = src >= group_start                        # a name sent earlier in this batch, same thread
         # the names: those sent in this batch, then those carried for threads that sent none yet
         sent_pos = np.flatnonzero(sent)
-        sent_names = calls["comm"][order[sent_pos]]
+        sent_names = comm[at[order[sent_pos]]]
         dictionary, sent_code = np.unique(sent_names, return_inverse=True)
         names = [bytes(b) for b in dictionary]
         code_at = np.zeros(n, dtype=np.int32)
@@ -350,7 +367,7 @@ class SyscallStream:
         cols["kind"] = np.full(n, _SYSCALL, dtype=np.int8)
         for i, w in enumerate(self.arg_words):
             cols[f"a{i}"] = regs[w]
-        codes, names = self._name_codes(calls, cols["tid"], flags)
+        codes, names = self._name_codes(calls["comm"], cols["tid"], flags)
         cols["comm"] = pa.array(names, type=pa.binary()).take(pa.array(codes))
         return cols
 

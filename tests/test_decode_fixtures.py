@@ -227,6 +227,27 @@ def test_task_names_are_carried_per_thread_across_batches():
     assert cols["comm"].to_pylist() == [b"renamed", b""]   # thread 7 never sent one: unknown
 
 
+def test_task_names_agree_with_a_call_by_call_reading_on_runs_of_threads():
+    """Threads' calls in runs of any length, names sent at any call (first, inside a run, back to
+    back), over several batches: every call's name is the one a call-by-call reading gives (the
+    last sent for its thread, in this batch or an earlier one; empty if none yet)."""
+    rng = np.random.default_rng(7)
+    p = decode.SyscallStream()
+    last: dict[int, bytes] = {}
+    for _batch in range(6):
+        calls, want = [], []
+        while len(calls) < 400:
+            tid = int(rng.integers(1, 6))
+            for _ in range(int(rng.choice([1, 1, 2, 5, 40]))):
+                sent = bool(rng.random() < 0.08)
+                if sent:
+                    last[tid] = b"n%d-%d" % (tid, int(rng.integers(0, 3)))
+                calls.append(slot(call(len(calls), tid, 0, [0] * 6, comm=last.get(tid, b""), sent=sent)))
+                want.append(last.get(tid, b""))
+        cols = p.feed(records.records_of(buf(*calls), "sc_call"))
+        assert cols["comm"].to_pylist() == want
+
+
 def test_state_strings_are_cut_from_the_drained_bytes_with_or_without_discards():
     slots = [slot(event(10, K["open"], s1=b"/etc/passwd", ret=3)),
              slot(event(11, K["open"], s1=b"/gone"), discard=True),
