@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from osrewind.ingest.schema import on_server
+
 _CREATE = re.compile(r"^\s*CREATE TABLE IF NOT EXISTS\s+(\w+)\s*\(", re.S)
 _ENGINE = re.compile(r"\)\s*ENGINE\s*=\s*(\w+)(?:\(([^)]*)\))?(.*)$", re.S)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -60,10 +62,11 @@ def cluster_ddl(tables: dict[str, str], cluster: str, database: str, replicated:
                 added: list[tuple[str, str, str]] = ()) -> list[str]:
     """Every table's statements, in order: the local tables, the columns added since their first
     release (``added``: (table, column, type), as ``ingest/schema.ADDED_COLUMNS``), then the
-    Distributed tables (made after, so they have every column)."""
-    pairs = [table_ddl(ddl, cluster, database, replicated) for ddl in tables.values()]
-    alters = [f"ALTER TABLE {database}.{table}_local ON CLUSTER {cluster} ADD COLUMN IF NOT EXISTS {column} {ctype}"
-              for table, column, ctype in added if table in tables]
+    Distributed tables (made after, so they have every column). A cluster's nodes are servers: the
+    statements are as a server takes them (``schema.on_server``)."""
+    pairs = [table_ddl(on_server(ddl), cluster, database, replicated) for ddl in tables.values()]
+    alters = [f"ALTER TABLE {database}.{table}_local ON CLUSTER {cluster} ADD COLUMN IF NOT EXISTS {column} "
+              f"{on_server(ctype)}" for table, column, ctype in added if table in tables]
     return [p[0] for p in pairs] + alters + [p[1] for p in pairs]
 
 

@@ -27,13 +27,24 @@ from pathlib import Path
 from typing import Any
 
 from osrewind.errors import StoreError, UsageError
-from osrewind.ingest.schema import ADDED_COLUMNS, KIND_TYPE, SCHEMA_VERSION, TABLE_SETTINGS, TABLES
+from osrewind.ingest.schema import (
+    ADDED_COLUMNS,
+    KIND_TYPE,
+    SCHEMA_VERSION,
+    TABLE_SETTINGS,
+    TABLES,
+    column_codecs,
+    on_server,
+)
 
 # the driver logs its own copy of every error it raises; osrewind reports them once, in one line
 logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
 logging.getLogger("clickhouse_connect").propagate = False
 
 LOCK_NAME = ".osrewind.lock"
+# The embedded engine's configuration file (ingest/chdb.xml: compression by part size), given to
+# every connection to an embedded store
+CHDB_OPTIONS = {"config-file": str(Path(__file__).resolve().with_name("chdb.xml"))}
 MARKER_NAME = "osrewind-store.json"  # written with the tables: a store that has it must have them
 
 
@@ -416,7 +427,8 @@ class Store:
         try:
             import clickhouse_connect
 
-            self.client = _Serialized(clickhouse_connect.get_client(interface="chdb", path=where))
+            self.client = _Serialized(clickhouse_connect.get_client(interface="chdb", path=where,
+                                                                    chdb_options=CHDB_OPTIONS))
             self.client.command("SELECT 1")
         except Exception as exc:
             raise StoreError(f"cannot open store {shown}: {_one_line(exc)}") from exc
@@ -531,15 +543,17 @@ class Store:
         self.has_schema()  # refuses a damaged store rather than creating empty tables over it
         try:
             for ddl in TABLES.values():
-                self.client.command(ddl)
+                self.client.command(ddl if self.embedded else on_server(ddl))
             self.client.command(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', {v:String})",
                 parameters={"v": str(SCHEMA_VERSION)},
             )
             self._upgrade_kinds()
             for table, column, ctype in ADDED_COLUMNS:
+                ctype = ctype if self.embedded else on_server(ctype)
                 self.client.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {ctype}")
             self._upgrade_settings()
+            self._upgrade_codecs()
             self.remember_tables()
         except Exception as exc:
             raise StoreError(f"cannot create tables in store {self.location}: {_one_line(exc)}") from exc
@@ -563,6 +577,20 @@ class Store:
                     self.client.command(f"ALTER TABLE {table} MODIFY SETTING {listed}")
             except Exception:  # noqa: BLE001, S112 - see above
                 continue
+
+    def _upgrade_codecs(self) -> None:
+        """An embedded store made by an older osrewind names ZSTD(1) where the events table now names
+        ``Default`` (compression by part size: schema's header): a metadata-only change, for the
+        parts made from then on (the old ones are recompressed when merges rewrite them)."""
+        if not self.embedded:
+            return
+        want = column_codecs("events")
+        rows = self.client.query("SELECT name, compression_codec FROM system.columns WHERE database = "
+                                 "currentDatabase() AND table = 'events'").result_rows
+        changes = [f"MODIFY COLUMN {name} CODEC({want[name]})" for name, have in rows
+                   if name in want and want[name].endswith("Default") and not have.endswith("Default)")]
+        if changes:
+            self.client.command("ALTER TABLE events " + ", ".join(changes))
 
     def _upgrade_kinds(self) -> None:
         """A store made by an older osrewind knows fewer event kinds: extending an Enum is a
@@ -599,7 +627,8 @@ class Store:
         other._lock_fd = None
         other._scratch = None
         try:
-            other.client = _Serialized(clickhouse_connect.get_client(interface="chdb", path=self._chdb_path))
+            other.client = _Serialized(clickhouse_connect.get_client(interface="chdb", path=self._chdb_path,
+                                                                     chdb_options=CHDB_OPTIONS))
         except Exception:  # noqa: BLE001 - the writer then inserts one batch at a time, as before
             return None
         return other

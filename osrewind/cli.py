@@ -473,10 +473,10 @@ def store_init(obj: dict, cluster: str | None, replicated: bool, database: str |
       osrewind store init --cluster osrewind --database osrewind --print
     """
     from osrewind.ingest import cluster as cluster_mod
-    from osrewind.ingest.schema import ADDED_COLUMNS, TABLES
+    from osrewind.ingest import schema
     from osrewind.queries import keyframes
 
-    tables = {**TABLES, **keyframes.derived_ddl()}
+    tables = {**schema.TABLES, **keyframes.derived_ddl()}
 
     def show(statements: list[str]) -> None:
         if as_json:
@@ -486,8 +486,9 @@ def store_init(obj: dict, cluster: str | None, replicated: bool, database: str |
             click.echo(st + ";")
 
     if cluster is None:
-        if print_only:
-            show([ddl.strip() for ddl in tables.values()])
+        if print_only:   # as the store of --db takes them: an embedded one, or a server
+            on_server = schema.on_server if obj["db"] and "://" in obj["db"] else (lambda ddl: ddl)
+            show([on_server(ddl).strip() for ddl in tables.values()])
             return
         with _store(obj["db"], "creating tables", write=True) as store:
             store.ensure_schema()
@@ -499,14 +500,15 @@ def store_init(obj: dict, cluster: str | None, replicated: bool, database: str |
         return
     try:
         if print_only:
-            show(cluster_mod.cluster_ddl(tables, cluster, database or "osrewind", replicated, ADDED_COLUMNS))
+            show(cluster_mod.cluster_ddl(tables, cluster, database or "osrewind", replicated,
+                                          schema.ADDED_COLUMNS))
             return
         if obj["db"] is None or "://" not in obj["db"]:
             raise UsageError("--cluster lays the tables out on a ClickHouse server: give --db http(s)://... "
                              "(or --print for the DDL)")
         with _store(obj["db"], "creating tables", write=True) as store:
             db_name = database or store.query("SELECT currentDatabase()")[0][0]
-            statements = cluster_mod.cluster_ddl(tables, cluster, db_name, replicated, ADDED_COLUMNS)
+            statements = cluster_mod.cluster_ddl(tables, cluster, db_name, replicated, schema.ADDED_COLUMNS)
             for st in statements:
                 store.client.command(st)
     except cluster_mod.ClusterError as exc:
