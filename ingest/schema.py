@@ -9,16 +9,19 @@
   state at any instant is complete and not only what changed.
 - ``tests``: the tests of a recorded pytest session (``pytest --osrewind``), with their windows.
 
-Codecs were chosen by measurement (bench/codecs.py, a file-heavy real recording of 122k events):
-Delta+ZSTD(1) on timestamps and sequence numbers, T64+ZSTD(1) on pids, fds and flags, ZSTD(1) on
-strings: 6.3 bytes/event, against 7.2 with DoubleDelta on timestamps (their gaps are irregular),
-7.3 with plain ZSTD(1) and 15.3 with LZ4. ZSTD(3) saves another 5% for more insert CPU, which
-the recorder needs more. The events table names the last step ``Default``: the embedded engine
-(configured by ingest/chdb.xml) compresses a part an insert writes with LZ4 and a part a merge
-writes with ZSTD(1), so a recorder's inserts cost about a third less (a syscall batch: 125-153
-against 189-252 ns a row) and the parts that stay are as small as before. A server decides
-``Default`` for itself (LZ4 unless its ``<compression>`` section says otherwise): there the tables
-name ZSTD(1) (:func:`on_server`).
+Codecs were chosen by measurement (bench/codecs.py, merged parts of real recordings): Delta on
+timestamps and sequence numbers, T64 on the other numbers, then ZSTD(1). On a file-heavy recording
+of 122k events (the table's first 15 columns) that made 6.3 bytes/event, against 7.2 with
+DoubleDelta on timestamps (their gaps are irregular), 7.3 with plain ZSTD(1) and 15.3 with LZ4. On
+today's 20 columns: a file-heavy recording 7.3 bytes/event (plain ZSTD(1): 5.8; LZ4: 13.7), a dd
+flood 0.71 (plain ZSTD(1): 2.0; LZ4: 8.6); the syscall stream is most of what a store holds.
+ZSTD(3) saves another 3-20% for more insert CPU, which the recorder needs more. The events table
+names the last step ``Default``: the embedded engine (configured by ingest/chdb.xml) compresses a
+part an insert writes with LZ4 and a part a merge writes with ZSTD(1), so a recorder's inserts
+cost about a quarter less (a batch of 250k syscall rows through the writer's insert: 143-146
+against 194-222 ns a row at best) and the parts that stay are as small as before. A server
+decides ``Default`` for itself (LZ4 unless its ``<compression>`` section says otherwise): there the
+tables name ZSTD(1) (:func:`on_server`).
 """
 
 from __future__ import annotations
