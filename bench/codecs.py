@@ -41,6 +41,8 @@ def _variants() -> dict:
     return {
         "as in ingest/schema.py (LZ4 inserts, ZSTD(1) merges)": lambda ddl: ddl,
         "the same, ZSTD(1) by name (a server; stores before)": on_server,
+        "T64 on every number (the layout before), ZSTD(1) by name": lambda ddl: on_server(re.sub(
+            r"(\n    (?:tgid|tid|ret|a1|a3|a4|a5|nr) \w+) CODEC\([^\n]*\),", r"\1 CODEC(T64, Default),", ddl)),
         "DoubleDelta on ts, else ZSTD(1) by name": lambda ddl: on_server(ddl).replace(
             "ts Int64 CODEC(Delta, ZSTD(1))", "ts Int64 CODEC(DoubleDelta, ZSTD(1))"),
         "ZSTD(3) by name": lambda ddl: on_server(ddl).replace("ZSTD(1)", "ZSTD(3)"),

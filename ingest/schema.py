@@ -9,19 +9,21 @@
   state at any instant is complete and not only what changed.
 - ``tests``: the tests of a recorded pytest session (``pytest --osrewind``), with their windows.
 
-Codecs were chosen by measurement (bench/codecs.py, merged parts of real recordings): Delta on
-timestamps and sequence numbers, T64 on the other numbers, then ZSTD(1). On a file-heavy recording
-of 122k events (the table's first 15 columns) that made 6.3 bytes/event, against 7.2 with
-DoubleDelta on timestamps (their gaps are irregular), 7.3 with plain ZSTD(1) and 15.3 with LZ4. On
-today's 20 columns: a file-heavy recording 7.3 bytes/event (plain ZSTD(1): 5.8; LZ4: 13.7), a dd
-flood 0.71 (plain ZSTD(1): 2.0; LZ4: 8.6); the syscall stream is most of what a store holds.
-ZSTD(3) saves another 3-20% for more insert CPU, which the recorder needs more. The events table
-names the last step ``Default``: the embedded engine (configured by ingest/chdb.xml) compresses a
-part an insert writes with LZ4 and a part a merge writes with ZSTD(1), so a recorder's inserts
+Codecs were chosen by measurement (bench/codecs.py: the merged parts of real recordings, a
+file-heavy one and a dd flood, whose syscall stream is the bulk of a store), column by column:
+Delta on timestamps and sequence numbers, and on results and the fourth argument (they repeat or
+step); T64 on the first and third arguments (small numbers: fds, flags, counts), durations and
+CPUs; no transform for pids, thread ids, the second, fifth and sixth arguments (pointers, inodes,
+devices: T64 made them 1.6-2.2x larger on the file-heavy recording) and syscall numbers. Side by
+side: 5.57 and 0.75 bytes/event against 6.99 and 0.79 with T64 on every number (the layout
+before), 5.68 and 1.99 with plain ZSTD(1), 6.63 and 0.93 with DoubleDelta on timestamps (their gaps
+are irregular), 13.6 and 8.6 with LZ4; ZSTD(3) saves another 2-16% for more CPU at every merge.
+The last step is named ``Default``: the embedded engine (configured by ingest/chdb.xml) compresses
+a part an insert writes with LZ4 and a part a merge writes with ZSTD(1), so a recorder's inserts
 cost about a quarter less (a batch of 250k syscall rows through the writer's insert: 143-146
-against 194-222 ns a row at best) and the parts that stay are as small as before. A server
-decides ``Default`` for itself (LZ4 unless its ``<compression>`` section says otherwise): there the
-tables name ZSTD(1) (:func:`on_server`).
+against 194-222 ns a row at best) and the parts that stay are as small as with ZSTD(1) by name. A
+server decides ``Default`` for itself (LZ4 unless its ``<compression>`` section says otherwise):
+there the tables name ZSTD(1) (:func:`on_server`).
 """
 
 from __future__ import annotations
@@ -79,17 +81,17 @@ CREATE TABLE IF NOT EXISTS events (
     ts Int64 CODEC(Delta, Default),
     seq UInt64 CODEC(Delta, Default),
     kind {KIND_TYPE},
-    tgid UInt32 CODEC(T64, Default),
-    tid UInt32 CODEC(T64, Default),
-    ret Int64 CODEC(T64, Default),
+    tgid UInt32 CODEC(Default),
+    tid UInt32 CODEC(Default),
+    ret Int64 CODEC(Delta, Default),
     a0 Int64 CODEC(T64, Default),
-    a1 Int64 CODEC(T64, Default),
+    a1 Int64 CODEC(Default),
     a2 Int64 CODEC(T64, Default),
-    a3 Int64 CODEC(T64, Default),
-    a4 Int64 CODEC(T64, Default),
-    a5 Int64 CODEC(T64, Default),
+    a3 Int64 CODEC(Delta, Default),
+    a4 Int64 CODEC(Default),
+    a5 Int64 CODEC(Default),
     dur Int64 CODEC(T64, Default),
-    nr UInt16 CODEC(T64, Default),
+    nr UInt16 CODEC(Default),
     cpu UInt16 CODEC(T64, Default),
     comm LowCardinality(String),
     path String CODEC(Default),
@@ -232,10 +234,10 @@ EVENT_COLUMNS = ["run_id", "ts", "seq", "kind", "tgid", "tid", "ret", "a0", "a1"
 
 # Columns added after the first release, for stores created before them: (table, column, type).
 ADDED_COLUMNS = [
-    ("events", "a4", "Int64 CODEC(T64, Default) AFTER a3"),
-    ("events", "a5", "Int64 CODEC(T64, Default) AFTER a4"),
+    ("events", "a4", "Int64 CODEC(Default) AFTER a3"),
+    ("events", "a5", "Int64 CODEC(Default) AFTER a4"),
     ("events", "dur", "Int64 CODEC(T64, Default) AFTER a5"),
-    ("events", "nr", "UInt16 CODEC(T64, Default) AFTER dur"),
+    ("events", "nr", "UInt16 CODEC(Default) AFTER dur"),
     ("events", "cpu", "UInt16 CODEC(T64, Default) AFTER nr"),
     # why a run ended as it did, in words (a failed run): 'disk full (ENOSPC) at +12.3s'
     ("runs", "status_detail", "String AFTER status"),

@@ -48,6 +48,15 @@ CHDB_OPTIONS = {"config-file": str(Path(__file__).resolve().with_name("chdb.xml"
 MARKER_NAME = "osrewind-store.json"  # written with the tables: a store that has it must have them
 
 
+def _codec_key(codec: str) -> str:
+    """A codec as written in DDL or as the engine shows it, alike: ``CODEC(Delta(8), Default)`` and
+    ``Delta, Default`` give the same key."""
+    text = codec.strip()
+    if text.startswith("CODEC(") and text.endswith(")"):
+        text = text[len("CODEC(") : -1]
+    return re.sub(r"\(\d+\)", "", text).replace(" ", "")
+
+
 def default_location() -> str:
     env = os.environ.get("OSREWIND_DB")
     if env:
@@ -579,16 +588,17 @@ class Store:
                 continue
 
     def _upgrade_codecs(self) -> None:
-        """An embedded store made by an older osrewind names ZSTD(1) where the events table now names
-        ``Default`` (compression by part size: schema's header): a metadata-only change, for the
-        parts made from then on (the old ones are recompressed when merges rewrite them)."""
+        """An embedded store made by an older osrewind names other codecs than the events table now
+        does (ZSTD(1) where it names ``Default``, compression by part size; T64 where it names
+        none): a metadata-only change, for the parts made from then on (the old ones are compressed
+        anew when merges rewrite them). A server's tables keep theirs."""
         if not self.embedded:
             return
         want = column_codecs("events")
         rows = self.client.query("SELECT name, compression_codec FROM system.columns WHERE database = "
                                  "currentDatabase() AND table = 'events'").result_rows
         changes = [f"MODIFY COLUMN {name} CODEC({want[name]})" for name, have in rows
-                   if name in want and want[name].endswith("Default") and not have.endswith("Default)")]
+                   if name in want and _codec_key(have) != _codec_key(want[name])]
         if changes:
             self.client.command("ALTER TABLE events " + ", ".join(changes))
 
