@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from osrewind.errors import EnvironmentProblem
-from osrewind.probes import btf, records, syscall_table
+from osrewind.probes import btf, records, syscall_table, tpstructs
 
 SOURCE = Path(__file__).with_name("record.bpf.c")
 TRACEFS = Path("/sys/kernel/tracing")
@@ -185,12 +185,19 @@ def state_exits() -> list[tuple[str, str]]:
             if syscall_exists(name)]
 
 
-def program_text() -> str:
-    """What BCC compiles: the generated header, then record.bpf.c."""
+def program_text(tracepoint_structs: str | None = None) -> str:
+    """What BCC compiles: the generated header, then record.bpf.c. With ``tracepoint_structs``
+    (``tpstructs.structs``), the probes are declared over them, before the first one, instead of
+    BCC making them from the tracepoints' format files (see probes/tpstructs.py)."""
     src = SOURCE.read_text()
     # the header goes after the #includes (it uses the kernel's types and struct pt_regs)
     marker = "#include <uapi/linux/ptrace.h>\n"
-    return src.replace(marker, marker + header(), 1)
+    src = src.replace(marker, marker + header(), 1)
+    if tracepoint_structs:
+        first = re.search(r"^TRACEPOINT_PROBE\(", src, re.M)
+        if first:
+            src = src[: first.start()] + tpstructs.override(tracepoint_structs) + src[first.start() :]
+    return src
 
 
 def final_source(opts: ProbeOptions) -> str:
@@ -406,19 +413,49 @@ class Probe:
                 if nr is not None and nr < 1024:
                     ionr[ctypes.c_int(nr)] = ctypes.c_uint8(1 if name in records.IO_SENDS else 2)
 
+    def _compile(self, bcc, flags: list[str]):
+        """The program, compiled and loaded, its tracepoint probes attached.
+
+        The probes are compiled over the cached tracepoint structs (probes/tpstructs.py: BCC then
+        reads no format file, which waits while another recording's hooks are being released) and
+        attached here by name; where that does not build or attach, as BCC makes them (BCC attaches
+        those itself)."""
+        structs = tpstructs.structs(bcc, tpstructs.tracepoints(SOURCE.read_text(), TRACEFS))
+        if structs:
+            module = None
+            try:
+                module = self._build(bcc, program_text(structs), flags)
+                self._attach_named_probes(bcc, module)
+                return module
+            except Exception:  # noqa: BLE001 - BCC raises bare Exception; its own way below
+                if module is not None:
+                    module.cleanup()
+        return self._build(bcc, program_text(), flags)
+
     @staticmethod
-    def _compile(bcc, flags: list[str]):
-        """The program, compiled and loaded. A kernel with BTF whose tracepoint programs may not use
-        task-local storage (older than 5.11) gets the hash for the syscalls in flight instead: then
+    def _build(bcc, text: str, flags: list[str]):
+        """BPF(text). A kernel with BTF whose tracepoint programs may not use task-local storage
+        (older than 5.11) gets the hash for the syscalls in flight instead: then
         -DPENDING_TASK_STORAGE is taken out of ``flags`` itself, so the caller's later checks of
         ``flags`` see what was compiled."""
         try:
-            return bcc.BPF(text=program_text().encode(), cflags=flags)
+            return bcc.BPF(text=text.encode(), cflags=flags)
         except Exception:  # BCC raises bare Exception on compile/load failure
             if "-DPENDING_TASK_STORAGE" not in flags:
                 raise
             flags.remove("-DPENDING_TASK_STORAGE")
-            return bcc.BPF(text=program_text().encode(), cflags=flags)
+            return bcc.BPF(text=text.encode(), cflags=flags)
+
+    @staticmethod
+    def _attach_named_probes(bcc, module) -> None:
+        """Each ``osr_tp__CAT__EVENT`` program to tracepoint CAT:EVENT (as BCC's autoload does its
+        ``tracepoint__`` ones)."""
+        lib = bcc.libbcc.lib
+        for i in range(lib.bpf_num_functions(module.module)):
+            name = lib.bpf_function_name(module.module, i).decode()
+            tp = tpstructs.attach_name(name)
+            if tp is not None:
+                module.attach_tracepoint(tp=tp.encode(), fn_name=name.encode())
 
     def _attach_syscall_hooks(self) -> None:
         """sys_enter and sys_exit: as BTF raw tracepoints where the kernel's BTF declares them (the

@@ -360,3 +360,42 @@ def test_killed_recorder_keeps_its_data(kernel, tmp_path, spool):
                         {"p": f"{tmp_path}/early"})
     assert n == [(1,)]
     subprocess.run(["pkill", "-f", f"touch {tmp_path}/early; sleep 20"])
+
+
+def test_probes_compile_over_cached_tracepoint_structs_read_once_per_kernel(kernel, tmp_path, monkeypatch):
+    """BCC would read each probe's tracefs format file at every compile, which waits while another
+    recording's hooks are being released (the kernel's event_mutex): the structs are captured once
+    into the cache, the next recording compiles over them (no capture), and its probes are attached
+    as ``osr_tp__`` functions to the program's tracepoints. A first recording (nothing cached) still
+    prints only its JSON on stdout (BCC's preprocessor output is caught)."""
+    import bcc
+
+    from osrewind.probes import loader, tpstructs
+
+    proc = osrewind("record", "--quiet", "--json", "--", "true", db=tmp_path / "db",
+                    env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "complete"
+    cached = list((tmp_path / "cache" / "osrewind").glob("tracepoint-structs-*.h"))
+    assert len(cached) == 1
+    text = cached[0].read_text()
+    tps = tpstructs.tracepoints(loader.SOURCE.read_text(), loader.TRACEFS)
+    assert len(tps) > 40 and all(f"struct osr_tp__{c}__{e} {{" in text for c, e in tps)
+    # as BCC lays them out: openat's dfd is a 64-bit field after __syscall_nr and 4 bytes of padding
+    assert re.search(r"struct osr_tp__syscalls__sys_enter_openat \{\n\tu64 __do_not_use__;\n\tint __syscall_nr;\n"
+                     r"(\tchar __pad_\d+;\n){4}\ts64 dfd;", text)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(tpstructs, "_capture", lambda *a: pytest.fail("captured again, with a cache"))
+    probe = loader.Probe(loader.ProbeOptions())
+    try:
+        lib = bcc.libbcc.lib
+        functions = {lib.bpf_function_name(probe.bpf.module, i).decode()
+                     for i in range(lib.bpf_num_functions(probe.bpf.module))}
+        attached = {tp.decode() for tp in probe.bpf.tracepoint_fds}
+    finally:
+        probe.close(background=False)
+    assert not {f for f in functions if f.startswith("tracepoint__")}   # BCC made no struct itself
+    probes = {tpstructs.attach_name(f) for f in functions} - {None}
+    assert attached == probes and attached <= {f"{c}:{e}" for c, e in tps}
+    assert {"syscalls:sys_enter_openat", "sched:sched_process_exec", "sched:sched_switch"} <= attached
