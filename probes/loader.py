@@ -200,13 +200,22 @@ def program_text(tracepoint_structs: str | None = None) -> str:
     return src
 
 
+def _cached_structs() -> str | None:
+    try:
+        import bcc
+    except ImportError:
+        return None
+    return tpstructs.cached(bcc, tpstructs.tracepoints(SOURCE.read_text(), TRACEFS))
+
+
 def final_source(opts: ProbeOptions) -> str:
-    """The C program exactly as compiled: the -D options as #defines, then the source."""
+    """The C program exactly as compiled: the -D options as #defines, then the source (over the
+    tracepoint structs when they are cached, as a recording compiles it; probes/tpstructs.py)."""
     defines = []
     for flag in cflags(opts):
         name, _, value = flag[2:].partition("=")
         defines.append(f"#define {name} {value}".rstrip())
-    return "// cflags: " + " ".join(cflags(opts)) + "\n" + "\n".join(defines) + "\n" + program_text()
+    return "// cflags: " + " ".join(cflags(opts)) + "\n" + "\n".join(defines) + "\n" + program_text(_cached_structs())
 
 
 class RingReader:

@@ -46,18 +46,28 @@ def _key(tps: list[tuple[str, str]], bcc_version: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def _path(bcc, tps: list[tuple[str, str]]) -> Path:
+    return cache_dir() / f"tracepoint-structs-{_key(tps, getattr(bcc, '__version__', ''))}.h"
+
+
+def cached(bcc, tps: list[tuple[str, str]]) -> str | None:
+    """The structs for ``tps`` if the cache has them all (nothing is captured)."""
+    try:
+        text = _path(bcc, tps).read_text()
+    except OSError:
+        return None
+    return text if tps and _complete(text, tps) else None
+
+
 def structs(bcc, tps: list[tuple[str, str]]) -> str | None:
     """C declarations of ``struct osr_tp__CAT__EVENT`` for ``tps``, as BCC makes them on this kernel:
     from the cache, else captured from BCC (and cached). None when they cannot be had."""
     if not tps:
         return None
-    path = cache_dir() / f"tracepoint-structs-{_key(tps, getattr(bcc, '__version__', ''))}.h"
-    try:
-        text = path.read_text()
-        if _complete(text, tps):
-            return text
-    except OSError:
-        pass
+    text = cached(bcc, tps)
+    if text is not None:
+        return text
+    path = _path(bcc, tps)
     text = _capture(bcc, tps)
     if text is None:
         return None
