@@ -83,7 +83,8 @@ def test_a_kernel_that_refuses_task_storage_gets_the_hash_for_calls_in_flight():
     """The loader keeps a syscall in flight in task-local storage where the kernel has BTF; a
     kernel that refuses the program with it (task storage for tracepoint programs is 5.11+) gets
     it compiled again with the hash. Another failure is not retried. (BCC stood in for by a module
-    whose BPF() refuses what a kernel would: the loader's choice, not the kernel, is under test.)"""
+    whose BPF() refuses what a kernel would: the loader's choice, not the kernel, is under test;
+    ``Probe._build`` makes it for each text ``Probe._compile`` tries.)"""
     from osrewind.probes.loader import Probe
 
     class Refusing:
@@ -97,10 +98,40 @@ def test_a_kernel_that_refuses_task_storage_gets_the_hash_for_calls_in_flight():
             return "loaded"
 
     old_kernel = Refusing(lambda flags: "-DPENDING_TASK_STORAGE" in flags)
-    assert Probe._compile(old_kernel, ["-DKERNEL_IDENTITY", "-DPENDING_TASK_STORAGE"]) == "loaded"
+    assert Probe._build(old_kernel, "the program", ["-DKERNEL_IDENTITY", "-DPENDING_TASK_STORAGE"]) == "loaded"
     assert old_kernel.calls == [["-DKERNEL_IDENTITY", "-DPENDING_TASK_STORAGE"], ["-DKERNEL_IDENTITY"]]
 
     broken = Refusing(lambda flags: True)
     with pytest.raises(Exception, match="Invalid argument"):
-        Probe._compile(broken, ["-DKERNEL_IDENTITY"])
+        Probe._build(broken, "the program", ["-DKERNEL_IDENTITY"])
     assert len(broken.calls) == 1
+
+
+def test_a_program_that_does_not_build_over_the_cached_structs_is_built_as_bcc_makes_it(monkeypatch):
+    """The probes are compiled over cached tracepoint structs (probes/tpstructs.py); where that
+    fails, the program is compiled once more as BCC makes it by itself (it then reads the format
+    files and attaches its own probes). A failure of that one is the recording's error."""
+    from osrewind.probes import tpstructs
+    from osrewind.probes.loader import Probe
+
+    monkeypatch.setattr(tpstructs, "structs", lambda bcc, tps: "struct osr_tp__sched__sched_switch {\n};\n")
+
+    class Bcc:
+        def __init__(self, refuse):
+            self.refuse, self.texts = refuse, []
+
+        def BPF(self, text, cflags):  # noqa: N802 - BCC's name
+            self.texts.append(text.decode())
+            if self.refuse(self.texts[-1]):
+                raise Exception("Failed to compile BPF module <text>")  # noqa: TRY002
+            return "loaded"
+
+    cached_refused = Bcc(lambda text: "osr_tp__" in text)
+    assert Probe._compile(Probe.__new__(Probe), cached_refused, []) == "loaded"
+    assert ["osr_tp__" in t for t in cached_refused.texts] == [True, False]
+    assert "#define TRACEPOINT_PROBE(category, event) int osr_tp__" in cached_refused.texts[0]
+
+    broken = Bcc(lambda text: True)
+    with pytest.raises(Exception, match="Failed to compile"):
+        Probe._compile(Probe.__new__(Probe), broken, [])
+    assert len(broken.texts) == 2
