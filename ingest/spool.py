@@ -337,19 +337,19 @@ def load_checkpoint(path: Path) -> dict | None:
 # ------------------------------------------------------------------- reading back
 
 
+def _read_frame(fd: int, path: Path, frame: Frame, bufs: list[np.ndarray]) -> None:
+    """``frame``'s parts into ``bufs`` (one array each, in order), from its segment open as ``fd``."""
+    want = frame.nbytes
+    if want and os.preadv(fd, [b for b in bufs if len(b)], frame.payload_off) != want:
+        raise SpoolError(errno.EIO, f"spool segment {frame.seg} of {path} is shorter than its frames")
+
+
 def read_payload(path: Path, frame: Frame) -> dict[int, np.ndarray]:
     """A frame's parts, read from its segment (page cache, most often) into fresh arrays."""
-    out: dict[int, np.ndarray] = {}
+    out = {code: np.empty(n, dtype=np.uint8) for code, n in frame.parts}
     fd = os.open(path / segment_name(frame.seg), os.O_RDONLY | os.O_CLOEXEC)
     try:
-        off = frame.payload_off
-        for code, n in frame.parts:
-            buf = np.empty(n, dtype=np.uint8)
-            got = os.preadv(fd, [buf], off) if n else 0
-            if got != n:
-                raise SpoolError(errno.EIO, f"spool segment {frame.seg} of {path} is shorter than its frames")
-            out[code] = buf
-            off += n
+        _read_frame(fd, path, frame, [out[code] for code, _ in frame.parts])
     finally:
         os.close(fd)
     return out
@@ -385,9 +385,7 @@ def read_drains(path: Path, frames_: list[Frame]) -> tuple[dict[str, np.ndarray]
                     bufs.append(np.empty(n, dtype=np.uint8))
                     if code == PART_STATE:
                         state.append(bufs[-1])
-            want = f.nbytes
-            if want and os.preadv(fd, [b for b in bufs if len(b)], f.payload_off) != want:
-                raise SpoolError(errno.EIO, f"spool segment {f.seg} of {path} is shorter than its frames")
+            _read_frame(fd, path, f, bufs)
     finally:
         if fd >= 0:
             os.close(fd)

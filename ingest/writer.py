@@ -100,6 +100,13 @@ def keep_freed_memory() -> None:
         pass
 
 
+def _drained(raw: dict[str, np.ndarray], states: list[np.ndarray]) -> records.Drained:
+    """What ``spool.read_drains`` read, as the decoder takes it (the user-space state parts as one
+    array of state records)."""
+    state = None if not states else states[0] if len(states) == 1 else np.concatenate(states)
+    return records.Drained(raw, None if state is None else state.view(records.EVENT_DTYPE))
+
+
 _KEPT = False
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -454,15 +461,10 @@ class EventWriter:
         if self.recovering:   # each frame's ring bytes cut where a torn one ends, before joining
             drains = []
             for f in frames:
-                data = spool.read_payload(self.spool.path, f)
-                raw = {spool.PART_RINGS[c]: spool.valid_prefix(b, records.RINGS[spool.PART_RINGS[c]])
-                       for c, b in data.items() if c in spool.PART_RINGS}
-                state = data.get(spool.PART_STATE)
-                drains.append(records.Drained(raw, None if state is None else state.view(records.EVENT_DTYPE)))
+                raw, states = spool.read_drains(self.spool.path, [f])
+                drains.append(_drained({r: spool.valid_prefix(b, records.RINGS[r]) for r, b in raw.items()}, states))
         else:
-            raw, states = spool.read_drains(self.spool.path, frames)
-            state = None if not states else (states[0] if len(states) == 1 else np.concatenate(states))
-            drains = [records.Drained(raw, None if state is None else state.view(records.EVENT_DTYPE))]
+            drains = [_drained(*spool.read_drains(self.spool.path, frames))]
         tables, n = decode.lane_tables(drains, self.stream, self.run_id, self.seq)
         batch = None
         if n:
