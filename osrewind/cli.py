@@ -474,6 +474,7 @@ def store_init(obj: dict, cluster: str | None, replicated: bool, database: str |
     """
     from osrewind.ingest import cluster as cluster_mod
     from osrewind.ingest import schema
+    from osrewind.ingest.store import is_server_url
     from osrewind.queries import keyframes
 
     tables = {**schema.TABLES, **keyframes.derived_ddl()}
@@ -487,7 +488,7 @@ def store_init(obj: dict, cluster: str | None, replicated: bool, database: str |
 
     if cluster is None:
         if print_only:   # as the store of --db takes them: an embedded one, or a server
-            on_server = schema.on_server if obj["db"] and "://" in obj["db"] else (lambda ddl: ddl)
+            on_server = schema.on_server if obj["db"] and is_server_url(obj["db"]) else (lambda ddl: ddl)
             show([on_server(ddl).strip() for ddl in tables.values()])
             return
         with _store(obj["db"], "creating tables", write=True) as store:
