@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from osrewind import __version__
 from osrewind.errors import StoreError, UsageError
+from osrewind.userdirs import cache_dir
 
 FORMAT = 1
 SUFFIX = ".osr"
@@ -203,8 +204,7 @@ OPENED_KEPT = 8   # run files kept imported in the cache (the least recently ope
 
 
 def cache_root() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "osrewind", "runfiles")
+    return str(cache_dir("runfiles"))
 
 
 def opened(paths: list[str], prepare) -> str:

@@ -21,6 +21,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from osrewind.userdirs import cache_dir
+
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 ENV = "OSREWIND_BTF"   # another BTF file to read instead (a path that does not exist: act as a kernel without)
 
@@ -165,8 +167,7 @@ def _resolve(data: bytes) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "osrewind" / "btf"
+    return cache_dir("btf")
 
 
 def offsets(vmlinux: Path | None = None, cache: Path | None = None) -> Offsets | None:

@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from osrewind.userdirs import cache_dir
+
 PREFIX = "osr_tp__"
 _PROBE = re.compile(r"^TRACEPOINT_PROBE\((\w+),\s*(\w+)\)", re.M)
 _STRUCT = re.compile(r"^struct tracepoint__(\w+?)__(\w+) \{\n.*?^\};\n", re.M | re.S)
@@ -33,11 +35,6 @@ def tracepoints(source: str, tracefs: Path) -> list[tuple[str, str]]:
     """The (category, event) of every ``TRACEPOINT_PROBE`` in ``source`` that this kernel has."""
     seen = dict.fromkeys(_PROBE.findall(source))
     return [tp for tp in seen if (tracefs / "events" / tp[0] / tp[1]).is_dir()]
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "osrewind"
 
 
 def _key(tps: list[tuple[str, str]], bcc_version: str) -> str:
