@@ -21,7 +21,6 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -378,6 +377,7 @@ class Probe:
         self.identity = "kernel" if "-DKERNEL_IDENTITY" in flags else "path"
         self._btf_hooks: list[tuple[str, int, int]] = []   # (tracepoint, program fd, link fd)
         self.syscall_regs = ""   # how the every-syscall hooks read registers: "btf" loads, "probe_read"
+        self.release_helper: int | None = None   # pid of the detach helper close() started
         try:
             self.bpf = self._compile(bcc, flags)
             if "-DNO_SYSCALLS" in flags:
@@ -629,8 +629,8 @@ class Probe:
         Raw tracepoints (the every-syscall hooks) detach in microseconds, so they go first and
         synchronously: once this returns no process pays for them. Each classic tracepoint's release
         waits for RCU grace periods (~70 ms each on this kernel, ~100 of them, serialised by the
-        kernel), so by default a forked helper holds the last references to those and closes them
-        right away, from many threads, the syscall tracepoints first (while any is attached, every
+        kernel), so by default a helper process (``probes/release.py``, pid in ``release_helper``)
+        holds the last references to those and closes them right away, from many threads, the syscall tracepoints first (while any is attached, every
         syscall on the machine takes the slow path); it exits when done (2-4 s here), whether or not
         the recorder has exited."""
         for reader in self.readers.values():
@@ -645,7 +645,10 @@ class Probe:
         go = None
         if background:
             tps = sorted(self.bpf.tracepoint_fds.items(), key=lambda kv: not kv[0].startswith(b"syscalls:"))
-            go = _release_in_background([fd for _, fd in tps])
+            try:
+                go, self.release_helper = _release_in_background([fd for _, fd in tps])
+            except OSError:
+                go = None   # released here instead, as BCC's cleanup does
         try:
             self.bpf.cleanup()
         finally:
@@ -653,50 +656,26 @@ class Probe:
                 os.close(go)  # the helper starts closing now
 
 
-RELEASE_THREADS = 16
+RELEASE_HELPER = Path(__file__).with_name("release.py")
 
 
-def _release_in_background(fds: list[int]) -> int:
-    """Fork a helper that keeps only ``fds`` (tracepoint perf events) and closes them, in order, from
-    RELEASE_THREADS threads, once the returned pipe end is closed (the caller has closed its own
-    copies, so the helper's are the last). Returns that pipe end."""
+def _release_in_background(fds: list[int]) -> tuple[int, int]:
+    """Start the detach helper (``probes/release.py``, a program of its own: not a fork of this
+    large process) holding ``fds`` (tracepoint perf events); it closes them, in order, from many
+    threads once the returned pipe end is closed (the caller has closed its own copies, so the
+    helper's are the last). Returns that pipe end and the helper's pid."""
+    import subprocess
+    import sys
+
     r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(w)
-            keep = set(fds) | {r}
-            for name in os.listdir("/proc/self/fd"):
-                fd = int(name)
-                if fd not in keep:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
-            os.setsid()
-            os.read(r, 1)  # EOF: the recorder has dropped its references
-            def close(fd: int) -> None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-
-            with ThreadPoolExecutor(RELEASE_THREADS) as pool:
-                list(pool.map(close, fds))
-        finally:
-            os._exit(0)
-    os.close(r)
-    threading_reap(pid)
-    return w
-
-
-def threading_reap(pid: int) -> None:
-    """Reap the helper when it exits (a recorder that lives on must not collect zombies)."""
-
-    def wait() -> None:
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-
-    threading.Thread(target=wait, name="osrewind-detach-reaper", daemon=True).start()
+    try:
+        helper = subprocess.Popen([sys.executable, "-S", "-I", str(RELEASE_HELPER), str(r), *map(str, fds)],
+                                  pass_fds=[r, *fds], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    threading.Thread(target=helper.wait, name="osrewind-detach-reaper", daemon=True).start()
+    return w, helper.pid

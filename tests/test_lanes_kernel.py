@@ -208,6 +208,43 @@ def test_close_detaches_the_every_syscall_hooks_at_once(kernel):
     assert links() == before  # gone when close returns, not when a helper finishes
 
 
+def test_the_detach_helper_is_a_small_program_that_releases_every_tracepoint(kernel):
+    """The classic tracepoints are released by a helper program of its own (not a fork of the
+    recorder, which would share its memory copy-on-write while the store catches up): the kernel
+    shows the helper holding our tracepoint programs' perf events, with a few MB of memory, and
+    then holding none of them, gone."""
+    def perf_links() -> list[dict]:
+        out = subprocess.run(["bpftool", "-j", "perf", "show"], capture_output=True, text=True)
+        return json.loads(out.stdout or "[]")
+
+    def rss_kb(pid: int) -> int:
+        with open(f"/proc/{pid}/status") as f:
+            return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
+
+    if subprocess.run(["which", "bpftool"], capture_output=True).returncode:
+        pytest.skip("bpftool is not installed")
+    probe = _probe(ringbuf_pages=16)
+    ours = {link["prog_id"] for link in perf_links() if link["pid"] == os.getpid()}
+    assert len(ours) >= 10   # the state lane's classic tracepoints (exec, exit, openat, ...)
+    mine = rss_kb(os.getpid())
+    probe.close()
+    helper = probe.release_helper
+    assert helper is not None
+    helper_rss = rss_kb(helper)   # releasing takes seconds (RCU grace periods): it is still there
+    with open(f"/proc/{helper}/cmdline", "rb") as f:
+        assert b"release.py" in f.read()
+    assert helper_rss < min(64 * 1024, mine // 2), (helper_rss, mine)
+    links = perf_links()
+    held = {link["prog_id"] for link in links if link["pid"] == helper}
+    assert held and held <= ours
+    assert not {link["prog_id"] for link in links if link["pid"] == os.getpid()} & ours
+    deadline = time.monotonic() + 60
+    while os.path.exists(f"/proc/{helper}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{helper}"), "the helper never finished"
+    assert not {link["prog_id"] for link in perf_links()} & ours   # every one released
+
+
 NAMING = """
 import ctypes, os, sys
 def me():
