@@ -62,6 +62,7 @@ from osrewind import (
 )
 from osrewind.errors import CommandNotRun, StoreError, UsageError
 from osrewind.ingest import decode, spool
+from osrewind.ingest.background import Background
 from osrewind.ingest.redact import Redactor
 from osrewind.ingest.store import MARKER_NAME, Store
 from osrewind.ingest.writer import EventWriter
@@ -73,6 +74,8 @@ POLL_SECONDS = 0.01
 # a drain that took this much: the rings are filling fast, the next comes after BUSY_POLL_SECONDS
 BUSY_BYTES = 1 << 20
 BUSY_POLL_SECONDS = 0.002
+# how often threads made since (the store engine's, as it needs them) are moved to the background
+BACKGROUND_SWEEP_SECONDS = 0.5
 IO_FLUSH_SECONDS = 0.1
 # after a first Ctrl-C, a command that has not exited within this long is told about (notice)
 STILL_RUNNING_SECONDS = 0.3
@@ -261,6 +264,7 @@ class Recorder:
         self._guard: Callable[[], None] | None = None   # raises StoreGone once the store is gone
         self._busy = False                  # the last drain was a big one: drain again soon
         self._sched: tuple | None = None    # this thread's scheduling policy before recording (restored)
+        self._background = Background()    # the threads behind the spool, nice 19 while recording
         self._shed_told = False
 
     def _default_name(self) -> str:
@@ -592,8 +596,12 @@ class Recorder:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
         except (OSError, AttributeError):
             self._sched = None
+        self._background.lower()
 
     def _drain_normal(self) -> None:
+        """This thread's policy back, and the threads behind the spool out of the background: the
+        recorded program is done, the store's catch-up is what the user waits for now."""
+        self._background.restore()
         if self._sched is not None:
             try:
                 os.sched_setscheduler(0, self._sched[0], self._sched[1])
@@ -762,7 +770,7 @@ class Recorder:
             self._drain_first()
 
             deadline = time.monotonic() + opts.duration if opts.duration else None
-            last_alive_check = 0.0
+            last_alive_check = last_background = 0.0
             while self._not_run is None:
                 if self._failure is None:
                     self._drain_or_fail(probe)
@@ -815,6 +823,9 @@ class Recorder:
                                 "state facts are kept")
                 if deadline and time.monotonic() >= deadline:
                     break
+                if time.monotonic() - last_background > BACKGROUND_SWEEP_SECONDS:
+                    last_background = time.monotonic()
+                    self._background.lower()   # threads the store engine made since
                 time.sleep(BUSY_POLL_SECONDS if self._busy else POLL_SECONDS)
             # the last records of the exiting tree are already in the ring: take them all
             if self._failure is None:

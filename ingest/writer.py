@@ -9,8 +9,10 @@ writer thread reads the frames back behind it, decodes them and inserts columnar
 absorbs the difference, up to its ``max_bytes``; past that the stream lanes (every syscall, the
 scheduler) are shed and counted as lost (``spool_full``) while state facts are always kept.
 
-While records arrive faster than ``FLOOD_RECORDS_PER_S`` the writer waits (a small machine's CPUs
-go to the recorded workload; the spool holds the records) and catches up when the flood ends.
+While a program is recorded, the writer, the inserters and the store engine's threads run in the
+background (nice 19, ``osrewind.ingest.background``): they take the CPU the recorded program leaves
+over, so a flood is stored while it lasts, and a program that keeps every CPU busy loses almost
+nothing to them (the spool holds what they have not taken yet).
 
 Decoding and inserting overlap: the writer thread decodes a batch while inserter threads put the
 ones before into the store, two at a time (``INSERTERS``, each on its own connection: the engine
@@ -39,7 +41,6 @@ would not notice: it recreates paths as it writes).
 
 from __future__ import annotations
 
-import collections
 import errno
 import io
 import queue
@@ -58,13 +59,11 @@ from osrewind.ingest.spool import Frame, Pos, Spool
 from osrewind.ingest.store import Store
 from osrewind.probes import records
 
-# While records arrive faster than this (per second, over the last FLOOD_WINDOW seconds), decoding and
-# inserting wait, as long as the spool has room: on a small machine the recorded workload keeps the
-# CPUs, the store catches up when the flood ends (or when the recording does).
-FLOOD_RECORDS_PER_S = 400_000
-FLOOD_WINDOW = 0.3
-# records decoded and inserted at once (one insert, one part); while catching up, the next part is
-# decoded while this one is inserted, so smaller parts overlap more of the work
+# records decoded and inserted at once (one insert, one part): the most a batch holds (fewer when
+# they arrive slower than this in batch_seconds). Larger parts cost less a row, in the insert and in
+# the merges after it (a dd flood stored while it lasts: 14.0 s of CPU in all against 15.6 with
+# parts of 50k, and stored 0.27 s after the flood against 0.46: medians of 4, interleaved); while
+# catching up, the next part is decoded while this one is inserted
 CATCH_UP_RECORDS = 250_000
 # Behind by more than this (spool bytes not yet in the store), the writer is catching up: the live
 # indexer is not woken (about a quarter of a second of the writer's work at flood rates)
@@ -115,7 +114,7 @@ _M_MMAP_THRESHOLD = -3
 class EventWriter:
     def __init__(self, store: Store, run_id: uuid.UUID, spool_: Spool,
                  progress: Callable[[int], None] | None = None,
-                 batch_rows: int = 50_000, batch_seconds: float = 0.5,
+                 batch_rows: int = CATCH_UP_RECORDS, batch_seconds: float = 0.5,
                  on_insert: Callable[[int], None] | None = None, redact: Redactor | None = None,
                  guard: Callable[[], None] | None = None, thread: bool = True) -> None:
         self.store = store
@@ -272,13 +271,10 @@ class EventWriter:
         rows = 0
         taken = 0
         oldest = 0.0
-        arrivals: collections.deque = collections.deque()   # (when, records) of recent drains
         try:
             while True:
                 timeout = (IDLE_CHECK_SECONDS if self.guard else None) if not pending else \
                     max(0.0, self.batch_seconds - (time.monotonic() - oldest))
-                if pending and self._flooding(arrivals):
-                    timeout = FLOOD_WINDOW / 3
                 try:
                     item = self._queue.get(timeout=timeout)
                 except queue.Empty:
@@ -287,8 +283,6 @@ class EventWriter:
                     raise self._insert_error
                 if self.guard is not None:
                     self.guard()
-                if item == "flush" and self._flooding(arrivals):
-                    continue
                 if item is None or item == "flush":
                     self._insert(pending, taken)
                     pending, rows = [], 0
@@ -307,11 +301,7 @@ class EventWriter:
                 n = item.records()
                 rows += n
                 taken = max(taken, item.taken_ns)
-                now = time.monotonic()
-                arrivals.append((now, n))
-                while arrivals and arrivals[0][0] < now - FLOOD_WINDOW:
-                    arrivals.popleft()
-                if rows >= self.batch_rows and not self._flooding(arrivals):
+                if rows >= self.batch_rows:
                     self._insert(pending, taken)
                     pending, rows = [], 0
         except BaseException as exc:  # noqa: BLE001 - handed to the recorder thread by check()
@@ -337,14 +327,6 @@ class EventWriter:
             except Exception as gone:  # noqa: BLE001 - the guard's own error is the better reason
                 return gone
         return exc
-
-    def _flooding(self, arrivals: collections.deque) -> bool:
-        """Records are arriving faster than FLOOD_RECORDS_PER_S and the spool has room to hold them."""
-        if not arrivals or self.spool.backlog >= self.spool.max_bytes * 3 // 4:
-            return False
-        if time.monotonic() - arrivals[-1][0] > FLOOD_WINDOW:
-            return False
-        return sum(n for _, n in arrivals) > FLOOD_RECORDS_PER_S * FLOOD_WINDOW
 
     def _one(self, f: Frame) -> None:
         """A LOST or TABLE frame: inserted on its own (once the batches before it are in), then

@@ -130,6 +130,41 @@ def test_record_exit_code_and_failed_open(kernel, store_dir, tmp_path):
     assert rows == [(-2, f"{tmp_path}/missing")]  # ENOENT, recorded with its path
 
 
+PRIORITIES = r"""
+import os, time
+print("self", os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))
+for _ in range(200000):
+    os.getppid()      # records for the writer, the inserters and the store engine to work on
+time.sleep(1.2)       # the recorder moves the threads the engine made since every 0.5 s
+rec = os.getppid()
+for tid in os.listdir(f"/proc/{rec}/task"):
+    with open(f"/proc/{rec}/task/{tid}/stat") as f:
+        comm, rest = f.read().split(" (", 1)[1].rsplit(")", 1)
+    st = rest.split()
+    print("thread", tid, comm.replace(" ", "_"), st[16], st[38])   # nice, policy
+"""
+
+
+def test_the_recorders_own_work_runs_in_the_background_and_the_command_is_untouched(kernel, tmp_path):
+    """While a command runs recorded, the recorder's draining thread is real-time (SCHED_FIFO) and the
+    work behind the spool runs at nice 19: the store engine's threads (named by the engine) and the
+    writer's threads. The command itself keeps the nice value and policy it would have had. All as
+    the kernel shows them (/proc)."""
+    out = osrewind("record", "--quiet", "--json", "--", sys.executable, "-c", PRIORITIES, db=tmp_path / "db")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == f"self {os.getpriority(os.PRIO_PROCESS, 0)} {os.SCHED_OTHER}"
+    threads = [line.split()[1:] for line in lines if line.startswith("thread ")]
+    rec = {int(tid): (comm, int(nice), int(policy)) for tid, comm, nice, policy in threads}
+    drain = [tid for tid, (_, _, policy) in rec.items() if policy == os.SCHED_FIFO]
+    assert len(drain) == 1 and rec[drain[0]][1] == 0
+    engine = [t for t, (comm, _, _) in rec.items() if comm != "python" and not comm.startswith("python")]
+    assert len(engine) >= 3, rec
+    assert all(rec[t][1] == 19 for t in engine), rec
+    # the writer and its two inserters too (Python threads: named "python" by the kernel)
+    assert sum(1 for t, (_, nice, _) in rec.items() if nice == 19) >= len(engine) + 3, rec
+
+
 def test_daemon_reparented_stays_in_scope(kernel, store_dir, tmp_path):
     flag = tmp_path / "daemon-done"
     # the daemon double-forks away from the recorded shell, outlives it, then writes a file
