@@ -2,10 +2,10 @@
 embedded store by the recorder's own writer (its decode thread and inserters), as it does when the
 flood ends; wall time and CPU time, min/median over rounds.
 
-The spool is made once: `osrewind record -- dd ...` whose recorder is killed (SIGKILL) as dd ends,
-so its spool keeps everything the writer had not inserted yet (while records arrive that fast the
-writer waits: nearly all of them). Each round copies it (the page cache keeps it, as it is when the
-recorder catches up) and replays it in a child process; with `--rev REV` a child runs osrewind as
+The spool is made once: `osrewind record -- dd ...` whose writer is held (this bench patches it to
+insert nothing: the recorder's own writer stores a flood while it lasts) and whose recorder is
+killed (SIGKILL) as dd ends, so its spool keeps the whole flood. Each round copies it (the page
+cache keeps it, as it is when the recorder catches up) and replays it in a child process; with `--rev REV` a child runs osrewind as
 committed at REV too, interleaved with the working tree's.
 
 Usage: sudo .venv/bin/python bench/catch_up.py [--count 2000000] [--rounds 6] [--rev REV] [--json out.json]
@@ -28,12 +28,23 @@ from pathlib import Path
 
 import benchlib
 
+# `osrewind` with the writer thread held: the drain spools everything, nothing is inserted
+HELD_WRITER = """
+import sys, threading
+from osrewind.ingest import writer
+writer.EventWriter._run = lambda self: threading.Event().wait()
+from osrewind.cli import main
+sys.argv[0] = "osrewind"
+main()
+"""
+
 
 def make_spool(count: int, where: Path) -> Path:
-    """A recording of dd whose recorder died as dd ended: its spool, moved to WHERE/spool."""
+    """A recording of dd, its writer held, whose recorder died as dd ended: its spool, moved to
+    WHERE/spool."""
     db = where / "store"
     dd = f"dd if=/dev/zero of=/dev/null bs=1 count={count} status=none"
-    subprocess.run([sys.executable, "-m", "osrewind", "--db", str(db), "record", "--quiet", "--",
+    subprocess.run([sys.executable, "-c", HELD_WRITER, "--db", str(db), "record", "--quiet", "--",
                     "sh", "-c", f"{dd}; kill -9 $PPID"], capture_output=True, cwd=benchlib.REPO)
     runs = [p for p in (db / "osrewind-spool").iterdir() if p.is_dir()]
     if len(runs) != 1:
