@@ -1,14 +1,16 @@
-"""How fast the writer catches up after a flood: a spool of a `dd bs=1` flood, inserted into a fresh
-embedded store by the recorder's own writer (its decode thread and inserters), as it does when the
-flood ends; wall time and CPU time, min/median over rounds.
+"""How fast the writer catches up after a flood: a spool of a `dd bs=1` flood (or of two openat+close
+loops: `--workload openclose`), inserted into a fresh embedded store by the recorder's own writer
+(its decode thread and inserters), as it does when the flood ends; wall time and CPU time,
+min/median over rounds.
 
-The spool is made once: `osrewind record -- dd ...` whose writer is held (this bench patches it to
+The spool is made once: `osrewind record -- FLOOD` whose writer is held (this bench patches it to
 insert nothing: the recorder's own writer stores a flood while it lasts) and whose recorder is
-killed (SIGKILL) as dd ends, so its spool keeps the whole flood. Each round copies it (the page
-cache keeps it, as it is when the recorder catches up) and replays it in a child process; with `--rev REV` a child runs osrewind as
-committed at REV too, interleaved with the working tree's.
+killed (SIGKILL) as the flood ends, so its spool keeps all of it. Each round copies it (the page
+cache keeps it, as it is when the recorder catches up) and replays it in a child process; with
+`--rev REV` a child runs osrewind as committed at REV too, interleaved with the working tree's.
 
-Usage: sudo .venv/bin/python bench/catch_up.py [--count 2000000] [--rounds 6] [--rev REV] [--json out.json]
+Usage: sudo .venv/bin/python bench/catch_up.py [--workload dd|openclose] [--count 2000000] [--rounds 6]
+       [--rev REV] [--json out.json]
 Needs root (it records). Numbers are machine-dependent: compare the two trees, not absolutes.
 """
 
@@ -39,13 +41,22 @@ main()
 """
 
 
-def make_spool(count: int, where: Path) -> Path:
-    """A recording of dd, its writer held, whose recorder died as dd ended: its spool, moved to
-    WHERE/spool."""
+def workload(name: str, count: int, where: Path) -> str:
+    """The flood, as a shell command: dd (syscall records only) or two openat+close loops side by
+    side (state facts with paths, and their syscall records; 2 x count/2 pairs)."""
+    if name == "dd":
+        return f"dd if=/dev/zero of=/dev/null bs=1 count={count} status=none"
+    exe = where / "openclose"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(Path(__file__).with_name("openclose.c"))], check=True)
+    return f"{exe} {count // 2} & {exe} {count // 2} & wait"
+
+
+def make_spool(flood: str, where: Path) -> Path:
+    """A recording of the flood, its writer held, whose recorder died as the flood ended: its spool,
+    moved to WHERE/spool."""
     db = where / "store"
-    dd = f"dd if=/dev/zero of=/dev/null bs=1 count={count} status=none"
     subprocess.run([sys.executable, "-c", HELD_WRITER, "--db", str(db), "record", "--quiet", "--",
-                    "sh", "-c", f"{dd}; kill -9 $PPID"], capture_output=True, cwd=benchlib.REPO)
+                    "sh", "-c", f"{flood}; kill -9 $PPID"], capture_output=True, cwd=benchlib.REPO)
     runs = [p for p in (db / "osrewind-spool").iterdir() if p.is_dir()]
     if len(runs) != 1:
         raise SystemExit(f"catch_up: expected one spool left by the killed recorder, found {len(runs)}")
@@ -96,7 +107,10 @@ def child(spool_dir: Path, tree: Path | None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--count", type=int, default=2_000_000, help="dd's count (2 syscalls a byte)")
+    ap.add_argument("--workload", choices=("dd", "openclose"), default="dd",
+                    help="dd (syscall records) or openclose (two openat+close loops: state facts too)")
+    ap.add_argument("--count", type=int, default=2_000_000,
+                    help="dd's count (2 syscalls a byte), or openat+close pairs in all")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--rev", help="also replay with osrewind as committed at this git revision, interleaved")
     ap.add_argument("--json", dest="json_out")
@@ -109,8 +123,9 @@ def main() -> None:
         raise SystemExit("catch_up: needs root (it records with BPF)")
     with tempfile.TemporaryDirectory(prefix="osrewind-bench-catch-up-") as tmpname:
         tmp = Path(tmpname)
-        benchlib.progress(f"recording dd count={args.count} with its recorder killed as dd ends")
-        spool_dir = make_spool(args.count, tmp)
+        flood = workload(args.workload, args.count, tmp)
+        benchlib.progress(f"recording {flood} with its recorder killed as it ends")
+        spool_dir = make_spool(flood, tmp)
         trees: dict[str, Path | None] = {benchlib.describe_tree(None, ["ingest", "probes"]): None}
         if args.rev:
             benchlib.export_rev(args.rev, tmp / "rev")
