@@ -11,6 +11,7 @@ and the on-disk bytes per event, per column and per event kind (compressed).
 
 Usage: sudo .venv/bin/python bench/record_rate.py [--mode full] [--events 2000000] [--json out.json]
        sudo .venv/bin/python bench/record_rate.py --dd 3000000 [--rounds 5]   (dd, untraced vs recorded)
+       sudo .venv/bin/python bench/record_rate.py --dd 2000000 --rev REV  (and recorded by REV, interleaved)
 Needs root (it records). Numbers are machine-dependent: compare ratios, not absolutes.
 """
 
@@ -19,11 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import benchlib
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,9 +49,12 @@ MODE_FLAGS = {"fd": ["--no-syscalls", "--no-sched"], "full": []}
 FACTS_PER_ITERATION = {"fd": 2, "full": 4}
 
 
-def record(db: Path, cmd: list[str], mode: str) -> dict:
+def record(db: Path, cmd: list[str], mode: str, tree: Path | None = None) -> dict:
+    """`osrewind record` of cmd; with ``tree`` (an export of a git revision), osrewind from there."""
+    env = dict(os.environ, PYTHONPATH=str(tree)) if tree else None
     out = subprocess.run([sys.executable, "-m", "osrewind", "--db", str(db), "record", "--quiet", "--json",
-                          *MODE_FLAGS[mode], "--", *cmd], capture_output=True, text=True)
+                          *MODE_FLAGS[mode], "--", *cmd], capture_output=True, text=True, env=env,
+                         cwd=str(tree) if tree else None)
     if out.returncode != 0:
         raise SystemExit(f"record failed: {out.stderr.strip()}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -132,11 +139,15 @@ def main() -> None:
     ap.add_argument("--dd", type=int, default=0, metavar="COUNT",
                     help="only the dd comparison: `dd bs=1 count=COUNT` untraced and recorded, interleaved")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of the dd comparison")
+    ap.add_argument("--rev", help="with --dd: also record with osrewind as committed at this git revision, "
+                    "interleaved with the working tree in every round")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("record_rate: needs root (it records with BPF)")
     if args.dd:
-        return dd_comparison(args.dd, args.rounds, args.mode, args.json_out)
+        return dd_comparison(args.dd, args.rounds, args.mode, args.json_out, args.rev)
+    if args.rev:
+        raise SystemExit("record_rate: --rev compares the dd flood only (with --dd COUNT)")
     per_iter = FACTS_PER_ITERATION[args.mode]
     iterations = args.events // per_iter // args.procs
     results = []
@@ -208,47 +219,67 @@ def main() -> None:
         Path(args.json_out).write_text(json.dumps(report, indent=2))
 
 
-def dd_comparison(count: int, rounds: int, mode: str, json_out: str | None) -> None:
+def dd_comparison(count: int, rounds: int, mode: str, json_out: str | None, rev: str | None = None) -> None:
     """`dd if=/dev/zero of=/dev/null bs=1 count=COUNT`: untraced and under `osrewind record`,
     interleaved (the machine may be shared and noisy), dd's own elapsed time each (from its
-    recorded exec to its last fact when recorded, so the recorder's start-up is not in the ratio)."""
+    recorded exec to its last fact when recorded, so the recorder's start-up is not in the ratio).
+    With ``rev``, each round records it with both trees, in an order alternated per round."""
     import statistics
 
     dd = ["/usr/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={count}", "status=none"]
-    untraced, recorded, lost, events, startup, e2e = [], [], [], [], [], []
+    untraced: list[float] = []
     with tempfile.TemporaryDirectory(prefix="osrewind-bench-dd-") as tmpname:
+        trees: dict[str, Path | None] = {benchlib.describe_tree(None, ["ingest", "probes", "osrewind"]): None}
+        if rev:
+            benchlib.export_rev(rev, Path(tmpname) / "rev")
+            trees[benchlib.describe_tree(rev, [])] = Path(tmpname) / "rev"
+        per: dict[str, dict[str, list]] = {name: {"recorded": [], "lost": [], "events": [], "e2e": [], "caught_up": []}
+                                          for name in trees}
         for i in range(rounds):
             untraced.append(timed(dd))
-            db = Path(tmpname) / f"store-{i}"
-            t = time.monotonic()
-            summary = record(db, dd, mode)
-            total = time.monotonic() - t
-            span = workload_span(db, summary["run_id"])
-            recorded.append(span)
-            lost.append(summary["lost"])
-            events.append(summary["events"])
-            startup.append(total - span)
-            # end to end: the recording's start until its last event was in the store (as the
-            # recorder measured both; its start-up before and the index it builds after are apart)
-            e2e.append(summary["events"] / (summary["duration_s"] + summary["caught_up_s"]))
-            print(f"round {i + 1}: untraced {untraced[-1]:.3f}s, recorded {span:.3f}s "
-                  f"(x{span / untraced[-1]:.2f}), {summary['events']:,} events, {summary['lost']:,} lost, "
-                  f"all stored {summary['caught_up_s']:.2f}s after dd ended: {e2e[-1]:,.0f} events/s end to end, "
-                  f"record took {total:.1f}s in all")
-    report = {"count": count, "mode": mode, "untraced_s": untraced, "recorded_s": recorded, "lost": lost,
-              "events": events, "end_to_end_events_per_s": [round(x) for x in e2e],
-              "end_to_end_min": round(min(e2e)), "end_to_end_median": round(statistics.median(e2e)),
-              "end_to_end_max": round(max(e2e)),
-              "untraced_min": min(untraced), "untraced_median": statistics.median(untraced),
-              "recorded_min": min(recorded), "recorded_median": statistics.median(recorded),
-              "ratio_of_medians": round(statistics.median(recorded) / statistics.median(untraced), 2),
-              "ratio_of_mins": round(min(recorded) / min(untraced), 2)}
-    print(f"dd bs=1 count={count} ({mode}): untraced min {report['untraced_min']:.3f}s median "
-          f"{report['untraced_median']:.3f}s; recorded min {report['recorded_min']:.3f}s median "
-          f"{report['recorded_median']:.3f}s; x{report['ratio_of_mins']} (mins), x{report['ratio_of_medians']} "
-          f"(medians); lost {lost}")
-    print(f"end to end (recording start to every event stored): min {report['end_to_end_min']:,} median "
-          f"{report['end_to_end_median']:,} max {report['end_to_end_max']:,} events/s")
+            order = list(trees.items()) if i % 2 == 0 else list(trees.items())[::-1]
+            for name, tree in order:
+                db = Path(tmpname) / f"store-{i}-{len(per[name]['recorded'])}-{abs(hash(name))}"
+                t = time.monotonic()
+                summary = record(db, dd, mode, tree)
+                total = time.monotonic() - t
+                span = workload_span(db, summary["run_id"])
+                shutil.rmtree(db, ignore_errors=True)
+                # end to end: the recording's start until its last event was in the store (as the
+                # recorder measured both; its start-up before and the index it builds after are apart)
+                e2e = summary["events"] / (summary["duration_s"] + summary["caught_up_s"])
+                r = per[name]
+                r["recorded"].append(span)
+                r["lost"].append(summary["lost"])
+                r["events"].append(summary["events"])
+                r["e2e"].append(e2e)
+                r["caught_up"].append(summary["caught_up_s"])
+                label = f" [{name}]" if rev else ""
+                print(f"round {i + 1}{label}: untraced {untraced[-1]:.3f}s, recorded {span:.3f}s "
+                      f"(x{span / untraced[-1]:.2f}), {summary['events']:,} events, {summary['lost']:,} lost, "
+                      f"all stored {summary['caught_up_s']:.2f}s after dd ended: {e2e:,.0f} events/s end to end, "
+                      f"record took {total:.1f}s in all", flush=True)
+    report: dict = {"count": count, "mode": mode, "untraced_s": untraced,
+                    "untraced_min": min(untraced), "untraced_median": statistics.median(untraced), "trees": {}}
+    for name, r in per.items():
+        rec, e2e = r["recorded"], r["e2e"]
+        t = {"recorded_s": rec, "lost": r["lost"], "events": r["events"],
+             "end_to_end_events_per_s": [round(x) for x in e2e], "caught_up_s": r["caught_up"],
+             "end_to_end_min": round(min(e2e)), "end_to_end_median": round(statistics.median(e2e)),
+             "end_to_end_max": round(max(e2e)), "caught_up_median": statistics.median(r["caught_up"]),
+             "recorded_min": min(rec), "recorded_median": statistics.median(rec),
+             "ratio_of_medians": round(statistics.median(rec) / statistics.median(untraced), 2),
+             "ratio_of_mins": round(min(rec) / min(untraced), 2)}
+        report["trees"][name] = t
+        if not rev:
+            report.update(t)   # one tree: its figures at the top level too, as before
+        print(f"dd bs=1 count={count} ({mode}){' ' + name if rev else ''}: untraced min {report['untraced_min']:.3f}s "
+              f"median {report['untraced_median']:.3f}s; recorded min {t['recorded_min']:.3f}s median "
+              f"{t['recorded_median']:.3f}s; x{t['ratio_of_mins']} (mins), x{t['ratio_of_medians']} "
+              f"(medians); lost {r['lost']}")
+        print(f"end to end (recording start to every event stored): min {t['end_to_end_min']:,} median "
+              f"{t['end_to_end_median']:,} max {t['end_to_end_max']:,} events/s; all stored a median "
+              f"{t['caught_up_median']:.2f}s after dd ended")
     if json_out:
         Path(json_out).write_text(json.dumps(report, indent=2))
 
