@@ -630,9 +630,9 @@ class Probe:
         synchronously: once this returns no process pays for them. Each classic tracepoint's release
         waits for RCU grace periods (~70 ms each on this kernel, ~100 of them, serialised by the
         kernel), so by default a helper process (``probes/release.py``, pid in ``release_helper``)
-        holds the last references to those and closes them right away, from many threads, the syscall tracepoints first (while any is attached, every
-        syscall on the machine takes the slow path); it exits when done (2-4 s here), whether or not
-        the recorder has exited."""
+        holds the last references to those and closes them right away, from many threads, the
+        syscall tracepoints first (while any is attached, every syscall on the machine takes the
+        slow path); it exits when done (2-4 s here), whether or not the recorder has exited."""
         for reader in self.readers.values():
             reader.close()
         self._tracked.close()
