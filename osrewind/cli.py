@@ -247,8 +247,10 @@ def record(obj: dict, command: tuple[str, ...], name: str, system: bool, pids: t
     If the store fails while recording (a full disk, the store deleted), osrewind stops recording,
     still waits for the command and exits with its code; one line says when and why, and the run is
     'failed' with the reason and everything up to then kept (--pid / --system: exit 4).
-    The command gets the signal dispositions, signal mask and umask osrewind was started with. Environment variables are not recorded; argv,
-    paths, comm, cwd and socket addresses are (--redact hides parts). Needs root.
+    The command gets the signal dispositions, signal mask and umask osrewind was started with, and its
+    scheduling (osrewind's own work runs at nice 19 while the command runs, on the CPU it leaves
+    over). Environment variables are not recorded; argv, paths, comm, cwd and socket addresses are
+    (--redact hides parts). Needs root.
 
     \b
     Examples:
