@@ -53,10 +53,7 @@ def main() -> None:
         for i in range(args.rounds):
             for name, tree in trees.items():
                 benchlib.progress(f"round {i + 1}/{args.rounds}: {name}")
-                env = dict(os.environ)
-                env.pop("PYTHONPATH", None)
-                if tree is not None:
-                    env["PYTHONPATH"] = str(tree)
+                env = benchlib.tree_env(tree)
                 db = tmp / f"db-{i}-{abs(hash(name))}"
                 timed_record(db, env, tmpname)
                 results[name]["back to back"].append(timed_record(db, env, tmpname))

@@ -92,6 +92,18 @@ def export_rev(rev: str, dest: Path) -> None:
                 os.symlink(dest / folder, link)
 
 
+def tree_env(tree: Path | None, base: dict | None = None) -> dict:
+    """The environment (``base``, else this process's) in which ``python -m osrewind`` runs osrewind
+    from ``tree`` (an ``export_rev`` export), or with None the installed one: a PYTHONPATH left over
+    from the caller would choose another. Run it outside the repository (cwd comes first on the path)."""
+    env = dict(os.environ if base is None else base)
+    if tree is None:
+        env.pop("PYTHONPATH", None)
+    else:
+        env["PYTHONPATH"] = str(tree)
+    return env
+
+
 def describe_tree(rev: str | None, dirty_paths: list[str]) -> str:
     """What is benched: "git abc123" for --rev, else "working tree at abc123", plus " (with uncommitted
     changes)" when git status sees changes under DIRTY_PATHS."""

@@ -95,9 +95,7 @@ def replay(spool_dir: Path) -> dict:
 
 
 def child(spool_dir: Path, tree: Path | None) -> dict:
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree)
+    env = benchlib.tree_env(tree)
     out = subprocess.run([sys.executable, __file__, "--replay", str(spool_dir)], capture_output=True, text=True,
                          env=env)
     if out.returncode != 0:

@@ -210,7 +210,7 @@ class Recording:
         self.proc = subprocess.Popen([*osrewind_exe(), "--db", db, "record", "--json", *flags, "--", *cmd],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, cwd="/tmp",
-                                     env={**ENV, "PYTHONPATH": OSREWIND_TREE} if OSREWIND_TREE else ENV)
+                                     env=benchlib.tree_env(Path(OSREWIND_TREE) if OSREWIND_TREE else None, ENV))
         self.lines: list[tuple[float, str]] = []
         self.ready = threading.Event()
         self.t_ready: float | None = None

@@ -51,7 +51,7 @@ FACTS_PER_ITERATION = {"fd": 2, "full": 4}
 
 def record(db: Path, cmd: list[str], mode: str, tree: Path | None = None) -> dict:
     """`osrewind record` of cmd; with ``tree`` (an export of a git revision), osrewind from there."""
-    env = dict(os.environ, PYTHONPATH=str(tree)) if tree else None
+    env = benchlib.tree_env(tree)
     out = subprocess.run([sys.executable, "-m", "osrewind", "--db", str(db), "record", "--quiet", "--json",
                           *MODE_FLAGS[mode], "--", *cmd], capture_output=True, text=True, env=env,
                          cwd=str(tree) if tree else None)
@@ -238,8 +238,8 @@ def dd_comparison(count: int, rounds: int, mode: str, json_out: str | None, rev:
         for i in range(rounds):
             untraced.append(timed(dd))
             order = list(trees.items()) if i % 2 == 0 else list(trees.items())[::-1]
-            for name, tree in order:
-                db = Path(tmpname) / f"store-{i}-{len(per[name]['recorded'])}-{abs(hash(name))}"
+            for j, (name, tree) in enumerate(order):
+                db = Path(tmpname) / f"store-{i}-{j}"
                 t = time.monotonic()
                 summary = record(db, dd, mode, tree)
                 total = time.monotonic() - t

@@ -203,11 +203,11 @@ class Tree:
     def __init__(self, rev: str | None, scratch: Path) -> None:
         self.rev = rev
         self.root = REPO
-        self.env = dict(ENV)
+        tree = None
         if rev:
-            self.root = scratch / "tree"
+            self.root = tree = scratch / "tree"
             benchlib.export_rev(rev, self.root)
-            self.env["PYTHONPATH"] = str(self.root)
+        self.env = benchlib.tree_env(tree, ENV)
         self.what = benchlib.describe_tree(rev, ["probes", "ingest", "osrewind", "queries", "tests"])
 
     def osrewind(self) -> list[str]:
