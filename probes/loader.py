@@ -401,7 +401,7 @@ class Probe:
         self._tracked = _MappedArray(self.bpf[b"tracked"], entries)
         self._tids = _MappedArray(self.bpf[b"tids"], entries)
         # scope_gen[0].user (the record's second u64): bumped after pids are put in scope, so the
-        # raw syscall hooks' out-of-scope memos go stale (record.bpf.c, out_memo)
+        # raw syscall hooks' scope memos go stale (record.bpf.c, in_memo and out_memo)
         self._scope_gen = None if opts.system_wide else _MappedArray(self.bpf[b"scope_gen"], 2)
         self._drops = self.bpf[b"drops"]
         if opts.cgroup is not None:

@@ -25,8 +25,8 @@
 //
 // Scope: `tracked` is an array indexed by tgid (sized to pid_max), read first in every program, before
 // any other work: a process out of scope pays one array load per hook; in the raw syscall hooks,
-// which every syscall on the machine runs, two loads of a per-CPU memo (`out_memo`). Every drop is counted at its
-// cause in the per-CPU `drops` array (full rings per lane, full maps), and stored with the run.
+// which every syscall on the machine runs, a few loads of per-CPU memos (`out_memo`, `in_memo`).
+// Every drop is counted at its cause in the per-CPU `drops` array (full rings per lane, full maps), and stored with the run.
 //
 // Options come in as -D cflags from the loader:
 //   SYSTEM_WIDE     record every process (minus SELF_TGID, the recorder itself)
@@ -290,17 +290,22 @@ BPF_ARRAY(layout_sc_call, struct sc_call, 1);
 BPF_ARRAY(layout_sched_rec, struct sched_rec, 1);
 
 #ifndef SYSTEM_WIDE
-// The raw syscall hooks' scope memo, so a task out of scope pays two loads per hook instead of a
-// helper call and a load. Each CPU keeps the pt_regs address of the last task it found out of scope
-// (that address is the top of the task's own kernel stack: no two live tasks share it) with the
-// scope's generation at the time; the generation goes up after every growth of the scope: [0] by
-// the kernel (a process or thread forked in scope, a process moved into the recorded cgroup), [1]
-// by user space (pids put in scope). A new task that reuses a dead one's stack is born into a
-// grown scope, or out of it, so a memo is never taken for a task in scope. The generation is read
-// before the scope is: a growth after that read leaves the memo stale. The syscall tracepoints run
-// their programs with preemption off (include/trace/bpf_probe.h), so a CPU's memo is written whole
-// before another program on that CPU reads it; it is read as task, generation, task again all the
-// same, so that another task's write between the reads would be seen.
+// The raw syscall hooks' scope memos, so a task pays a few loads per hook for its scope test instead
+// of helper calls (on this kernel bpf_get_current_pid_tgid is a call, not inlined). Each CPU keeps
+// the pt_regs address of the last task it found out of scope (`out_memo`) and of the last it found
+// in scope with that task's pid_tgid (`in_memo`), each with the scope's generation at the time
+// (that address is the top of the task's own kernel stack: no two live tasks share it). The
+// generation goes up after every change that could make a memo wrong: [0] by the kernel (a process
+// or thread forked in scope, a process moved into the recorded cgroup, a task in scope that exits:
+// its stack goes to another task; an exec from a thread other than the leader, which gives that
+// thread the leader's pid, waits for the leader's exit first), [1] by user space (pids put in
+// scope). So a new task that reuses a dead one's stack finds every memo of that stack stale if the
+// dead one was in scope, and is born into a grown scope, or out of it, if it was not: a memo never
+// answers for another task. The generation is read before the scope is: a change after that read
+// leaves the memo stale. The syscall tracepoints run their programs with preemption off
+// (include/trace/bpf_probe.h), so a CPU's memo is written whole before another program on that CPU
+// reads it; it is read as task, generation, task again all the same, so that another task's write
+// between the reads would be seen.
 struct scope_gen_t {
     u64 kernel;
     u64 user;
@@ -311,8 +316,14 @@ struct out_memo_t {
     u64 gen;
 };
 BPF_PERCPU_ARRAY(out_memo, struct out_memo_t, 1);
+struct in_memo_t {
+    u64 regs;
+    u64 gen;
+    u64 id;  // the task's pid_tgid
+};
+BPF_PERCPU_ARRAY(in_memo, struct in_memo_t, 1);
 
-static __always_inline void scope_grew(void) {
+static __always_inline void scope_changed(void) {
     u32 zero = 0;
     struct scope_gen_t *g = scope_gen.lookup(&zero);
     if (g)
@@ -338,29 +349,42 @@ static __always_inline void set_tracked(u32 tgid, u32 on) {
     if (tracked.update(&tgid, &on))
         dropped(DROP_SCOPE_RANGE);
     else if (on)
-        scope_grew();
+        scope_changed();
 #endif
 }
 
 // The raw syscall hooks' scope test: 1 and the current pid_tgid in *id when the task is in scope.
-// Out of scope, the CPU's memo answers (see out_memo) or is set.
+// The CPU's memos answer (see in_memo, out_memo), or are set.
 static __always_inline int sc_in_scope(void *regs, u64 *id) {
 #ifdef SYSTEM_WIDE
     *id = bpf_get_current_pid_tgid();
     return is_tracked_tgid(*id >> 32);
 #else
     u32 zero = 0;
+    struct in_memo_t *in = in_memo.lookup(&zero);
     struct out_memo_t *m = out_memo.lookup(&zero);
     struct scope_gen_t *g = scope_gen.lookup(&zero);
-    if (!m || !g)
+    if (!in || !m || !g)
         return 0;
     u64 gen = *(volatile u64 *)&g->kernel + *(volatile u64 *)&g->user;
-    u64 was = *(volatile u64 *)&m->regs;
+    u64 was = *(volatile u64 *)&in->regs;
+    if (was == (u64)regs && *(volatile u64 *)&in->gen == gen) {
+        u64 memo_id = *(volatile u64 *)&in->id;
+        if (*(volatile u64 *)&in->regs == was) {
+            *id = memo_id;
+            return 1;
+        }
+    }
+    was = *(volatile u64 *)&m->regs;
     if (was == (u64)regs && *(volatile u64 *)&m->gen == gen && *(volatile u64 *)&m->regs == was)
         return 0;
     *id = bpf_get_current_pid_tgid();
-    if (is_tracked_tgid(*id >> 32))
+    if (is_tracked_tgid(*id >> 32)) {
+        *(volatile u64 *)&in->regs = (u64)regs;
+        *(volatile u64 *)&in->gen = gen;
+        *(volatile u64 *)&in->id = *id;
         return 1;
+    }
     *(volatile u64 *)&m->regs = (u64)regs;
     *(volatile u64 *)&m->gen = gen;
     return 0;
@@ -740,7 +764,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     if (tids.update(&child, &child_tgid))
         dropped(DROP_SCOPE_RANGE);
 #ifndef SYSTEM_WIDE
-    scope_grew();  // a new thread too: its stack may be one a CPU's memo holds as out of scope
+    scope_changed();  // a new thread too: its stack may be one a CPU's memo holds as out of scope
 #endif
 #ifndef NO_SYSCALLS
     u32 unsent = 0;
@@ -896,6 +920,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     }
     if (args->group_dead)
         set_tracked(tgid, 0);
+#ifndef SYSTEM_WIDE
+    scope_changed();  // its stack goes to another task: no CPU's memo may answer for it
+#endif
     return 0;
 }
 
@@ -1572,9 +1599,10 @@ TRACEPOINT_PROBE(oom, mark_victim) {
 // reads the slot back and writes the whole call at once, its argument registers read from the
 // same struct pt_regs (the architecture's syscall ABI, stable across kernels; a syscall leaves
 // them as it found them) as one window with one read. One ring reservation and one register read
-// a call instead of two and two (an enter and an exit record, paired in user space); the two clock
-// reads, about 60 ns each here, are most of what is left. An out-of-scope task pays two loads per
-// hook once its CPU has found it out of scope (`out_memo`).
+// a call instead of two and two (an enter and an exit record, paired in user space). The scope
+// test is a few loads of the CPU's memos (`in_memo`, `out_memo`) once it has seen the task; what
+// is left is mostly helper calls: the two clock reads, about 40 ns each here, and the ring's
+// reserve and submit, about 50 ns together (measured with empty programs that make only them).
 // execve and execveat replace the registers before they return: their arguments are read at entry
 // into `sc_exec` (a small hash, exec calls only). exit and exit_group never return: written at entry.
 

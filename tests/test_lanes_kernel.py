@@ -511,6 +511,86 @@ def test_a_thread_on_a_dead_out_of_scope_tasks_stack_is_recorded(kernel):
     assert not short, f"threads with calls missing (of {calls} each): {short}"
 
 
+THREADS_ON_CPU1 = r"""
+import os, sys, threading
+os.sched_setaffinity(0, {0})
+cmd, ack, calls = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def work():
+    os.sched_setaffinity(0, {1})  # this thread only: the main thread makes no syscall on CPU 1
+    for _ in range(calls):
+        os.getppid()
+made = []
+print("ready", flush=True)
+while os.read(cmd, 1) == b"t":
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    made.append(t.native_id)
+    os.write(ack, b"k")
+print(" ".join(map(str, made)), flush=True)
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_task_on_a_dead_recorded_threads_stack_is_not_recorded_as_it(kernel):
+    """The raw syscall hooks also remember, per CPU, the last task they found in scope, with its
+    pid_tgid, by the address of its registers (the top of its kernel stack). Here, each time, a
+    thread of a recorded process makes its calls on CPU 1 and exits there, then a process out of
+    scope is made on CPU 1 (where it gets that stack) and makes its own calls. Every recorded
+    thread has exactly its own getppid() calls: none of the outsider's is taken for the dead
+    thread's, and the outsider has none."""
+    from osrewind.probes import syscall_table
+
+    rounds, calls, outside = 40, 200, 300
+    probe = _probe(ringbuf_pages=256, sched=False)
+    cmd_r, cmd_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    child = subprocess.Popen([sys.executable, "-c", THREADS_ON_CPU1, str(cmd_r), str(ack_w), str(calls)],
+                             pass_fds=(cmd_r, ack_w), stdout=subprocess.PIPE)
+    mine = os.sched_getaffinity(0)
+    outsiders = []
+    try:
+        assert child.stdout.readline() == b"ready\n"
+        probe.track([child.pid])
+        os.sched_setaffinity(0, {0})
+        for _ in range(rounds):
+            os.write(cmd_w, b"t")
+            assert os.read(ack_r, 1) == b"k"
+            os.sched_setaffinity(0, {1})
+            pid = os.fork()   # on CPU 1: the stack the dead thread left there
+            if pid == 0:
+                for _ in range(outside):
+                    os.getppid()
+                os._exit(0)
+            os.sched_setaffinity(0, {0})
+            os.waitpid(pid, 0)
+            outsiders.append(pid)
+        os.write(cmd_w, b"q")
+        tids = [int(t) for t in child.stdout.readline().split()]
+        assert child.wait(timeout=30) == 0
+        time.sleep(0.02)
+        d = probe.drain()
+        agg = probe.agg_sweep(final=True)
+    finally:
+        os.sched_setaffinity(0, mine)
+        child.kill()
+        for fd in (cmd_r, cmd_w, ack_r, ack_w):
+            os.close(fd)
+        probe.close(background=False)
+    nr = syscall_table.number("getppid")
+    got = records.records_of(d.raw["rb_sc"], "sc_call")
+    assert len(tids) == rounds
+    wrong = {}
+    for tid in tids:
+        n = int(((got["nr"] == nr) & (got["tid"] == tid)).sum())
+        n += int(agg["count"][(agg["nr"] == nr) & (agg["tid"] == tid)].sum())
+        if n != calls:
+            wrong[tid] = n
+    assert not wrong, f"threads whose getppid() count is not their own {calls}: {wrong}"
+    assert not set(got["tgid"].tolist()) & set(outsiders)
+    assert set(got["tgid"].tolist()) <= {child.pid}
+
+
 ARGS = r"""
 import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY)
