@@ -594,7 +594,11 @@ class Probe:
         return b"".join(out)
 
     def untrack(self, pid: int) -> None:
+        """Take a process out of scope. The scope generation moves on after the store, as in
+        :meth:`track`: a CPU's memo of one of its threads as in scope is stale from then on."""
         self._tracked.set(pid, 0)
+        if self._scope_gen is not None:
+            self._scope_gen.set(1, self._scope_gen.get(1) + 1)
 
     def tracked_pids(self) -> set[int]:
         return {int(p) for p in np.flatnonzero(self._tracked.values)}

@@ -290,22 +290,23 @@ BPF_ARRAY(layout_sc_call, struct sc_call, 1);
 BPF_ARRAY(layout_sched_rec, struct sched_rec, 1);
 
 #ifndef SYSTEM_WIDE
-// The raw syscall hooks' scope memos, so a task pays a few loads per hook for its scope test instead
-// of helper calls (on this kernel bpf_get_current_pid_tgid is a call, not inlined). Each CPU keeps
-// the pt_regs address of the last task it found out of scope (`out_memo`) and of the last it found
-// in scope with that task's pid_tgid (`in_memo`), each with the scope's generation at the time
-// (that address is the top of the task's own kernel stack: no two live tasks share it). The
+// The raw syscall hooks' scope memos, so a task pays a few loads per hook for its scope test
+// instead of helper calls (on this kernel bpf_get_current_pid_tgid is a call, not inlined). Each
+// CPU keeps the pt_regs address of the last task it found out of scope (`out_memo`) and of the last
+// it found in scope with that task's pid_tgid (`in_memo`), each with the scope's generation at the
+// time (that address is the top of the task's own kernel stack: no two live tasks share it). The
 // generation goes up after every change that could make a memo wrong: [0] by the kernel (a process
 // or thread forked in scope, a process moved into the recorded cgroup, a task in scope that exits:
-// its stack goes to another task; an exec from a thread other than the leader, which gives that
-// thread the leader's pid, waits for the leader's exit first), [1] by user space (pids put in
-// scope). So a new task that reuses a dead one's stack finds every memo of that stack stale if the
-// dead one was in scope, and is born into a grown scope, or out of it, if it was not: a memo never
-// answers for another task. The generation is read before the scope is: a change after that read
-// leaves the memo stale. The syscall tracepoints run their programs with preemption off
-// (include/trace/bpf_probe.h), so a CPU's memo is written whole before another program on that CPU
-// reads it; it is read as task, generation, task again all the same, so that another task's write
-// between the reads would be seen.
+// its stack goes to the next task made on that CPU; a thread other than the leader that execs: it
+// takes the leader's pid, and the leader may have exited long before), [1] by user space (pids put
+// in scope or taken out of it). So a new task that reuses a dead one's stack finds every memo of
+// that stack stale if the dead one was in scope, and is born into a grown scope, or out of it, if
+// it was not: a memo never answers for another task. The generation is read before the scope is: a
+// change after that read leaves the memo stale. The syscall tracepoints run their programs with
+// preemption off (include/trace/bpf_probe.h), so a CPU's memo is written whole before another
+// program on that CPU reads it; all the same it is written with the task's address cleared first
+// and set last, and read as task, generation, task again, so that a memo half written, or another
+// task's write between the reads, matches no task.
 struct scope_gen_t {
     u64 kernel;
     u64 user;
@@ -379,14 +380,16 @@ static __always_inline int sc_in_scope(void *regs, u64 *id) {
     if (was == (u64)regs && *(volatile u64 *)&m->gen == gen && *(volatile u64 *)&m->regs == was)
         return 0;
     *id = bpf_get_current_pid_tgid();
-    if (is_tracked_tgid(*id >> 32)) {
-        *(volatile u64 *)&in->regs = (u64)regs;
+    if (is_tracked_tgid(*id >> 32)) {  // the task's address last: a memo half written matches no task
+        *(volatile u64 *)&in->regs = 0;
         *(volatile u64 *)&in->gen = gen;
         *(volatile u64 *)&in->id = *id;
+        *(volatile u64 *)&in->regs = (u64)regs;
         return 1;
     }
-    *(volatile u64 *)&m->regs = (u64)regs;
+    *(volatile u64 *)&m->regs = 0;
     *(volatile u64 *)&m->gen = gen;
+    *(volatile u64 *)&m->regs = (u64)regs;
     return 0;
 #endif
 }
@@ -812,6 +815,29 @@ TRACEPOINT_PROBE(syscalls, sys_enter_vfork) { return stash_clone(0); }
 TRACEPOINT_PROBE(sched, sched_process_exec) {
     if (!is_tracked())
         return 0;
+    if (args->old_pid != args->pid) {  // a thread other than the leader exec'd: it has the leader's pid now
+#ifndef SYSTEM_WIDE
+        scope_changed();  // no CPU's memo may keep its old one (the leader may have exited long before)
+#endif
+#ifndef NO_SYSCALLS
+        // the execve it is in returns under the new tid: its entry moves there
+        u32 old_tid = args->old_pid, new_tid = args->pid;
+        struct sc_slot *from = sc_slot.lookup(&old_tid);
+        if (from) {
+            struct sc_slot moved = *from;
+            struct sc_slot none_in = {};
+            sc_slot.update(&new_tid, &moved);
+            sc_slot.update(&old_tid, &none_in);
+        }
+        struct sc_exec_args *regs = sc_exec.lookup(&old_tid);
+        if (regs) {
+            struct sc_exec_args copy = *regs;
+            sc_exec.delete(&old_tid);
+            if (sc_exec.update(&new_tid, &copy))
+                dropped(DROP_MAP_SC_EXEC);
+        }
+#endif
+    }
     struct event *e = new_event(K_EXEC);
     if (!e)
         return 0;

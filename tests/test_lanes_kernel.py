@@ -591,6 +591,146 @@ def test_a_task_on_a_dead_recorded_threads_stack_is_not_recorded_as_it(kernel):
     assert set(got["tgid"].tolist()) <= {child.pid}
 
 
+UNTRACKED_ON_CPU1 = r"""
+import os, sys, threading
+os.sched_setaffinity(0, {0})
+cmd, ack, calls = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def work():
+    os.sched_setaffinity(0, {1})
+    for _ in range(calls):
+        os.getppid()
+    os.write(ack, b"b")
+    os.read(cmd, 1)   # meanwhile the process is taken out of scope; then this thread exits on CPU 1
+made = []
+print("ready", flush=True)
+while os.read(cmd, 1) == b"t":
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    made.append(t.native_id)
+    os.write(ack, b"k")
+print(" ".join(map(str, made)), flush=True)
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_process_taken_out_of_scope_leaves_no_memo_behind(kernel):
+    """As the test before, but the recorded process is taken out of scope (``Probe.untrack``, as the
+    recorder does with a process it finds dead, or when a recording fails) while its thread still
+    lives on CPU 1; the thread then exits there, out of scope, and a process out of scope is made
+    on CPU 1. Each round puts the process back in scope. Every thread has exactly its own getppid()
+    calls: the memo of the thread as in scope did not outlive its leaving the scope."""
+    from osrewind.probes import syscall_table
+
+    rounds, calls, outside = 40, 200, 300
+    probe = _probe(ringbuf_pages=256, sched=False)
+    cmd_r, cmd_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    child = subprocess.Popen([sys.executable, "-c", UNTRACKED_ON_CPU1, str(cmd_r), str(ack_w), str(calls)],
+                             pass_fds=(cmd_r, ack_w), stdout=subprocess.PIPE)
+    mine = os.sched_getaffinity(0)
+    batches, counted = [], []
+    try:
+        assert child.stdout.readline() == b"ready\n"
+        os.sched_setaffinity(0, {0})
+        for _ in range(rounds):
+            probe.track([child.pid])
+            os.write(cmd_w, b"t")
+            assert os.read(ack_r, 1) == b"b"
+            probe.untrack(child.pid)
+            os.write(cmd_w, b"x")
+            assert os.read(ack_r, 1) == b"k"
+            os.sched_setaffinity(0, {1})
+            pid = os.fork()   # on CPU 1: the stack the dead thread left there
+            if pid == 0:
+                for _ in range(outside):
+                    os.getppid()
+                os._exit(0)
+            os.sched_setaffinity(0, {0})
+            os.waitpid(pid, 0)
+            batches.append(probe.drain())
+        os.write(cmd_w, b"q")
+        tids = [int(t) for t in child.stdout.readline().split()]
+        assert child.wait(timeout=30) == 0
+        time.sleep(0.02)
+        batches.append(probe.drain())
+        counted.append(probe.agg_sweep(final=True))
+    finally:
+        os.sched_setaffinity(0, mine)
+        child.kill()
+        for fd in (cmd_r, cmd_w, ack_r, ack_w):
+            os.close(fd)
+        probe.close(background=False)
+    nr = syscall_table.number("getppid")
+    got = np.concatenate([records.records_of(b.raw["rb_sc"], "sc_call") for b in batches])
+    agg = counted[0]
+    assert len(tids) == rounds
+    wrong = {}
+    for tid in tids:
+        n = int(((got["nr"] == nr) & (got["tid"] == tid)).sum())
+        n += int(agg["count"][(agg["nr"] == nr) & (agg["tid"] == tid)].sum())
+        if n != calls:
+            wrong[tid] = n
+    assert not wrong, f"threads whose getppid() count is not their own {calls}: {wrong}"
+
+
+EXEC_AFTER_LEADER = r"""
+import ctypes, os, sys, threading, time
+gate, count = int(sys.argv[1]), sys.argv[2]
+os.sched_setaffinity(0, {1})
+os.read(gate, 1)
+def leader_state():
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+def run():
+    while leader_state() != "Z":   # until the leader thread has exited
+        time.sleep(0.002)
+    print(threading.get_native_id(), flush=True)
+    os.execv("/bin/dd", ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=" + count])
+threading.Thread(target=run).start()
+ctypes.CDLL(None).syscall(60, 0)   # SYS_exit: the leader thread alone exits
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_thread_that_execs_after_its_leader_exited_is_recorded_under_the_pid(kernel):
+    """A thread other than the leader execs after the leader thread has exited: the kernel gives it
+    the leader's pid (de_thread), with no task exiting at the exec. Its execve returns, and the new
+    program's calls are made, under that pid, and are recorded so (not under the thread's old tid,
+    which a CPU's scope memo still held)."""
+    from osrewind.probes import syscall_table
+
+    count = 3000
+    probe = _probe(ringbuf_pages=2048, sched=False)
+    r, w = os.pipe()
+    child = subprocess.Popen([sys.executable, "-c", EXEC_AFTER_LEADER, str(r), str(count)], pass_fds=(r,),
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        probe.track([child.pid])
+        os.write(w, b"g")
+        old_tid = int(child.stdout.readline())
+        assert child.wait(timeout=30) == 0
+        time.sleep(0.02)
+        d = probe.drain()
+        agg = probe.agg_sweep(final=True)
+    finally:
+        child.kill()
+        os.close(r)
+        os.close(w)
+        probe.close(background=False)
+    got = records.records_of(d.raw["rb_sc"], "sc_call")
+    mine = got[got["tgid"] == child.pid]
+    execve = mine[(mine["nr"] == syscall_table.number("execve")) & (mine["ret"] == 0)]
+    assert len(execve) == 1 and execve["tid"][0] == child.pid, execve[["tid", "ret"]]
+    after = mine[mine["ts"] > execve["ts"][0]]
+    assert len(after) and set(after["tid"].tolist()) == {child.pid}, (old_tid, set(after["tid"].tolist()))
+    for name in ("read", "write"):
+        nr = syscall_table.number(name)
+        n = int(((after["nr"] == nr) & (after["tid"] == child.pid)).sum())
+        n += int(agg["count"][(agg["nr"] == nr) & (agg["tid"] == child.pid)].sum())
+        assert n >= count, (name, n)
+
+
 ARGS = r"""
 import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY)
