@@ -437,13 +437,17 @@ def test_a_running_process_put_in_scope_is_recorded_at_once(kernel):
     assert recorded + counted >= calls, (recorded, counted)
 
 
-THREADER = r"""
+THREADS_ON_CPU1 = r"""
 import os, sys, threading
-os.sched_setaffinity(0, {1})
-cmd, ack, calls = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+cmd, ack, calls, main_cpu, wait = (int(a) for a in sys.argv[1:6])
+os.sched_setaffinity(0, {main_cpu})
 def work():
+    os.sched_setaffinity(0, {1})
     for _ in range(calls):
         os.getppid()
+    if wait:   # the test does something while this thread lives on, then lets it exit
+        os.write(ack, b"b")
+        os.read(cmd, 1)
 made = []
 print("ready", flush=True)
 while os.read(cmd, 1) == b"t":
@@ -454,6 +458,101 @@ while os.read(cmd, 1) == b"t":
     os.write(ack, b"k")
 print(" ".join(map(str, made)), flush=True)
 """
+
+
+class _ThreadsOnCpu1:
+    """A child process (THREADS_ON_CPU1) whose main thread runs on ``main_cpu`` and that makes, on each
+    :meth:`thread`, a thread on CPU 1 which calls getppid() ``calls`` times and exits there. The test
+    process stays on CPU 0 but for :meth:`outsider`. For the tests of the raw syscall hooks' scope
+    memos, which a task that dies on CPU 1 could leave to the next task made there (its stack)."""
+
+    def __init__(self, calls: int, main_cpu: int, wait: bool = False) -> None:
+        self.calls = calls
+        self.cmd_r, self.cmd_w = os.pipe()
+        self.ack_r, self.ack_w = os.pipe()
+        self.mine = os.sched_getaffinity(0)
+        self.child = subprocess.Popen(
+            [sys.executable, "-c", THREADS_ON_CPU1, str(self.cmd_r), str(self.ack_w), str(calls),
+             str(main_cpu), str(int(wait))], pass_fds=(self.cmd_r, self.ack_w), stdout=subprocess.PIPE)
+        assert self.child.stdout.readline() == b"ready\n"
+        os.sched_setaffinity(0, {0})
+
+    def thread(self, meanwhile=None) -> None:
+        """One thread, start to exit; with ``wait``, ``meanwhile()`` runs after its calls, before its exit."""
+        os.write(self.cmd_w, b"t")
+        if meanwhile is not None:
+            assert os.read(self.ack_r, 1) == b"b"
+            meanwhile()
+            os.write(self.cmd_w, b"x")
+        assert os.read(self.ack_r, 1) == b"k"
+
+    @staticmethod
+    def outsider(calls: int) -> None:
+        """A process out of scope made on CPU 1 (where it gets the stack of the task that died there
+        last), which calls getppid() ``calls`` times and exits."""
+        os.sched_setaffinity(0, {1})
+        pid = os.fork()
+        if pid == 0:
+            for _ in range(calls):
+                os.getppid()
+            os._exit(0)
+        os.sched_setaffinity(0, {0})
+        os.waitpid(pid, 0)
+
+    def finish(self) -> list[int]:
+        """The threads' tids, in order; the child has exited."""
+        os.write(self.cmd_w, b"q")
+        tids = [int(t) for t in self.child.stdout.readline().split()]
+        assert self.child.wait(timeout=30) == 0
+        return tids
+
+    def close(self) -> None:
+        os.sched_setaffinity(0, self.mine)
+        self.child.kill()
+        for fd in (self.cmd_r, self.cmd_w, self.ack_r, self.ack_w):
+            os.close(fd)
+
+
+def _getppid_counts_not(calls: int, tids: list[int], got: np.ndarray, agg: dict) -> dict[int, int]:
+    """The threads among ``tids`` whose getppid() calls, recorded (``got``, sc_call records) or
+    counted degraded (``agg``), are not ``calls``: {tid: how many}."""
+    from osrewind.probes import syscall_table
+
+    nr = syscall_table.number("getppid")
+    wrong = {}
+    for tid in tids:
+        n = int(((got["nr"] == nr) & (got["tid"] == tid)).sum())
+        n += int(agg["count"][(agg["nr"] == nr) & (agg["tid"] == tid)].sum())
+        if n != calls:
+            wrong[tid] = n
+    return wrong
+
+
+def _rounds_on_cpu1(rounds: int, calls: int, main_cpu: int, step, wait: bool = False,
+                    track_each_round: bool = False) -> tuple[list[int], np.ndarray, dict, int]:
+    """Records a _ThreadsOnCpu1 child while ``step(probe, threads)`` runs ``rounds`` times (the child
+    is put in scope once before, or before each round). Returns the threads' tids, the syscall
+    records (drained after each round), the degraded counts and the child's pid."""
+    probe = _probe(ringbuf_pages=256, sched=False)
+    threads, batches = None, []
+    try:
+        threads = _ThreadsOnCpu1(calls, main_cpu, wait)
+        pid = threads.child.pid
+        for i in range(rounds):
+            if track_each_round or i == 0:
+                probe.track([pid])
+            step(probe, threads)
+            batches.append(probe.drain())
+        tids = threads.finish()
+        time.sleep(0.02)
+        batches.append(probe.drain())
+        agg = probe.agg_sweep(final=True)
+    finally:
+        if threads is not None:
+            threads.close()
+        probe.close(background=False)
+    assert len(tids) == rounds
+    return tids, np.concatenate([records.records_of(b.raw["rb_sc"], "sc_call") for b in batches]), agg, pid
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
@@ -463,72 +562,14 @@ def test_a_thread_on_a_dead_out_of_scope_tasks_stack_is_recorded(kernel):
     next one made on that CPU: here, each time, a process out of scope makes a syscall on CPU 1 and
     exits there, then a recorded process makes a thread on CPU 1. Every getppid() of every thread is
     there (recorded, or counted degraded): none is taken for the dead process's."""
-    from osrewind.probes import syscall_table
+    def step(probe, threads):
+        threads.outsider(1)
+        threads.thread()
 
-    rounds, calls = 40, 200
-    probe = _probe(ringbuf_pages=256, sched=False)
-    cmd_r, cmd_w = os.pipe()
-    ack_r, ack_w = os.pipe()
-    child = subprocess.Popen([sys.executable, "-c", THREADER, str(cmd_r), str(ack_w), str(calls)],
-                             pass_fds=(cmd_r, ack_w), stdout=subprocess.PIPE)
-    mine = os.sched_getaffinity(0)
-    try:
-        assert child.stdout.readline() == b"ready\n"
-        probe.track([child.pid])
-        for _ in range(rounds):
-            # fork on CPU 1 (the child's stack is the one CPU 1 keeps for its next task), then leave
-            # it: this process's own syscalls must not be the last out-of-scope ones there
-            os.sched_setaffinity(0, {1})
-            pid = os.fork()
-            if pid == 0:   # out of scope: a syscall on CPU 1, then its stack is free there
-                os.getppid()
-                os._exit(0)
-            os.sched_setaffinity(0, {0})
-            os.waitpid(pid, 0)
-            os.write(cmd_w, b"t")
-            assert os.read(ack_r, 1) == b"k"
-        os.write(cmd_w, b"q")
-        tids = [int(t) for t in child.stdout.readline().split()]
-        assert child.wait(timeout=30) == 0
-        time.sleep(0.02)
-        d = probe.drain()
-        agg = probe.agg_sweep(final=True)
-    finally:
-        os.sched_setaffinity(0, mine)
-        child.kill()
-        for fd in (cmd_r, cmd_w, ack_r, ack_w):
-            os.close(fd)
-        probe.close(background=False)
-    nr = syscall_table.number("getppid")
-    got = records.records_of(d.raw["rb_sc"], "sc_call")
-    assert len(tids) == rounds
-    short = {}
-    for tid in tids:
-        n = int(((got["nr"] == nr) & (got["tid"] == tid)).sum())
-        n += int(agg["count"][(agg["nr"] == nr) & (agg["tid"] == tid)].sum())
-        if n < calls:
-            short[tid] = n
-    assert not short, f"threads with calls missing (of {calls} each): {short}"
-
-
-THREADS_ON_CPU1 = r"""
-import os, sys, threading
-os.sched_setaffinity(0, {0})
-cmd, ack, calls = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-def work():
-    os.sched_setaffinity(0, {1})  # this thread only: the main thread makes no syscall on CPU 1
-    for _ in range(calls):
-        os.getppid()
-made = []
-print("ready", flush=True)
-while os.read(cmd, 1) == b"t":
-    t = threading.Thread(target=work)
-    t.start()
-    t.join()
-    made.append(t.native_id)
-    os.write(ack, b"k")
-print(" ".join(map(str, made)), flush=True)
-"""
+    calls = 200
+    tids, got, agg, _pid = _rounds_on_cpu1(40, calls, main_cpu=1, step=step)
+    wrong = _getppid_counts_not(calls, tids, got, agg)
+    assert not wrong, f"threads with calls missing (of {calls} each): {wrong}"
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
@@ -538,79 +579,16 @@ def test_a_task_on_a_dead_recorded_threads_stack_is_not_recorded_as_it(kernel):
     thread of a recorded process makes its calls on CPU 1 and exits there, then a process out of
     scope is made on CPU 1 (where it gets that stack) and makes its own calls. Every recorded
     thread has exactly its own getppid() calls: none of the outsider's is taken for the dead
-    thread's, and the outsider has none."""
-    from osrewind.probes import syscall_table
+    thread's, and nothing of the outsider's is recorded."""
+    def step(probe, threads):
+        threads.thread()
+        threads.outsider(300)
 
-    rounds, calls, outside = 40, 200, 300
-    probe = _probe(ringbuf_pages=256, sched=False)
-    cmd_r, cmd_w = os.pipe()
-    ack_r, ack_w = os.pipe()
-    child = subprocess.Popen([sys.executable, "-c", THREADS_ON_CPU1, str(cmd_r), str(ack_w), str(calls)],
-                             pass_fds=(cmd_r, ack_w), stdout=subprocess.PIPE)
-    mine = os.sched_getaffinity(0)
-    outsiders = []
-    try:
-        assert child.stdout.readline() == b"ready\n"
-        probe.track([child.pid])
-        os.sched_setaffinity(0, {0})
-        for _ in range(rounds):
-            os.write(cmd_w, b"t")
-            assert os.read(ack_r, 1) == b"k"
-            os.sched_setaffinity(0, {1})
-            pid = os.fork()   # on CPU 1: the stack the dead thread left there
-            if pid == 0:
-                for _ in range(outside):
-                    os.getppid()
-                os._exit(0)
-            os.sched_setaffinity(0, {0})
-            os.waitpid(pid, 0)
-            outsiders.append(pid)
-        os.write(cmd_w, b"q")
-        tids = [int(t) for t in child.stdout.readline().split()]
-        assert child.wait(timeout=30) == 0
-        time.sleep(0.02)
-        d = probe.drain()
-        agg = probe.agg_sweep(final=True)
-    finally:
-        os.sched_setaffinity(0, mine)
-        child.kill()
-        for fd in (cmd_r, cmd_w, ack_r, ack_w):
-            os.close(fd)
-        probe.close(background=False)
-    nr = syscall_table.number("getppid")
-    got = records.records_of(d.raw["rb_sc"], "sc_call")
-    assert len(tids) == rounds
-    wrong = {}
-    for tid in tids:
-        n = int(((got["nr"] == nr) & (got["tid"] == tid)).sum())
-        n += int(agg["count"][(agg["nr"] == nr) & (agg["tid"] == tid)].sum())
-        if n != calls:
-            wrong[tid] = n
+    calls = 200   # the main thread (CPU 0) makes no syscall on CPU 1
+    tids, got, agg, pid = _rounds_on_cpu1(40, calls, main_cpu=0, step=step)
+    wrong = _getppid_counts_not(calls, tids, got, agg)
     assert not wrong, f"threads whose getppid() count is not their own {calls}: {wrong}"
-    assert not set(got["tgid"].tolist()) & set(outsiders)
-    assert set(got["tgid"].tolist()) <= {child.pid}
-
-
-UNTRACKED_ON_CPU1 = r"""
-import os, sys, threading
-os.sched_setaffinity(0, {0})
-cmd, ack, calls = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-def work():
-    os.sched_setaffinity(0, {1})
-    for _ in range(calls):
-        os.getppid()
-    os.write(ack, b"b")
-    os.read(cmd, 1)   # meanwhile the process is taken out of scope; then this thread exits on CPU 1
-made = []
-print("ready", flush=True)
-while os.read(cmd, 1) == b"t":
-    t = threading.Thread(target=work)
-    t.start()
-    t.join()
-    made.append(t.native_id)
-    os.write(ack, b"k")
-print(" ".join(map(str, made)), flush=True)
-"""
+    assert set(got["tgid"].tolist()) <= {pid}
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
@@ -620,57 +598,13 @@ def test_a_process_taken_out_of_scope_leaves_no_memo_behind(kernel):
     lives on CPU 1; the thread then exits there, out of scope, and a process out of scope is made
     on CPU 1. Each round puts the process back in scope. Every thread has exactly its own getppid()
     calls: the memo of the thread as in scope did not outlive its leaving the scope."""
-    from osrewind.probes import syscall_table
+    def step(probe, threads):
+        threads.thread(meanwhile=lambda: probe.untrack(threads.child.pid))
+        threads.outsider(300)
 
-    rounds, calls, outside = 40, 200, 300
-    probe = _probe(ringbuf_pages=256, sched=False)
-    cmd_r, cmd_w = os.pipe()
-    ack_r, ack_w = os.pipe()
-    child = subprocess.Popen([sys.executable, "-c", UNTRACKED_ON_CPU1, str(cmd_r), str(ack_w), str(calls)],
-                             pass_fds=(cmd_r, ack_w), stdout=subprocess.PIPE)
-    mine = os.sched_getaffinity(0)
-    batches, counted = [], []
-    try:
-        assert child.stdout.readline() == b"ready\n"
-        os.sched_setaffinity(0, {0})
-        for _ in range(rounds):
-            probe.track([child.pid])
-            os.write(cmd_w, b"t")
-            assert os.read(ack_r, 1) == b"b"
-            probe.untrack(child.pid)
-            os.write(cmd_w, b"x")
-            assert os.read(ack_r, 1) == b"k"
-            os.sched_setaffinity(0, {1})
-            pid = os.fork()   # on CPU 1: the stack the dead thread left there
-            if pid == 0:
-                for _ in range(outside):
-                    os.getppid()
-                os._exit(0)
-            os.sched_setaffinity(0, {0})
-            os.waitpid(pid, 0)
-            batches.append(probe.drain())
-        os.write(cmd_w, b"q")
-        tids = [int(t) for t in child.stdout.readline().split()]
-        assert child.wait(timeout=30) == 0
-        time.sleep(0.02)
-        batches.append(probe.drain())
-        counted.append(probe.agg_sweep(final=True))
-    finally:
-        os.sched_setaffinity(0, mine)
-        child.kill()
-        for fd in (cmd_r, cmd_w, ack_r, ack_w):
-            os.close(fd)
-        probe.close(background=False)
-    nr = syscall_table.number("getppid")
-    got = np.concatenate([records.records_of(b.raw["rb_sc"], "sc_call") for b in batches])
-    agg = counted[0]
-    assert len(tids) == rounds
-    wrong = {}
-    for tid in tids:
-        n = int(((got["nr"] == nr) & (got["tid"] == tid)).sum())
-        n += int(agg["count"][(agg["nr"] == nr) & (agg["tid"] == tid)].sum())
-        if n != calls:
-            wrong[tid] = n
+    calls = 200
+    tids, got, agg, _pid = _rounds_on_cpu1(40, calls, main_cpu=0, step=step, wait=True, track_each_round=True)
+    wrong = _getppid_counts_not(calls, tids, got, agg)
     assert not wrong, f"threads whose getppid() count is not their own {calls}: {wrong}"
 
 
