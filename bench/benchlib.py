@@ -1,5 +1,6 @@
-"""What the bench scripts share: a progress line, min/median summaries and their formatting, and the
-`--rev REV` export of osrewind as committed at a git revision.
+"""What the bench scripts share: a progress line, min/median summaries and their formatting, the dd
+flood (its command and its own elapsed time), and the `--rev REV` export of osrewind as committed at
+a git revision.
 
 The scripts run as `python bench/X.py`, so this folder is on sys.path and they `import benchlib`.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,6 +59,33 @@ def fmt(v, spec: str) -> str:
 def pair(d: dict | None, spec: str) -> str:
     """A summary's "min/median"."""
     return "-" if not d else f"{fmt(d.get('min'), spec)}/{fmt(d.get('median'), spec)}"
+
+
+# ---------------------------------------------------------------- the dd flood
+
+DD = os.path.realpath(shutil.which("dd") or "/usr/bin/dd")  # one real path (bpftrace -c wants it)
+DD_ENV = {**os.environ, "LC_ALL": "C", "LANG": "C"}          # dd's "copied, X s" line in English
+COPIED = re.compile(r"copied, ([0-9.]+(?:e[-+]?\d+)?) s")
+
+
+def dd_cmd(n: int) -> list[str]:
+    """`dd if=/dev/zero of=/dev/null bs=1 count=N`: two syscalls per byte."""
+    return [DD, "if=/dev/zero", "of=/dev/null", "bs=1", f"count={n}"]
+
+
+def dd_seconds(text: str) -> float | None:
+    """dd's own elapsed time, from the last "copied, X s" line of its stderr (None if there is none)."""
+    m = COPIED.findall(text)
+    return float(m[-1]) if m else None
+
+
+def run_dd(n: int) -> float:
+    """Runs dd_cmd(n) here; its own elapsed time (RuntimeError if dd failed)."""
+    p = subprocess.run(dd_cmd(n), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=DD_ENV, text=True)
+    t = dd_seconds(p.stderr)
+    if p.returncode != 0 or t is None:
+        raise RuntimeError(f"dd failed: {p.stderr.strip()[-200:]}")
+    return t
 
 
 # ---------------------------------------------------------------- osrewind record --json

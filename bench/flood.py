@@ -60,15 +60,13 @@ import time
 from pathlib import Path
 
 import benchlib
-from benchlib import fmt, pair, progress, ratio, summarize
+from benchlib import COPIED, DD, dd_cmd, dd_seconds, fmt, pair, progress, ratio, run_dd, summarize
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 TRACEFS = "/sys/kernel/tracing"
 DEBUGFS = "/sys/kernel/debug"
-ENV = {**os.environ, "LC_ALL": "C", "LANG": "C"}
-DD = os.path.realpath(shutil.which("dd") or "/usr/bin/dd")  # bpftrace -c wants one real path
-COPIED = re.compile(r"copied, ([0-9.]+(?:e[-+]?\d+)?) s")
+ENV = benchlib.DD_ENV   # every tool runs in the C locale (dd's "copied" line)
 
 # osrewind's option sets, by floor name
 MODES = {
@@ -76,23 +74,6 @@ MODES = {
     "no-sched": ["--no-sched"],
     "fd-only": ["--no-syscalls", "--no-sched"],
 }
-
-def dd_cmd(n: int) -> list[str]:
-    return [DD, "if=/dev/zero", "of=/dev/null", "bs=1", f"count={n}"]
-
-
-def dd_seconds(text: str) -> float | None:
-    m = COPIED.findall(text)
-    return float(m[-1]) if m else None
-
-
-def run_dd(n: int) -> float:
-    p = subprocess.run(dd_cmd(n), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, text=True)
-    t = dd_seconds(p.stderr)
-    if p.returncode != 0 or t is None:
-        raise RuntimeError(f"dd failed: {p.stderr.strip()[-200:]}")
-    return t
-
 
 def ensure_tracefs() -> None:
     """Mount tracefs and debugfs when they are not mounted (as probes/loader.py does). Idempotent."""

@@ -30,17 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import time
 
-from benchlib import fmt, progress, progress_end, summarize
+from benchlib import fmt, progress, progress_end, run_dd, summarize
 
 from osrewind.probes import records
-
-COPIED = re.compile(r"copied, ([0-9.]+(?:e[-+]?\d+)?) s")
 
 PROGRAM = r"""
 BPF_RINGBUF_OUTPUT(rb, RING_PAGES);
@@ -97,15 +93,6 @@ def body_of(variant: str, calls: int) -> str:
         return OUTPUT_BODY
     helper = {"get_pid_tgid": "bpf_get_current_pid_tgid()", "ktime": "bpf_ktime_get_ns()"}[variant]
     return "\n".join(f"    v += {helper};" for _ in range(calls))
-
-
-def run_dd(count: int) -> float:
-    p = subprocess.run(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={count}"],
-                       capture_output=True, text=True, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
-    m = COPIED.search(p.stderr)
-    if p.returncode != 0 or not m:
-        raise SystemExit(f"helper_costs: dd failed: {p.stderr.strip()[-200:]}")
-    return float(m.group(1))
 
 
 def measure(variant: str, count: int, calls: int, record_bytes: int) -> float:

@@ -509,8 +509,7 @@ class Probe:
                 threads = [pid]
             for tid in threads:
                 self._tids.set(tid, pid)
-        if self._scope_gen is not None:  # after the scope's stores (x86 keeps stores in order)
-            self._scope_gen.set(1, self._scope_gen.get(1) + 1)
+        self._scope_changed()
 
     def drain(self) -> records.Drained:
         """Every ring's committed records, copied once each."""
@@ -594,9 +593,13 @@ class Probe:
         return b"".join(out)
 
     def untrack(self, pid: int) -> None:
-        """Take a process out of scope. The scope generation moves on after the store, as in
-        :meth:`track`: a CPU's memo of one of its threads as in scope is stale from then on."""
+        """Take a process out of scope: a CPU's memo of one of its threads as in scope is stale from then on."""
         self._tracked.set(pid, 0)
+        self._scope_changed()
+
+    def _scope_changed(self) -> None:
+        """Move the scope generation on (scope_gen[0].user), after the scope's stores (x86 keeps
+        stores in order): the raw syscall hooks' memos taken before are stale."""
         if self._scope_gen is not None:
             self._scope_gen.set(1, self._scope_gen.get(1) + 1)
 

@@ -38,8 +38,9 @@ cli.shutdown(socket.SHUT_WR)
 assert srv.recv(10) == b""
 # the client's FIN acked (FIN_WAIT2, TCP_INFO's first byte) before anything closes: the peer's
 # delayed ACK can come later than a pause on a loaded machine, and then after cli.close()
+TCP_FIN_WAIT2 = 5   # include/net/tcp_states.h
 deadline = time.monotonic() + 5
-while cli.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != 5 and time.monotonic() < deadline:
+while cli.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != TCP_FIN_WAIT2 and time.monotonic() < deadline:
     time.sleep(0.002)
 mark("tcp-half-closed")
 srv.close()
