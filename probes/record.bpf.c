@@ -26,7 +26,8 @@
 // Scope: `tracked` is an array indexed by tgid (sized to pid_max), read first in every program, before
 // any other work: a process out of scope pays one array load per hook; in the raw syscall hooks,
 // which every syscall on the machine runs, a few loads of per-CPU memos (`out_memo`, `in_memo`).
-// Every drop is counted at its cause in the per-CPU `drops` array (full rings per lane, full maps), and stored with the run.
+// Every drop is counted at its cause in the per-CPU `drops` array (full rings per lane, full maps),
+// and stored with the run.
 //
 // Options come in as -D cflags from the loader:
 //   SYSTEM_WIDE     record every process (minus SELF_TGID, the recorder itself)
@@ -1626,9 +1627,9 @@ TRACEPOINT_PROBE(oom, mark_victim) {
 // same struct pt_regs (the architecture's syscall ABI, stable across kernels; a syscall leaves
 // them as it found them) as one window with one read. One ring reservation and one register read
 // a call instead of two and two (an enter and an exit record, paired in user space). The scope
-// test is a few loads of the CPU's memos (`in_memo`, `out_memo`) once it has seen the task; what
-// is left is mostly helper calls: the two clock reads, about 40 ns each here, and the ring's
-// reserve and submit, about 50 ns together (measured with empty programs that make only them).
+// test is a few loads of the CPU's memos (`in_memo`, `out_memo`) once it has seen the task. What
+// is left is the two clock reads, about 40 ns each here, and the record, about 35-55 ns: writing
+// its 128 bytes, more than the reserve and submit calls (bench/helper_costs.py).
 // execve and execveat replace the registers before they return: their arguments are read at entry
 // into `sc_exec` (a small hash, exec calls only). exit and exit_group never return: written at entry.
 
